@@ -1,0 +1,32 @@
+"""Where the real data lives: ``HTD_SHARED_DATA`` or ``../shared/data`` beside the repo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_VAR = "HTD_SHARED_DATA"
+
+
+def shared_data_dir(required: bool = False) -> Path | None:
+    """The shared real-data folder, or None when absent (``required=True`` raises instead).
+
+    Looks at ``$HTD_SHARED_DATA``, then ``../shared/data`` relative to the repository root
+    (the folder above ``htd_core``) and to the current directory.
+    """
+    candidates = []
+    if os.environ.get(ENV_VAR):
+        candidates.append(Path(os.environ[ENV_VAR]))
+    repo_root = Path(__file__).resolve().parents[1]
+    candidates += [repo_root.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    if required:
+        from htd_core.errors import InputError
+
+        raise InputError(
+            f"real data folder not found (looked at {', '.join(map(str, candidates))}); "
+            f"set {ENV_VAR} to the folder that holds slides/, glas/, ..."
+        )
+    return None

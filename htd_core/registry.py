@@ -1,0 +1,171 @@
+"""Typed registries of named components (timm-style, with clearer errors).
+
+A plugin hook receives one :class:`Registry` per extension point and calls
+``registry.register(name, factory)``. The factory is a subclass of the registry's base type,
+or any callable returning an instance of it (checked when the component is created).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from htd_core.errors import (
+    ComponentOptionError,
+    DuplicateComponentError,
+    RegistryError,
+    UnknownComponentError,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """One registered component: its name, factory, owning plugin and one-line summary."""
+
+    name: str
+    factory: Callable[..., T]
+    plugin: str
+    summary: str
+
+
+def _first_doc_line(obj: object) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def suggest(name: str, candidates: list[str]) -> str:
+    """Return `` Did you mean 'x'?`` for the closest candidate, or an empty string."""
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+class Registry(Generic[T]):
+    """Named factories of one component kind (e.g. condition builders).
+
+    Args:
+        kind: human-readable kind used in messages ("condition builder").
+        base: the type every created component must be an instance of.
+    """
+
+    def __init__(self, kind: str, base: type[T]) -> None:
+        self.kind = kind
+        self.base = base
+        self._entries: dict[str, Entry[T]] = {}
+        self._current_plugin = "<direct>"
+
+    # -- registration -------------------------------------------------------------------
+    def register(self, name: str, factory: Callable[..., T], *, summary: str | None = None) -> None:
+        """Register ``factory`` under ``name``.
+
+        Raises:
+            RegistryError: the name is not a simple identifier or the factory has the wrong type.
+            DuplicateComponentError: another plugin already registered the name.
+        """
+        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-." for c in name):
+            raise RegistryError(
+                f"{self.kind} name {name!r} is invalid: use letters, digits, '_', '-' or '.'"
+            )
+        if inspect.isclass(factory):
+            if not issubclass(factory, self.base):
+                raise RegistryError(
+                    f"cannot register {self.kind} {name!r}: {factory.__qualname__} is not a "
+                    f"subclass of {self.base.__name__}"
+                )
+        elif not callable(factory):
+            raise RegistryError(
+                f"cannot register {self.kind} {name!r}: expected a {self.base.__name__} subclass "
+                f"or a callable returning one, got {type(factory).__name__}"
+            )
+        if name in self._entries:
+            other = self._entries[name].plugin
+            raise DuplicateComponentError(
+                f"{self.kind} {name!r} is registered twice: by plugin {other!r} and by plugin "
+                f"{self._current_plugin!r}; block one with HTD_DISABLED_PLUGINS={other}"
+            )
+        self._entries[name] = Entry(
+            name, factory, self._current_plugin, summary or _first_doc_line(factory)
+        )
+
+    def unregister_plugin(self, plugin: str) -> list[str]:
+        """Remove everything ``plugin`` registered (used to roll back a failing hook)."""
+        removed = [n for n, e in self._entries.items() if e.plugin == plugin]
+        for n in removed:
+            del self._entries[n]
+        return removed
+
+    # -- lookup -------------------------------------------------------------------------
+    def names(self, pattern: str = "*") -> list[str]:
+        """Sorted registered names matching a shell-style glob (``"dinov2_*"``)."""
+        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def entry(self, name: str) -> Entry[T]:
+        """The entry for ``name``; unknown names list what exists and suggest the closest."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            available = self.names()
+            listing = ", ".join(available) if available else "none registered"
+            raise UnknownComponentError(
+                f"unknown {self.kind} {name!r}.{suggest(str(name), available)} "
+                f"Available: {listing}"
+            ) from None
+
+    def entries(self) -> list[Entry[T]]:
+        return [self._entries[n] for n in self.names()]
+
+    def create(self, name: str, **options: Any) -> T:
+        """Instantiate component ``name`` with keyword options, validating option names."""
+        entry = self.entry(name)
+        check_options(entry.factory, options, f"{self.kind} {name!r}")
+        try:
+            obj = entry.factory(**options)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, RegistryError):
+                raise
+            raise ComponentOptionError(f"{self.kind} {name!r}: {exc}") from exc
+        if not isinstance(obj, self.base):
+            raise RegistryError(
+                f"{self.kind} {name!r} (plugin {entry.plugin!r}) returned "
+                f"{type(obj).__name__}, not a {self.base.__name__}"
+            )
+        return obj
+
+
+def accepted_options(factory: Callable[..., Any]) -> list[str] | None:
+    """Keyword names ``factory`` accepts, or None when it takes ``**kwargs``."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return [
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+
+
+def check_options(factory: Callable[..., Any], options: dict[str, Any], what: str) -> None:
+    """Raise :class:`ComponentOptionError` naming any option ``factory`` does not take."""
+    allowed = accepted_options(factory)
+    if allowed is None:
+        return
+    for key in options:
+        if key not in allowed:
+            raise ComponentOptionError(
+                f"{what} has no option {key!r}.{suggest(key, allowed)} "
+                f"Options: {', '.join(allowed) or 'none'}"
+            )

@@ -1,0 +1,1 @@
+"""Condition builders: semantic map, unconditional, crops and embeddings."""
