@@ -32,7 +32,9 @@ class ComponentSpec:
             return cls(value, {}, where)
         if isinstance(value, Mapping):
             if "name" not in value:
-                raise ConfigError(f"{where}: a component mapping needs a 'name' key, got {sorted(value)}")
+                raise ConfigError(
+                    f"{where}: a component mapping needs a 'name' key, got {sorted(value)}"
+                )
             options = {str(k): v for k, v in value.items() if k != "name"}
             return cls(str(value["name"]), options, where)
         raise ConfigError(

@@ -29,7 +29,18 @@ from htd_core.errors import InputError
 from htd_core.io import atomic_save_image, atomic_write_json, remove_stale_temps
 from htd_core.types import ClassMap, TissueSample
 
-BASE_COLUMNS = ("index", "image", "mask", "slide_id", "x", "y", "level", "mpp", "patch_size", "entropy")
+BASE_COLUMNS = (
+    "index",
+    "image",
+    "mask",
+    "slide_id",
+    "x",
+    "y",
+    "level",
+    "mpp",
+    "patch_size",
+    "entropy",
+)
 
 
 def composition_entropy(fractions: Sequence[float]) -> float:
@@ -46,7 +57,9 @@ class DatasetWriter:
         extra_columns: additional ``meta`` keys to record per row (e.g. crop provenance).
     """
 
-    def __init__(self, root: str | Path, class_map: ClassMap, extra_columns: Sequence[str] = ()) -> None:
+    def __init__(
+        self, root: str | Path, class_map: ClassMap, extra_columns: Sequence[str] = ()
+    ) -> None:
         self.root = Path(root)
         self.class_map = class_map
         self.columns = (*BASE_COLUMNS, *(f"frac:{n}" for n in class_map.names), *extra_columns)
@@ -101,7 +114,9 @@ class DatasetWriter:
         if sample.image is None:
             raise InputError("cannot write a layout without an image to a dataset")
         if sample.class_map != self.class_map:
-            raise InputError(f"sample classes {list(sample.class_map.names)} differ from the dataset's")
+            raise InputError(
+                f"sample classes {list(sample.class_map.names)} differ from the dataset's"
+            )
         idx = self._count
         name = f"{idx:06d}.png"
         atomic_save_image(self.root / "images" / name, sample.image)

@@ -46,7 +46,11 @@ class Pipeline:
             for i, c in enumerate(_as_list(conditioners))
         ]
         self.condition_builder: ConditionBuilder | None = (
-            builders[0] if len(builders) == 1 else ComposedConditionBuilder(builders) if builders else None
+            builders[0]
+            if len(builders) == 1
+            else ComposedConditionBuilder(builders)
+            if builders
+            else None
         )
         self.backbone = self._resolve(backbone, "backbones", Backbone, "backbone")
         self.evaluators = [
@@ -83,7 +87,9 @@ class Pipeline:
     def _need(self, attr: str, stage: str) -> Any:
         value = getattr(self, attr)
         if value is None:
-            raise ConfigError(f"pipeline stage {stage!r} needs a {attr.replace('_', ' ')}; none was given")
+            raise ConfigError(
+                f"pipeline stage {stage!r} needs a {attr.replace('_', ' ')}; none was given"
+            )
         return value
 
     # -- stages -------------------------------------------------------------------------
@@ -102,7 +108,9 @@ class Pipeline:
         sampler = self._need("sampler", "fit")
         return backbone.fit(sampler, builder, **{**self.stage_options.get("fit", {}), **options})
 
-    def generate(self, layouts: Sequence[TissueSample], seed: int = 0, **options: Any) -> list[TissueSample]:
+    def generate(
+        self, layouts: Sequence[TissueSample], seed: int = 0, **options: Any
+    ) -> list[TissueSample]:
         """Synthesize one image per layout (a mask, optionally with crops' source image)."""
         backbone: Backbone = self._need("backbone", "generate")
         conditions = self.build_conditions(layouts, seed=seed)

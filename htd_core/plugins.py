@@ -95,7 +95,10 @@ class PluginManager:
                 dist.version if dist else "",
             )
             if ep.name in self.infos:
-                info.status, info.error = "broken", f"duplicate plugin name (also {self.infos[ep.name].module})"
+                info.status, info.error = (
+                    "broken",
+                    f"duplicate plugin name (also {self.infos[ep.name].module})",
+                )
                 self.infos[f"{ep.name}@{ep.value}"] = info
                 continue
             self.infos[ep.name] = info
@@ -234,4 +237,3 @@ def registry(kind: str) -> Registry:
 def create(kind: str, name: str, **options: Any) -> Any:
     """Create a registered component: ``create("encoders", "inception_fid")``."""
     return registry(kind).create(name, **options)
-

@@ -67,7 +67,11 @@ class Registry(Generic[T]):
             RegistryError: the name is not a simple identifier or the factory has the wrong type.
             DuplicateComponentError: another plugin already registered the name.
         """
-        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-." for c in name):
+        if (
+            not isinstance(name, str)
+            or not name
+            or not all(c.isalnum() or c in "_-." for c in name)
+        ):
             raise RegistryError(
                 f"{self.kind} name {name!r} is invalid: use letters, digits, '_', '-' or '.'"
             )
@@ -118,8 +122,7 @@ class Registry(Generic[T]):
             available = self.names()
             listing = ", ".join(available) if available else "none registered"
             raise UnknownComponentError(
-                f"unknown {self.kind} {name!r}.{suggest(str(name), available)} "
-                f"Available: {listing}"
+                f"unknown {self.kind} {name!r}.{suggest(str(name), available)} Available: {listing}"
             ) from None
 
     def entries(self) -> list[Entry[T]]:

@@ -76,7 +76,9 @@ class ClassMap:
     def from_dict(cls, data: Mapping[str, Any]) -> ClassMap:
         """Inverse of :meth:`to_dict` (the ``classes.json`` written beside datasets)."""
         if "names" not in data:
-            raise InputError("class map has no 'names' list (expected keys: names, colors, ignore_index)")
+            raise InputError(
+                "class map has no 'names' list (expected keys: names, colors, ignore_index)"
+            )
         return cls(
             names=tuple(data["names"]),
             colors=tuple(tuple(c) for c in data.get("colors", ())),
@@ -179,10 +181,14 @@ class Condition:
         object.__setattr__(self, "token_names", tuple(self.token_names))
         if self.spatial is None:
             if self.channels:
-                raise InputError(f"Condition names channels {self.channels} but has no spatial tensor")
+                raise InputError(
+                    f"Condition names channels {self.channels} but has no spatial tensor"
+                )
         else:
             if self.spatial.ndim != 3:
-                raise InputError(f"Condition.spatial must be C x H x W, got {tuple(self.spatial.shape)}")
+                raise InputError(
+                    f"Condition.spatial must be C x H x W, got {tuple(self.spatial.shape)}"
+                )
             if self.spatial.shape[0] != len(self.channels):
                 raise InputError(
                     f"Condition.spatial has {self.spatial.shape[0]} channels but "
@@ -241,7 +247,9 @@ def _cat(parts: Sequence[torch.Tensor | None], what: str) -> torch.Tensor | None
     return torch.cat(present, dim=0)
 
 
-def collate_conditions(conditions: Sequence[Condition]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def collate_conditions(
+    conditions: Sequence[Condition],
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Stack per-sample conditions into batch tensors (B x C x H x W, B x N x D).
 
     All conditions must share channel and token names (same builder, same class map).

@@ -28,7 +28,9 @@ class Backbone(ABC):
         """Train; returns a summary (steps, final loss, output folder...)."""
 
     @abstractmethod
-    def generate(self, conditions: Sequence[Condition], *, seed: int = 0, **options: Any) -> np.ndarray:
+    def generate(
+        self, conditions: Sequence[Condition], *, seed: int = 0, **options: Any
+    ) -> np.ndarray:
         """Images N x H x W x 3 uint8, one per condition, deterministic for a seed."""
 
     @abstractmethod

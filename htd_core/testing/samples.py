@@ -37,10 +37,14 @@ def synthetic_sample(
     mask = np.kron(cells, np.ones((size // 4 + 1, size // 4 + 1), np.int64))[:size, :size]
     mask[0, 0] = 255  # one ignored pixel
     image = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8) if with_image else None
-    return TissueSample(image, mask.astype(np.uint8), ClassMap(classes), {"slide_id": f"synthetic-{seed}"})
+    return TissueSample(
+        image, mask.astype(np.uint8), ClassMap(classes), {"slide_id": f"synthetic-{seed}"}
+    )
 
 
-def real_tiles(root: str | Path, dataset: str = "glas", n: int = 4, size: int | None = None) -> list[TissueSample]:
+def real_tiles(
+    root: str | Path, dataset: str = "glas", n: int = 4, size: int | None = None
+) -> list[TissueSample]:
     """The first ``n`` real image+mask pairs of a shared tile set (sorted by name).
 
     Args:
@@ -71,5 +75,12 @@ def real_tiles(root: str | Path, dataset: str = "glas", n: int = 4, size: int | 
                 continue
             y, x = (h - size) // 2, (w - size) // 2
             image, mask = image[y : y + size, x : x + size], mask[y : y + size, x : x + size]
-        out.append(TissueSample(np.ascontiguousarray(image), np.ascontiguousarray(mask), cm, {"slide_id": img_path.stem}))
+        out.append(
+            TissueSample(
+                np.ascontiguousarray(image),
+                np.ascontiguousarray(mask),
+                cm,
+                {"slide_id": img_path.stem},
+            )
+        )
     return out

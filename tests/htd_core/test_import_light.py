@@ -1,0 +1,31 @@
+"""htd_core and plugin discovery must not import heavy libraries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ["diffusers", "monai", "tiatoolbox", "timm", "sklearn", "segmentation_models_pytorch"]
+
+
+def loaded_after(code: str) -> list[str]:
+    probe = (
+        f"import sys, json\n{code}\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_import_htd_core_is_light():
+    assert loaded_after("import htd_core, htd_core.pipeline, htd_core.testing.samples") == []
+
+
+def test_cli_parser_is_light():
+    assert loaded_after("from htd_core.cli import build_parser; build_parser()") == []
+
+
+def test_loading_all_plugins_is_light():
+    code = "from htd_core.plugins import PluginManager\nPluginManager().registries"
+    assert loaded_after(code) == []
