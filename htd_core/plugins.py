@@ -155,14 +155,14 @@ class PluginManager:
             info = self.infos.setdefault(impl.plugin_name, PluginInfo(impl.plugin_name, ""))
             if info.status != "ok":
                 continue
-            registry._current_plugin = impl.plugin_name
+            # pluggy's opt-in arguments: pass only what the implementation declares
+            available = {"registry": registry}
             try:
-                impl.function(registry=registry)
+                with registry.owned_by(impl.plugin_name):
+                    impl.function(*(available[a] for a in impl.argnames))
             except Exception as exc:
                 registry.unregister_plugin(impl.plugin_name)
                 info.status, info.error = "broken", f"{hook_name}: {_describe(exc)}"
-            finally:
-                registry._current_plugin = "<direct>"
         for entry in registry.entries():
             if entry.plugin in self.infos:
                 self.infos[entry.plugin].components.append((registry.kind, entry.name))

@@ -7,10 +7,11 @@ or any callable returning an instance of it (checked when the component is creat
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -60,6 +61,15 @@ class Registry(Generic[T]):
         self._current_plugin = "<direct>"
 
     # -- registration -------------------------------------------------------------------
+    @contextlib.contextmanager
+    def owned_by(self, plugin: str) -> Iterator[Registry[T]]:
+        """Attribute registrations made inside the block to ``plugin`` (for messages)."""
+        previous, self._current_plugin = self._current_plugin, plugin
+        try:
+            yield self
+        finally:
+            self._current_plugin = previous
+
     def register(self, name: str, factory: Callable[..., T], *, summary: str | None = None) -> None:
         """Register ``factory`` under ``name``.
 

@@ -57,10 +57,9 @@ def test_type_is_checked_at_registration_and_creation():
 
 def test_duplicate_names_both_plugins():
     reg = make()
-    reg._current_plugin = "first_plugin"
-    reg.register("dup", Dummy)
-    reg._current_plugin = "second_plugin"
-    with pytest.raises(DuplicateComponentError) as err:
+    with reg.owned_by("first_plugin"):
+        reg.register("dup", Dummy)
+    with reg.owned_by("second_plugin"), pytest.raises(DuplicateComponentError) as err:
         reg.register("dup", Dummy)
     assert "first_plugin" in str(err.value) and "second_plugin" in str(err.value)
 
@@ -85,8 +84,8 @@ def test_unknown_option_suggests():
 
 def test_unregister_plugin_rolls_back():
     reg = make()
-    reg._current_plugin = "p"
-    reg.register("a", Dummy)
-    reg.register("b", Dummy)
+    with reg.owned_by("p"):
+        reg.register("a", Dummy)
+        reg.register("b", Dummy)
     assert sorted(reg.unregister_plugin("p")) == ["a", "b"]
     assert len(reg) == 0
