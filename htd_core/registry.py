@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 from htd_core.errors import (
     ComponentOptionError,
     DuplicateComponentError,
+    HtdError,
     RegistryError,
     UnknownComponentError,
 )
@@ -145,7 +146,7 @@ class Registry(Generic[T]):
         try:
             obj = entry.factory(**options)
         except (TypeError, ValueError) as exc:
-            if isinstance(exc, RegistryError):
+            if isinstance(exc, HtdError):  # the component's own clear error: keep its type
                 raise
             raise ComponentOptionError(f"{self.kind} {name!r}: {exc}") from exc
         if not isinstance(obj, self.base):

@@ -89,3 +89,18 @@ def test_unregister_plugin_rolls_back():
         reg.register("b", Dummy)
     assert sorted(reg.unregister_plugin("p")) == ["a", "b"]
     assert len(reg) == 0
+
+
+def test_component_errors_keep_their_type():
+    from htd_core.errors import InputError
+
+    def refuse(weights=None):
+        raise InputError("pass weights=PATH")
+
+    reg = make()
+    reg.register("needs_weights", refuse)
+    with pytest.raises(InputError, match="weights=PATH"):
+        reg.create("needs_weights")
+    reg.register("plain_value_error", lambda size=1: Dummy(int("x")))
+    with pytest.raises(ComponentOptionError, match="plain_value_error"):
+        reg.create("plain_value_error")
