@@ -29,15 +29,6 @@ class TestEmbeddingConformance(ConditionBuilderConformance):
     def make_builder(self):
         return make()
 
-    def test_refuses_unknown_class_in_mask(self) -> None:
-        # The mixin assumes a builder without spatial channels ignores the mask; this one reads
-        # it to choose crops, so an undefined class must be refused (the bad input).
-        sample = self.make_samples()[0]
-        mask = sample.mask.copy()
-        mask[1, 1] = len(sample.class_map) + 3
-        with pytest.raises(InputError, match="class"):
-            make().build(TissueSample(sample.image, mask, sample.class_map), seed=0)
-
 
 class TestEmbeddingWithBankConformance(ConditionBuilderConformance):
     bank = CropBank.from_samples(
@@ -46,8 +37,6 @@ class TestEmbeddingWithBankConformance(ConditionBuilderConformance):
 
     def make_builder(self):
         return EmbeddingBuilder(_ENCODER, crop_options={"bank": self.bank, "min_size": 4})
-
-    test_refuses_unknown_class_in_mask = TestEmbeddingConformance.test_refuses_unknown_class_in_mask
 
 
 def test_tokens_are_crop_embeddings_on_real_tiles(shared_data):
