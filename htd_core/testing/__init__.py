@@ -14,10 +14,9 @@ from htd_core.testing.conformance import (
     EvaluatorConformance,
     PatchSamplerConformance,
 )
-from htd_core.testing.samples import REAL_TILE_SETS, real_tiles, synthetic_sample
+from htd_core.testing.samples import real_tiles, synthetic_sample
 
 __all__ = [
-    "REAL_TILE_SETS",
     "BackboneConformance",
     "ConditionBuilderConformance",
     "EncoderConformance",

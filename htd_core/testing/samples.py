@@ -10,18 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from htd_core.data import TILE_SETS
 from htd_core.errors import InputError
 from htd_core.types import ClassMap, TissueSample
-
-#: Real image+mask tile sets in ``../shared/data`` (see its README): classes and mask codes.
-REAL_TILE_SETS: dict[str, dict] = {
-    "glas": {"classes": ("non_gland", "gland"), "threshold": None},
-    "wsss4luad_val": {
-        "classes": ("tumor_epithelium", "tumor_stroma", "normal_lung", "background"),
-        "threshold": None,
-    },
-    "camelyon_mini": {"classes": ("other", "tumor"), "threshold": 127},
-}
 
 
 def synthetic_sample(
@@ -49,12 +40,12 @@ def real_tiles(
 
     Args:
         root: the shared data folder (``shared_data`` fixture).
-        dataset: a key of :data:`REAL_TILE_SETS`.
+        dataset: a key of :data:`TILE_SETS`.
         size: centre-crop to ``size`` x ``size`` when the tile is larger.
     """
     from PIL import Image
 
-    spec = REAL_TILE_SETS[dataset]
+    spec = TILE_SETS[dataset]
     folder = Path(root) / dataset
     images = sorted((folder / "images").iterdir())[:n]
     if not images:

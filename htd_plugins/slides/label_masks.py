@@ -1,0 +1,154 @@
+"""Label-mask images (integer class codes per pixel) at any downsample of a slide.
+
+Accepted: single-channel PNG/TIFF index images (P-mode palettes included), RGB images whose
+first (red) channel holds the code (PANDA), and the discovery stage's pseudo maps: one code per
+patch-grid cell, 255 = no label, with a JSON sidecar ``<mask>.json`` naming the codes
+(``{"names": [...]}`` or a list or ``{code: name}``; optional ``"downsample"``: level-0 pixels
+per mask pixel, for grids anchored at the top-left that overhang the slide).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from htd_core.errors import InputError
+from htd_core.types import ClassMap
+
+NO_LABEL = 255  # code meaning "no label here": the cell keeps its tissue/background value
+
+
+def read_label_mask(path: str | Path) -> np.ndarray:
+    """The mask's integer codes as a 2-D array."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"label mask {path} does not exist")
+    Image.MAX_IMAGE_PIXELS = None  # masks of whole slides are large by nature
+    try:
+        with Image.open(path) as im:
+            array = np.asarray(im)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError(f"label mask {path} cannot be read as an image: {exc}") from exc
+    if array.ndim == 3:
+        array = array[..., 0]  # PANDA: code in the red channel
+    if not np.issubdtype(array.dtype, np.integer) and array.dtype != bool:
+        raise InputError(
+            f"label mask {path} holds {array.dtype} values; class codes must be integers"
+        )
+    return array.astype(np.int64)
+
+
+def load_code_names(
+    label_classes: Any, mask_path: str | Path
+) -> tuple[dict[int, str] | None, float | None]:
+    """Codes -> names and optional downsample from ``label_classes`` or the JSON sidecar.
+
+    ``label_classes`` is a list (code order), a mapping code -> name, a JSON file holding
+    either (or ``{"names": [...], "downsample": d}``), or None (sidecar ``<mask>.json`` when
+    present, else None: codes index the sampler's classes directly).
+    """
+    downsample = None
+    spec = label_classes
+    if spec is None:
+        sidecar = Path(mask_path).with_suffix(".json")
+        spec = sidecar if sidecar.is_file() else None
+    if isinstance(spec, str | Path) and str(spec).lower().endswith(".json"):
+        try:
+            spec = json.loads(Path(spec).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"label classes file {spec} cannot be read: {exc}") from exc
+        if isinstance(spec, Mapping) and ("names" in spec or "classes" in spec):
+            downsample = spec.get("downsample")
+            spec = spec.get("names", spec.get("classes"))
+    if spec is None:
+        return None, downsample
+    if isinstance(spec, Mapping):
+        try:
+            return {int(k): str(v) for k, v in spec.items()}, downsample
+        except ValueError as exc:
+            raise InputError(
+                f"label_classes keys must be integer codes, got {list(spec)[:5]}"
+            ) from exc
+    if isinstance(spec, Sequence) and not isinstance(spec, str):
+        return {i: str(v) for i, v in enumerate(spec)}, downsample
+    raise InputError(
+        f"label_classes={label_classes!r}: give a list of names in code order, a mapping "
+        "code -> name, or a JSON file with either"
+    )
+
+
+def code_lut(
+    codes: np.ndarray, names: dict[int, str] | None, class_map: ClassMap, unknown: str, source: str
+) -> np.ndarray:
+    """Lookup table code -> class index (ignore index for ``@ignore``; NO_LABEL kept)."""
+    present = [int(c) for c in np.unique(codes) if c != NO_LABEL]
+    lut = np.full(max(present + [NO_LABEL]) + 1, class_map.ignore_index, np.int64)
+    lut[NO_LABEL] = NO_LABEL
+    bad: dict[int, str] = {}
+    for code in present:
+        name = (
+            names.get(code)
+            if names is not None
+            else (class_map.names[code] if 0 <= code < len(class_map) else None)
+        )
+        if name == "@ignore":
+            continue
+        if name in class_map.names:
+            lut[code] = class_map.names.index(name)
+        else:
+            bad[code] = "unnamed" if name is None else repr(name)
+    if bad and unknown == "error":
+        shown = ", ".join(f"{c} ({n})" for c, n in sorted(bad.items()))
+        raise InputError(
+            f"label mask {source} has codes {shown} that map to no class of {list(class_map.names)}: "
+            "name them in label_classes (a list in code order or {code: name}, '@ignore' allowed) "
+            "or set unknown_labels='ignore'"
+        )
+    return lut
+
+
+def mask_to_grid(
+    mask: np.ndarray,
+    grid_shape: tuple[int, int],
+    cell_size: float,
+    slide_dims: tuple[int, int],
+    downsample: float | None,
+    source: str,
+) -> np.ndarray:
+    """Nearest-sample the mask at every grid cell's centre.
+
+    Without ``downsample`` the mask is stretched over the slide (aspect ratio checked, one
+    mask pixel of rounding allowed); with it, mask pixel (i, j) covers level-0 pixels
+    ``[j * downsample, (j + 1) * downsample)``.
+    """
+    h, w = mask.shape
+    sw, sh = slide_dims
+    if downsample is None:
+        rel = abs((w / h) / (sw / sh) - 1.0)
+        if rel > 0.02 + 1.0 / min(w, h):
+            raise InputError(
+                f"label mask {source} is {w} x {h} (aspect {w / h:.3f}) but the slide is "
+                f"{sw} x {sh} (aspect {sw / sh:.3f}): it is not a downsample of this slide; "
+                "check that mask and slide belong together (or give the mask's downsample)"
+            )
+        fx, fy = sw / w, sh / h
+    else:
+        ds = float(downsample)
+        if abs(w * ds - sw) > ds + 1 or abs(h * ds - sh) > ds + 1:
+            raise InputError(
+                f"label mask {source} is {w} x {h} at downsample {ds:g}, covering "
+                f"{w * ds:.0f} x {h * ds:.0f} level-0 pixels, but the slide is {sw} x {sh}"
+            )
+        fx = fy = ds
+    rows, cols = grid_shape
+    centre_y = (np.arange(rows) + 0.5) * cell_size
+    centre_x = (np.arange(cols) + 0.5) * cell_size
+    ri = np.clip((centre_y / fy).astype(np.int64), 0, h - 1)
+    ci = np.clip((centre_x / fx).astype(np.int64), 0, w - 1)
+    return mask[ri[:, None], ci[None, :]]

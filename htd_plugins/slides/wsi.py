@@ -1,0 +1,186 @@
+"""Open whole-slide images through tiatoolbox and read them at a chosen resolution.
+
+Every format OpenSlide reads (svs, ndpi, mrxs, tiff...) and plain images (png, jpg, as virtual
+slides) open through ``WSIReader.open``. Reads are addressed in *resolution* coordinates
+(pixels at the requested mpp), the coordinate space of tiatoolbox's patch extractors, so a
+sampler and tiatoolbox read identical pixels for the same grid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from htd_core.errors import InputError
+
+#: Default read resolution (um/px), the paper's 20x.
+DEFAULT_MPP = 0.5
+#: A request up to this factor finer than the base resolution is accepted (scanner calibration
+#: differs slightly between slides: asking 0.5 um/px of a 0.503 um/px scan is fine).
+MPP_TOLERANCE = 0.98
+_NOT_SLIDES = {".db", ".json", ".geojson", ".xml", ".csv"}
+
+
+def opaque_slide_id(path: str | Path) -> str:
+    """A stable id derived from the file name only (hash: no label, macro or metadata)."""
+    return hashlib.sha256(Path(path).name.encode()).hexdigest()[:16]
+
+
+class Slide:
+    """A whole-slide image (or plain image) opened for reading at a given mpp.
+
+    Args:
+        path: slide file.
+        slide_mpp: base resolution (um/px at level 0) to use instead of the metadata; required
+            when the file has none (e.g. re-encoded TCGA fixtures, plain images).
+    """
+
+    def __init__(self, path: str | Path, slide_mpp: float | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(f"slide {self.path} does not exist: check the path")
+        if self.path.suffix.lower() in _NOT_SLIDES:
+            raise InputError(
+                f"slide {self.path} is a {self.path.suffix} file, not an image: pass annotation "
+                "files as `annotations` and the slide image as `slide`"
+            )
+        if slide_mpp is not None and not (isinstance(slide_mpp, int | float) and slide_mpp > 0):
+            raise InputError(
+                f"slide_mpp={slide_mpp!r} for {self.path}: give a positive um/px value"
+            )
+        self.reader = _open_reader(self.path, slide_mpp)
+        info = self.reader.info
+        mpp = info.mpp
+        if slide_mpp is not None:
+            self.base_mpp = float(slide_mpp)
+        elif mpp is None or mpp[0] is None or not np.isfinite(float(mpp[0])):
+            raise InputError(
+                f"slide {self.path} has no microns-per-pixel metadata: pass its level-0 "
+                "resolution with slide_mpp=<um/px> (about 0.25 for a 40x scan, 0.5 for 20x)"
+            )
+        else:
+            self.base_mpp = float(mpp[0])
+        self.base_power = float(info.objective_power) if info.objective_power else None
+        self.dimensions: tuple[int, int] = (
+            int(info.slide_dimensions[0]),
+            int(info.slide_dimensions[1]),
+        )
+        self.level_downsamples = [float(d) for d in info.level_downsamples]
+        self.slide_id = opaque_slide_id(self.path)
+        self._probe()
+
+    def _probe(self) -> None:
+        """Decode one small region so a truncated or corrupt file fails now, by name."""
+        w, h = self.dimensions
+        try:
+            self.reader.read_rect((w // 2, h // 2), (8, 8), resolution=0, units="level")
+        except Exception as exc:
+            raise InputError(
+                f"slide {self.path} opened but cannot be decoded ({type(exc).__name__}: {exc}): "
+                "the file is corrupt or truncated; copy it again"
+            ) from exc
+
+    # -- resolution ---------------------------------------------------------------------
+    def resolve_mpp(
+        self,
+        mpp: float | None = None,
+        objective_power: float | None = None,
+        level: int | None = None,
+    ) -> float:
+        """The read resolution from one of mpp, objective power or pyramid level.
+
+        Raises:
+            InputError: several given, an unknown level, or finer than the slide's base.
+        """
+        given = {
+            k: v
+            for k, v in (("mpp", mpp), ("objective_power", objective_power), ("level", level))
+            if v is not None
+        }
+        if len(given) > 1:
+            raise InputError(f"give one of mpp, objective_power or level, not {sorted(given)}")
+        if level is not None:
+            if not isinstance(level, int) or not 0 <= level < len(self.level_downsamples):
+                raise InputError(
+                    f"level={level!r} for slide {self.path}: it has levels 0..{len(self.level_downsamples) - 1}"
+                )
+            return self.base_mpp * self.level_downsamples[level]
+        if objective_power is not None:
+            if not objective_power > 0:
+                raise InputError(
+                    f"objective_power={objective_power!r}: give a positive magnification"
+                )
+            base_power = self.base_power or 10.0 / self.base_mpp  # 10 / mpp: 20x = 0.5 um/px
+            mpp = self.base_mpp * base_power / float(objective_power)
+        mpp = DEFAULT_MPP if mpp is None else float(mpp)
+        if not mpp > 0 or not math.isfinite(mpp):
+            raise InputError(f"mpp={mpp!r}: give a positive resolution in um/px")
+        if mpp < self.base_mpp * MPP_TOLERANCE:
+            raise InputError(
+                f"mpp={mpp} is finer than slide {self.path}'s base resolution {self.base_mpp:g} "
+                f"um/px: reading it would invent detail; request mpp >= {self.base_mpp:g}"
+            )
+        return mpp
+
+    def level_for(self, mpp: float) -> int:
+        """The pyramid level tiatoolbox reads from for ``mpp`` (largest not coarser)."""
+        scale = mpp / self.base_mpp
+        ok = [i for i, d in enumerate(self.level_downsamples) if d <= scale * 1.0001]
+        return max(ok) if ok else 0
+
+    def dimensions_at(self, mpp: float) -> tuple[int, int]:
+        """(width, height) in pixels at ``mpp`` (tiatoolbox's rounding)."""
+        w, h = self.reader.slide_dimensions(resolution=mpp, units="mpp")
+        return int(w), int(h)
+
+    # -- pixels -------------------------------------------------------------------------
+    def read(self, x: int, y: int, size: int, mpp: float) -> np.ndarray:
+        """uint8 size x size x 3 RGB at ``mpp``; (x, y) in pixels at that resolution."""
+        try:
+            region = self.reader.read_rect(
+                (int(x), int(y)),
+                (size, size),
+                resolution=mpp,
+                units="mpp",
+                coord_space="resolution",
+            )
+        except Exception as exc:
+            raise InputError(
+                f"cannot read slide {self.path} at ({x}, {y}): {type(exc).__name__}: {exc}"
+            ) from exc
+        return as_rgb(region)
+
+    def thumbnail(self, mpp: float) -> np.ndarray:
+        """The whole slide as uint8 RGB at ``mpp`` (coarse: tissue masks)."""
+        return as_rgb(self.reader.slide_thumbnail(resolution=mpp, units="mpp"))
+
+    def __repr__(self) -> str:
+        return f"Slide(id={self.slide_id}, {self.dimensions[0]}x{self.dimensions[1]} @ {self.base_mpp:g} um/px)"
+
+
+def _open_reader(path: Path, slide_mpp: float | None) -> Any:
+    from tiatoolbox.wsicore.wsireader import WSIReader
+
+    mpp = (float(slide_mpp), float(slide_mpp)) if slide_mpp is not None else None
+    try:
+        return WSIReader.open(path, mpp=mpp)
+    except Exception as exc:
+        raise InputError(
+            f"cannot open slide {path} ({type(exc).__name__}: {exc}): it is corrupt or not a "
+            "format OpenSlide/tiatoolbox reads (svs, ndpi, mrxs, tiff, png, jpg...)"
+        ) from exc
+
+
+def as_rgb(region: np.ndarray) -> np.ndarray:
+    """uint8 H x W x 3 from grey, RGBA or RGB reads."""
+    region = np.asarray(region)
+    if region.ndim == 2:
+        region = np.repeat(region[..., None], 3, axis=2)
+    region = region[..., :3]
+    if region.dtype != np.uint8:
+        region = np.clip(region, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(region)

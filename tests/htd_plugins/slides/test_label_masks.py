@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from htd_core import ClassMap
+from htd_core.errors import InputError
+from htd_plugins.slides.label_masks import code_lut, load_code_names, mask_to_grid, read_label_mask
+
+CM = ClassMap(("tumor", "stroma", "normal"))
+
+
+def test_discovery_pseudo_map_with_sidecar(tmp_path):
+    """Pseudo maps from discovery: uint8 codes per patch-grid cell, 255 = none, JSON names."""
+    codes = np.array([[0, 1, 255], [2, 1, 0]], np.uint8)
+    Image.fromarray(codes).save(tmp_path / "map.png")
+    (tmp_path / "map.json").write_text(json.dumps({"names": ["stroma", "tumor", "normal"]}))
+    mask = read_label_mask(tmp_path / "map.png")
+    names, downsample = load_code_names(None, tmp_path / "map.png")
+    assert names == {0: "stroma", 1: "tumor", 2: "normal"} and downsample is None
+    lut = code_lut(mask, names, CM, "error", "map.png")
+    assert lut[mask].tolist() == [[1, 0, 255], [2, 0, 1]]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (["a", "b"], {0: "a", 1: "b"}),
+        ({"3": "a", 7: "b"}, {3: "a", 7: "b"}),
+    ],
+)
+def test_code_names_forms(tmp_path, spec, expected):
+    assert load_code_names(spec, tmp_path / "m.png")[0] == expected
+    (tmp_path / "names.json").write_text(json.dumps(spec))
+    assert load_code_names(str(tmp_path / "names.json"), tmp_path / "m.png")[0] == expected
+
+
+def test_unmapped_codes_error_or_ignore():
+    mask = np.array([[0, 5], [1, 9]])
+    with pytest.raises(
+        InputError, match=r"codes 5 \(unnamed\), 9 \('necrosis'\).*unknown_labels='ignore'"
+    ):
+        code_lut(mask, {0: "tumor", 1: "stroma", 9: "necrosis"}, CM, "error", "m.png")
+    lut = code_lut(mask, {0: "tumor", 1: "stroma", 9: "necrosis"}, CM, "ignore", "m.png")
+    assert lut[mask].tolist() == [[0, 255], [1, 255]]
+    assert (
+        code_lut(mask, {0: "@ignore", 1: "tumor", 5: "normal", 9: "stroma"}, CM, "error", "m")[0]
+        == 255
+    )
+
+
+def test_codes_default_to_class_order():
+    lut = code_lut(np.array([[0, 2]]), None, CM, "error", "m.png")
+    assert lut[[0, 2]].tolist() == [0, 2]
+
+
+def test_aspect_ratio_mismatch_is_refused():
+    mask = np.zeros((100, 100), np.int64)
+    with pytest.raises(InputError, match="aspect 1.000.*aspect 1.246.*not a downsample"):
+        mask_to_grid(mask, (10, 10), 8.0, (4443, 3567), None, "m.png")
+
+
+def test_stretched_and_anchored_grids():
+    mask = np.arange(12).reshape(3, 4)  # 4 x 3 cells over a 400 x 300 slide
+    cells = mask_to_grid(mask, (6, 8), 50.0, (400, 300), None, "m")
+    assert cells[0, 0] == 0 and cells[5, 7] == 11 and cells[2, 3] == 5
+    overhang = np.arange(12).reshape(3, 4)  # 128-px patch grid over a 450 x 300 slide (ceil)
+    cells = mask_to_grid(overhang, (3, 4), 100.0, (450, 300), 128.0, "m")
+    assert cells[2, 3] == 6  # centre (350, 250): row 1, column 2 of the 128-px grid
+    assert mask_to_grid(overhang, (3, 4), 100.0, (450, 300), None, "m")[2, 3] == 11  # stretched
+    with pytest.raises(InputError, match="covering"):
+        mask_to_grid(overhang, (3, 4), 100.0, (900, 300), 128.0, "m")
+
+
+def test_p_mode_and_rgb_masks(tmp_path):
+    p = Image.fromarray(np.array([[0, 3], [1, 2]], np.uint8), mode="P")
+    p.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 756)
+    p.save(tmp_path / "p.png")
+    assert read_label_mask(tmp_path / "p.png").tolist() == [[0, 3], [1, 2]]
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    rgb[..., 0] = [[1, 2], [3, 4]]
+    rgb[..., 1] = 200
+    Image.fromarray(rgb).save(tmp_path / "panda.png")
+    assert read_label_mask(tmp_path / "panda.png").tolist() == [[1, 2], [3, 4]]
+
+
+def test_unreadable_mask(tmp_path):
+    (tmp_path / "m.png").write_bytes(b"not an image")
+    with pytest.raises(InputError, match="cannot be read"):
+        read_label_mask(tmp_path / "m.png")
+    with pytest.raises(InputError, match="does not exist"):
+        read_label_mask(tmp_path / "none.png")
