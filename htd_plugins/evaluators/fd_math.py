@@ -1,0 +1,273 @@
+"""Frechet distance mathematics in float64: streaming moments, trace-sqrt, FD-infinity, KID.
+
+The Frechet distance between Gaussians N(mu1, S1) and N(mu2, S2) is
+``|mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr sqrt(S1 S2)``. ``S1 S2`` is not symmetric, but for
+any factor ``S1 = F F^T`` it is similar to the symmetric positive semi-definite
+``A = F^T S2 F``, so ``tr sqrt(S1 S2) = sum_i sqrt(lambda_i(A))``: a Cholesky factor (or an
+eigendecomposition when S1 is singular), two matrix products and the eigenvalues of A. No
+complex arithmetic, no matrix square root (scipy's ``sqrtm``), and much faster (see
+``benchmarks/bench_frechet.py``). Linear algebra runs in torch float64.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from htd_core.errors import InputError
+
+
+class FrechetWarning(UserWarning):
+    """A Frechet distance was computed but may be unreliable (few samples, non-PSD input)."""
+
+
+class FrechetNumericalError(InputError, FloatingPointError):
+    """The statistics are non-finite or far from positive semi-definite."""
+
+
+class RunningMoments:
+    """Mean and covariance of a stream of feature batches, merged exactly in float64.
+
+    Batches merge with Chan et al.'s pairwise update (centred sums of outer products), which
+    stays accurate when features have a large mean, unlike ``E[xx^T] - mu mu^T``.
+    """
+
+    def __init__(self, dim: int | None = None) -> None:
+        self.dim = dim
+        self.reset()
+
+    def reset(self) -> None:
+        self.n = 0
+        self._mean: torch.Tensor | None = None
+        self._m2: torch.Tensor | None = None  # sum of centred outer products
+
+    def update(self, features: np.ndarray | torch.Tensor) -> None:
+        """Add a batch N x D (any float dtype; converted to float64)."""
+        x = torch.as_tensor(np.asarray(features), dtype=torch.float64)
+        if x.ndim != 2:
+            raise InputError(f"features must be N x D, got shape {tuple(x.shape)}")
+        if self.dim is None:
+            self.dim = int(x.shape[1])
+        if x.shape[1] != self.dim:
+            raise InputError(
+                f"feature width {x.shape[1]} differs from earlier batches ({self.dim})"
+            )
+        nb = int(x.shape[0])
+        if nb == 0:
+            return
+        if not torch.isfinite(x).all():
+            raise FrechetNumericalError("features contain NaN or inf: check the encoder's weights")
+        mb = x.mean(0)
+        xc = x - mb
+        if self._mean is None or self._m2 is None:
+            self.n, self._mean, self._m2 = nb, mb, xc.T @ xc
+            return
+        n = self.n + nb
+        delta = mb - self._mean
+        self._m2.addmm_(xc.T, xc).addr_(delta, delta, alpha=self.n * nb / n)  # in place
+        self._mean += delta * (nb / n)
+        self.n = n
+
+    @property
+    def mean(self) -> np.ndarray | None:
+        return None if self._mean is None else self._mean.numpy().copy()
+
+    def statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean D, unbiased covariance D x D) in float64; needs at least two samples."""
+        if self.n < 2 or self._mean is None or self._m2 is None:
+            raise InputError(f"a covariance needs at least 2 samples, got {self.n}")
+        return self._mean.numpy().copy(), (self._m2 / (self.n - 1)).numpy()
+
+
+def statistics(features: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, unbiased covariance) of N x D features in float64."""
+    moments = RunningMoments()
+    moments.update(features)
+    return moments.statistics()
+
+
+@dataclass(frozen=True)
+class SqrtCov:
+    """A factor ``F`` of a covariance ``S = F F^T``, reusable against many other covariances.
+
+    ``eig(S S2) = eig(F^T S2 F)``, and the right side is symmetric PSD, so any factor serves:
+    the Cholesky factor when ``S`` is positive definite (fast: no eigenvectors), else
+    ``V diag(sqrt(w))`` from the eigendecomposition (rank-deficient ``S``, N <= D).
+    """
+
+    factor: torch.Tensor  # D x D float64
+    trace: float
+    method: str  # "cholesky" or "eigh"
+
+
+def sqrt_covariance(sigma: np.ndarray, *, tol: float = 1e-6) -> SqrtCov:
+    """Factor ``F`` with ``F F^T = sigma``: Cholesky, or eigendecomposition when singular.
+
+    Eigenvalues below zero by more than ``tol`` times the largest raise (not a covariance);
+    smaller negative ones are rounding and are clipped to zero.
+    """
+    s = _as_symmetric(sigma, "covariance")
+    chol, info = torch.linalg.cholesky_ex(s)
+    if int(info) == 0 and torch.isfinite(chol).all():
+        return SqrtCov(factor=chol, trace=float(torch.trace(s)), method="cholesky")
+    w, v = torch.linalg.eigh(s)
+    _check_psd(w, tol, "covariance")
+    return SqrtCov(factor=v * w.clamp_min(0).sqrt(), trace=float(torch.trace(s)), method="eigh")
+
+
+def trace_sqrt_product(root1: SqrtCov, sigma2: np.ndarray, *, tol: float = 1e-6) -> float:
+    """``tr sqrt(S1 S2)`` from a factor of S1: the eigenvalues of ``F^T S2 F``."""
+    s2 = _as_symmetric(sigma2, "covariance")
+    f = root1.factor
+    a = f.T @ s2 @ f
+    e = torch.linalg.eigvalsh((a + a.T) / 2)
+    _check_psd(e, tol, "F^T S2 F (similar to S1 S2)")
+    return float(e.clamp_min(0).sqrt().sum())
+
+
+def frechet_distance(
+    mu1: np.ndarray,
+    sigma1: np.ndarray | SqrtCov,
+    mu2: np.ndarray,
+    sigma2: np.ndarray,
+    *,
+    tol: float = 1e-6,
+) -> float:
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64.
+
+    ``sigma1`` may be a precomputed :class:`SqrtCov` (the real set's, when scoring many
+    synthetic sets or subsets against it).
+
+    Raises:
+        InputError: shapes differ.
+        FrechetNumericalError: non-finite statistics, or a matrix that is clearly not PSD
+            (non-PSD input is where ``sqrtm``-based code meets a "significant imaginary
+            component"; here it shows as clearly negative eigenvalues).
+    """
+    mu1 = np.asarray(mu1, np.float64)
+    mu2 = np.asarray(mu2, np.float64)
+    if mu1.shape != mu2.shape or mu1.ndim != 1:
+        raise InputError(f"means must be vectors of one length, got {mu1.shape} and {mu2.shape}")
+    if not (np.isfinite(mu1).all() and np.isfinite(mu2).all()):
+        raise FrechetNumericalError("a mean vector contains NaN or inf")
+    root1 = sigma1 if isinstance(sigma1, SqrtCov) else sqrt_covariance(sigma1, tol=tol)
+    if root1.factor.shape[0] != mu1.shape[0] or np.shape(sigma2) != (mu1.shape[0],) * 2:
+        raise InputError(
+            f"covariances {tuple(root1.factor.shape)} and {np.shape(sigma2)} do not match "
+            f"means of length {mu1.shape[0]}"
+        )
+    diff = mu1 - mu2
+    tr_covmean = trace_sqrt_product(root1, sigma2, tol=tol)
+    fd = float(diff @ diff) + root1.trace + float(np.trace(sigma2)) - 2.0 * tr_covmean
+    if not np.isfinite(fd):
+        raise FrechetNumericalError(f"Frechet distance is not finite ({fd})")
+    return max(fd, 0.0)  # rounding can give -1e-12 for identical sets
+
+
+def sample_size_warning(n: int, dim: int, what: str) -> str | None:
+    """A message when ``n`` samples cannot give a full-rank ``dim``-dimensional covariance."""
+    if n <= dim:
+        return (
+            f"{what}: {n} samples for {dim}-dimensional features; the covariance is rank "
+            f"deficient and FD is biased upwards (use more than {dim} samples, compare only "
+            "values computed with equal N, or read fd_inf)"
+        )
+    return None
+
+
+def fd_infinity(
+    mu_real: np.ndarray,
+    root_real: SqrtCov,
+    synthetic: np.ndarray,
+    *,
+    num_points: int = 15,
+    min_n: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Bias-corrected FD (Chong & Forsyth 2020, as in dgm-eval): FD of growing subsets of the
+    synthetic features against the full real statistics, a line fitted to FD vs 1/N, and its
+    value at 1/N = 0.
+
+    Returns ``{"fd_inf": intercept, "slope": ..., "n_min": ..., "n_max": ..., "points": k}``.
+    """
+    n = len(synthetic)
+    lo = max(min_n if min_n is not None else n // 5, 2)
+    if n < 4 or lo >= n:
+        raise InputError(f"FD-infinity needs at least 4 synthetic samples and min_n < N, got N={n}")
+    sizes = np.unique(np.linspace(lo, n, num_points).astype(int))
+    perm = np.random.default_rng(seed).permutation(n)
+    fds = []
+    for size in sizes:
+        mu, sigma = statistics(synthetic[perm[:size]])
+        fds.append(frechet_distance(mu_real, root_real, mu, sigma))
+    slope, intercept = np.polyfit(1.0 / sizes, np.asarray(fds), 1)
+    return {
+        "fd_inf": float(intercept),
+        "slope": float(slope),
+        "n_min": int(sizes[0]),
+        "n_max": int(sizes[-1]),
+        "points": len(sizes),
+    }
+
+
+def kernel_inception_distance(
+    real: np.ndarray,
+    synthetic: np.ndarray,
+    *,
+    num_subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """KID (Binkowski et al. 2018): unbiased MMD^2 with the kernel ``(x.y / d + 1)^3``,
+    averaged over random subsets of equal size from each set.
+
+    Returns ``{"kid": mean, "kid_std": std over subsets, "subset_size": m}``.
+    """
+    x = torch.as_tensor(np.asarray(real), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(synthetic), dtype=torch.float64)
+    m = min(subset_size, len(x), len(y))
+    if m < 2:
+        raise InputError(f"KID needs at least 2 samples per set, got {len(x)} and {len(y)}")
+    d = x.shape[1]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(num_subsets):
+        xs = x[torch.from_numpy(rng.choice(len(x), m, replace=False))]
+        ys = y[torch.from_numpy(rng.choice(len(y), m, replace=False))]
+        kxx = (xs @ xs.T / d + 1) ** 3
+        kyy = (ys @ ys.T / d + 1) ** 3
+        kxy = (xs @ ys.T / d + 1) ** 3
+        off = m * (m - 1)
+        mmd = (kxx.sum() - kxx.diagonal().sum()) / off + (kyy.sum() - kyy.diagonal().sum()) / off
+        values.append(float(mmd - 2 * kxy.mean()))
+    return {"kid": float(np.mean(values)), "kid_std": float(np.std(values)), "subset_size": int(m)}
+
+
+def _as_symmetric(matrix: np.ndarray, what: str) -> torch.Tensor:
+    s = torch.as_tensor(np.asarray(matrix), dtype=torch.float64)
+    if s.ndim != 2 or s.shape[0] != s.shape[1]:
+        raise InputError(f"{what} must be a square matrix, got shape {tuple(s.shape)}")
+    if not torch.isfinite(s).all():
+        raise FrechetNumericalError(f"{what} contains NaN or inf")
+    return (s + s.T) / 2
+
+
+def _check_psd(eigenvalues: torch.Tensor, tol: float, what: str) -> None:
+    if not torch.isfinite(eigenvalues).all():
+        raise FrechetNumericalError(f"eigenvalues of {what} are not finite")
+    top = float(eigenvalues.abs().max()) if eigenvalues.numel() else 0.0
+    low = float(eigenvalues.min()) if eigenvalues.numel() else 0.0
+    if low < -tol * max(top, 1e-300):
+        raise FrechetNumericalError(
+            f"{what} is not positive semi-definite (smallest eigenvalue {low:.3g}, largest "
+            f"{top:.3g}): the statistics are not a covariance or are badly conditioned"
+        )
+    if low < -1e-10 * max(top, 1e-300):
+        warnings.warn(
+            f"{what} has small negative eigenvalues ({low:.3g}); clipped to zero",
+            FrechetWarning,
+            stacklevel=3,
+        )

