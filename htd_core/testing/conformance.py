@@ -19,7 +19,7 @@ import torch
 from htd_core.errors import InputError
 from htd_core.interfaces import Backbone, ConditionBuilder, Encoder, Evaluator, PatchSampler
 from htd_core.testing.samples import synthetic_sample
-from htd_core.types import ClassMap, TissueSample
+from htd_core.types import ClassMap, Condition, TissueSample
 
 
 class ConditionBuilderConformance:
@@ -201,6 +201,15 @@ class BackboneConformance:
         conds = [builder.build(s, seed=0) for s in samples[:2]]
         images = backbone.generate(conds, seed=3)
         assert images.dtype == np.uint8 and images.shape == (2, *samples[0].size, 3)
+        assert np.array_equal(images, backbone.generate(conds, seed=3))  # deterministic per seed
+        null = backbone.generate([Condition()], seed=0)  # the unconditional baseline
+        assert null.dtype == np.uint8 and null.ndim == 4 and null.shape[0] == 1
+        extra = len(conds[0].channels) + 1  # a condition the model was not trained on
+        wrong = Condition(
+            torch.zeros(extra, *samples[0].size), channels=[f"x{i}" for i in range(extra)]
+        )
+        with pytest.raises(InputError):
+            backbone.generate([wrong], seed=0)
         backbone.save(tmp_path / "model")
         again = type(backbone).load(tmp_path / "model").generate(conds, seed=3)
         assert np.abs(images.astype(int) - again.astype(int)).max() <= 1

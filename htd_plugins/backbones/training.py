@@ -1,0 +1,240 @@
+"""The training loop of the latent diffusion backbones, on ``accelerate``.
+
+Every random draw of step ``s`` (which samples, their augmentation and crop seeds, noise,
+timesteps, condition dropout) comes from generators seeded by ``(seed, s, micro-batch,
+process)``, so the state to resume is only the weights, the optimizer, the EMA and ``s``: an
+interrupted run resumed from its last checkpoint ends with the same weights as an
+uninterrupted one. One process here; ``accelerate launch`` runs the same loop on several GPUs
+or nodes (each process draws its own micro-batches; gradients are averaged by accelerate).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from htd_core.errors import HtdError, InputError
+
+
+class NonFiniteLossError(HtdError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Options of ``fit`` (``None``: the preset's default). Validated on creation.
+
+    Attributes:
+        output_dir: folder of checkpoints, TensorBoard logs, the autoencoder and the final model
+            (``None``: train in memory, no checkpoints, no resume).
+        steps: optimizer steps in total (a resumed run continues up to this number).
+        batch_size: samples per micro-batch and process.
+        learning_rate: AdamW peak learning rate, reached linearly over ``warmup_steps``.
+        gradient_accumulation_steps: micro-batches per optimizer step.
+        ema_decay: maximum decay of the exponential moving average of weights (0: off); the
+            saved model holds the EMA weights.
+        mixed_precision: ``auto`` (bf16 on a GPU that supports it, else fp16 on GPU, none on
+            CPU), ``no``, ``fp16`` or ``bf16``.
+        cache_latents: encode each patch (and each of its 8 rotations/flips) once; colour
+            augmentation is then skipped, since it cannot be applied to cached latents.
+        augment: ``Augmentation`` options (``{"dihedral": ..., "brightness": ..., "hed_sigma": ...}``).
+        checkpoint_every: steps between checkpoints (atomic; the last ``keep_checkpoints`` kept).
+        resume: continue from the last checkpoint of ``output_dir`` when there is one.
+        max_minutes: stop (and save) after this wall time, e.g. for a bounded demo run.
+        vae_steps: steps of autoencoder training when the backbone has no autoencoder yet.
+        callbacks: callables ``f(step, loss, denoiser)`` run after every optimizer step.
+    """
+
+    output_dir: str | None = None
+    steps: int = 1000
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    warmup_steps: int | None = None
+    gradient_accumulation_steps: int = 1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    ema_decay: float = 0.999
+    mixed_precision: str = "auto"
+    seed: int = 0
+    cache_latents: bool = False
+    augment: Any = None
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    resume: bool = True
+    tensorboard: bool = True
+    log_every: int = 10
+    max_minutes: float | None = None
+    max_samples: int | None = None
+    vae_steps: int | None = None
+    vae_learning_rate: float = 1e-3
+    vae_max_minutes: float | None = None
+    progress: bool = True
+    callbacks: Sequence[Callable[..., Any]] = ()
+
+    #: Options that do not change the trajectory of a run (may differ on resume).
+    RUNTIME = ("output_dir", "steps", "checkpoint_every", "keep_checkpoints", "resume",
+               "tensorboard", "log_every", "max_minutes", "progress", "callbacks",
+               "vae_max_minutes")  # fmt: skip
+
+    def __post_init__(self) -> None:
+        _positive = (
+            "steps",
+            "gradient_accumulation_steps",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "log_every",
+        )
+        for name in _positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise InputError(
+                    f"fit option {name}={getattr(self, name)!r} must be an integer >= 1"
+                )
+        for name in ("batch_size", "warmup_steps", "vae_steps", "max_samples"):
+            v = getattr(self, name)
+            if v is not None and (
+                not isinstance(v, int) or v < (0 if name in ("warmup_steps", "vae_steps") else 1)
+            ):
+                raise InputError(f"fit option {name}={v!r} must be a positive integer or null")
+        if not 0 <= self.ema_decay < 1:
+            raise InputError(
+                f"fit option ema_decay={self.ema_decay!r} must be in [0, 1) (0 turns EMA off)"
+            )
+        if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):
+            raise InputError(
+                f"fit option mixed_precision={self.mixed_precision!r}: use auto, no, fp16 or bf16"
+            )
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise InputError(f"fit option learning_rate={self.learning_rate!r} must be > 0")
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], defaults: dict[str, Any]) -> TrainOptions:
+        """Build from ``fit``'s keyword options over a preset's ``defaults``; unknown keys are
+        refused with the closest valid name."""
+        from htd_core.registry import suggest
+
+        names = [f.name for f in fields(cls)]
+        for key in options:
+            if key not in names:
+                raise InputError(
+                    f"unknown fit option {key!r}.{suggest(key, names)} Options: {', '.join(names)}"
+                )
+        merged = {
+            **{k: v for k, v in defaults.items() if k in names},
+            **{k: v for k, v in options.items() if v is not None},
+        }
+        return cls(**merged)
+
+    def trajectory_config(self) -> dict[str, Any]:
+        """The options that determine the weights (compared on resume)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.RUNTIME}
+
+
+class EMA:
+    """Exponential moving average of parameters with warm-up: decay_t = min(d, (1+t)/(10+t))."""
+
+    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: p.detach().clone().float() for k, p in module.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        names, params = zip(*module.named_parameters(), strict=True)
+        shadow = [self.shadow[k] for k in names]
+        torch._foreach_lerp_(shadow, [p.detach().float() for p in params], 1 - d)
+
+    @torch.no_grad()
+    def copy_to(self, module: torch.nn.Module) -> None:
+        for k, p in module.named_parameters():
+            p.copy_(self.shadow[k].to(p.dtype))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.shadow)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.shadow = {k: v.clone().float() for k, v in state.items()}
+
+
+def stream_indices(num_samples: int, start: int, count: int, seed: int) -> list[int]:
+    """Positions ``start .. start+count-1`` of an endless stream of seeded epoch permutations."""
+    perms: dict[int, np.ndarray] = {}
+    out = []
+    for pos in range(start, start + count):
+        epoch, offset = divmod(pos, num_samples)
+        if epoch not in perms:
+            perms[epoch] = np.random.default_rng([seed, 7919, epoch]).permutation(num_samples)
+        out.append(int(perms[epoch][offset]))
+    return out
+
+
+def step_generator(seed: int, *key: int) -> torch.Generator:
+    """A CPU generator seeded by ``(seed, *key)`` (step-addressable randomness)."""
+    return torch.Generator().manual_seed(int(np.random.default_rng([seed, *key]).integers(2**62)))
+
+
+def choose_mixed_precision(option: str) -> str:
+    if option != "auto":
+        return option
+    if not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def diffusion_loss(
+    denoiser: torch.nn.Module,
+    noise_scheduler: Any,
+    latents: torch.Tensor,
+    spatial: torch.Tensor | None,
+    tokens: torch.Tensor | None,
+    generator: torch.Generator,
+    condition_dropout: float,
+) -> torch.Tensor:
+    """Mean squared error of the denoiser's epsilon or v prediction on one batch."""
+    b = latents.shape[0]
+    noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
+    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=generator).to(
+        latents.device
+    )
+    keep = (torch.rand(b, generator=generator) >= condition_dropout).to(latents.device)
+    noisy = noise_scheduler.add_noise(latents, noise, t)
+    if noise_scheduler.config.prediction_type == "v_prediction":
+        target = noise_scheduler.get_velocity(latents, noise, t)
+    else:
+        target = noise
+    pred = denoiser(noisy, t, spatial, tokens, keep)
+    return torch.nn.functional.mse_loss(pred.float(), target.float())
+
+
+def check_finite(loss: torch.Tensor, step: int, last_checkpoint: str | None) -> None:
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        kept = (
+            f"the last good checkpoint is {last_checkpoint}"
+            if last_checkpoint
+            else "no checkpoint was written yet"
+        )
+        raise NonFiniteLossError(
+            f"training loss became {value} at step {step}; stopped without saving the broken "
+            f"weights ({kept}). Lower learning_rate, or use mixed_precision=no"
+        )
+
+
+class Clock:
+    """Wall-time budget (``max_minutes``) of a run."""
+
+    def __init__(self, max_minutes: float | None) -> None:
+        self.start = time.monotonic()
+        self.limit = None if max_minutes is None else max_minutes * 60
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def expired(self) -> bool:
+        return self.limit is not None and self.elapsed > self.limit

@@ -1,0 +1,36 @@
+"""concat_ldm: conformance and the learned rescaler."""
+
+from __future__ import annotations
+
+import torch
+
+from htd_core.testing import BackboneConformance
+from htd_plugins.backbones.concat_ldm import ConcatLDM
+from htd_plugins.backbones.modules import ConditionRescaler
+from htd_plugins.conditioners.semantic_map import SemanticMapBuilder
+
+from .conftest import TINY_FIT
+
+
+class TestConcatConformance(BackboneConformance):
+    fit_options = TINY_FIT
+
+    def make_backbone(self):
+        return ConcatLDM(preset="tiny", num_inference_steps=2)
+
+    def make_builder(self):
+        return SemanticMapBuilder()
+
+
+def test_rescaler_brings_condition_to_latent_grid():
+    rescaler = ConditionRescaler(in_channels=3, out_channels=4, n_stages=2)
+    assert rescaler(torch.ones(2, 3, 32, 32)).shape == (2, 4, 8, 8)
+
+
+def test_unet_input_is_latents_plus_rescaled_condition():
+    backbone = ConcatLDM(preset="tiny")
+    parts = backbone.build_parts(num_channels=3, token_dim=0, latent_channels=4)
+    assert parts["unet"].config.in_channels == 4 + backbone.preset.rescaler_channels
+    assert parts["rescaler"].config.n_stages == 1  # the tiny autoencoder is f2
+    unconditional = backbone.build_parts(num_channels=0, token_dim=0, latent_channels=4)
+    assert "rescaler" not in unconditional and unconditional["unet"].config.in_channels == 4

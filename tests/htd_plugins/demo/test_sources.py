@@ -1,0 +1,42 @@
+"""The demo's data seam: real patches with maps, split by source; the crop view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from htd_core.types import Condition
+from htd_plugins.demo.report import EMPTY_GREY, crop_view
+from htd_plugins.demo.sources import from_image, load_demo_data, stain_map
+
+
+def test_glas_patches_are_heterogeneous_and_split_by_source(shared_data):
+    data = load_demo_data(64, data_dir=shared_data, max_train=40, max_test=8)
+    assert len(data.train) == 40 and len(data.test) == 8
+    for s in data.train + data.test:
+        assert s.image.shape == (64, 64, 3) and s.meta["mpp"] > 0.9
+        frac = np.bincount(s.mask.ravel(), minlength=2)[:2] / s.mask.size
+        assert ((frac >= 0.15) & (frac <= 0.85)).sum() == 2  # rule applied before downscaling
+    assert not {s.meta["slide_id"] for s in data.train} & {s.meta["slide_id"] for s in data.test}
+
+
+def test_unannotated_image_gets_stain_maps():
+    import tiatoolbox
+
+    target = Path(tiatoolbox.__file__).parent / "data" / "target_image.png"
+    data = from_image(target, 64, 50, 8, 0, slide_mpp=0.25)
+    assert data.train and data.test
+    assert max(s.meta["x"] for s in data.train) + 64 <= min(s.meta["x"] for s in data.test) + 64
+    mask = stain_map(np.asarray(data.train[0].image))
+    assert set(np.unique(mask)) <= {0, 1, 2}
+
+
+def test_crop_view_shows_only_valid_pixels():
+    spatial = torch.zeros(8, 4, 4)  # crop:a:rgb, crop:b:rgb, valid:a, valid:b
+    spatial[0:3, :2, :2] = 1.0
+    spatial[6, :2, :2] = 1.0
+    names = [f"crop:{c}:{x}" for c in "ab" for x in "rgb"] + ["valid:a", "valid:b"]
+    view = crop_view(Condition(spatial=spatial, channels=names), 2)
+    assert (view[:2, :2] == 255).all() and (view[2:, 2:] == EMPTY_GREY).all()
