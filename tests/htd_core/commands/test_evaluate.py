@@ -54,15 +54,6 @@ def plugins(register_plugin) -> None:
     register_plugin(TestPlugin(), "test-encoders")
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """One torch thread (tiny models; OpenMP spinning is costly on a loaded machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _dataset(root: Path, samples, extra: tuple[str, ...] = ()) -> Path:
     with DatasetWriter(root, samples[0].class_map, extra_columns=extra) as writer:
         for s in samples:

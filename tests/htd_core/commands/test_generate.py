@@ -7,21 +7,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
 from htd_core.cli import main
 from htd_core.dataset import Dataset, DatasetWriter
 from htd_core.testing import synthetic_sample
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +22,6 @@ def model(tmp_path_factory):
     from htd_plugins.conditioners.crop import CropBuilder
     from htd_plugins.conditioners.semantic_map import SemanticMapBuilder
 
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("gen")
     samples = [synthetic_sample(16, seed=s) for s in range(4)]
     crop = {"fixed_size": 6, "min_size": 2}

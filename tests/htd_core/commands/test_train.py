@@ -7,20 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
 from htd_core.cli import main
 from htd_core.testing import synthetic_sample
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def write_tiles(root: Path, n: int = 4, size: int = 16) -> Path:

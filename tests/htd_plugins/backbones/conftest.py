@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
 
 from htd_core.testing import synthetic_sample
 
 #: Training options that keep a tiny fit to about a second.
 TINY_FIT = {"steps": 3, "vae_steps": 2, "progress": False, "tensorboard": False, "batch_size": 2}
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run many small ops: one thread avoids OpenMP overhead on shared cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def tiny_samples(n: int = 4, size: int = 16):
@@ -32,7 +20,6 @@ def trained_controlnet(tmp_path_factory):
     from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
     from htd_plugins.conditioners.semantic_map import SemanticMapBuilder
 
-    torch.set_num_threads(1)
     run = tmp_path_factory.mktemp("controlnet") / "run"
     samples, builder = tiny_samples(), SemanticMapBuilder()
     backbone = ControlNetLDM(preset="tiny", num_inference_steps=3, guidance_scale=1.0)

@@ -36,13 +36,3 @@ class TinyEncoder(Encoder):
 def tiny_encoder() -> type[TinyEncoder]:
     """The :class:`TinyEncoder` class (construct it with the options a test needs)."""
     return TinyEncoder
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """One torch thread: the tiny models here run faster so, and on a shared, loaded machine
-    OpenMP workers spinning on small tensors cost 10-40x the CPU time."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
