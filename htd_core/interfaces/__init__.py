@@ -1,7 +1,11 @@
 """Abstract interfaces every plugin component implements."""
 
 from htd_core.interfaces.backbone import Backbone
-from htd_core.interfaces.condition_builder import ComposedConditionBuilder, ConditionBuilder
+from htd_core.interfaces.condition_builder import (
+    ComposedConditionBuilder,
+    ConditionBuilder,
+    require_class_list,
+)
 from htd_core.interfaces.encoder import Encoder
 from htd_core.interfaces.evaluator import Evaluator
 from htd_core.interfaces.patch_sampler import PatchSampler
@@ -13,4 +17,5 @@ __all__ = [
     "Encoder",
     "Evaluator",
     "PatchSampler",
+    "require_class_list",
 ]

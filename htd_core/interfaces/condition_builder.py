@@ -5,7 +5,19 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
+from htd_core.errors import InputError
 from htd_core.types import ClassMap, Condition, TissueSample
+
+
+def require_class_list(builder: str, configured: Sequence[str] | None, class_map: ClassMap) -> None:
+    """Refuse samples whose classes differ from those a builder was configured (trained) for:
+    a backbone's condition channel count is fixed at training time."""
+    if configured is not None and tuple(class_map.names) != tuple(configured):
+        raise InputError(
+            f"{builder} was configured for {len(configured)} classes {list(configured)} but the "
+            f"sample has {len(class_map)} classes {list(class_map.names)}: use the class list "
+            "the model was trained with"
+        )
 
 
 class ConditionBuilder(ABC):

@@ -51,6 +51,15 @@ class Encoder(ABC):
 
     def preprocess(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 N x H x W x 3 -> normalised float N x 3 x S x S on the encoder's device."""
+        x = self.unit_pixels(images)
+        if x.shape[-2:] != (self.input_size, self.input_size):
+            x = self.resize_pixels(x)
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def unit_pixels(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Validate uint8 N x H x W x 3 (or one H x W x 3) -> float N x 3 x H x W in [0, 1]."""
         x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
         if x.ndim == 3:
             x = x[None]
@@ -58,15 +67,12 @@ class Encoder(ABC):
             raise InputError(
                 f"{self.name}: expected uint8 images N x H x W x 3, got {x.dtype} {tuple(x.shape)}"
             )
-        x = x.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        if x.shape[-2:] != (self.input_size, self.input_size):
-            x = F.interpolate(
-                x, size=(self.input_size, self.input_size), mode="bilinear",
-                align_corners=False, antialias=True,
-            )  # fmt: skip
-        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
-        return (x - mean) / std
+        return x.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+
+    def resize_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Resize N x 3 x H x W to ``input_size`` (bilinear, antialiased); override to change."""
+        size = (self.input_size, self.input_size)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
     def __call__(
         self, images: np.ndarray | torch.Tensor | Sequence[np.ndarray], batch_size: int = 64

@@ -21,6 +21,7 @@ import torch
 
 from htd_core import ClassMap, Condition, ConditionBuilder, TissueSample, hookimpl
 from htd_core.errors import InputError
+from htd_core.interfaces import require_class_list
 from htd_plugins.conditioners.crop_bank import BankCrop, CropBank, sample_mpp
 from htd_plugins.conditioners.crop_regions import (
     center_square,
@@ -128,12 +129,7 @@ class CropBuilder(ConditionBuilder):
 
     def check_classes(self, class_map: ClassMap) -> None:
         """Refuse a class list other than the configured one, and unknown explicit crops."""
-        if self.classes is not None and tuple(class_map.names) != self.classes:
-            raise InputError(
-                f"crop was configured for {len(self.classes)} classes {list(self.classes)} but "
-                f"the sample has {len(class_map)} classes {list(class_map.names)}: use the class "
-                "list the model was trained with"
-            )
+        require_class_list("crop", self.classes, class_map)
         unknown = sorted(set(self.crops) - set(class_map.names))
         if unknown:
             raise InputError(

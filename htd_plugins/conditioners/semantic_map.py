@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from htd_core import ClassMap, Condition, ConditionBuilder, TissueSample, hookimpl
-from htd_core.errors import InputError
+from htd_core.interfaces import require_class_list
 
 
 class SemanticMapBuilder(ConditionBuilder):
@@ -21,16 +21,8 @@ class SemanticMapBuilder(ConditionBuilder):
         self.classes = tuple(classes) if classes is not None else None
 
     def channels(self, class_map: ClassMap) -> tuple[str, ...]:
-        self._check_classes(class_map)
+        require_class_list("semantic_map", self.classes, class_map)
         return tuple(f"map:{n}" for n in class_map.names)
-
-    def _check_classes(self, class_map: ClassMap) -> None:
-        if self.classes is not None and tuple(class_map.names) != self.classes:
-            raise InputError(
-                f"semantic_map was configured for {len(self.classes)} classes {list(self.classes)} "
-                f"but the sample has {len(class_map)} classes {list(class_map.names)}: use the "
-                "class list the model was trained with"
-            )
 
     def build(self, sample: TissueSample, *, seed: int | None = None) -> Condition:
         cm = sample.class_map

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -83,24 +82,13 @@ class InceptionFidEncoder(Encoder):
         self.model.to(self.device)
         return self
 
-    def preprocess(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 N x H x W x 3 -> N x 3 x 299 x 299 in [-1, 0.9921875]."""
-        x = torch.as_tensor(images if isinstance(images, torch.Tensor) else np.asarray(images))
-        if x.ndim == 3:
-            x = x[None]
-        if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
-            raise InputError(
-                f"{self.name}: expected uint8 images N x H x W x 3, got {x.dtype} {tuple(x.shape)}"
-            )
-        x = x.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+    def resize_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Resize to 299 x 299 the way ``resize`` says (TensorFlow's legacy bilinear by default)."""
         size = (self.input_size, self.input_size)
-        if x.shape[-2:] != size:
-            if self.resize == "tf_bilinear":
-                x = tf_bilinear(x, size)
-            else:
-                aa = self.resize == "bilinear_aa"
-                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=aa)
-        return (x - self.mean[0]) / self.std[0]
+        if self.resize == "tf_bilinear":
+            return tf_bilinear(x, size)
+        aa = self.resize == "bilinear_aa"
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=aa)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model(pixels).reshape(len(pixels), -1)
