@@ -22,14 +22,15 @@ TILE_SETS: dict[str, dict] = {
 def shared_data_dir(required: bool = False) -> Path | None:
     """The shared real-data folder, or None when absent (``required=True`` raises instead).
 
-    Looks at ``$HTD_SHARED_DATA``, then ``../shared/data`` relative to the repository root
-    (the folder above ``htd_core``) and to the current directory.
+    Uses ``$HTD_SHARED_DATA`` when set (a missing folder there means "no data"), else
+    ``../shared/data`` relative to the repository root (the folder above ``htd_core``) or to
+    the current directory.
     """
-    candidates = []
-    if os.environ.get(ENV_VAR):
-        candidates.append(Path(os.environ[ENV_VAR]))
-    repo_root = Path(__file__).resolve().parents[1]
-    candidates += [repo_root.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
+    if os.environ.get(ENV_VAR):  # an explicit setting wins, also to say "no data here"
+        candidates = [Path(os.environ[ENV_VAR])]
+    else:
+        repo_root = Path(__file__).resolve().parents[1]
+        candidates = [repo_root.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
     for c in candidates:
         if c.is_dir():
             return c

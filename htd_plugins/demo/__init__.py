@@ -54,7 +54,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict[str, Any]:
     log(f"using {torch.get_num_threads()} CPU thread(s)")
     out = Path(opts.output_dir)
     data = load_demo_data(64, slide=opts.slide, data_dir=opts.data_dir, max_train=opts.max_train,
-                          max_test=opts.num_eval, seed=opts.seed)  # fmt: skip
+                          max_test=opts.num_eval, seed=opts.seed, work_dir=out)  # fmt: skip
     log(f"data: {data.source}: {len(data.train)} training and {len(data.test)} held-out patches")
     classes = list(data.train[0].class_map.names)
     builder = create("condition_builders", "semantic_map", classes=classes) + create(

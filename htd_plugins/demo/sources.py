@@ -6,12 +6,13 @@ mask), split by source image. In order of preference:
 1. a slide or image the user gives (``htd demo --slide PATH``);
 2. the GlaS tiles in the shared data folder (``HTD_SHARED_DATA`` or ``../shared/data``), through
    the ``tiles`` sampler with its heterogeneous rule;
-3. the H&E image shipped inside the tiatoolbox wheel (``tiatoolbox/data/target_image.png``).
+3. the H&E image shipped inside the tiatoolbox wheel (``tiatoolbox/data/target_image.png``),
+   labelled by the discovery pipeline (FID-Inception embeddings, hierarchical k-means, merge
+   tree): pseudo maps, as the paper does for unannotated TCGA slides.
 
-Unannotated images (1 and 3) get a three-class map from stain thresholds (cellular,
-stroma, background) by :func:`stain_map`. That is the place where the discovery pipeline's
-pseudo maps (foundation-model embeddings + clustering) plug in once available: replace
-:func:`layouts_from_image` and nothing else changes.
+A user's slide (1) gets a quick three-class map from stain thresholds (cellular, stroma,
+background) by :func:`stain_map`, so the demo stays fast on large slides; run
+``htd discover`` for pseudo maps of your own slides.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def load_demo_data(
     max_train: int = 600,
     max_test: int = 48,
     seed: int = 0,
+    work_dir: str | Path = "htd-output/demo",
 ) -> DemoData:
     """Real samples of ``patch_size`` px at :data:`DEMO_MPP` (see the module docstring)."""
     from htd_core.data import shared_data_dir
@@ -55,10 +57,16 @@ def load_demo_data(
     root = Path(data_dir) if data_dir else shared_data_dir()
     if root is not None and (root / "glas" / "images").is_dir():
         return from_tiles(root / "glas", patch_size, max_train, max_test, seed)
-    import tiatoolbox
+    from htd_plugins.discovery.quick import tiatoolbox_sample_image
 
-    target = Path(tiatoolbox.__file__).parent / "data" / "target_image.png"
-    return from_image(target, patch_size, max_train, max_test, seed, slide_mpp=0.25)
+    return from_discovery(
+        tiatoolbox_sample_image(),
+        patch_size,
+        max_train,
+        max_test,
+        seed,
+        Path(work_dir) / "discovery",
+    )
 
 
 def from_tiles(folder: Path, patch_size: int, max_train: int, max_test: int, seed: int) -> DemoData:
@@ -86,10 +94,63 @@ def from_tiles(folder: Path, patch_size: int, max_train: int, max_test: int, see
 def from_image(
     path: Path, patch_size: int, max_train: int, max_test: int, seed: int, slide_mpp: float | None
 ) -> DemoData:
-    """Patches of an unannotated slide or image with stain-threshold maps; held-out patches
-    come from the right quarter of the image, training ones from the rest."""
+    """Patches of an unannotated slide or image with stain-threshold maps."""
     image, mpp = read_overview(path, slide_mpp)
-    samples = layouts_from_image(image, patch_size, mpp, str(path))
+    samples = layouts_from_image(image, patch_size, mpp, str(path), stain_map(image), STAIN_CLASSES)
+    return _split_left_right(
+        path, image, samples, patch_size, max_train, max_test, seed, "stain-threshold maps"
+    )
+
+
+#: Resolution of the tiatoolbox sample image (a 40x crop) and the discovery grid on it.
+SAMPLE_IMAGE_MPP = 0.25
+DISCOVERY_LEVEL = 5
+
+
+def from_discovery(
+    path: Path, patch_size: int, max_train: int, max_test: int, seed: int, work_dir: Path
+) -> DemoData:
+    """Patches of an unannotated image labelled by discovery's pseudo map at k <= 5."""
+    import json
+
+    from PIL import Image
+
+    from htd_plugins.discovery.quick import pseudo_maps_for_image
+
+    result = pseudo_maps_for_image(path, work_dir, mpp=SAMPLE_IMAGE_MPP)
+    level = max(k for k in result["levels"] if k <= DISCOVERY_LEVEL)
+    png = Path(result["maps"][level])
+    sidecar = json.loads(png.with_suffix(".json").read_text())
+    class_map = ClassMap.from_dict(sidecar["classes"])
+    image, mpp = read_overview(path, SAMPLE_IMAGE_MPP)
+    grid = np.asarray(Image.open(png))
+    mask = upsample_grid(grid, image.shape[:2], mpp / SAMPLE_IMAGE_MPP, sidecar["downsample"])
+    samples = layouts_from_image(image, patch_size, mpp, str(path), mask, class_map)
+    what = f"discovery pseudo maps, k={level}, {result['encoder']}"
+    return _split_left_right(path, image, samples, patch_size, max_train, max_test, seed, what)
+
+
+def upsample_grid(
+    grid: np.ndarray, shape: tuple[int, int], image_downsample: float, cell_downsample: float
+) -> np.ndarray:
+    """Nearest-cell lookup of a pseudo map (one pixel per grid cell) at an image's pixels.
+
+    Args:
+        grid: the map, one value per cell.
+        shape: (height, width) of the image to label.
+        image_downsample, cell_downsample: base-resolution pixels per image pixel and per cell.
+    """
+    scale = image_downsample / cell_downsample
+    rows = np.minimum((np.arange(shape[0]) * scale).astype(int), grid.shape[0] - 1)
+    cols = np.minimum((np.arange(shape[1]) * scale).astype(int), grid.shape[1] - 1)
+    return grid[np.ix_(rows, cols)]
+
+
+def _split_left_right(
+    path: Path, image: np.ndarray, samples: list[TissueSample], patch_size: int,
+    max_train: int, max_test: int, seed: int, what: str,
+) -> DemoData:  # fmt: skip
+    """Held-out patches from the right quarter of the image, training ones from the rest."""
     if len(samples) < 8:
         raise InputError(
             f"{path}: only {len(samples)} heterogeneous {patch_size} px patches; give a larger slide"
@@ -99,7 +160,7 @@ def from_image(
     train_idx = [i for i, s in enumerate(samples) if s.meta["x"] + patch_size <= 0.75 * width]
     train = _subset(samples, train_idx, max_train, seed)
     test = _subset(samples, test_idx, max_test, seed + 1)
-    return DemoData(train, test, f"{path.name} ({len(samples)} patches, stain-threshold maps)")
+    return DemoData(train, test, f"{path.name} ({len(samples)} patches, {what})")
 
 
 def read_overview(path: Path, slide_mpp: float | None) -> tuple[np.ndarray, float]:
@@ -126,27 +187,25 @@ def read_overview(path: Path, slide_mpp: float | None) -> tuple[np.ndarray, floa
 
 
 def layouts_from_image(
-    image: np.ndarray, patch_size: int, mpp: float, name: str
+    image: np.ndarray, patch_size: int, mpp: float, name: str, mask: np.ndarray, class_map: ClassMap
 ) -> list[TissueSample]:
-    """Heterogeneous patches of an unannotated image, with :func:`stain_map` as their map."""
-    mask = stain_map(image)
+    """Heterogeneous patches of an image and its class map (the paper's rule: >= 2 classes
+    each covering 20-80% of the labelled pixels, at least half the patch labelled)."""
     out = []
     h, w = mask.shape
+    k = len(class_map)
     stride = patch_size // 4 if min(mask.shape) < 8 * patch_size else patch_size // 2
     for y in range(0, h - patch_size + 1, stride):
         for x in range(0, w - patch_size + 1, stride):
             m = mask[y : y + patch_size, x : x + patch_size]
-            frac = np.bincount(m.ravel(), minlength=3)[:3] / m.size
-            if ((frac >= 0.2) & (frac <= 0.8)).sum() >= 2:  # the paper's heterogeneity rule
+            counts = np.bincount(m[m != class_map.ignore_index].ravel(), minlength=k)[:k]
+            if counts.sum() < 0.5 * m.size:
+                continue
+            frac = counts / counts.sum()
+            if ((frac >= 0.2) & (frac <= 0.8)).sum() >= 2:
                 meta = {"slide_id": Path(name).stem, "x": x, "y": y, "mpp": mpp}
-                out.append(
-                    TissueSample(
-                        image[y : y + patch_size, x : x + patch_size].copy(),
-                        m.copy(),
-                        STAIN_CLASSES,
-                        meta,
-                    )
-                )
+                crop = image[y : y + patch_size, x : x + patch_size].copy()
+                out.append(TissueSample(crop, m.copy(), class_map, meta))
     return out
 
 

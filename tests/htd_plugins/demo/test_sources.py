@@ -9,7 +9,13 @@ import torch
 
 from htd_core.types import Condition
 from htd_plugins.demo.report import EMPTY_GREY, crop_view
-from htd_plugins.demo.sources import from_image, load_demo_data, stain_map
+from htd_plugins.demo.sources import (
+    from_discovery,
+    from_image,
+    load_demo_data,
+    stain_map,
+    upsample_grid,
+)
 
 
 def test_glas_patches_are_heterogeneous_and_split_by_source(shared_data):
@@ -40,3 +46,29 @@ def test_crop_view_shows_only_valid_pixels():
     names = [f"crop:{c}:{x}" for c in "ab" for x in "rgb"] + ["valid:a", "valid:b"]
     view = crop_view(Condition(spatial=spatial, channels=names), 2)
     assert (view[:2, :2] == 255).all() and (view[2:, 2:] == EMPTY_GREY).all()
+
+
+def test_upsample_grid_maps_pixels_to_cells():
+    grid = np.array([[0, 1], [2, 255]], np.uint8)
+    # image pixels of 2 base px each, cells of 4 base px: 2 image px per cell
+    up = upsample_grid(grid, (5, 4), image_downsample=2.0, cell_downsample=4.0)
+    assert up.tolist() == [
+        [0, 0, 1, 1],
+        [0, 0, 1, 1],
+        [2, 2, 255, 255],
+        [2, 2, 255, 255],
+        [2, 2, 255, 255],
+    ]
+
+
+def test_no_data_fallback_uses_discovery_pseudo_maps(tmp_path):
+    from htd_plugins.discovery.quick import tiatoolbox_sample_image
+
+    data = from_discovery(tiatoolbox_sample_image(), 64, 40, 8, 0, tmp_path / "discovery")
+    assert data.train and data.test and "discovery pseudo maps" in data.source
+    names = data.train[0].class_map.names
+    assert all(n.startswith("phenotype_") for n in names) and 2 <= len(names) <= 5
+    for s in data.train:
+        labelled = s.mask[s.mask != 255]
+        frac = np.bincount(labelled, minlength=len(names)) / labelled.size
+        assert ((frac >= 0.2) & (frac <= 0.8)).sum() >= 2
