@@ -1,0 +1,229 @@
+"""``distill`` stage (teacher labels -> ViT-small student) and the student's map path."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from htd_core.errors import HtdError, InputError
+from htd_core.io import atomic_write_json
+from htd_plugins.discovery.classifier import (
+    ARCH,
+    MEAN,
+    STD,
+    StudentClassifier,
+    heldout_mask,
+    save_student,
+    train_student,
+)
+from htd_plugins.discovery.clustering import Phenotypes
+from htd_plugins.discovery.embed import (
+    GridOptions,
+    PatchDataset,
+    patch_batches,
+    plan_slide,
+    select_shard,
+)
+from htd_plugins.discovery.grid import PatchGrid, slide_id_of
+from htd_plugins.discovery.maps import write_slide_maps, write_tree
+from htd_plugins.discovery.store import open_stores
+
+
+def resize_uint8(images: Any, size: int) -> np.ndarray:
+    """Antialiased bilinear resize of uint8 N x H x W x 3 (the one resize train and maps share)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.as_tensor(np.asarray(images))
+    if x.shape[1] == size and x.shape[2] == size:
+        return x.numpy()
+    x = x.permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def extract_patches(
+    entries: list[Any], slide_of: np.ndarray, row_of: np.ndarray, size: int, cache: Path,
+    workers: int, progress: bool,
+) -> np.ndarray:  # fmt: skip
+    """uint8 memmap of the selected patches at ``size`` px, filled resumably per slide."""
+    import hashlib
+
+    from tqdm.auto import tqdm
+
+    n = len(slide_of)
+    key = hashlib.sha1(
+        json.dumps([[e.slide_id for e in entries], size]).encode()
+        + np.ascontiguousarray(slide_of).tobytes()
+        + np.ascontiguousarray(row_of).tobytes()
+    ).hexdigest()
+    done_path = cache.with_suffix(".json")
+    state = json.loads(done_path.read_text()) if done_path.exists() and cache.exists() else {}
+    done = set(state.get("slides", [])) if state.get("key") == key else set()
+    images = np.memmap(cache, np.uint8, "r+" if done else "w+", shape=(n, size, size, 3))
+    position = np.arange(n)
+    bar = tqdm(total=n, desc="reading patches", unit="patch", disable=not progress, file=sys.stderr)
+    for s, entry in enumerate(entries):
+        pos = position[slide_of == s]
+        if entry.slide_id in done or not len(pos):
+            bar.update(len(pos))
+            continue
+        grid = PatchGrid.from_dict(entry.meta["grid"])
+        dataset = PatchDataset(grid, entry.coords()[row_of[pos]], grid.slide_mpp)
+        at = 0
+        for batch in patch_batches(dataset, 64, workers):
+            images[pos[at : at + len(batch)]] = resize_uint8(batch, size)
+            at += len(batch)
+            bar.update(len(batch))
+        images.flush()
+        done.add(entry.slide_id)
+        atomic_write_json(done_path, {"key": key, "slides": sorted(done)})
+    bar.close()
+    return images
+
+
+def distill(
+    store_roots: list[str | Path],
+    clustering: str | Path,
+    out: str | Path,
+    *,
+    input_size: int = 64,
+    arch: str = ARCH,
+    depth: int | None = None,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 5e-4,
+    val_fraction: float = 0.2,
+    block: int = 8,
+    max_patches: int = 200_000,
+    workers: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the student on teacher labels (k = P); returns its config with held-out metrics."""
+    phenotypes = Phenotypes.load(clustering)
+    stores = open_stores(list(store_roots))
+    for store in stores:
+        store.check_encoder(phenotypes.encoder, phenotypes.weights_id)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    entries = [e for s in stores for e in s.entries() if e.n > 0]
+    offsets = np.concatenate([[0], np.cumsum([e.n for e in entries])]).astype(np.int64)
+    total = int(offsets[-1])
+    if total < 2:
+        raise InputError(f"the stores hold {total} tissue patches: too few to distill")
+    rng = np.random.default_rng(seed)
+    chosen = (
+        np.arange(total)
+        if total <= max_patches
+        else np.sort(rng.choice(total, max_patches, replace=False))
+    )
+    slide_of = np.searchsorted(offsets, chosen, side="right") - 1
+    row_of = chosen - offsets[slide_of]
+    labels = np.empty(len(chosen), np.int64)
+    coords = np.empty((len(chosen), 2), np.int64)
+    for s, entry in enumerate(entries):
+        here = slide_of == s
+        labels[here] = phenotypes.assign(entry.embeddings())[row_of[here]]
+        coords[here] = entry.coords()[row_of[here]]
+    slide_ids = np.asarray([e.slide_id for e in entries])[slide_of]
+    val = heldout_mask(slide_ids, coords, block, val_fraction)
+    if val.all() or not val.any():
+        raise InputError(
+            f"the held-out split is empty or everything ({val.sum()} of {len(val)}); change --block"
+        )
+    cache = out / f"patches_{input_size}.u8"
+    images = extract_patches(entries, slide_of, row_of, input_size, cache, workers, progress)
+    p = phenotypes.tree.n_leaves
+    model, info = train_student(
+        images, labels, ~val, out, num_classes=p, input_size=input_size, arch=arch, depth=depth,
+        epochs=epochs,
+        batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+        run_key=f"{phenotypes.clustering_id}:{arch}:{depth}:{input_size}:{epochs}:{batch_size}:{lr}:{seed}:{len(labels)}",
+    )  # fmt: skip
+    student = StudentClassifier(model, {"input_size": input_size, "num_classes": p})
+    val_idx = np.nonzero(val)[0]
+    pred = np.concatenate(
+        [student.predict(images[val_idx[i : i + 256]]) for i in range(0, len(val_idx), 256)]
+    )
+    truth = labels[val]
+    metrics = {f"top1_k{k}": float((phenotypes.tree.coarsen(pred, k) == phenotypes.tree.coarsen(truth, k)).mean())
+               for k in phenotypes.levels}  # fmt: skip
+    metrics["top1"] = float((pred == truth).mean())
+    metrics["majority_baseline"] = float(np.bincount(truth, minlength=p).max() / len(truth))
+    grid0 = entries[0].meta["grid"]
+    config = {
+        "arch": arch, "depth": depth, "num_classes": p, "input_size": input_size, "mean": MEAN, "std": STD,
+        "read_mpp": grid0["read_mpp"], "patch_size": grid0["patch_size"],
+        "teacher_encoder": phenotypes.encoder, "teacher_weights_id": phenotypes.weights_id,
+        "clustering_id": phenotypes.clustering_id, "levels": list(phenotypes.levels),
+        "n_train": int((~val).sum()), "n_val": int(val.sum()), "epochs": epochs, "block": block,
+        "val_fraction": val_fraction, "metrics": metrics, **info,
+    }  # fmt: skip
+    save_student(out, model, config)
+    return config
+
+
+def maps_with_classifier(
+    classifier: str | Path,
+    clustering: str | Path,
+    slides: Sequence[str | Path],
+    out: str | Path,
+    *,
+    stride: int | None = None,
+    min_tissue: float = 0.25,
+    slide_mpp: float | None = None,
+    shard: tuple[int, int] = (0, 1),
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: bool = True,
+) -> tuple[dict[str, dict[int, Path]], dict[str, str]]:
+    """Student path: slides -> tissue grid -> ViT-small -> maps. Returns (written, skipped)."""
+    from tqdm.auto import tqdm
+
+    student = StudentClassifier.load(classifier)
+    phenotypes = Phenotypes.load(clustering)
+    if student.config.get("clustering_id") != phenotypes.clustering_id:
+        raise InputError(
+            f"classifier {classifier} was distilled from clustering {student.config.get('clustering_id')} "
+            f"but {clustering} is {phenotypes.clustering_id}: use the clustering it was trained on"
+        )
+    options = GridOptions(
+        read_mpp=float(student.config["read_mpp"]), patch_size=int(student.config["patch_size"]),
+        stride=stride, min_tissue=min_tissue, slide_mpp=slide_mpp,
+    )  # fmt: skip
+    write_tree(out, phenotypes)
+    written, skipped = {}, {}
+    for path in select_shard(slides, shard):
+        try:
+            _, grid, coords = plan_slide(path, options)
+            leaves = np.zeros(len(coords), np.int64)
+            bar = tqdm(
+                total=len(coords),
+                desc=slide_id_of(path),
+                unit="patch",
+                disable=not progress,
+                file=sys.stderr,
+            )
+            at = 0
+            for batch in patch_batches(PatchDataset(grid, coords, slide_mpp), batch_size, workers):
+                leaves[at : at + len(batch)] = student.predict(
+                    resize_uint8(batch, student.input_size)
+                )
+                at += len(batch)
+                bar.update(len(batch))
+            bar.close()
+            source = f"classifier:{student.config.get('arch', ARCH)}@{student.input_size}"
+            written[slide_id_of(path)] = write_slide_maps(
+                out, slide_id_of(path), grid, coords, leaves, phenotypes, source
+            )
+        except HtdError as exc:
+            skipped[str(path)] = str(exc)
+        except Exception as exc:  # an unreadable region must not stop the other slides
+            skipped[str(path)] = f"{type(exc).__name__}: {exc}"
+    return written, skipped

@@ -1,0 +1,227 @@
+"""Embedding extraction: tissue grid per slide, patches read in DataLoader workers, float16
+memmap per slide, resumable batch by batch, shardable over a slide list."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from htd_core.errors import InputError
+from htd_core.interfaces import Encoder
+from htd_core.io import atomic_open, atomic_write_json, remove_stale_temps
+from htd_plugins.discovery.grid import (
+    PatchGrid,
+    make_grid,
+    open_slide,
+    read_patch,
+    slide_id_of,
+    tissue_cells,
+    tissue_fraction,
+)
+from htd_plugins.discovery.store import EmbeddingStore
+
+
+@dataclass(frozen=True)
+class GridOptions:
+    """How slides are cut: read resolution, patch and cell size, tissue threshold."""
+
+    read_mpp: float = 0.5
+    patch_size: int = 224
+    stride: int | None = None  # default: patch_size (no overlap)
+    min_tissue: float = 0.25
+    slide_mpp: float | None = None  # for slides whose metadata has no mpp
+
+    def __post_init__(self) -> None:
+        if self.read_mpp <= 0:
+            raise InputError(f"read mpp={self.read_mpp} must be positive (um/px)")
+        if self.slide_mpp is not None and self.slide_mpp <= 0:
+            raise InputError(f"slide mpp={self.slide_mpp} must be positive (um/px)")
+        if self.stride is None:
+            object.__setattr__(self, "stride", self.patch_size)
+
+
+class PatchDataset:
+    """Patches of one slide's tissue cells; each worker process opens the slide itself."""
+
+    def __init__(self, grid: PatchGrid, coords: np.ndarray, slide_mpp: float | None) -> None:
+        self.grid, self.coords, self.slide_mpp = grid, coords, slide_mpp
+        self._reader = None
+
+    def __len__(self) -> int:
+        return len(self.coords)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if self._reader is None:
+            self._reader = open_slide(self.grid.slide_path, self.slide_mpp)
+        row, col = self.coords[i]
+        return read_patch(self._reader, self.grid, int(row), int(col))
+
+
+def patch_batches(dataset: PatchDataset, batch_size: int, workers: int):
+    """Batches of uint8 patches (torch N x H x W x 3) in order, read by ``workers`` processes."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    def collate(items: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(items))
+
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+        collate_fn=collate, persistent_workers=False,
+    )  # fmt: skip
+
+
+def plan_slide(path: str | Path, options: GridOptions) -> tuple[Any, PatchGrid, np.ndarray]:
+    """Open the slide, lay the grid and find its tissue cells: (reader, grid, coords)."""
+    reader = open_slide(path, options.slide_mpp)
+    grid = make_grid(reader, path, options.read_mpp, options.patch_size, int(options.stride))
+    coords = tissue_cells(tissue_fraction(reader, grid), options.min_tissue)
+    return reader, grid, coords
+
+
+def embed_slide(
+    store: EmbeddingStore,
+    path: str | Path,
+    encoder: Encoder,
+    options: GridOptions,
+    *,
+    batch_size: int = 32,
+    workers: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Embed one slide into ``store`` (resuming a partial run); returns its metadata."""
+    from tqdm.auto import tqdm
+
+    slide_id = slide_id_of(path)
+    folder = store.slide_folder(slide_id)
+    if store.is_complete(slide_id):
+        meta = store.entry(slide_id).meta
+        _check_same_plan(meta, path, options, slide_id)
+        return {**meta, "status": "already done"}
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(folder)
+    plan_path = folder / "plan.json"
+    if plan_path.exists():  # resuming: the grid and tissue cells are fixed by the first run
+        plan = json.loads(plan_path.read_text())
+        _check_same_plan(plan, path, options, slide_id)
+        grid = PatchGrid.from_dict(plan["grid"])
+        coords = np.load(folder / "coords.npy", allow_pickle=False)
+    else:
+        _, grid, coords = plan_slide(path, options)
+        plan = {
+            "slide_id": slide_id,
+            "grid": grid.to_dict(),
+            "min_tissue": options.min_tissue,
+            "n_patches": int(len(coords)),
+            "embed_dim": store.embed_dim,
+            "encoder": store.encoder,
+            "weights_id": store.weights_id,
+        }
+        with atomic_open(folder / "coords.npy") as fh:
+            np.save(fh, coords)
+        atomic_write_json(plan_path, plan)
+    n, dim = len(coords), store.embed_dim
+    partial = folder / "embeddings.partial"
+    progress_path = folder / "progress.json"
+    done = json.loads(progress_path.read_text())["done"] if progress_path.exists() else 0
+    started = time.perf_counter()
+    finished = (folder / "embeddings.f16").exists() and done == n  # killed before meta.json
+    if n and not finished:
+        mode = "r+" if partial.exists() and done > 0 else "w+"
+        done = done if mode == "r+" else 0
+        out = np.memmap(partial, np.float16, mode, shape=(n, dim))
+        dataset = PatchDataset(grid, coords[done:], options.slide_mpp)
+        bar = tqdm(total=n, initial=done, unit="patch", desc=slide_id, disable=not progress,
+                   file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+        for batch in patch_batches(dataset, batch_size, workers):
+            feats = encoder(batch, batch_size=batch_size).numpy()
+            half = feats.astype(np.float16)
+            if not np.isfinite(half).all():
+                raise InputError(
+                    f"{encoder.label} features of slide {slide_id} overflow float16 "
+                    f"(max |x| = {np.abs(feats).max():.3g}): normalise the encoder output"
+                )
+            out[done : done + len(half)] = half
+            out.flush()
+            done += len(half)
+            atomic_write_json(progress_path, {"done": done})
+            bar.update(len(half))
+        bar.close()
+        del out
+        os.replace(partial, folder / "embeddings.f16")
+    meta = {**plan, "seconds": round(time.perf_counter() - started, 3), "complete": True}
+    atomic_write_json(folder / "meta.json", meta)
+    progress_path.unlink(missing_ok=True)
+    return {**meta, "status": "done" if n else "no tissue"}
+
+
+def _check_same_plan(
+    plan: dict[str, Any], path: str | Path, options: GridOptions, slide_id: str
+) -> None:
+    grid = plan["grid"]
+    if int(grid["stride"]) != int(options.stride) or not np.isclose(
+        plan["min_tissue"], options.min_tissue
+    ):
+        raise InputError(
+            f"slide {slide_id} ({path}) is already in the store with stride={grid['stride']}, "
+            f"min_tissue={plan['min_tissue']}; this run asks stride={options.stride}, "
+            f"min_tissue={options.min_tissue}: use the same options or another store"
+        )
+
+
+@dataclass
+class EmbedReport:
+    """What an ``embed`` run did per slide (done, already done, no tissue, skipped)."""
+
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def select_shard(slides: Sequence[str | Path], shard: tuple[int, int]) -> list[Path]:
+    """Slides of shard ``i`` of ``n`` (0-based): every n-th slide of the sorted list."""
+    i, n = shard
+    if n < 1 or not 0 <= i < n:
+        raise InputError(f"shard {i}/{n} is invalid: use i/n with 0 <= i < n (e.g. 0/4 ... 3/4)")
+    ordered = sorted({str(Path(s)) for s in slides})
+    ids = [slide_id_of(s) for s in ordered]
+    dup = sorted({x for x in ids if ids.count(x) > 1})
+    if dup:
+        raise InputError(f"slides share file names {dup}: slide ids must be unique; rename them")
+    return [Path(s) for k, s in enumerate(ordered) if k % n == i]
+
+
+def embed_slides(
+    store: EmbeddingStore,
+    slides: Sequence[str | Path],
+    encoder: Encoder,
+    options: GridOptions,
+    *,
+    shard: tuple[int, int] = (0, 1),
+    batch_size: int = 32,
+    workers: int = 0,
+    progress: bool = True,
+) -> EmbedReport:
+    """Embed this shard's slides; a slide that fails is reported and skipped (a kill is not)."""
+    from htd_core.errors import HtdError
+
+    report = EmbedReport()
+    for path in select_shard(slides, shard):
+        try:
+            meta = embed_slide(
+                store, path, encoder, options, batch_size=batch_size, workers=workers,
+                progress=progress,
+            )  # fmt: skip
+            report.results[slide_id_of(path)] = meta
+        except HtdError as exc:
+            report.skipped[str(path)] = str(exc)
+        except Exception as exc:  # an unreadable region must not stop a 10,000-slide run
+            report.skipped[str(path)] = f"{type(exc).__name__}: {exc}"
+    return report

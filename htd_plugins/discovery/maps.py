@@ -1,0 +1,177 @@
+"""Pseudo semantic maps: every tissue patch -> phenotype, written at every granularity.
+
+Layout (one folder per granularity, so a folder is one class set)::
+
+    maps/tree.json                 merge tree + levels (the curriculum reads it)
+    maps/k005/classes.json         ClassMap of that level (names phenotype_00.., colours, 255)
+    maps/k005/<slide_id>.png       uint8, one pixel per grid cell over the full slide, 255 = background
+    maps/k005/<slide_id>.json      sidecar: names, downsample, k, patch size, stride, mpp...
+
+Map pixel (r, c) covers level-0 pixels [c*s, (c+1)*s) x [r*s, (r+1)*s) with
+s = ``downsample`` (= ``cell_size_base``; the grid covers the slide, so the last row/column
+may overhang it). ``names`` + ``downsample`` are what the slide samplers' label-mask reader
+takes (``label_mask=maps/k005/<slide_id>.png``, ``classes=`` the level's names).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from htd_core.errors import InputError
+from htd_core.io import atomic_save_image, atomic_write_json
+from htd_core.types import IGNORE_INDEX, ClassMap
+from htd_plugins.discovery.clustering import Phenotypes
+from htd_plugins.discovery.grid import PatchGrid
+from htd_plugins.discovery.store import open_stores
+from htd_plugins.discovery.tree import class_names, palette
+
+
+def level_dir(out: str | Path, k: int) -> Path:
+    return Path(out) / f"k{k:03d}"
+
+
+def level_class_map(k: int) -> ClassMap:
+    """Class names ``phenotype_00``.. and colours of granularity ``k``."""
+    return ClassMap(class_names(k), tuple(palette(k)), IGNORE_INDEX)
+
+
+def leaf_grid(grid: PatchGrid, coords: np.ndarray, leaves: np.ndarray) -> np.ndarray:
+    """rows x cols uint8 map of leaf ids, 255 where there is no tissue patch."""
+    out = np.full((grid.rows, grid.cols), IGNORE_INDEX, np.uint8)
+    if len(coords):
+        out[coords[:, 0], coords[:, 1]] = leaves.astype(np.uint8)
+    return out
+
+
+def maps_done(out: str | Path, slide_id: str, phenotypes: Phenotypes) -> bool:
+    """True when every level's sidecar of ``slide_id`` exists for this clustering."""
+    import json
+
+    for k in phenotypes.levels:
+        side = level_dir(out, k) / f"{slide_id}.json"
+        if (
+            not side.exists()
+            or json.loads(side.read_text()).get("clustering_id") != phenotypes.clustering_id
+        ):
+            return False
+    return True
+
+
+def write_slide_maps(
+    out: str | Path,
+    slide_id: str,
+    grid: PatchGrid,
+    coords: np.ndarray,
+    leaves: np.ndarray,
+    phenotypes: Phenotypes,
+    source: str,
+) -> dict[int, Path]:
+    """Write one slide's maps at every level (image first, sidecar last); returns k -> png."""
+    if phenotypes.tree.n_leaves >= IGNORE_INDEX:
+        raise InputError(f"{phenotypes.tree.n_leaves} phenotypes do not fit a uint8 map (max 254)")
+    leaf_map = leaf_grid(grid, coords, leaves)
+    written = {}
+    for k in phenotypes.levels:
+        folder = level_dir(out, k)
+        class_map = level_class_map(k)
+        if not (folder / "classes.json").exists():
+            atomic_write_json(folder / "classes.json", class_map.to_dict())
+        labels = phenotypes.tree.coarsen(leaf_map, k).astype(np.uint8)
+        counts = np.bincount(labels[labels != IGNORE_INDEX], minlength=k)[:k]
+        total = max(int(counts.sum()), 1)
+        atomic_save_image(folder / f"{slide_id}.png", labels)
+        sidecar: dict[str, Any] = {
+            "slide_id": slide_id,
+            "slide_path": grid.slide_path,
+            "k": k,
+            "names": list(class_map.names),
+            "classes": class_map.to_dict(),
+            "ignore_index": IGNORE_INDEX,
+            "grid_shape": [grid.rows, grid.cols],
+            "patch_size": grid.patch_size,
+            "stride": grid.stride,
+            "read_mpp": grid.read_mpp,
+            "slide_mpp": grid.slide_mpp,
+            "level": 0,
+            "slide_dims": list(grid.slide_dims),
+            "cell_size_base": grid.cell_size_base,
+            "downsample": grid.cell_size_base,
+            "map_mpp": grid.stride * grid.read_mpp,
+            "composition": {
+                n: round(int(c) / total, 6) for n, c in zip(class_map.names, counts, strict=True)
+            },
+            "n_tissue_cells": int(counts.sum()),
+            "leaf_to_class": phenotypes.tree.groups[k].tolist(),
+            "source": source,
+            "encoder": phenotypes.encoder,
+            "weights_id": phenotypes.weights_id,
+            "clustering_id": phenotypes.clustering_id,
+        }
+        atomic_write_json(folder / f"{slide_id}.json", sidecar)
+        written[k] = folder / f"{slide_id}.png"
+    return written
+
+
+def write_tree(out: str | Path, phenotypes: Phenotypes) -> None:
+    atomic_write_json(
+        Path(out) / "tree.json",
+        {
+            "clustering_id": phenotypes.clustering_id,
+            "encoder": phenotypes.encoder,
+            "weights_id": phenotypes.weights_id,
+            "tree": phenotypes.tree.to_dict(),
+        },
+    )
+
+
+def maps_from_stores(
+    store_roots: list[str | Path],
+    clustering: str | Path | Phenotypes,
+    out: str | Path,
+    *,
+    slide_ids: list[str] | None = None,
+    progress: bool = True,
+) -> dict[str, dict[int, Path]]:
+    """Teacher path: nearest centroid of every stored embedding; returns slide -> k -> png."""
+    from tqdm.auto import tqdm
+
+    phenotypes = clustering if isinstance(clustering, Phenotypes) else Phenotypes.load(clustering)
+    stores = open_stores(list(store_roots))
+    for store in stores:
+        store.check_encoder(phenotypes.encoder, phenotypes.weights_id)
+    entries = [
+        e for s in stores for e in s.entries() if slide_ids is None or e.slide_id in slide_ids
+    ]
+    if slide_ids is not None:
+        missing = sorted(set(slide_ids) - {e.slide_id for e in entries})
+        if missing:
+            raise InputError(f"slides {missing} are not complete in the stores: embed them first")
+    write_tree(out, phenotypes)
+    result = {}
+    for entry in tqdm(
+        entries, desc="pseudo maps", unit="slide", disable=not progress, file=sys.stderr
+    ):
+        grid = PatchGrid.from_dict(entry.meta["grid"])
+        leaves = phenotypes.assign(entry.embeddings())
+        source = f"teacher:{phenotypes.encoder}"
+        result[entry.slide_id] = write_slide_maps(
+            out, entry.slide_id, grid, entry.coords(), leaves, phenotypes, source
+        )
+    return result
+
+
+def read_map(png: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """A pseudo map and its sidecar."""
+    import json
+
+    from PIL import Image
+
+    png = Path(png)
+    side = png.with_suffix(".json")
+    if not png.exists() or not side.exists():
+        raise InputError(f"pseudo map {png} or its sidecar {side.name} is missing")
+    return np.asarray(Image.open(png)), json.loads(side.read_text())

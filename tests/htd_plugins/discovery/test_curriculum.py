@@ -1,0 +1,107 @@
+"""Curriculum sampler: k'(t) schedule, fixed channel count, masks re-expressed through the tree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from htd_core import ClassMap, PatchSampler, TissueSample
+from htd_core.errors import InputError
+from htd_core.testing import PatchSamplerConformance
+from htd_plugins.conditioners.semantic_map import SemanticMapBuilder
+from htd_plugins.discovery.curriculum import CurriculumSampler, granularity, load_tree, snap
+from htd_plugins.discovery.grid import PatchGrid, open_slide
+from htd_plugins.discovery.tree import class_names
+
+
+class MapWindows(PatchSampler):
+    """Windows of a real slide with its k-level pseudo map, upsampled to pixels (raster order)."""
+
+    def __init__(self, png, entry, k: int, cells: int = 6) -> None:
+        self.mask = np.asarray(Image.open(png))
+        self.grid = PatchGrid.from_dict(entry.meta["grid"])
+        self.cells, self._cm = cells, ClassMap(class_names(k))
+
+    @property
+    def class_map(self) -> ClassMap:
+        return self._cm
+
+    def __iter__(self):
+        reader, g, c = open_slide(self.grid.slide_path), self.grid, self.cells
+        for r in range(0, g.rows - c, c):
+            for col in range(0, g.cols - c, c):
+                window = self.mask[r : r + c, col : col + c]
+                if len(set(np.unique(window)) - {255}) < 2:
+                    continue
+                loc = (int(col * g.cell_size_base), int(r * g.cell_size_base))
+                size = c * g.stride
+                image = reader.read_rect(loc, (size, size), resolution=g.read_mpp, units="mpp")
+                mask = np.repeat(np.repeat(window, g.stride, 0), g.stride, 1)
+                yield TissueSample(
+                    np.ascontiguousarray(image[..., :3]), mask, self._cm, {"x": loc[0], "y": loc[1]}
+                )
+
+
+def make(run, **options) -> CurriculumSampler:
+    entry = run["store"].entry(run["slide_id"])
+    inner = MapWindows(run["maps"][run["slide_id"]][100], entry, 100)
+    return CurriculumSampler(inner, run["root"] / "maps", **options)
+
+
+def test_schedule_and_snapping():
+    levels = (5, 10, 20, 50, 100)
+    assert granularity(0, 5, 100, 1000) == 5 and granularity(5000, 5, 100, 1000) == 100
+    ks = [snap(granularity(t, 5, 100, 1000), levels) for t in range(0, 1201, 50)]
+    assert ks[0] == 5 and ks[-1] == 100 and ks == sorted(ks) and set(ks) == set(levels)
+    assert snap(14.5, levels, "down") == 10 and snap(14.5, levels, "up") == 20
+
+
+def test_channel_count_fixed_and_masks_nested(cmu_run):
+    sampler = make(cmu_run, k_min=5, warmup_steps=3, batch_size=2)
+    tree = load_tree(cmu_run["root"] / "maps")
+    builder = SemanticMapBuilder()
+    samples = sampler.take(10)
+    ks = [s.meta["granularity"] for s in samples]
+    assert ks[:2] == [5, 5] and ks[-1] == 100 and ks == sorted(ks)  # one step per batch of 2
+    originals = MapWindows(
+        cmu_run["maps"][cmu_run["slide_id"]][100], cmu_run["store"].entry(cmu_run["slide_id"]), 100
+    ).take(10)
+    for s, orig in zip(samples, originals, strict=True):
+        k = s.meta["granularity"]
+        cond = builder.build(s)
+        assert cond.spatial.shape[0] == 100  # k_max channels at every step
+        on = np.unique(s.mask[s.mask != 255])
+        assert len(on) <= k
+        # each pixel carries the representative of its original class's group at level k
+        tissue = orig.mask != 255
+        group_of = tree.parent_map(100, k)
+        assert np.array_equal(group_of[s.mask[tissue]], group_of[orig.mask[tissue]])
+        assert np.array_equal(s.mask[~tissue], orig.mask[~tissue])
+    assert len(np.unique(samples[0].mask)) < len(np.unique(originals[0].mask))
+
+
+def test_bad_options(cmu_run):
+    with pytest.raises(InputError, match="k_max"):
+        make(cmu_run, k_max=30)
+    with pytest.raises(InputError, match="warmup_steps"):
+        make(cmu_run, warmup_steps=-1)
+    entry = cmu_run["store"].entry(cmu_run["slide_id"])
+    coarse = MapWindows(cmu_run["maps"][cmu_run["slide_id"]][20], entry, 20)
+    with pytest.raises(InputError, match="k_max=100"):
+        CurriculumSampler(coarse, cmu_run["root"] / "maps")
+    with pytest.raises(InputError, match="tree"):
+        CurriculumSampler(coarse, cmu_run["root"] / "nowhere")
+
+
+class TestCurriculumConformance(PatchSamplerConformance):
+    @pytest.fixture(autouse=True)
+    def _run(self, cmu_run):
+        self.run = cmu_run
+
+    def make_sampler(self) -> PatchSampler:
+        return make(self.run, k_min=5, warmup_steps=2)
+
+
+def test_registered_as_plugin(builtin_manager):
+    assert "curriculum" in builtin_manager.patch_samplers.names()
