@@ -83,7 +83,9 @@ class EmbeddingBuilder(ConditionBuilder):
                 pixels = torch.cat([enc.preprocess(c.image) for c in placed.values()])
                 feats = enc.forward(pixels).float().cpu()
             finite = torch.isfinite(feats).all(dim=1).tolist()
-            bad = [sample.class_map.names[i] for i, ok in zip(placed, finite, strict=True) if not ok]
+            bad = [
+                sample.class_map.names[i] for i, ok in zip(placed, finite, strict=True) if not ok
+            ]
             if bad:
                 raise InputError(
                     f"embedding: encoder {enc.label} produced NaN/inf embeddings for classes "

@@ -61,7 +61,9 @@ def test_seeded_draw(bank):
 
 
 def test_missing_class_lists_what_it_has(bank):
-    with pytest.raises(InputError, match=r"no crops of class 'tumor'; it has: gland \(\d+\), non_gland"):
+    with pytest.raises(
+        InputError, match=r"no crops of class 'tumor'; it has: gland \(\d+\), non_gland"
+    ):
         bank.draw("tumor")
 
 
