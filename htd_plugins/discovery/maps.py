@@ -86,7 +86,6 @@ def write_slide_maps(
         atomic_save_image(folder / f"{slide_id}.png", labels)
         sidecar: dict[str, Any] = {
             "slide_id": slide_id,
-            "slide_path": grid.slide_path,
             "k": k,
             "names": list(class_map.names),
             "classes": class_map.to_dict(),
