@@ -79,6 +79,7 @@ def load_builder(model: Path, config: str | None, crop_bank: str | None):
     from htd_core.errors import ConfigError
     from htd_core.interfaces import ComposedConditionBuilder
     from htd_core.plugins import get_plugin_manager
+    from htd_core.registry import accepted_options
 
     source = Path(config) if config else model / "pipeline.yaml"
     if not source.is_file():
@@ -93,16 +94,10 @@ def load_builder(model: Path, config: str | None, crop_bank: str | None):
     reg = get_plugin_manager().registry("htd_register_condition_builders")
     builders = []
     for spec in specs:
-        if crop_bank and "bank" in _accepted(reg.entry(spec.name).factory):
+        if crop_bank and "bank" in (accepted_options(reg.entry(spec.name).factory) or []):
             spec = type(spec)(spec.name, {**spec.options, "bank": crop_bank}, spec.where)
         builders.append(spec.create(reg))
     return builders[0] if len(builders) == 1 else ComposedConditionBuilder(builders)
-
-
-def _accepted(factory: Any) -> list[str]:
-    from htd_core.registry import accepted_options
-
-    return accepted_options(factory) or []
 
 
 def read_layouts(args: argparse.Namespace, class_map: Any) -> list[Any]:
@@ -155,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
 
     from htd_core.dataset import DatasetWriter
     from htd_core.errors import InputError
+    from htd_core.interfaces import last_provenance
     from htd_core.io import atomic_write_json
     from htd_core.types import Condition, TissueSample
 
@@ -189,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
                     provenance.append(None)
                     continue
                 conditions.append(builder.build(layout, seed=args.seed + i))
-                provenance.append(_last_provenance(builder))
+                prov = last_provenance(builder)
+                provenance.append(dict(prov) if prov is not None else None)
             images = backbone.generate(
                 conditions, seed=args.seed + start, guidance_scale=args.guidance,
                 scheduler=args.scheduler, num_inference_steps=args.steps, batch_size=args.batch_size,
@@ -208,13 +205,3 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     print(f"synthetic dataset: {output} ({len(layouts)} samples)")
     return 0
-
-
-def _last_provenance(builder: Any) -> dict[str, Any] | None:
-    """Crop provenance recorded by the last ``build`` of a crop builder, if any (duck-typed:
-    builders with a ``last_provenance`` attribute)."""
-    for b in getattr(builder, "builders", [builder]):
-        prov = getattr(b, "last_provenance", None)
-        if prov is not None:
-            return dict(prov)
-    return None

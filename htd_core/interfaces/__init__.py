@@ -4,6 +4,7 @@ from htd_core.interfaces.backbone import Backbone
 from htd_core.interfaces.condition_builder import (
     ComposedConditionBuilder,
     ConditionBuilder,
+    last_provenance,
     require_class_list,
 )
 from htd_core.interfaces.encoder import Encoder
@@ -17,5 +18,6 @@ __all__ = [
     "Encoder",
     "Evaluator",
     "PatchSampler",
+    "last_provenance",
     "require_class_list",
 ]

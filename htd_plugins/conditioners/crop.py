@@ -272,20 +272,6 @@ class CropBuilder(ConditionBuilder):
         return f"CropBuilder({size}, placement={self.placement!r})"
 
 
-def crop_provenance(builder: ConditionBuilder) -> dict[str, dict[str, Any] | None] | None:
-    """``last_provenance`` of the first crop-based builder inside ``builder`` (composed or not).
-
-    The generator stores it as ``meta[PROVENANCE_KEY]`` of each generated sample and passes
-    ``extra_columns=(PROVENANCE_KEY,)`` to the dataset writer, so the manifest says which real
-    slide every crop came from.
-    """
-    for b in getattr(builder, "builders", [builder]):
-        prov = getattr(b, "last_provenance", None)
-        if prov is not None:
-            return prov
-    return None
-
-
 def _load_crop(name: object, value: np.ndarray | str | Path) -> np.ndarray:
     if isinstance(value, str | Path):
         from PIL import Image

@@ -9,11 +9,12 @@ import torch
 import htd_core
 from htd_core.dataset import Dataset, DatasetWriter
 from htd_core.errors import HtdError, InputError
+from htd_core.interfaces import last_provenance
 from htd_core.testing import ConditionBuilderConformance, real_tiles, synthetic_sample
 from htd_core.types import ClassMap, TissueSample
 from htd_plugins.conditioners import crop as crop_module
 from htd_plugins.conditioners import semantic_map
-from htd_plugins.conditioners.crop import PROVENANCE_KEY, CropBuilder, crop_provenance
+from htd_plugins.conditioners.crop import PROVENANCE_KEY, CropBuilder
 from htd_plugins.conditioners.crop_bank import CropBank
 
 CLASSES = ("tumor", "stroma", "normal")
@@ -207,7 +208,7 @@ def test_registered_composes_and_records_provenance(register_plugin, tmp_path):
     assert cond.channels[:k] == tuple(f"map:{n}" for n in CLASSES)
     assert cond.channels[k : k + 3] == ("crop:tumor:r", "crop:tumor:g", "crop:tumor:b")
     assert cond.channels[4 * k :] == tuple(f"valid:{n}" for n in CLASSES)
-    prov = crop_provenance(dual)
+    prov = last_provenance(dual)
     assert set(prov) == set(CLASSES) and prov["tumor"]["slide_id"] == "synthetic-0"
     with pytest.raises(HtdError, match="placement"):
         htd_core.create("condition_builders", "crop", placement="x")
