@@ -22,8 +22,8 @@ import numpy as np
 from htd_core.data import shared_data_dir
 from htd_core.testing import real_tiles, synthetic_sample
 from htd_core.types import TissueSample
-from htd_plugins.conditioners.crop import CropBuilder
-from htd_plugins.conditioners.semantic_map import SemanticMapBuilder
+from htd_plugins.condition_builders.crop import CropBuilder
+from htd_plugins.condition_builders.semantic_map import SemanticMapBuilder
 
 
 def median_ms(fn, repeats: int = 30) -> float:
@@ -90,7 +90,7 @@ def bench_builders(samples: list[TissueSample]) -> float:
         print(f"  {label:34s} {ms:8.2f} ms/sample")
     htd, peer = rows[1][1], rows[3][1]
     print(f"  peer / htd crop time: {peer / htd:.1f}x")
-    got_htd = sum(1 for s in samples for p in crop.build_with_provenance(s, seed=0)[1].values() if p and "x" in p)  # fmt: skip
+    got_htd = sum(1 for s in samples for p in crop.build(s, seed=0).meta["crop_provenance"].values() if p and "x" in p)  # fmt: skip
     got_peer = sum(peer_crops(s, crop.sizes(s), 16, np.random.default_rng(0)) for s in samples)
     present = sum(int(np.any(s.mask == i)) for s in samples for i in range(len(s.class_map)))
     print(f"  classes given a crop: htd {got_htd}/{present}, peer {got_peer}/{present}")
@@ -102,8 +102,8 @@ def bench_training_share(samples: list[TissueSample]) -> None:
         import torch
 
         from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
-        from htd_plugins.backbones.sampling import training_scheduler
-        from htd_plugins.backbones.training import diffusion_loss
+        from htd_plugins.backbones.ldm.sampling import training_scheduler
+        from htd_plugins.backbones.ldm.training import diffusion_loss
     except ImportError as exc:
         print(f"\ncontrolnet_ldm not importable ({exc}): training-step share not measured")
         return

@@ -33,10 +33,10 @@ def real_patches(n: int, size: int) -> np.ndarray:
 
     root = shared_data_dir(required=True)
     slide = root / "slides" / "CMU-1-Small-Region.svs"
-    _, grid, coords = plan_slide(
+    opened, grid, coords = plan_slide(
         slide, GridOptions(read_mpp=2.0, patch_size=size, stride=size // 2)
     )
-    dataset = PatchDataset(grid, coords, None)
+    dataset = PatchDataset(slide, grid, coords, opened)
     return np.stack([dataset[i] for i in range(min(n, len(dataset)))])
 
 

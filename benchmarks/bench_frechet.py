@@ -34,7 +34,7 @@ def main() -> None:
 
     from pytorch_fid.fid_score import calculate_frechet_distance
 
-    from htd_plugins.evaluators import fd_math
+    from htd_plugins.evaluators.distance import fd_math
 
     real = make_features(args.n, args.d, 0.0, seed=0)
     fake = make_features(args.n, args.d, 0.15, seed=1)

@@ -25,11 +25,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from htd_core.testing import synthetic_sample
-    from htd_plugins.backbones.augment import Augmentation
     from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
-    from htd_plugins.backbones.trainer import BatchSource
-    from htd_plugins.conditioners.crop import CropBuilder
-    from htd_plugins.conditioners.semantic_map import SemanticMapBuilder
+    from htd_plugins.backbones.ldm.augment import Augmentation
+    from htd_plugins.backbones.ldm.trainer import BatchSource
+    from htd_plugins.condition_builders.crop import CropBuilder
+    from htd_plugins.condition_builders.semantic_map import SemanticMapBuilder
 
     samples = [synthetic_sample(64, seed=s) for s in range(args.samples)]
     builder = SemanticMapBuilder() + CropBuilder(fixed_size=20, min_size=4)

@@ -33,9 +33,9 @@ def main() -> None:
 
     from htd_core.testing import synthetic_sample
     from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
-    from htd_plugins.backbones.modules import TokenEncoder
-    from htd_plugins.conditioners.crop import CropBuilder
-    from htd_plugins.conditioners.semantic_map import SemanticMapBuilder
+    from htd_plugins.backbones.ldm.modules import TokenEncoder
+    from htd_plugins.condition_builders.crop import CropBuilder
+    from htd_plugins.condition_builders.semantic_map import SemanticMapBuilder
 
     samples = [synthetic_sample(64, seed=s) for s in range(args.batch)]
     builder = SemanticMapBuilder() + CropBuilder(fixed_size=20, min_size=4)

@@ -1,4 +1,4 @@
-"""Compose sampler, conditioners, backbone and evaluator by registered name from a YAML file,
+"""Compose sampler, condition builders, backbone and evaluator by registered name from a YAML file,
 train, generate for held-out layouts and score them.
 
     python examples/compose_pipeline.py examples/pipeline.yaml --minutes 5
@@ -30,9 +30,7 @@ def main() -> None:
     fit = {
         k: v for k, v in (("max_minutes", args.minutes), ("vae_max_minutes", args.vae_minutes)) if v
     }
-    summary = pipe.backbone.fit(
-        train, pipe.condition_builder, **{**pipe.stage_options.get("fit", {}), **fit}
-    )
+    summary = pipe.fit(train, **fit)  # the training split only
     print(f"trained {summary['steps']} steps; model in {summary.get('model_dir')}")
     synthetic = pipe.generate(test, seed=0)  # real masks + crops cut from the real held-out images
     print(json.dumps(pipe.evaluate(test, synthetic), indent=2))

@@ -32,42 +32,35 @@ SLIDES = {  # file -> (stride, slide mpp when the metadata has none)
 
 
 def run_pipeline(runs: Path, encoder_name: str, distill_epochs: int) -> None:
-    from htd_core import create
+    """The documented command sequence (docs/discovery.md), through ``htd discover``."""
+    from htd_core.cli import main as htd
     from htd_core.data import shared_data_dir
-    from htd_plugins.discovery.clustering import cluster_stores
-    from htd_plugins.discovery.distill import distill, maps_with_classifier
-    from htd_plugins.discovery.embed import GridOptions, embed_slides
-    from htd_plugins.discovery.maps import maps_from_stores
-    from htd_plugins.discovery.store import EmbeddingStore
 
     slides = shared_data_dir(required=True) / "slides"
-    encoder = create("encoders", encoder_name)
-    print(f"encoder: {encoder.label} (weights {encoder.weights_id})")
-    identity = {"encoder": encoder.name, "weights_id": encoder.weights_id,
-                "embed_dim": encoder.embed_dim, "read_mpp": READ_MPP, "patch_size": PATCH}  # fmt: skip
-    store = EmbeddingStore(runs / "store", identity)
+    store, phen = str(runs / "store"), str(runs / "phenotypes")
+    embed = ["--encoder", encoder_name, "--mpp", str(READ_MPP), "--patch-size", str(PATCH),
+             "--batch-size", "32", "--workers", "1", "--out", store]  # fmt: skip
     for name, (stride, slide_mpp) in SLIDES.items():
-        options = GridOptions(
-            read_mpp=READ_MPP, patch_size=PATCH, stride=stride, slide_mpp=slide_mpp
-        )
-        report = embed_slides(store, [slides / name], encoder, options, batch_size=32, workers=1)
-        for slide_id, meta in report.results.items():
-            print(f"{slide_id}: {meta['n_patches']} patches ({meta['status']})")
-        if report.skipped:
-            raise SystemExit(f"could not embed: {report.skipped}")
-    phenotypes = cluster_stores([runs / "store"], runs / "phenotypes")
-    print(f"{phenotypes.tree.n_leaves} phenotypes, levels {list(phenotypes.levels)}")
-    maps_from_stores([runs / "store"], phenotypes, runs / "maps")
+        mpp = ["--slide-mpp", str(slide_mpp)] if slide_mpp else []
+        run(htd, ["discover", "embed", str(slides / name), "--stride", str(stride), *mpp, *embed])
+    run(htd, ["discover", "cluster", "--store", store, "--out", phen])
+    run(htd, ["discover", "maps", "--store", store, "--clustering", phen,
+              "--out", str(runs / "maps")])  # fmt: skip
     if distill_epochs:
-        config = distill(
-            [runs / "store"], runs / "phenotypes", runs / "student", epochs=distill_epochs
-        )
-        print(
-            "student:", config["metrics"], f"{config['n_train']} train / {config['n_val']} held out"
-        )
+        run(htd, ["discover", "distill", *(str(slides / n) for n in SLIDES), "--store", store,
+                  "--clustering", phen, "--out", str(runs / "student"),
+                  "--epochs", str(distill_epochs)])  # fmt: skip
         for name, (stride, slide_mpp) in SLIDES.items():
-            maps_with_classifier(runs / "student", runs / "phenotypes", [slides / name],
-                                 runs / "maps_student", stride=stride, slide_mpp=slide_mpp)  # fmt: skip
+            mpp = ["--slide-mpp", str(slide_mpp)] if slide_mpp else []
+            run(htd, ["discover", "maps", str(slides / name), "--classifier",
+                      str(runs / "student"), "--clustering", phen, "--stride", str(stride),
+                      *mpp, "--out", str(runs / "maps_student")])  # fmt: skip
+
+
+def run(htd, argv: list[str]) -> None:
+    print("htd", " ".join(argv), flush=True)
+    if htd(argv) != 0:
+        raise SystemExit(f"htd {argv[0]} {argv[1]} failed")
 
 
 def draw(runs: Path, out: Path, maps_dir: str = "maps") -> None:
@@ -79,18 +72,17 @@ def draw(runs: Path, out: Path, maps_dir: str = "maps") -> None:
 
     from htd_core.data import shared_data_dir
     from htd_core.io import atomic_write_bytes
-    from htd_plugins.discovery.grid import open_slide
-    from htd_plugins.discovery.maps import level_class_map, read_map
+    from htd_plugins.discovery import level_class_map, read_map
+    from htd_plugins.slides import Slide
 
     slides = shared_data_dir(required=True) / "slides"
     fig, axes = plt.subplots(len(SLIDES), 3, figsize=(13, 4.6 * len(SLIDES)))
     for row, (name, (_, slide_mpp)) in enumerate(SLIDES.items()):
-        reader = open_slide(slides / name, slide_mpp)
-        thumb = np.asarray(reader.slide_thumbnail(resolution=READ_MPP * 4, units="mpp"))[..., :3]
-        axes[row, 0].imshow(thumb)
-        axes[row, 0].set_title(f"{Path(name).stem}\n(thumbnail)", fontsize=9)
+        slide = Slide(slides / name, default_mpp=slide_mpp)
+        axes[row, 0].imshow(slide.thumbnail(READ_MPP * 4))
+        axes[row, 0].set_title(f"slide {slide.slide_id}\n(thumbnail)", fontsize=9)
         for col, k in enumerate((5, 20), start=1):
-            mask, side = read_map(runs / maps_dir / f"k{k:03d}" / f"{Path(name).stem}.png")
+            mask, side = read_map(runs / maps_dir / f"k{k:03d}" / f"{slide.slide_id}.png")
             cm = level_class_map(k)
             rgb = cm.colorize(mask)
             rgb[mask == 255] = 255

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from htd_core import create
 from htd_core.data import shared_data_dir
 from htd_core.io import atomic_write_bytes
 from htd_core.testing import real_tiles
-from htd_core.types import TissueSample
-from htd_plugins.conditioners.crop import CropBuilder
-from htd_plugins.conditioners.crop_bank import CropBank
+from htd_core.types import CROP_PROVENANCE, TissueSample
+from htd_plugins.condition_builders import CropBank
 
 
 def pick(samples: list[TissueSample]) -> TissueSample:
@@ -71,15 +71,28 @@ def main(argv: list[str] | None = None) -> int:
     layout_src = pick(lung[1::2])  # an odd tile's mask only: a user-given layout
     layout = TissueSample(None, layout_src.mask, layout_src.class_map, {"slide_id": "layout"})
     rows = [
-        ("WSSS4LUAD lung (training)", pick(lung[::2]), CropBuilder(placement="same")),
-        ("GlaS colon (training, elsewhere)", pick(colon), CropBuilder(placement="elsewhere")),
-        ("CAMELYON lymph node (training)", pick(node), CropBuilder(placement="same")),
-        ("layout only (generation, bank)", layout, CropBuilder(bank=bank)),
+        (
+            "WSSS4LUAD lung (training)",
+            pick(lung[::2]),
+            create("condition_builders", "crop", placement="same"),
+        ),
+        (
+            "GlaS colon (training, elsewhere)",
+            pick(colon),
+            create("condition_builders", "crop", placement="elsewhere"),
+        ),
+        (
+            "CAMELYON lymph node (training)",
+            pick(node),
+            create("condition_builders", "crop", placement="same"),
+        ),
+        ("layout only (generation, bank)", layout, create("condition_builders", "crop", bank=bank)),
     ]
     ncols = 2 + max(len(s.class_map) for _, s, _ in rows)
     fig, axes = plt.subplots(len(rows), ncols, figsize=(2.3 * ncols, 2.5 * len(rows)))
     for r, (title, sample, builder) in enumerate(rows):
-        cond, prov = builder.build_with_provenance(sample, seed=r)
+        cond = builder.build(sample, seed=r)
+        prov = cond.meta[CROP_PROVENANCE]
         cm = sample.class_map
         blank = np.full((*sample.size, 3), 255, np.uint8)
         image = sample.image if sample.image is not None else blank

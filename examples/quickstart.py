@@ -36,42 +36,58 @@ def main() -> None:
     train_idx, test_idx = split_by_source(sources_of(samples), test_fraction=0.2, seed=0)
     train, test = partition(samples, train_idx), partition(samples, test_idx)[:8]
 
-    # 2. the dual condition: semantic map + one real crop per class (moved within its region)
+    # 2. the dual condition (semantic map + one real crop per class, moved within its region)
+    #    and the model, composed by registered name
     classes = list(sampler.class_map.names)
-    builder = htd_core.create(
-        "condition_builders", "semantic_map", classes=classes
-    ) + htd_core.create(
-        "condition_builders", "crop", classes=classes, d_base=40, placement="elsewhere"
+    pipe = htd_core.Pipeline(
+        condition_builders=[
+            {"name": "semantic_map", "classes": classes},
+            {"name": "crop", "classes": classes, "d_base": 40, "placement": "elsewhere"},
+        ],
+        backbone={"name": "controlnet_ldm", "preset": "small"},
     )
 
-    # 3. train (the autoencoder first, then the ControlNet LDM), resumable in out/
-    backbone = htd_core.create("backbones", "controlnet_ldm", preset="small")
-    summary = backbone.fit(train, builder, output_dir=str(out), steps=20_000, max_minutes=args.minutes,
-                           vae_max_minutes=args.vae_minutes)  # fmt: skip
+    # 3. train (the autoencoder first, then the ControlNet LDM), resumable in out/; the saved
+    #    pipeline folder is out/model (htd generate and Pipeline.from_pretrained read it)
+    summary = pipe.fit(train, output_dir=str(out), steps=20_000, max_minutes=args.minutes,
+                       vae_max_minutes=args.vae_minutes)  # fmt: skip
     print(
         f"{summary['steps']} steps, loss {summary['final_loss']:.4f}, model in {summary['model_dir']}"
     )
 
     # 4. generate from held-out real masks with crops cut from the held-out images
-    conditions = [builder.build(s, seed=i) for i, s in enumerate(test)]
-    images = backbone.generate(conditions, seed=0, guidance_scale=2.0, scheduler="dpmsolver++")
+    synthetic = pipe.generate(test, seed=0, guidance_scale=2.0, scheduler="dpmsolver++")
+    conditions = pipe.build_conditions(test, seed=0)  # the same crops, to show them
+    print("figure:", save_grid(out / "grid.png", test, conditions, synthetic))
 
-    from htd_plugins.demo.report import crop_view
-    from htd_plugins.evaluators.figures import save_grid
 
-    rows = [
-        {
-            "map": s.class_map.colorize(s.mask),
-            "crops": crop_view(c, len(classes)),
-            "synthetic": im,
-            "real": s.image,
-        }
-        for s, c, im in zip(test, conditions, images, strict=True)
-    ]
-    print(
-        "figure:",
-        save_grid(out / "grid.png", rows, title="quickstart: map | crops | synthetic | real"),
-    )
+def save_grid(path: Path, real, conditions, synthetic) -> Path:
+    """One row per layout: semantic map | crops (where valid) | synthetic | real."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(len(real), 4, figsize=(8, 2 * len(real)), squeeze=False)
+    for row, (s, c, g) in enumerate(zip(real, conditions, synthetic, strict=True)):
+        k = len(s.class_map)
+        rgb = (c.select("crop:").numpy().reshape(k, 3, *s.size) + 1) * 127.5
+        valid = c.select("valid:").numpy() > 0
+        crops = np.full((*s.size, 3), 40.0)
+        for i in range(k):
+            crops[valid[i]] = rgb[i].transpose(1, 2, 0)[valid[i]]
+        panels = (s.class_map.colorize(s.mask), crops.astype(np.uint8), g.image, s.image)
+        for ax, image, title in zip(
+            axes[row], panels, ("map", "crops", "synthetic", "real"), strict=True
+        ):
+            ax.imshow(image)
+            ax.set_axis_off()
+            ax.set_title(title if row == 0 else "", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

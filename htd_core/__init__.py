@@ -12,6 +12,7 @@ from htd_core.errors import HtdError, InputError
 from htd_core.hookspecs import hookimpl
 from htd_core.interfaces import (
     Backbone,
+    Command,
     ComposedConditionBuilder,
     ConditionBuilder,
     Encoder,
@@ -19,7 +20,7 @@ from htd_core.interfaces import (
     PatchSampler,
 )
 from htd_core.pipeline import Pipeline
-from htd_core.plugins import create, get_plugin_manager, registry
+from htd_core.plugins import create, get_plugin_manager, get_registry
 from htd_core.registry import Registry
 from htd_core.types import IGNORE_INDEX, ClassMap, Condition, TissueSample
 
@@ -31,6 +32,7 @@ except PackageNotFoundError:  # running from a source tree without install
 __all__ = [
     "IGNORE_INDEX",
     "Backbone",
+    "Command",
     "ClassMap",
     "ComposedConditionBuilder",
     "Condition",
@@ -46,6 +48,6 @@ __all__ = [
     "__version__",
     "create",
     "get_plugin_manager",
+    "get_registry",
     "hookimpl",
-    "registry",
 ]

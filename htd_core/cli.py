@@ -1,25 +1,24 @@
-"""The ``htd`` command line: one verb per stage.
+"""The ``htd`` command line, built from the verbs plugins register.
 
-Each verb lives in ``htd_core.commands.<verb>`` with ``add_parser(subparsers)`` that sets
-``func``; verbs import their heavy dependencies only when run. User errors (``HtdError``)
+The core holds no verb: every ``htd <verb>`` is a :class:`htd_core.Command` registered through
+the ``htd_register_commands`` hook (the built-in verbs live in ``htd_plugins.commands``), so a
+pip-installed plugin adds a verb without editing a shared file. User errors (``HtdError``)
 print one line on stderr and exit 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
 from htd_core.errors import HtdError
 
-#: Verb modules in help order; a module absent from this install is skipped.
-COMMANDS = ("plugins", "sample", "discover", "train_vae", "train", "generate", "evaluate", "demo")
-
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser with one sub-parser per registered command (ordered by ``Command.order``)."""
     from htd_core import __version__
+    from htd_core.plugins import get_plugin_manager
 
     parser = argparse.ArgumentParser(
         prog="htd",
@@ -28,18 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"htd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for verb in COMMANDS:
-        try:
-            module = importlib.import_module(f"htd_core.commands.{verb}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"htd_core.commands.{verb}":
-                continue
-            raise
-        module.add_parser(sub)
+    registry = get_plugin_manager().commands
+    commands = [(registry.create(name), name) for name in registry.names()]
+    for command, name in sorted(commands, key=lambda c: (c[0].order, c[1])):
+        p = sub.add_parser(name, help=command.help, description=command.description or command.help)
+        command.add_arguments(p)
+        p.set_defaults(func=command.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``htd`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

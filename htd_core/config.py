@@ -1,7 +1,7 @@
 """Pipeline configuration: YAML files that name registered components.
 
 A component is given as a name (``semantic_map``) or a mapping ``{name: crop, d_base: 80}``.
-Errors name the file and the key (``pipeline.yaml: conditioners[1].d_bse: ...``).
+Errors name the file and the key (``pipeline.yaml: condition_builders[1].d_bse: ...``).
 """
 
 from __future__ import annotations
@@ -12,10 +12,26 @@ from pathlib import Path
 from typing import Any
 
 from htd_core.errors import ConfigError, RegistryError
-from htd_core.registry import Registry, check_options, suggest
+from htd_core.registry import (
+    SPEC_ATTRIBUTE,
+    Registry,
+    accepted_subset,
+    check_options,
+    suggest,
+)
 
 #: Top-level keys of a pipeline file: components, then per-stage options.
-SECTIONS = ("sampler", "conditioners", "backbone", "evaluators", "fit", "generate", "evaluate")
+SECTIONS = (
+    "sampler",
+    "condition_builders",
+    "backbone",
+    "evaluators",
+    "fit",
+    "generate",
+    "evaluate",
+)
+#: Old section names and what they are called now.
+RENAMED = {"conditioners": "condition_builders"}
 
 
 @dataclass(frozen=True)
@@ -41,8 +57,12 @@ class ComponentSpec:
             f"{where}: expected a component name or a mapping with 'name', got {type(value).__name__}"
         )
 
-    def create(self, registry: Registry) -> Any:
-        """Instantiate from ``registry``; every failure names this spec's location."""
+    def create(self, registry: Registry, defaults: Mapping[str, Any] | None = None) -> Any:
+        """Instantiate from ``registry``; every failure names this spec's location.
+
+        ``defaults`` are options given only when the factory accepts them and the spec does
+        not set them itself (run-wide settings such as ``device`` or a crop ``bank``).
+        """
         try:
             entry = registry.entry(self.name)
         except RegistryError as exc:
@@ -52,10 +72,57 @@ class ComponentSpec:
         except RegistryError as exc:
             bad = next((k for k in self.options if f"option {k!r}" in str(exc)), "")
             raise ConfigError(f"{self.where}.{bad}: {exc}") from None
+        options = {**accepted_subset(entry.factory, defaults or {}), **self.options}
         try:
-            return registry.create(self.name, **self.options)
+            return registry.create(self.name, **options)
         except RegistryError as exc:
             raise ConfigError(f"{self.where}: {exc}") from None
+
+    def to_config(self) -> dict[str, Any]:
+        """The YAML/JSON form: ``{"name": ..., **options}``."""
+        return {"name": self.name, **self.options}
+
+
+def spec_of(component: Any, what: str) -> ComponentSpec:
+    """The spec a component was created from; refuses components built by hand.
+
+    Raises:
+        ConfigError: ``component`` was not created from a registered name (its options are
+            unknown, so it cannot be saved and re-created).
+    """
+    spec = getattr(component, SPEC_ATTRIBUTE, None)
+    if not isinstance(spec, Mapping) or "name" not in spec:
+        raise ConfigError(
+            f"{what} {type(component).__name__} was not created from a registered name, so its "
+            "options are unknown: create it with htd_core.create(kind, name, **options) or give "
+            "the pipeline its name"
+        )
+    return ComponentSpec.parse(spec, what)
+
+
+def resolve_component(
+    value: Any,
+    registry: Registry,
+    where: str,
+    defaults: Mapping[str, Any] | None = None,
+) -> Any:
+    """The one resolver of "an instance, a registered name, or ``{name: ..., **options}``".
+
+    Args:
+        value: an instance of ``registry.base`` (returned as is), a name, a mapping with
+            ``name``, or a :class:`ComponentSpec`.
+        registry: the registry of the component's kind.
+        where: location for messages (``"pipeline.yaml: condition_builders[1]"``).
+        defaults: options passed only when the factory accepts them and ``value`` does not set
+            them (see :meth:`ComponentSpec.create`).
+
+    Raises:
+        ConfigError: unknown name or option, or a value of the wrong type (names ``where``).
+    """
+    if isinstance(value, registry.base):
+        return value
+    spec = value if isinstance(value, ComponentSpec) else ComponentSpec.parse(value, where)
+    return spec.create(registry, defaults)
 
 
 def load_config(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
@@ -76,6 +143,11 @@ def load_config(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any],
         if not isinstance(data, Mapping):
             raise ConfigError(f"{label}: the top level must be a mapping of sections {SECTIONS}")
     for key in data:
+        if key in RENAMED:
+            raise ConfigError(
+                f"{label}: section {key!r} is now called {RENAMED[key]!r}: rename it (one name, "
+                "'condition builder', is used in code, YAML and docs)"
+            )
         if key not in SECTIONS:
             raise ConfigError(
                 f"{label}: unknown section {key!r}.{suggest(str(key), list(SECTIONS))} "
@@ -93,3 +165,40 @@ def component_list(value: Any, where: str) -> list[ComponentSpec]:
         return []
     items = value if isinstance(value, list) else [value]
     return [ComponentSpec.parse(v, f"{where}[{i}]") for i, v in enumerate(items)]
+
+
+def parse_options(pairs: list[str], config: str | None) -> dict[str, Any]:
+    """Options from a YAML mapping file, then ``KEY=VALUE`` pairs (``-o`` on the CLI) whose
+    VALUE is read as YAML; later pairs override. Raises :class:`ConfigError` naming the pair."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    if config:
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError(f"config file {config} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{config}: expected a mapping of options, got {type(data).__name__}")
+        options.update(data)
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"-o {pair!r}: write options as KEY=VALUE (e.g. -o patch_size=256)")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"-o {pair!r}: VALUE is not valid YAML ({exc})") from None
+        options[key.strip()] = _number(value)
+    return options
+
+
+def _number(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-9`` as a string; read numeric strings as numbers."""
+    if isinstance(value, str):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    return value

@@ -7,17 +7,6 @@ from pathlib import Path
 
 ENV_VAR = "HTD_SHARED_DATA"
 
-#: Classes (in mask-code order) and mask encodings of the real tile sets in ``../shared/data``
-#: (see its README). ``threshold``: masks are lossy greyscale, class 1 where value > threshold.
-TILE_SETS: dict[str, dict] = {
-    "glas": {"classes": ("non_gland", "gland"), "threshold": None},
-    "wsss4luad_val": {
-        "classes": ("tumor_epithelium", "tumor_stroma", "normal_lung", "background"),
-        "threshold": None,
-    },
-    "camelyon_mini": {"classes": ("other", "tumor"), "threshold": 127},
-}
-
 
 def shared_data_dir(required: bool = False) -> Path | None:
     """The shared real-data folder, or None when absent (``required=True`` raises instead).

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from htd_core.errors import InputError
+from htd_core.images import read_index_mask, read_rgb
 from htd_core.io import atomic_save_image, atomic_write_json, remove_stale_temps
 from htd_core.types import ClassMap, TissueSample
 
@@ -158,7 +159,15 @@ class DatasetWriter:
 
 
 class Dataset(Sequence[TissueSample]):
-    """Read a dataset folder written by :class:`DatasetWriter` (lazily, by index)."""
+    """Read a dataset folder written by :class:`DatasetWriter` (lazily, by index).
+
+    ``dataset[i]`` is a :class:`TissueSample` (uint8 H x W x 3 image, H x W class-index
+    mask, the manifest row as ``meta``), read through :mod:`htd_core.images`.
+
+    Raises:
+        InputError: the folder lacks ``classes.json`` or ``manifest.csv`` (at construction),
+            or a pair cannot be read (on access).
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -179,11 +188,9 @@ class Dataset(Sequence[TissueSample]):
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        from PIL import Image
-
         row = self.rows[i]
-        image = np.asarray(Image.open(self.root / row["image"]).convert("RGB"))
-        mask = np.asarray(Image.open(self.root / row["mask"]))
+        image = read_rgb(self.root / row["image"])
+        mask = read_index_mask(self.root / row["mask"])
         meta = {k: v for k, v in row.items() if v != "" and not k.startswith("frac:")}
         return TissueSample(image, mask, self.class_map, meta)
 

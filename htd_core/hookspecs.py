@@ -38,3 +38,8 @@ def htd_register_evaluators(registry: Registry) -> None:
 @hookspec
 def htd_register_encoders(registry: Registry) -> None:
     """Register Encoder factories (foundation models loaded from local weights)."""
+
+
+@hookspec
+def htd_register_commands(registry: Registry) -> None:
+    """Register CLI verbs: Command subclasses, each under its verb name (``htd <name>``)."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -73,3 +74,26 @@ def remove_stale_temps(folder: str | Path) -> int:
             tmp.unlink()
             n += 1
     return n
+
+
+def atomic_write_folder(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a fresh temp folder beside ``path``, then swap it into ``path``
+    (model folders, autoencoders). A crash while writing leaves the previous folder (if any)
+    untouched and removes the temp folder.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        write(tmp)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -18,7 +18,14 @@ import pluggy
 
 from htd_core import hookspecs
 from htd_core.errors import PluginError
-from htd_core.interfaces import Backbone, ConditionBuilder, Encoder, Evaluator, PatchSampler
+from htd_core.interfaces import (
+    Backbone,
+    Command,
+    ConditionBuilder,
+    Encoder,
+    Evaluator,
+    PatchSampler,
+)
 from htd_core.registry import Registry
 
 DISABLED_ENV = "HTD_DISABLED_PLUGINS"
@@ -30,6 +37,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "htd_register_patch_samplers": ("patch sampler", PatchSampler),
     "htd_register_evaluators": ("evaluator", Evaluator),
     "htd_register_encoders": ("encoder", Encoder),
+    "htd_register_commands": ("command", Command),
 }
 
 
@@ -190,6 +198,10 @@ class PluginManager:
     def encoders(self) -> Registry[Encoder]:
         return self.registry("htd_register_encoders")
 
+    @property
+    def commands(self) -> Registry[Command]:
+        return self.registry("htd_register_commands")
+
     def plugin_infos(self) -> list[PluginInfo]:
         """Every plugin seen (ok, broken or blocked), after filling the registries."""
         _ = self.registries
@@ -225,9 +237,9 @@ def set_plugin_manager(manager: PluginManager | None) -> PluginManager | None:
     return previous
 
 
-def registry(kind: str) -> Registry:
+def get_registry(kind: str) -> Registry:
     """Registry by short kind: ``condition_builders``, ``backbones``, ``patch_samplers``,
-    ``evaluators`` or ``encoders``."""
+    ``evaluators``, ``encoders`` or ``commands``."""
     hook = f"htd_register_{kind}"
     if hook not in KINDS:
         raise PluginError(f"unknown component kind {kind!r}; kinds: {[k[13:] for k in KINDS]}")
@@ -236,4 +248,4 @@ def registry(kind: str) -> Registry:
 
 def create(kind: str, name: str, **options: Any) -> Any:
     """Create a registered component: ``create("encoders", "inception_fid")``."""
-    return registry(kind).create(name, **options)
+    return get_registry(kind).create(name, **options)

@@ -11,7 +11,7 @@ import contextlib
 import difflib
 import fnmatch
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -24,6 +24,10 @@ from htd_core.errors import (
 )
 
 T = TypeVar("T")
+
+#: Attribute under which a created component remembers ``{"name": ..., **options}``, so a
+#: pipeline can save it by registered name and re-create it (``Pipeline.save_pretrained``).
+SPEC_ATTRIBUTE = "htd_spec"
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,8 @@ class Registry(Generic[T]):
                 f"{self.kind} {name!r} (plugin {entry.plugin!r}) returned "
                 f"{type(obj).__name__}, not a {self.base.__name__}"
             )
+        with contextlib.suppress(AttributeError):  # __slots__: cannot be saved by name
+            setattr(obj, SPEC_ATTRIBUTE, {"name": name, **options})
         return obj
 
 
@@ -170,6 +176,14 @@ def accepted_options(factory: Callable[..., Any]) -> list[str] | None:
         for p in params
         if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     ]
+
+
+def accepted_subset(factory: Callable[..., Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``options`` that ``factory`` accepts (all of them when it takes
+    ``**kwargs``): the one way to pass a run-wide option (device, weights, a crop bank...) only
+    to the components that declare it."""
+    allowed = accepted_options(factory)
+    return {k: v for k, v in options.items() if allowed is None or k in allowed}
 
 
 def check_options(factory: Callable[..., Any], options: dict[str, Any], what: str) -> None:

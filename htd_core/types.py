@@ -13,6 +13,11 @@ from htd_core.errors import InputError
 
 IGNORE_INDEX = 255
 
+#: Key of the crops' provenance, in ``Condition.meta`` and in a generated sample's ``meta`` /
+#: manifest column: ``{class name: {"slide_id", "x", "y", "size", "placed_x", "placed_y", ...}
+#: or None}`` (what the ``crop`` builder records; the privacy audit reads it).
+CROP_PROVENANCE = "crop_provenance"
+
 # Tab10-like colours, readable on H&E thumbnails; cycled for larger class counts.
 _PALETTE = [
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -166,19 +171,26 @@ class Condition:
         tokens: float tensor N x D for cross-attention, or None.
         channels: one name per spatial channel (``map:tumor``, ``crop:tumor:r``, ``valid:tumor``).
         token_names: one name per token (``embed:tumor``).
+        meta: JSON-serialisable facts about how the condition was built, e.g. the crops'
+            sources, sizes and positions under :data:`CROP_PROVENANCE`. Generators copy it
+            into the generated sample's ``meta`` (and so into the dataset manifest).
 
-    Conditions compose with ``+``: spatial channels and tokens are concatenated. The empty
-    condition (nothing spatial, no tokens) is the null condition of classifier-free guidance.
+    Conditions compose with ``+``: spatial channels and tokens are concatenated and ``meta``
+    merged (a key both sides hold as mappings is merged per entry, the right side winning).
+    The empty condition (nothing spatial, no tokens) is the null condition of classifier-free
+    guidance.
     """
 
     spatial: torch.Tensor | None = None
     tokens: torch.Tensor | None = None
     channels: tuple[str, ...] = ()
     token_names: tuple[str, ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))
         object.__setattr__(self, "token_names", tuple(self.token_names))
+        object.__setattr__(self, "meta", dict(self.meta))
         if self.spatial is None:
             if self.channels:
                 raise InputError(
@@ -221,6 +233,7 @@ class Condition:
             tokens=_cat([self.tokens, other.tokens], "tokens"),
             channels=self.channels + other.channels,
             token_names=self.token_names + other.token_names,
+            meta=merge_meta(self.meta, other.meta),
         )
 
     def select(self, prefix: str) -> torch.Tensor:
@@ -229,6 +242,18 @@ class Condition:
             raise InputError(f"condition has no spatial channels; asked for {prefix!r}")
         idx = [i for i, c in enumerate(self.channels) if c.startswith(prefix)]
         return self.spatial[idx]
+
+
+def merge_meta(left: Mapping[str, Any], right: Mapping[str, Any]) -> dict[str, Any]:
+    """``left`` updated by ``right``; keys both hold as mappings are merged one level deep
+    (per class, for :data:`CROP_PROVENANCE`), ``right``'s entries winning."""
+    out = dict(left)
+    for key, value in right.items():
+        if isinstance(out.get(key), Mapping) and isinstance(value, Mapping):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
 
 
 def _cat(parts: Sequence[torch.Tensor | None], what: str) -> torch.Tensor | None:

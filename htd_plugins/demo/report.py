@@ -53,7 +53,7 @@ def frechet_scores(
 
 def save_figure(path: Path, rows: list[dict[str, np.ndarray]], scores: Mapping[str, Any]) -> Path:
     """Grid map | crops | synthetic | real | unconditional, titled with the FD numbers."""
-    from htd_plugins.evaluators.figures import save_grid
+    from htd_plugins.evaluators.reporting.figures import save_grid
 
     def fd(key: str) -> str:
         return f"{scores[key]['fd']:.1f}" if key in scores else "n/a"

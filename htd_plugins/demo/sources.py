@@ -88,7 +88,7 @@ def from_tiles(folder: Path, patch_size: int, max_train: int, max_test: int, see
     train_idx, test_idx = split_by_source(sources_of(samples), test_fraction=0.2, seed=seed)
     train = _subset(samples, train_idx, max_train, seed)
     test = _subset(samples, test_idx, max_test, seed + 1)
-    return DemoData(train, test, f"GlaS tiles in {folder} ({len(samples)} heterogeneous patches)")
+    return DemoData(train, test, f"GlaS tiles ({len(samples)} heterogeneous patches)")
 
 
 def from_image(
@@ -111,19 +111,14 @@ def from_discovery(
     path: Path, patch_size: int, max_train: int, max_test: int, seed: int, work_dir: Path
 ) -> DemoData:
     """Patches of an unannotated image labelled by discovery's pseudo map at k <= 5."""
-    import json
-
-    from PIL import Image
-
+    from htd_plugins.discovery.maps import read_map
     from htd_plugins.discovery.quick import pseudo_maps_for_image
 
     result = pseudo_maps_for_image(path, work_dir, mpp=SAMPLE_IMAGE_MPP)
     level = max(k for k in result["levels"] if k <= DISCOVERY_LEVEL)
-    png = Path(result["maps"][level])
-    sidecar = json.loads(png.with_suffix(".json").read_text())
+    grid, sidecar = read_map(result["maps"][level])
     class_map = ClassMap.from_dict(sidecar["classes"])
     image, mpp = read_overview(path, SAMPLE_IMAGE_MPP)
-    grid = np.asarray(Image.open(png))
     mask = upsample_grid(grid, image.shape[:2], mpp / SAMPLE_IMAGE_MPP, sidecar["downsample"])
     samples = layouts_from_image(image, patch_size, mpp, str(path), mask, class_map)
     what = f"discovery pseudo maps, k={level}, {result['encoder']}"
@@ -150,7 +145,12 @@ def _split_left_right(
     path: Path, image: np.ndarray, samples: list[TissueSample], patch_size: int,
     max_train: int, max_test: int, seed: int, what: str,
 ) -> DemoData:  # fmt: skip
-    """Held-out patches from the right quarter of the image, training ones from the rest."""
+    """Held-out patches from the right quarter of the image, training ones from the rest.
+
+    The description names the slide by its opaque id: it goes into the demo's summary.json.
+    """
+    from htd_core.images import opaque_id
+
     if len(samples) < 8:
         raise InputError(
             f"{path}: only {len(samples)} heterogeneous {patch_size} px patches; give a larger slide"
@@ -160,37 +160,38 @@ def _split_left_right(
     train_idx = [i for i, s in enumerate(samples) if s.meta["x"] + patch_size <= 0.75 * width]
     train = _subset(samples, train_idx, max_train, seed)
     test = _subset(samples, test_idx, max_test, seed + 1)
-    return DemoData(train, test, f"{path.name} ({len(samples)} patches, {what})")
+    return DemoData(train, test, f"slide {opaque_id(path)} ({len(samples)} patches, {what})")
 
 
 def read_overview(path: Path, slide_mpp: float | None) -> tuple[np.ndarray, float]:
-    """The whole slide or image at about :data:`DEMO_MPP` (tiatoolbox; plain images are read
-    as virtual slides)."""
-    if not path.is_file():
-        raise InputError(f"slide {path} does not exist")
-    from tiatoolbox.wsicore.wsireader import WSIReader
+    """The whole slide or image at about :data:`DEMO_MPP` um/px: (uint8 H x W x 3, its mpp).
 
-    kwargs = {"mpp": slide_mpp} if slide_mpp else {}
-    try:
-        reader = WSIReader.open(path, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - any reader failure means the file is unusable
-        raise InputError(f"cannot read slide {path}: {exc}") from None
-    base_mpp = reader.info.mpp
-    if base_mpp is None or base_mpp[0] is None:
-        raise InputError(
-            f"slide {path} has no resolution metadata: run the demo on a slide with mpp"
-        )
+    Opened through the slide layer (:class:`htd_plugins.slides.Slide`; plain images are read
+    as virtual slides); ``slide_mpp`` is the level-0 um/px to use instead of the metadata.
+
+    Raises:
+        InputError: the file is missing or unreadable, or it has no mpp and none is given.
+    """
+    from htd_plugins.slides import Slide
+
+    slide = Slide(path, slide_mpp)
     # small images (the tiatoolbox sample is 1000 px) are read finer, to keep >= 256 px a side
-    mpp = min(DEMO_MPP, float(base_mpp[0]) * min(reader.info.slide_dimensions) / 256)
-    image = reader.slide_thumbnail(resolution=mpp, units="mpp")
-    return np.ascontiguousarray(image[..., :3]), mpp
+    mpp = min(DEMO_MPP, slide.base_mpp * min(slide.dimensions) / 256)
+    return slide.thumbnail(mpp), mpp
 
 
 def layouts_from_image(
     image: np.ndarray, patch_size: int, mpp: float, name: str, mask: np.ndarray, class_map: ClassMap
 ) -> list[TissueSample]:
     """Heterogeneous patches of an image and its class map (the paper's rule: >= 2 classes
-    each covering 20-80% of the labelled pixels, at least half the patch labelled)."""
+    each covering 20-80% of the labelled pixels, at least half the patch labelled).
+
+    ``name`` is the image's file name or path; the samples' ``slide_id`` is its opaque id
+    (:func:`htd_core.images.opaque_id`), never the name.
+    """
+    from htd_core.images import opaque_id
+
+    slide_id = opaque_id(name)
     out = []
     h, w = mask.shape
     k = len(class_map)
@@ -203,7 +204,7 @@ def layouts_from_image(
                 continue
             frac = counts / counts.sum()
             if ((frac >= 0.2) & (frac <= 0.8)).sum() >= 2:
-                meta = {"slide_id": Path(name).stem, "x": x, "y": y, "mpp": mpp}
+                meta = {"slide_id": slide_id, "x": x, "y": y, "mpp": mpp}
                 crop = image[y : y + patch_size, x : x + patch_size].copy()
                 out.append(TissueSample(crop, m.copy(), class_map, meta))
     return out

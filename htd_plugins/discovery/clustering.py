@@ -178,7 +178,7 @@ def cluster_stores(
             "samples_per_slide": samples_per_slide,
             "diversity": diversity,
             "kmeans": asdict(options),
-            "stores": [str(s.root) for s in stores],
+            "n_stores": len(stores),  # not their paths: outputs name no file or folder
             "embed_dim": dim,
         },
     )

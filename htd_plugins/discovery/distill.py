@@ -1,4 +1,8 @@
-"""``distill`` stage (teacher labels -> ViT-small student) and the student's map path."""
+"""``distill`` stage (teacher labels -> ViT-small student) and the student's map path.
+
+Both read pixels, so both are given the slide files; ``distill`` matches them to the store's
+entries by opaque id (the store records no path).
+"""
 
 from __future__ import annotations
 
@@ -28,8 +32,9 @@ from htd_plugins.discovery.embed import (
     patch_batches,
     plan_slide,
     select_shard,
+    slides_by_id,
 )
-from htd_plugins.discovery.grid import PatchGrid, slide_id_of
+from htd_plugins.discovery.grid import PatchGrid
 from htd_plugins.discovery.maps import write_slide_maps, write_tree
 from htd_plugins.discovery.store import open_stores
 
@@ -48,10 +53,15 @@ def resize_uint8(images: Any, size: int) -> np.ndarray:
 
 
 def extract_patches(
-    entries: list[Any], slide_of: np.ndarray, row_of: np.ndarray, size: int, cache: Path,
-    workers: int, progress: bool,
+    entries: list[Any], paths: dict[str, Path], slide_of: np.ndarray, row_of: np.ndarray,
+    size: int, cache: Path, workers: int, progress: bool,
 ) -> np.ndarray:  # fmt: skip
-    """uint8 memmap of the selected patches at ``size`` px, filled resumably per slide."""
+    """uint8 N x size x size x 3 memmap of the selected patches, filled resumably per slide.
+
+    Args:
+        entries: the store entries; ``paths`` maps their slide ids to the slide files.
+        slide_of, row_of: per selected patch, its entry index and its row in that entry.
+    """
     import hashlib
 
     from tqdm.auto import tqdm
@@ -74,7 +84,7 @@ def extract_patches(
             bar.update(len(pos))
             continue
         grid = PatchGrid.from_dict(entry.meta["grid"])
-        dataset = PatchDataset(grid, entry.coords()[row_of[pos]], grid.slide_mpp)
+        dataset = PatchDataset(paths[entry.slide_id], grid, entry.coords()[row_of[pos]])
         at = 0
         for batch in patch_batches(dataset, 64, workers):
             images[pos[at : at + len(batch)]] = resize_uint8(batch, size)
@@ -92,6 +102,7 @@ def distill(
     clustering: str | Path,
     out: str | Path,
     *,
+    slides: Sequence[str | Path],
     input_size: int = 64,
     arch: str = ARCH,
     depth: int | None = None,
@@ -105,14 +116,28 @@ def distill(
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train the student on teacher labels (k = P); returns its config with held-out metrics."""
+    """Train the student on teacher labels (k = P); returns its config with held-out metrics.
+
+    ``slides`` are the slide files embedded in the stores (matched by opaque id; others are
+    ignored).
+
+    Raises:
+        InputError: a stored slide with tissue is not among ``slides``, or too few patches.
+    """
     phenotypes = Phenotypes.load(clustering)
     stores = open_stores(list(store_roots))
     for store in stores:
         store.check_encoder(phenotypes.encoder, phenotypes.weights_id)
+    entries = [e for s in stores for e in s.entries() if e.n > 0]
+    paths = slides_by_id(slides)
+    missing = [e.slide_id for e in entries if e.slide_id not in paths]
+    if missing:
+        raise InputError(
+            f"{len(missing)} slide(s) of the stores are not among the given slides (ids "
+            f"{missing[:3]}): pass the slide files that were embedded (the store keeps no paths)"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    entries = [e for s in stores for e in s.entries() if e.n > 0]
     offsets = np.concatenate([[0], np.cumsum([e.n for e in entries])]).astype(np.int64)
     total = int(offsets[-1])
     if total < 2:
@@ -138,7 +163,7 @@ def distill(
             f"the held-out split is empty or everything ({val.sum()} of {len(val)}); change --block"
         )
     cache = out / f"patches_{input_size}.u8"
-    images = extract_patches(entries, slide_of, row_of, input_size, cache, workers, progress)
+    images = extract_patches(entries, paths, slide_of, row_of, input_size, cache, workers, progress)
     p = phenotypes.tree.n_leaves
     model, info = train_student(
         images, labels, ~val, out, num_classes=p, input_size=input_size, arch=arch, depth=depth,
@@ -183,7 +208,12 @@ def maps_with_classifier(
     workers: int = 0,
     progress: bool = True,
 ) -> tuple[dict[str, dict[int, Path]], dict[str, str]]:
-    """Student path: slides -> tissue grid -> ViT-small -> maps. Returns (written, skipped)."""
+    """Student path: slides -> tissue grid -> ViT-small -> maps.
+
+    Returns:
+        (written, skipped): opaque slide id -> {k: map png}, and slide file (as given) -> why
+        it was skipped (a bad slide does not stop the others).
+    """
     from tqdm.auto import tqdm
 
     student = StudentClassifier.load(classifier)
@@ -201,17 +231,18 @@ def maps_with_classifier(
     written, skipped = {}, {}
     for path in select_shard(slides, shard):
         try:
-            _, grid, coords = plan_slide(path, options)
+            slide, grid, coords = plan_slide(path, options)
             leaves = np.zeros(len(coords), np.int64)
             bar = tqdm(
                 total=len(coords),
-                desc=slide_id_of(path),
+                desc=slide.slide_id,
                 unit="patch",
                 disable=not progress,
                 file=sys.stderr,
             )
             at = 0
-            for batch in patch_batches(PatchDataset(grid, coords, slide_mpp), batch_size, workers):
+            dataset = PatchDataset(path, grid, coords, slide)
+            for batch in patch_batches(dataset, batch_size, workers):
                 leaves[at : at + len(batch)] = student.predict(
                     resize_uint8(batch, student.input_size)
                 )
@@ -219,8 +250,8 @@ def maps_with_classifier(
                 bar.update(len(batch))
             bar.close()
             source = f"classifier:{student.config.get('arch', ARCH)}@{student.input_size}"
-            written[slide_id_of(path)] = write_slide_maps(
-                out, slide_id_of(path), grid, coords, leaves, phenotypes, source
+            written[slide.slide_id] = write_slide_maps(
+                out, slide.slide_id, grid, coords, leaves, phenotypes, source
             )
         except HtdError as exc:
             skipped[str(path)] = str(exc)

@@ -1,5 +1,10 @@
 """Embedding extraction: tissue grid per slide, patches read in DataLoader workers, float16
-memmap per slide, resumable batch by batch, shardable over a slide list."""
+memmap per slide, resumable batch by batch, shardable over a slide list.
+
+A slide is stored under its opaque id (:func:`htd_core.images.opaque_id` of its file name);
+the store records no path, so a resumed run, ``distill`` and ``maps --classifier`` are given
+the slide files again and match them to the store by that id (:func:`slides_by_id`).
+"""
 
 from __future__ import annotations
 
@@ -15,18 +20,19 @@ from typing import Any
 import numpy as np
 
 from htd_core.errors import InputError
+from htd_core.images import opaque_id
 from htd_core.interfaces import Encoder
 from htd_core.io import atomic_open, atomic_write_json, remove_stale_temps
 from htd_plugins.discovery.grid import (
     PatchGrid,
     make_grid,
-    open_slide,
+    open_for_grid,
     read_patch,
-    slide_id_of,
     tissue_cells,
     tissue_fraction,
 )
 from htd_plugins.discovery.store import EmbeddingStore
+from htd_plugins.slides import Slide
 
 
 @dataclass(frozen=True)
@@ -49,26 +55,47 @@ class GridOptions:
 
 
 class PatchDataset:
-    """Patches of one slide's tissue cells; each worker process opens the slide itself."""
+    """uint8 patches (patch_size x patch_size x 3) of one slide's tissue cells.
 
-    def __init__(self, grid: PatchGrid, coords: np.ndarray, slide_mpp: float | None) -> None:
-        self.grid, self.coords, self.slide_mpp = grid, coords, slide_mpp
-        self._reader = None
+    Args:
+        path: the slide file the grid was laid on.
+        grid: its grid (geometry and the base mpp it was made with).
+        coords: K x 2 (row, col) of the cells to read, in order.
+        slide: the slide already open (used in this process; each DataLoader worker process
+            opens the file itself, as open slides do not pickle).
+    """
+
+    def __init__(
+        self, path: str | Path, grid: PatchGrid, coords: np.ndarray, slide: Slide | None = None
+    ) -> None:
+        self.path, self.grid, self.coords = Path(path), grid, coords
+        self._slide = slide
 
     def __len__(self) -> int:
         return len(self.coords)
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_slide": None}
+
+    def release(self) -> None:
+        """Forget the open slide (before forking readers: a handle must not be shared)."""
+        self._slide = None
+
     def __getitem__(self, i: int) -> np.ndarray:
-        if self._reader is None:
-            self._reader = open_slide(self.grid.slide_path, self.slide_mpp)
+        if self._slide is None:
+            self._slide = open_for_grid(self.path, self.grid)
         row, col = self.coords[i]
-        return read_patch(self._reader, self.grid, int(row), int(col))
+        return read_patch(self._slide, self.grid, int(row), int(col))
 
 
 def patch_batches(dataset: PatchDataset, batch_size: int, workers: int):
-    """Batches of uint8 patches (torch N x H x W x 3) in order, read by ``workers`` processes."""
+    """Batches of uint8 patches (torch N x H x W x 3) in order, read by ``workers`` processes
+    (each opens the slide itself)."""
     import torch
     from torch.utils.data import DataLoader
+
+    if workers > 0:
+        dataset.release()
 
     def collate(items: list[np.ndarray]) -> torch.Tensor:
         return torch.from_numpy(np.stack(items))
@@ -79,12 +106,31 @@ def patch_batches(dataset: PatchDataset, batch_size: int, workers: int):
     )  # fmt: skip
 
 
-def plan_slide(path: str | Path, options: GridOptions) -> tuple[Any, PatchGrid, np.ndarray]:
-    """Open the slide, lay the grid and find its tissue cells: (reader, grid, coords)."""
-    reader = open_slide(path, options.slide_mpp)
-    grid = make_grid(reader, path, options.read_mpp, options.patch_size, int(options.stride))
-    coords = tissue_cells(tissue_fraction(reader, grid), options.min_tissue)
-    return reader, grid, coords
+def plan_slide(path: str | Path, options: GridOptions) -> tuple[Slide, PatchGrid, np.ndarray]:
+    """Open the slide, lay the grid and find its tissue cells: (slide, grid, coords), coords
+    K x 2 int32 (row, col)."""
+    slide = Slide(path, default_mpp=options.slide_mpp)
+    grid = make_grid(slide, options.read_mpp, options.patch_size, int(options.stride))
+    coords = tissue_cells(tissue_fraction(slide, grid), options.min_tissue)
+    return slide, grid, coords
+
+
+def slides_by_id(slides: Sequence[str | Path]) -> dict[str, Path]:
+    """Opaque slide id -> file, for matching given slides to a store's entries.
+
+    Raises:
+        InputError: two slides share a file name (and so an id).
+    """
+    out: dict[str, Path] = {}
+    for path in slides:
+        slide_id = opaque_id(path)
+        if slide_id in out and out[slide_id] != Path(path):
+            raise InputError(
+                f"slides {out[slide_id]} and {path} share a file name: slide ids come from the "
+                "file name and must be unique; rename one"
+            )
+        out[slide_id] = Path(path)
+    return out
 
 
 def embed_slide(
@@ -100,7 +146,7 @@ def embed_slide(
     """Embed one slide into ``store`` (resuming a partial run); returns its metadata."""
     from tqdm.auto import tqdm
 
-    slide_id = slide_id_of(path)
+    slide_id = opaque_id(path)
     folder = store.slide_folder(slide_id)
     if store.is_complete(slide_id):
         meta = store.entry(slide_id).meta
@@ -109,13 +155,14 @@ def embed_slide(
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(folder)
     plan_path = folder / "plan.json"
+    slide = None
     if plan_path.exists():  # resuming: the grid and tissue cells are fixed by the first run
         plan = json.loads(plan_path.read_text())
         _check_same_plan(plan, path, options, slide_id)
         grid = PatchGrid.from_dict(plan["grid"])
         coords = np.load(folder / "coords.npy", allow_pickle=False)
     else:
-        _, grid, coords = plan_slide(path, options)
+        slide, grid, coords = plan_slide(path, options)
         plan = {
             "slide_id": slide_id,
             "grid": grid.to_dict(),
@@ -138,7 +185,7 @@ def embed_slide(
         mode = "r+" if partial.exists() and done > 0 else "w+"
         done = done if mode == "r+" else 0
         out = np.memmap(partial, np.float16, mode, shape=(n, dim))
-        dataset = PatchDataset(grid, coords[done:], options.slide_mpp)
+        dataset = PatchDataset(path, grid, coords[done:], slide)
         bar = tqdm(total=n, initial=done, unit="patch", desc=slide_id, disable=not progress,
                    file=sys.stderr, dynamic_ncols=True)  # fmt: skip
         for batch in patch_batches(dataset, batch_size, workers):
@@ -179,10 +226,17 @@ def _check_same_plan(
 
 @dataclass
 class EmbedReport:
-    """What an ``embed`` run did per slide (done, already done, no tissue, skipped)."""
+    """What an ``embed`` run did per slide (done, already done, no tissue, skipped).
+
+    Attributes:
+        results: opaque slide id -> its metadata and ``status``.
+        skipped: slide file (as given) -> why it was skipped.
+        names: opaque slide id -> file name, for the terminal only (never write it to a file).
+    """
 
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
 
 
 def select_shard(slides: Sequence[str | Path], shard: tuple[int, int]) -> list[Path]:
@@ -191,10 +245,7 @@ def select_shard(slides: Sequence[str | Path], shard: tuple[int, int]) -> list[P
     if n < 1 or not 0 <= i < n:
         raise InputError(f"shard {i}/{n} is invalid: use i/n with 0 <= i < n (e.g. 0/4 ... 3/4)")
     ordered = sorted({str(Path(s)) for s in slides})
-    ids = [slide_id_of(s) for s in ordered]
-    dup = sorted({x for x in ids if ids.count(x) > 1})
-    if dup:
-        raise InputError(f"slides share file names {dup}: slide ids must be unique; rename them")
+    slides_by_id(ordered)  # refuses two slides of one file name (one id)
     return [Path(s) for k, s in enumerate(ordered) if k % n == i]
 
 
@@ -219,7 +270,8 @@ def embed_slides(
                 store, path, encoder, options, batch_size=batch_size, workers=workers,
                 progress=progress,
             )  # fmt: skip
-            report.results[slide_id_of(path)] = meta
+            report.results[meta["slide_id"]] = meta
+            report.names[meta["slide_id"]] = path.name
         except HtdError as exc:
             report.skipped[str(path)] = str(exc)
         except Exception as exc:  # an unreadable region must not stop a 10,000-slide run

@@ -7,6 +7,9 @@ Layout (one folder per granularity, so a folder is one class set)::
     maps/k005/<slide_id>.png       uint8, one pixel per grid cell over the full slide, 255 = background
     maps/k005/<slide_id>.json      sidecar: names, downsample, k, patch size, stride, mpp...
 
+``<slide_id>`` is the slide's opaque id (:func:`htd_core.images.opaque_id` of its file name),
+never its name or path; ``htd discover embed`` prints ``id <- file name`` on the terminal.
+
 Map pixel (r, c) covers level-0 pixels [c*s, (c+1)*s) x [r*s, (r+1)*s) with
 s = ``downsample`` (= ``cell_size_base``; the grid covers the slide, so the last row/column
 may overhang it). ``names`` + ``downsample`` are what the slide samplers' label-mask reader
@@ -22,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from htd_core.errors import InputError
+from htd_core.images import read_index_mask
 from htd_core.io import atomic_save_image, atomic_write_json
 from htd_core.types import IGNORE_INDEX, ClassMap
 from htd_plugins.discovery.clustering import Phenotypes
@@ -135,7 +139,10 @@ def maps_from_stores(
     slide_ids: list[str] | None = None,
     progress: bool = True,
 ) -> dict[str, dict[int, Path]]:
-    """Teacher path: nearest centroid of every stored embedding; returns slide -> k -> png."""
+    """Teacher path: nearest centroid of every stored embedding; returns slide id -> k -> png.
+
+    ``slide_ids`` (opaque ids, see :func:`htd_core.images.opaque_id`) limits the slides.
+    """
     from tqdm.auto import tqdm
 
     phenotypes = clustering if isinstance(clustering, Phenotypes) else Phenotypes.load(clustering)
@@ -164,13 +171,11 @@ def maps_from_stores(
 
 
 def read_map(png: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """A pseudo map and its sidecar."""
+    """A pseudo map (uint8 rows x cols, 255 = background) and its sidecar."""
     import json
-
-    from PIL import Image
 
     png = Path(png)
     side = png.with_suffix(".json")
     if not png.exists() or not side.exists():
         raise InputError(f"pseudo map {png} or its sidecar {side.name} is missing")
-    return np.asarray(Image.open(png)), json.loads(side.read_text())
+    return read_index_mask(png), json.loads(side.read_text())

@@ -10,6 +10,10 @@
     store/slides/<id>/embeddings.f16       N x D float16, once complete
     store/slides/<id>/meta.json            written last: the slide is complete
 
+``<id>`` is the slide's opaque id (:func:`htd_core.images.opaque_id` of its file name). The
+store records no file name or path: a resumed ``embed``, ``distill`` and ``maps
+--classifier`` are given the slide files again and match them by that id.
+
 A store belongs to one encoder (name + weights hash) and one physical patch definition
 (read mpp, patch size); anything else is refused, so embeddings never mix silently.
 """

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from htd_core import hookimpl
 from htd_core.errors import InputError
 from htd_core.interfaces import Encoder
-from htd_plugins.encoders.weights import check_weights_file, file_digest
+from htd_plugins.encoders.bases.weights import check_weights_file, file_digest
 
 RESIZES = ("tf_bilinear", "bilinear", "bilinear_aa")
 

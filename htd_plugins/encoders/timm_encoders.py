@@ -12,7 +12,7 @@ from typing import Any
 
 from htd_core import hookimpl
 from htd_core.errors import InputError
-from htd_plugins.encoders.timm_base import TimmEncoder, TimmSpec, make_encoder_class
+from htd_plugins.encoders.bases.timm import TimmEncoder, TimmSpec, make_encoder_class
 
 #: Normalisation of the Lunit self-supervised pathology models (Kang et al., CVPR 2023),
 #: among them the Barlow Twins ResNet-50 ``bt_rn50_ep200.torch``.

@@ -3,7 +3,7 @@
 One evaluation trains the same DeepLabv3+ (same seed, steps, batch and input size) on
 (a) the real training images, (b) the synthetic images, (c) both, and scores each on held-out
 real images with MONAI's IoU and Dice per class. The gap to (a) says how much the synthetic
-data is worth. See :mod:`.seg_training` for the model, losses and metrics.
+data is worth. See :mod:`.segmentation.training` for the model, losses and metrics.
 
 Held-out real images: real samples whose ``meta["split"]`` is ``"test"`` when any sample has a
 split, otherwise a random ``test_fraction`` of the real *source images* (tiles of one image
@@ -12,7 +12,7 @@ never straddle train and test; :func:`htd_core.splits.split_by_source`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,8 +20,9 @@ import torch
 
 from htd_core import ClassMap, Evaluator, TissueSample, hookimpl
 from htd_core.errors import InputError
+from htd_core.interfaces.evaluator import ReportContext
 from htd_core.splits import partition, sample_source, split_by_source
-from htd_plugins.evaluators.seg_training import (
+from htd_plugins.evaluators.segmentation.training import (
     Budget,
     chance_predictions,
     predict,
@@ -218,6 +219,14 @@ class DeepLabV3PlusEvaluator(Evaluator):
             if base is not None and other is not None:
                 out[f"gap_{setting}_vs_real"] = other - base
         return out
+
+    @classmethod
+    def report_section(
+        cls, results: Mapping[str, Mapping[str, Any]], context: ReportContext
+    ) -> str:
+        from htd_plugins.evaluators.segmentation.section import segmentation_section
+
+        return segmentation_section(results, context)
 
 
 def _frequencies(sets: dict[str, list], k: int, ignore: int) -> np.ndarray:

@@ -13,15 +13,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from htd_core import Evaluator, TissueSample, hookimpl
 from htd_core.errors import InputError
 from htd_core.interfaces import Encoder
-from htd_plugins.evaluators import fd_math
-from htd_plugins.evaluators.encoding import (
+from htd_core.interfaces.evaluator import ReportContext, RunSettings
+from htd_plugins.evaluators.distance import fd_math
+from htd_plugins.evaluators.distance.encoding import (
     EncoderSpec,
     build_encoder,
     embed_images,
@@ -29,7 +30,10 @@ from htd_plugins.evaluators.encoding import (
     sample_images,
     size_note,
 )
-from htd_plugins.evaluators.feature_cache import FeatureCache, image_key
+from htd_plugins.evaluators.distance.feature_cache import FeatureCache, image_key
+
+#: The encoders used when neither ``encoders`` nor ``htd evaluate --encoders`` names any.
+DEFAULT_ENCODERS = ("inception_fid",)
 
 
 @dataclass
@@ -62,13 +66,18 @@ class FrechetEvaluator(Evaluator):
         kid_subsets: random subsets averaged for KID.
         kid_subset_size: samples per KID subset (capped at the smaller set's size).
         seed: seed of the FD-infinity and KID subsets.
+
+    ``htd evaluate`` runs it when no ``--evaluators`` are named, with ``--encoders`` (default
+    :data:`DEFAULT_ENCODERS`), their ``--weights``, ``--device`` and ``--cache-dir``.
     """
 
     name = "frechet"
+    run_by_default: ClassVar[bool] = True
+    default_encoders: ClassVar[tuple[str, ...]] = DEFAULT_ENCODERS
 
     def __init__(
         self,
-        encoders: Sequence[EncoderSpec] | EncoderSpec = ("inception_fid",),
+        encoders: Sequence[EncoderSpec] | EncoderSpec = DEFAULT_ENCODERS,
         weights: Mapping[str, str] | None = None,
         device: str = "cpu",
         batch_size: int = 32,
@@ -227,6 +236,30 @@ class FrechetEvaluator(Evaluator):
         for msg in dict.fromkeys(notes):
             warnings.warn(msg, fd_math.FrechetWarning, stacklevel=2)
         return {"encoders": per_encoder, "warnings": list(dict.fromkeys(notes))}
+
+    # -- declared to htd evaluate and its report ------------------------------------------
+    @classmethod
+    def run_options(cls, run: RunSettings, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``device`` and ``cache_dir``; ``--encoders`` as ``encoders``, and the ``--weights``
+        of the encoders used (the user's own, else those, else :attr:`default_encoders`)."""
+        offered = super().run_options(run, options)
+        if run.encoders:
+            offered["encoders"] = list(run.encoders)
+        listed = options.get("encoders", offered.get("encoders", cls.default_encoders))
+        specs = [listed] if isinstance(listed, str | Mapping | Encoder) else list(listed)
+        names = {encoder_spec_name(s) for s in specs}
+        mine = {k: v for k, v in run.weights.items() if k in names}
+        if mine:
+            offered["weights"] = mine
+        return offered
+
+    @classmethod
+    def report_section(
+        cls, results: Mapping[str, Mapping[str, Any]], context: ReportContext
+    ) -> str:
+        from htd_plugins.evaluators.distance.section import frechet_section
+
+        return frechet_section(results, context)
 
 
 def _unique_keys(names: list[str]) -> list[str]:

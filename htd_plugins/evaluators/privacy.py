@@ -4,7 +4,7 @@ For every synthetic image: its nearest real training image, and its nearest real
 *crop* (each image cut into ``crop_grid`` x ``crop_grid`` windows, windows compared with all
 real windows), in an encoder's feature space (cosine distance) and in pixel space (RMS on a
 ``pixel_size`` grid); each with the conditioning-crop region left out ("masked", from
-``meta["crop_provenance"]`` or ``meta["crop_boxes"]``, see :func:`.privacy_math.crop_boxes`)
+``meta["crop_provenance"]`` or ``meta["crop_boxes"]``, see :func:`.privacy_audit.distances.crop_boxes`)
 and not.
 
 A distance means little alone, so a threshold is calibrated on real-vs-real distances: held-out
@@ -17,7 +17,7 @@ means near-copies. The ``top_k`` closest pairs are drawn as a figure.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,21 @@ import numpy as np
 
 from htd_core import Evaluator, TissueSample, hookimpl
 from htd_core.errors import InputError
+from htd_core.images import opaque_id
+from htd_core.interfaces.evaluator import ReportContext, RunSettings
 from htd_core.splits import sample_source
-from htd_plugins.evaluators import privacy_math as pm
-from htd_plugins.evaluators.encoding import EncoderSpec, build_encoder, embed_images
+from htd_plugins.evaluators.distance.encoding import (
+    EncoderSpec,
+    build_encoder,
+    embed_images,
+    encoder_spec_name,
+)
+from htd_plugins.evaluators.privacy_audit import distances as pm
+from htd_plugins.evaluators.privacy_audit.entries import AuditOptions, Entry, require_entries
 
 THUMB = 128
+#: The encoder used when neither ``encoder`` nor ``htd evaluate --encoders`` names one.
+DEFAULT_ENCODER = "inception_fid"
 
 
 class PrivacyEvaluator(Evaluator):
@@ -51,7 +61,7 @@ class PrivacyEvaluator(Evaluator):
 
     def __init__(
         self,
-        encoder: EncoderSpec = "inception_fid",
+        encoder: EncoderSpec = DEFAULT_ENCODER,
         weights: str | None = None,
         device: str = "cpu",
         batch_size: int = 32,
@@ -61,23 +71,18 @@ class PrivacyEvaluator(Evaluator):
         top_k: int = 8,
         output_dir: str | Path | None = None,
     ) -> None:
-        if pixel_size < 8 or crop_grid < 0 or (crop_grid and pixel_size % crop_grid):
-            raise InputError(
-                f"privacy: pixel_size={pixel_size}, crop_grid={crop_grid}; use pixel_size >= 8 "
-                "divisible by crop_grid (crop_grid 0 disables the crop-level search)"
-            )
-        if not 0.0 < quantile < 1.0 or top_k < 0 or batch_size < 1:
-            raise InputError(
-                f"privacy: quantile={quantile} must be in (0, 1), top_k={top_k} >= 0, batch_size={batch_size} >= 1"
-            )
-        self.encoder_spec, self.weights, self.device = encoder, weights, device
-        self.batch_size, self.pixel_size, self.crop_grid = (
-            int(batch_size),
-            int(pixel_size),
-            int(crop_grid),
+        if batch_size < 1:
+            raise InputError(f"privacy: batch_size={batch_size}; use an integer >= 1")
+        self.options = AuditOptions(
+            pixel_size=int(pixel_size),
+            crop_grid=int(crop_grid),
+            quantile=float(quantile),
+            top_k=int(top_k),
+            output_dir=Path(output_dir) if output_dir is not None else None,
         )
-        self.quantile, self.top_k = float(quantile), int(top_k)
-        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.encoder_spec, self.weights, self.device = encoder, weights, device
+        self.batch_size = int(batch_size)
+        self.pixel_size, self.crop_grid = self.options.pixel_size, self.options.crop_grid
         self._encoder = None
         self.reset()
 
@@ -90,8 +95,8 @@ class PrivacyEvaluator(Evaluator):
         return self._encoder
 
     def reset(self) -> None:
-        self._real: list[dict[str, Any]] = []
-        self._synthetic: list[dict[str, Any]] = []
+        self._real: list[Entry] = []
+        self._synthetic: list[Entry] = []
 
     # -- accumulation -------------------------------------------------------------------
     def _embed_windows(
@@ -113,7 +118,7 @@ class PrivacyEvaluator(Evaluator):
 
     def _entries(
         self, samples: Sequence[TissueSample], what: str, masked: bool, offset: int
-    ) -> list[dict[str, Any]]:
+    ) -> list[Entry]:
         if not samples:
             return []
         for i, s in enumerate(samples):
@@ -131,19 +136,23 @@ class PrivacyEvaluator(Evaluator):
         out = []
         for i, (s, reg) in enumerate(zip(samples, regions, strict=True)):
             small_reg = pm.region_on_grid(reg, self.pixel_size) if reg is not None else None
-            out.append({
-                "index": offset + i,
-                "id": str(s.meta.get("slide_id", s.meta.get("image", ""))),
-                "source": sample_source(s.meta),
-                "split": str(s.meta.get("split", "")).lower(),
-                "pixels": pm.resize_uint8(s.image, self.pixel_size),
-                "keep": None if small_reg is None else ~small_reg,
-                "thumb": pm.resize_uint8(s.image, THUMB),
-                "region": None if reg is None else pm.resize_uint8(reg, THUMB),
-                "feat": feats[i], "feat_masked": masked_feats[i],
-                "win": None if win_feats is None else win_feats[i * grid**2 : (i + 1) * grid**2],
-                "win_masked": None if win_masked is None else win_masked[i * grid**2 : (i + 1) * grid**2],
-            })  # fmt: skip
+            window = slice(i * grid**2, (i + 1) * grid**2)
+            out.append(
+                Entry(
+                    index=offset + i,
+                    id=_opaque(s.meta),
+                    source=sample_source(s.meta),
+                    split=str(s.meta.get("split", "")).lower(),
+                    pixels=pm.resize_uint8(s.image, self.pixel_size),
+                    keep=None if small_reg is None else ~small_reg,
+                    thumb=pm.resize_uint8(s.image, THUMB),
+                    region=None if reg is None else pm.resize_uint8(reg, THUMB),
+                    feat=feats[i],
+                    feat_masked=masked_feats[i],
+                    win=None if win_feats is None else win_feats[window],
+                    win_masked=None if win_masked is None else win_masked[window],
+                )
+            )
         return out
 
     def update(
@@ -159,15 +168,44 @@ class PrivacyEvaluator(Evaluator):
 
     # -- answers ------------------------------------------------------------------------
     def aggregate(self) -> dict[str, Any]:
-        from htd_plugins.evaluators.privacy_report import audit
+        from htd_plugins.evaluators.privacy_audit.audit import audit
 
-        ref = [r for r in self._real if r["split"] != "test"]
-        if not ref or not self._synthetic:
-            raise InputError(
-                f"privacy: got {len(ref)} real training and {len(self._synthetic)} synthetic "
-                "images; the audit needs both (an empty set?)"
-            )
-        return audit(self, ref, [r for r in self._real if r["split"] == "test"])
+        ref = [r for r in self._real if r.split != "test"]
+        held_out = [r for r in self._real if r.split == "test"]
+        require_entries(ref, self._synthetic)  # before building an encoder for its label
+        return audit(self.options, ref, held_out, self._synthetic, encoder=self.encoder)
+
+    # -- declared to htd evaluate and its report ------------------------------------------
+    @classmethod
+    def run_options(cls, run: RunSettings, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``device`` and ``output_dir``; the first of ``--encoders`` as ``encoder``, and the
+        ``--weights`` of the encoder used (the user's own, else that one, else the default)."""
+        offered = super().run_options(run, options)
+        if run.encoders:
+            offered["encoder"] = run.encoders[0]
+        name = encoder_spec_name(options.get("encoder", offered.get("encoder", DEFAULT_ENCODER)))
+        if name in run.weights:
+            offered["weights"] = run.weights[name]
+        return offered
+
+    @classmethod
+    def report_section(
+        cls, results: Mapping[str, Mapping[str, Any]], context: ReportContext
+    ) -> str:
+        from htd_plugins.evaluators.privacy_audit.section import privacy_section
+
+        return privacy_section(results, context)
+
+    @classmethod
+    def nearest_real(cls, metrics: Mapping[str, Any]) -> Sequence[int] | None:
+        return metrics.get("nearest_real")
+
+
+def _opaque(meta: Mapping[str, Any]) -> str:
+    """The sample's opaque slide id; a bare image name is hashed (never reported as is)."""
+    if meta.get("slide_id") not in (None, ""):
+        return str(meta["slide_id"])
+    return opaque_id(str(meta["image"])) if meta.get("image") not in (None, "") else ""
 
 
 @hookimpl

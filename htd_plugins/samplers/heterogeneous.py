@@ -15,8 +15,8 @@ import numpy as np
 
 from htd_core import hookimpl
 from htd_core.errors import InputError
-from htd_plugins.samplers.slide_sampler import SlideSampler
 from htd_plugins.slides.composition import CompositionRule, interleave_groups
+from htd_plugins.slides.sampling import SlideSampler
 
 
 @dataclass(kw_only=True, eq=False)

@@ -1,17 +1,20 @@
 """``tiles``: samples from folders of image + mask pairs (GlaS, WSSS4LUAD, CAMELYON tiles).
 
-Layout: ``root/images/<name>.<ext>`` and ``root/masks/<name>.<ext>`` matched by stem. Mask
-pixel values are class codes named by ``classes`` (list in code order or ``{code: name}``);
-grey masks with lossy compression are binarised with ``threshold``. Known folders get their
-classes from :data:`TILE_SETS` (chosen by folder name or ``preset``). Large tiles can be
-cut into patches that pass the same composition rule as the slide samplers.
+Layout: ``root/images/<name>.<ext>`` and ``root/masks/<name>.<ext>`` matched by stem (read
+through :mod:`htd_core.images`). Mask pixel values are class codes named by ``classes`` (list
+in code order or ``{code: name}``); grey masks with lossy compression are binarised with
+``threshold``. Known folders get their classes from :data:`TILE_SETS` (chosen by folder name
+or ``preset``). Large tiles can be cut into patches that pass the same composition rule as
+the slide samplers.
+
+Ids are opaque (:func:`htd_core.images.opaque_id`): ``slide_id`` of the tile's *source* image
+(:func:`htd_core.splits.source_id`: tiles ``testA_10_r0_c0`` ... ``testA_10_r1_c1`` share
+one), ``tile_id`` of the tile file itself.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +23,22 @@ from typing import Any
 import numpy as np
 
 from htd_core import ClassMap, PatchSampler, TissueSample, hookimpl
-from htd_core.data import TILE_SETS
 from htd_core.errors import InputError
+from htd_core.images import IMAGE_SUFFIXES, image_files, opaque_id, read_index_mask, read_rgb
+from htd_core.splits import source_id
 from htd_plugins.slides.composition import CompositionRule, fractions, window_counts
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-_TILE_SUFFIX = re.compile(r"_r\d+_c\d+$")  # GlaS-style tiles of one source image
+#: Classes (in mask-code order) and mask encodings of the real tile sets in ``../shared/data``
+#: (see its README), chosen by folder name or ``preset``. ``threshold``: masks are lossy
+#: greyscale, class 1 where value > threshold.
+TILE_SETS: dict[str, dict[str, Any]] = {
+    "glas": {"classes": ("non_gland", "gland"), "threshold": None},
+    "wsss4luad_val": {
+        "classes": ("tumor_epithelium", "tumor_stroma", "normal_lung", "background"),
+        "threshold": None,
+    },
+    "camelyon_mini": {"classes": ("other", "tumor"), "threshold": 127},
+}
 
 
 @dataclass(kw_only=True, eq=False)
@@ -117,18 +130,14 @@ class TilesSampler(PatchSampler):
         return self._class_map
 
     def _pairs(self) -> list[tuple[Path, Path]]:
-        images = sorted(
-            p for p in (self.root / self.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        images = image_files(self.root / self.images)
         if not images:
             raise InputError(
                 f"no images ({', '.join(IMAGE_SUFFIXES)}) in {self.root / self.images}"
             )
-        masks = {
-            p.stem: p
-            for p in (self.root / self.masks).glob("*")
-            if p.suffix.lower() in IMAGE_SUFFIXES
-        }
+        if not (self.root / self.masks).is_dir():
+            raise InputError(f"tile folder {self.root} has no '{self.masks}/' folder of masks")
+        masks = {p.stem: p for p in image_files(self.root / self.masks)}
         missing = [p.name for p in images if p.stem not in masks]
         if missing:
             raise InputError(
@@ -155,16 +164,13 @@ class TilesSampler(PatchSampler):
         return lut
 
     def load(self, image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
-        """RGB image and class-index mask of one pair."""
-        from PIL import Image, UnidentifiedImageError
+        """uint8 H x W x 3 RGB image and uint8 H x W class-index mask of one pair.
 
-        try:
-            with Image.open(image_path) as im:
-                image = np.asarray(im.convert("RGB"))
-            with Image.open(mask_path) as im:
-                raw = np.asarray(im if im.mode in ("P", "L", "I", "I;16", "1") else im.convert("L"))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise InputError(f"cannot read tile pair {image_path.name}: {exc}") from exc
+        Raises:
+            InputError: a file cannot be read, the sizes differ, or a code names no class.
+        """
+        image = read_rgb(image_path)
+        raw = read_index_mask(mask_path)
         if raw.shape != image.shape[:2]:
             raise InputError(
                 f"mask {mask_path} is {raw.shape[::-1]} but image {image_path} is {image.shape[1::-1]}"
@@ -180,8 +186,11 @@ class TilesSampler(PatchSampler):
         produced = 0
         for image_path, mask_path in self.pairs:
             image, mask = self.load(image_path, mask_path)
-            source = _TILE_SUFFIX.sub("", image_path.stem)
-            meta = {"slide_id": hashlib.sha256(source.encode()).hexdigest()[:16], "level": 0}
+            meta = {
+                "slide_id": opaque_id(source_id(image_path.name)),
+                "tile_id": opaque_id(image_path),
+                "level": 0,
+            }
             if self.mpp is not None:
                 meta["mpp"] = self.mpp
             for x, y, w, h in self._windows(mask):

@@ -1,21 +1,27 @@
-"""Open whole-slide images through tiatoolbox and read them at a chosen resolution.
+"""The one way htd opens a slide: :class:`Slide`, through tiatoolbox, at a chosen resolution.
 
 Every format OpenSlide reads (svs, ndpi, mrxs, tiff...) and plain images (png, jpg, as virtual
-slides) open through ``WSIReader.open``. Reads are addressed in *resolution* coordinates
+slides) open through ``WSIReader.open``. The samplers, discovery and the demo all open slides
+here, and every slide id comes from :func:`htd_core.images.opaque_id` (a hash of the file
+name, never the name or path). Sampler reads are addressed in *resolution* coordinates
 (pixels at the requested mpp), the coordinate space of tiatoolbox's patch extractors, so a
-sampler and tiatoolbox read identical pixels for the same grid.
+sampler and tiatoolbox read identical pixels for the same grid; discovery reads patches by
+their level-0 corner (:meth:`Slide.read_level0`).
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from htd_core.errors import InputError
+from htd_core.images import opaque_id
 
 #: Default read resolution (um/px), the paper's 20x.
 DEFAULT_MPP = 0.5
@@ -25,21 +31,33 @@ MPP_TOLERANCE = 0.98
 _NOT_SLIDES = {".db", ".json", ".geojson", ".xml", ".csv"}
 
 
-def opaque_slide_id(path: str | Path) -> str:
-    """A stable id derived from the file name only (hash: no label, macro or metadata)."""
-    return hashlib.sha256(Path(path).name.encode()).hexdigest()[:16]
-
-
 class Slide:
     """A whole-slide image (or plain image) opened for reading at a given mpp.
+
+    Attributes:
+        slide_id: :func:`htd_core.images.opaque_id` of the file name (16 hex digits).
+        base_mpp: level-0 resolution in um/px.
+        dimensions: level-0 (width, height) in pixels.
 
     Args:
         path: slide file.
         slide_mpp: base resolution (um/px at level 0) to use instead of the metadata; required
             when the file has none (e.g. re-encoded TCGA fixtures, plain images).
+        default_mpp: base resolution used only when the file's metadata has none (a list of
+            slides of which some lack it: discovery's ``--slide-mpp``).
+
+    Raises:
+        InputError: the file is missing, not an image, unreadable or corrupt, or it has no
+            resolution metadata and neither mpp is given.
     """
 
-    def __init__(self, path: str | Path, slide_mpp: float | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        slide_mpp: float | None = None,
+        *,
+        default_mpp: float | None = None,
+    ) -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise InputError(f"slide {self.path} does not exist: check the path")
@@ -48,20 +66,27 @@ class Slide:
                 f"slide {self.path} is a {self.path.suffix} file, not an image: pass annotation "
                 "files as `annotations` and the slide image as `slide`"
             )
-        if slide_mpp is not None and not (isinstance(slide_mpp, int | float) and slide_mpp > 0):
-            raise InputError(
-                f"slide_mpp={slide_mpp!r} for {self.path}: give a positive um/px value"
-            )
-        self.reader = _open_reader(self.path, slide_mpp)
-        info = self.reader.info
+        for name, value in (("slide_mpp", slide_mpp), ("default_mpp", default_mpp)):
+            if value is not None and not (
+                isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+            ):
+                raise InputError(f"{name}={value!r} for {self.path}: give a positive um/px value")
+        with _quiet_tiatoolbox():  # it logs "unknown mpp" on the root logger at every open
+            self.reader = _open_reader(self.path, slide_mpp)
+            info = self.reader.info
         mpp = info.mpp
         if slide_mpp is not None:
             self.base_mpp = float(slide_mpp)
         elif mpp is None or mpp[0] is None or not np.isfinite(float(mpp[0])):
-            raise InputError(
-                f"slide {self.path} has no microns-per-pixel metadata: pass its level-0 "
-                "resolution with slide_mpp=<um/px> (about 0.25 for a 40x scan, 0.5 for 20x)"
-            )
+            if default_mpp is None:
+                raise InputError(
+                    f"slide {self.path} has no microns-per-pixel metadata: pass its level-0 "
+                    "resolution with slide_mpp=<um/px> (--slide-mpp on the command line; about "
+                    "0.25 for a 40x scan, 0.5 for 20x)"
+                )
+            self.base_mpp = float(default_mpp)
+            info.mpp = np.array([self.base_mpp, self.base_mpp])
+            self.reader.info = info  # tiatoolbox's public setter: reads in mpp units use it
         else:
             self.base_mpp = float(mpp[0])
         self.base_power = float(info.objective_power) if info.objective_power else None
@@ -70,7 +95,7 @@ class Slide:
             int(info.slide_dimensions[1]),
         )
         self.level_downsamples = [float(d) for d in info.level_downsamples]
-        self.slide_id = opaque_slide_id(self.path)
+        self.slide_id = opaque_id(self.path)
         self._probe()
 
     def _probe(self) -> None:
@@ -154,12 +179,43 @@ class Slide:
             ) from exc
         return as_rgb(region)
 
+    def read_level0(self, x0: int, y0: int, size: int, mpp: float) -> np.ndarray:
+        """uint8 size x size x 3 RGB at ``mpp`` whose top-left corner is level-0 pixel
+        (x0, y0); anything outside the slide reads as white glass (255)."""
+        try:
+            region = self.reader.read_rect(
+                (int(x0), int(y0)), (size, size), resolution=mpp, units="mpp",
+                pad_constant_values=255,
+            )  # fmt: skip
+        except Exception as exc:
+            raise InputError(
+                f"cannot read slide {self.path} at level-0 ({x0}, {y0}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        region = as_rgb(region)
+        if region.shape[:2] != (size, size):  # tiatoolbox's rounding at some scales
+            from PIL import Image
+
+            region = np.asarray(Image.fromarray(region).resize((size, size), Image.BILINEAR))
+        return np.ascontiguousarray(region)
+
     def thumbnail(self, mpp: float) -> np.ndarray:
         """The whole slide as uint8 RGB at ``mpp`` (coarse: tissue masks)."""
         return as_rgb(self.reader.slide_thumbnail(resolution=mpp, units="mpp"))
 
     def __repr__(self) -> str:
         return f"Slide(id={self.slide_id}, {self.dimensions[0]}x{self.dimensions[1]} @ {self.base_mpp:g} um/px)"
+
+
+@contextlib.contextmanager
+def _quiet_tiatoolbox() -> Iterator[None]:
+    """Silence logging below ERROR while tiatoolbox opens a slide (we raise our own errors)."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def _open_reader(path: Path, slide_mpp: float | None) -> Any:

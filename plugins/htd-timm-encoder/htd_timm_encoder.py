@@ -22,7 +22,13 @@ from typing import Any
 
 from htd_core import hookimpl
 from htd_core.errors import InputError
-from htd_plugins.encoders.timm_base import IMAGENET_MEAN, IMAGENET_STD, TimmEncoder, TimmSpec
+from htd_plugins.encoders import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TimmEncoder,
+    TimmSpec,
+    make_encoder_class,
+)
 
 CONFIG_ENV = "HTD_TIMM_ENCODERS"
 DEFAULT_CONFIG = Path("~/.config/htd/timm_encoders.toml")
@@ -73,28 +79,10 @@ def _encoder_class(name: str, entry: dict[str, Any], path: Path) -> type[TimmEnc
         mean=tuple(entry.get("mean", IMAGENET_MEAN)),
         std=tuple(entry.get("std", IMAGENET_STD)),
         weights_hint=f"its weights file (or set weights = in [encoders.{name}] of {path})",
+        default_weights=default_weights,
     )
-
-    class ConfiguredTimmEncoder(TimmEncoder):
-        def __init__(
-            self,
-            weights: str | Path | None = None,
-            device: str = "cpu",
-            input_size: int | None = None,
-            mean: tuple[float, float, float] | None = None,
-            std: tuple[float, float, float] | None = None,
-            channels_last: bool = False,
-            bf16: bool = False,
-            arch_overrides: dict[str, Any] | None = None,
-        ) -> None:
-            weights = default_weights if weights is None else weights
-            super().__init__(
-                weights, device, input_size, mean, std, channels_last, bf16, arch_overrides
-            )
-
-    ConfiguredTimmEncoder.spec, ConfiguredTimmEncoder.name = spec, name
-    ConfiguredTimmEncoder.__doc__ = entry.get("summary") or f"{spec.arch} from {path.name}"
-    return ConfiguredTimmEncoder
+    summary = entry.get("summary") or f"{spec.arch} from {path.name}"
+    return make_encoder_class(name, spec, summary, module=__name__)
 
 
 @hookimpl

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from htd_core import ComposedConditionBuilder, Pipeline
-from htd_core.errors import ConfigError
+from htd_core.errors import ConfigError, InputError
 from htd_core.testing import synthetic_sample
 
 
@@ -18,9 +18,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_compose_by_name_and_object(builtin_manager):
-    from htd_plugins.conditioners.unconditional import UnconditionalBuilder
+    from htd_plugins.condition_builders.unconditional import UnconditionalBuilder
 
-    pipe = Pipeline(conditioners=["semantic_map", UnconditionalBuilder()])
+    pipe = Pipeline(condition_builders=["semantic_map", UnconditionalBuilder()])
     assert isinstance(pipe.condition_builder, ComposedConditionBuilder)
     conds = pipe.build_conditions([synthetic_sample(16)])
     assert conds[0].channels == ("map:tumor", "map:stroma", "map:normal")
@@ -29,7 +29,7 @@ def test_compose_by_name_and_object(builtin_manager):
 def test_from_yaml(tmp_path, builtin_manager):
     path = write(
         tmp_path,
-        "conditioners:\n  - name: semantic_map\n    classes: [tumor, stroma, normal]\n  - unconditional\n"
+        "condition_builders:\n  - name: semantic_map\n    classes: [tumor, stroma, normal]\n  - unconditional\n"
         "fit: {max_steps: 3}\n",
     )
     pipe = Pipeline.from_config(path)
@@ -41,20 +41,24 @@ def test_from_yaml(tmp_path, builtin_manager):
     ("text", "expected"),
     [
         (
-            "conditioners: [semantic_mapp]\n",
-            r"pipeline.yaml: conditioners\[0\].name: unknown condition builder 'semantic_mapp'. Did you mean 'semantic_map'\?",
+            "condition_builders: [semantic_mapp]\n",
+            r"pipeline.yaml: condition_builders\[0\].name: unknown condition builder 'semantic_mapp'. Did you mean 'semantic_map'\?",
         ),
         (
-            "conditioners:\n  - {name: semantic_map, clases: [a]}\n",
-            r"conditioners\[0\].clases: .*no option 'clases'. Did you mean 'classes'\?",
+            "condition_builders:\n  - {name: semantic_map, clases: [a]}\n",
+            r"condition_builders\[0\].clases: .*no option 'clases'. Did you mean 'classes'\?",
         ),
         (
-            "conditionners: [semantic_map]\n",
-            r"unknown section 'conditionners'. Did you mean 'conditioners'\?",
+            "condition_builderss: [semantic_map]\n",
+            r"unknown section 'condition_builderss'. Did you mean 'condition_builders'\?",
         ),
         (
-            "conditioners:\n  - {classes: [a]}\n",
-            r"conditioners\[0\]: a component mapping needs a 'name' key",
+            "condition_builders:\n  - {classes: [a]}\n",
+            r"condition_builders\[0\]: a component mapping needs a 'name' key",
+        ),
+        (
+            "conditioners: [semantic_map]\n",
+            r"section 'conditioners' is now called 'condition_builders'",
         ),
         ("sampler: [1, 2\n", r"not valid YAML"),
         ("- just a list\n", r"top level must be a mapping"),
@@ -70,6 +74,55 @@ def test_missing_file_and_missing_stage(tmp_path, builtin_manager):
     with pytest.raises(ConfigError, match="does not exist"):
         Pipeline.from_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="needs a backbone"):
-        Pipeline(conditioners=["semantic_map"]).fit()
+        Pipeline(condition_builders=["semantic_map"]).fit()
     with pytest.raises(ConfigError, match="at least one evaluator"):
         Pipeline().evaluate([], [])
+
+
+def test_fit_takes_a_split_and_save_pretrained_needs_registered_components(
+    tmp_path, builtin_manager
+):
+    import numpy as np
+
+    from htd_core import Backbone, create
+
+    class Fake(Backbone):
+        name, options = "fake", {"batch_size": 2, "guidance_scale": 1.0}
+
+        def fit(self, samples, builder, **options):
+            self.seen = list(samples)
+            return {"steps": 1}
+
+        def generate(self, conditions, *, seed=0, **options):
+            return np.full((len(conditions), 8, 8, 3), seed % 256, np.uint8)
+
+        def save(self, path):
+            Path(path).mkdir(parents=True, exist_ok=True)
+
+        @classmethod
+        def load(cls, path, device=None):
+            return cls()
+
+    split = [synthetic_sample(8, seed=s) for s in range(3)]
+    pipe = Pipeline(condition_builders=["semantic_map"], backbone=Fake())
+    assert pipe.fit(split[:2]) == {"steps": 1} and pipe.backbone.seen == split[:2]
+    # generation: one sample per layout, seeds seed + i, batches counted from layout 0
+    out = pipe.generate(split, seed=10)
+    assert [s.meta["seed"] for s in out] == [10, 11, 12]
+    assert [int(s.image[0, 0, 0]) for s in out] == [10, 10, 12]  # batch of 2, then 1
+    resumed = pipe.generate(split, seed=10, start=1)
+    assert [s.meta["seed"] for s in resumed] == [11, 12]
+    assert [int(s.image[0, 0, 0]) for s in resumed] == [11, 12]
+    # builders are saved by registered name; one built by hand is refused before writing
+    builder = create("condition_builders", "semantic_map")
+    hand = Pipeline(condition_builders=[builder], backbone=Fake())
+    hand.save_pretrained(tmp_path / "m")
+    assert "semantic_map" in (tmp_path / "m" / "pipeline.yaml").read_text()
+    from htd_plugins.condition_builders.unconditional import UnconditionalBuilder
+
+    by_hand = Pipeline(condition_builders=[UnconditionalBuilder()], backbone=Fake())
+    with pytest.raises(ConfigError, match="not created from a registered name"):
+        by_hand.save_pretrained(tmp_path / "n")
+    assert not (tmp_path / "n").exists()
+    with pytest.raises(InputError, match="not a saved pipeline"):
+        Pipeline.from_pretrained(tmp_path / "nothing")

@@ -126,6 +126,23 @@ def plugin_dir(tmp_path: Path) -> Path:
         @hookimpl
         def htd_register_condition_builders(registry):
             registry.register("extra", Extra)
+
+
+        from htd_core import Command
+
+        class Hello(Command):
+            help = "greet a lab (a verb from a pip-installed plugin)"
+
+            def add_arguments(self, parser):
+                parser.add_argument("--lab", default="world")
+
+            def run(self, args):
+                print(f"hello {args.lab}")
+                return 0
+
+        @hookimpl
+        def htd_register_commands(registry):
+            registry.register("hello", Hello)
         """,
     )
     return tmp_path
@@ -141,6 +158,19 @@ def test_broken_entry_point_is_isolated_cli(plugin_dir):
     assert infos["htdextra"]["distribution"] == "htdextra" and infos["htdextra"]["version"] == "0.1"
     for builtin in ("semantic_map", "unconditional"):
         assert infos[builtin]["status"] == "ok"
+
+
+def test_installed_plugin_adds_a_verb(plugin_dir):
+    """A third-party distribution adds ``htd hello`` without editing any shared file."""
+    env = {"PYTHONPATH": str(plugin_dir)}
+    help_text = run_htd("--help", env_extra=env)
+    assert help_text.returncode == 0, help_text.stderr
+    assert "hello" in help_text.stdout and "greet a lab" in help_text.stdout
+    assert "sample" in help_text.stdout  # built-in verbs are plugins too
+    ran = run_htd("hello", "--lab", "pathology", env_extra=env)
+    assert ran.returncode == 0 and ran.stdout.strip() == "hello pathology"
+    blocked = run_htd("hello", env_extra={**env, "HTD_DISABLED_PLUGINS": "htdextra"})
+    assert blocked.returncode == 2 and "invalid choice: 'hello'" in blocked.stderr
 
 
 def test_blocked_entry_point_cli(plugin_dir):
@@ -167,6 +197,10 @@ class EveryKindPlugin:
         registry.register("k_builder", Builder)
 
     @hookimpl
+    def htd_register_commands(self, registry):
+        registry.register("k-command", _classes()["Command"])
+
+    @hookimpl
     def htd_register_backbones(self, registry):
         registry.register("k_backbone", _classes()["Backbone"])
 
@@ -186,6 +220,7 @@ class EveryKindPlugin:
 def _classes() -> dict[str, type]:
     import numpy as np
 
+    import htd_core
     from htd_core import Backbone, ClassMap, Encoder, Evaluator, PatchSampler
     from htd_core.testing import synthetic_sample
 
@@ -225,7 +260,16 @@ def _classes() -> dict[str, type]:
         def forward(self, pixels):
             return pixels.mean(dim=(2, 3))
 
-    return {"Backbone": B, "PatchSampler": S, "Evaluator": Ev, "Encoder": En}
+    class Cmd(htd_core.Command):
+        help = "a verb"
+
+        def add_arguments(self, parser):
+            parser.add_argument("value")
+
+        def run(self, args):
+            return int(args.value)
+
+    return {"Backbone": B, "PatchSampler": S, "Evaluator": Ev, "Encoder": En, "Command": Cmd}
 
 
 def test_each_hook_registers_its_kind(htd_manager, register_plugin):
@@ -242,5 +286,10 @@ def test_each_hook_registers_its_kind(htd_manager, register_plugin):
     enc = htd_core.create("encoders", "k_encoder")
     assert enc(np.zeros((2, 5, 5, 3), np.uint8)).shape == (2, 3) and "RANDOM" in enc.label
     assert isinstance(htd_core.create("condition_builders", "k_builder"), ConditionBuilder)
+    from htd_core.cli import main
+
+    assert main(["k-command", "3"]) == 3  # the CLI is built from the registered verbs
     kinds = {k for k, _ in htd_manager.plugin_infos()[0].components}
-    assert kinds == {"condition builder", "backbone", "patch sampler", "evaluator", "encoder"}
+    assert kinds == {
+        "condition builder", "backbone", "patch sampler", "evaluator", "encoder", "command"
+    }  # fmt: skip

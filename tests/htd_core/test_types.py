@@ -62,3 +62,19 @@ def test_collate_requires_same_channels():
     assert spatial.shape == (2, 1, 2, 2) and tokens is None
     with pytest.raises(InputError, match="one builder"):
         collate_conditions([a, Condition(torch.zeros(1, 2, 2), None, ("y",))])
+
+
+def test_condition_meta_merges_provenance_per_class():
+    """Provenance travels inside the condition; ``+`` merges it (right side wins per key)."""
+    a = Condition(
+        spatial=torch.zeros(1, 2, 2),
+        channels=["map:a"],
+        meta={"crop_provenance": {"a": {"x": 1}}, "k": 1},
+    )
+    b = Condition(tokens=torch.zeros(1, 3), meta={"crop_provenance": {"b": {"x": 2}}, "k": 2})
+    both = a + b
+    assert both.meta == {"crop_provenance": {"a": {"x": 1}, "b": {"x": 2}}, "k": 2}
+    assert (Condition() + a).meta == a.meta and Condition().meta == {}
+    same_class = a + Condition(meta={"crop_provenance": {"a": {"x": 9}}})
+    assert same_class.meta["crop_provenance"] == {"a": {"x": 9}}
+    assert a.meta == {"crop_provenance": {"a": {"x": 1}}, "k": 1}  # operands unchanged

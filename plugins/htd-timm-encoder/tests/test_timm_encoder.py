@@ -54,7 +54,7 @@ class TestConfiguredEncoderConformance(EncoderConformance):
 
 
 def test_registers_each_table(registered):
-    reg = htd_core.registry("encoders")
+    reg = htd_core.get_registry("encoders")
     assert reg.names() == ["tiny_resnet", "tiny_vit"]
     assert reg.entry("tiny_vit").summary == "A one-block ViT-Ti/16 for tests"
     enc = htd_core.create("encoders", "tiny_vit")  # default weights: the file in the TOML
@@ -71,7 +71,7 @@ def test_no_config_registers_nothing(monkeypatch, register_plugin, tmp_path):
     monkeypatch.delenv(htd_timm_encoder.CONFIG_ENV, raising=False)
     monkeypatch.setattr(htd_timm_encoder, "DEFAULT_CONFIG", tmp_path / "absent.toml")
     register_plugin(htd_timm_encoder, "timm_encoder")
-    assert htd_core.registry("encoders").names() == []
+    assert htd_core.get_registry("encoders").names() == []
 
 
 def test_bad_config(tmp_path, monkeypatch):

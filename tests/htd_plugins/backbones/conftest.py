@@ -18,7 +18,7 @@ def tiny_samples(n: int = 4, size: int = 16):
 def trained_controlnet(tmp_path_factory):
     """(backbone, builder, samples, run folder) of a tiny controlnet_ldm fitted 3 steps."""
     from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
-    from htd_plugins.conditioners.semantic_map import SemanticMapBuilder
+    from htd_plugins.condition_builders.semantic_map import SemanticMapBuilder
 
     run = tmp_path_factory.mktemp("controlnet") / "run"
     samples, builder = tiny_samples(), SemanticMapBuilder()

@@ -7,7 +7,7 @@ import pytest
 
 from htd_core.errors import InputError
 from htd_core.types import ClassMap, TissueSample
-from htd_plugins.backbones.augment import Augmentation, dihedral, hed_jitter, random_crop
+from htd_plugins.backbones.ldm.augment import Augmentation, dihedral, hed_jitter, random_crop
 
 
 def coloured_sample(size: int = 12) -> TissueSample:

@@ -7,8 +7,13 @@ import pytest
 import torch
 
 from htd_core.errors import InputError
-from htd_plugins.backbones.autoencoder import build_vae, load_vae, measure_scaling_factor, train_vae
-from htd_plugins.backbones.presets import get_preset
+from htd_plugins.backbones.ldm.autoencoder import (
+    build_vae,
+    load_vae,
+    measure_scaling_factor,
+    train_vae,
+)
+from htd_plugins.backbones.ldm.presets import get_preset
 
 
 def images(n: int = 6, size: int = 16) -> np.ndarray:

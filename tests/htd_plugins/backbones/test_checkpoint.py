@@ -5,13 +5,9 @@ from __future__ import annotations
 import pytest
 
 from htd_core.errors import InputError
-from htd_plugins.backbones.checkpoint import (
-    config_diff,
-    list_checkpoints,
-    save_checkpoint,
-    write_model_folder,
-)
-from htd_plugins.backbones.presets import PRESETS
+from htd_core.io import atomic_write_folder as write_model_folder
+from htd_plugins.backbones.ldm.checkpoint import config_diff, list_checkpoints, save_checkpoint
+from htd_plugins.backbones.ldm.presets import PRESETS
 
 
 def test_config_diff_names_keys():
@@ -49,7 +45,7 @@ def test_condition_embedding_matches_autoencoder_factor(name):
 
 
 def test_read_model_config_refuses_non_model(tmp_path):
-    from htd_plugins.backbones.checkpoint import read_model_config
+    from htd_plugins.backbones.ldm.model_folder import read_model_config
 
     with pytest.raises(InputError, match="not an htd model folder"):
         read_model_config(tmp_path)

@@ -6,8 +6,8 @@ import torch
 
 from htd_core.testing import BackboneConformance
 from htd_plugins.backbones.concat_ldm import ConcatLDM
-from htd_plugins.backbones.modules import ConditionRescaler
-from htd_plugins.conditioners.semantic_map import SemanticMapBuilder
+from htd_plugins.backbones.ldm.modules import ConditionRescaler
+from htd_plugins.condition_builders.semantic_map import SemanticMapBuilder
 
 from .conftest import TINY_FIT
 

@@ -12,7 +12,7 @@ from htd_core.errors import InputError
 from htd_core.testing import BackboneConformance, synthetic_sample
 from htd_core.types import ClassMap, Condition, TissueSample
 from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
-from htd_plugins.conditioners.semantic_map import SemanticMapBuilder
+from htd_plugins.condition_builders.semantic_map import SemanticMapBuilder
 
 from .conftest import TINY_FIT
 
@@ -43,8 +43,8 @@ def test_parts_fit_the_condition(trained_controlnet):
 def test_diffusers_pipeline_reproduces_htd_sample(trained_controlnet, scheduler):
     from diffusers import StableDiffusionControlNetPipeline
 
-    from htd_plugins.backbones.modules import TokenEncoder
-    from htd_plugins.backbones.sampling import make_scheduler
+    from htd_plugins.backbones.ldm.modules import TokenEncoder
+    from htd_plugins.backbones.ldm.sampling import make_scheduler
 
     backbone, builder, samples, run = trained_controlnet
     conds = [builder.build(s, seed=0) for s in samples[:2]]
@@ -75,7 +75,7 @@ def test_guidance_combines_null_and_conditional_predictions():
     """With guidance g, the step uses null + g * (cond - null); g <= 1 skips the null pass."""
     from diffusers import DDIMScheduler
 
-    from htd_plugins.backbones.sampling import sample_latents
+    from htd_plugins.backbones.ldm.sampling import sample_latents
 
     calls = []
 

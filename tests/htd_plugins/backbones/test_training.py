@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from htd_core.errors import InputError
-from htd_plugins.backbones.checkpoint import list_checkpoints, load_checkpoint
 from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
-from htd_plugins.backbones.trainer import BatchSource
-from htd_plugins.backbones.training import EMA, NonFiniteLossError, TrainOptions, stream_indices
-from htd_plugins.conditioners.semantic_map import SemanticMapBuilder
+from htd_plugins.backbones.ldm.checkpoint import list_checkpoints, load_checkpoint
+from htd_plugins.backbones.ldm.trainer import BatchSource
+from htd_plugins.backbones.ldm.training import EMA, NonFiniteLossError, TrainOptions, stream_indices
+from htd_plugins.condition_builders.semantic_map import SemanticMapBuilder
 
 from .conftest import tiny_samples
 
@@ -110,9 +110,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_latent_cache_matches_encoding():
-    from htd_plugins.backbones.augment import Augmentation
-    from htd_plugins.backbones.autoencoder import build_vae
-    from htd_plugins.backbones.presets import get_preset
+    from htd_plugins.backbones.ldm.augment import Augmentation
+    from htd_plugins.backbones.ldm.autoencoder import build_vae
+    from htd_plugins.backbones.ldm.presets import get_preset
 
     samples = tiny_samples()
     vae = build_vae(get_preset("tiny").vae, 16).eval()

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from htd_core.images import opaque_id
 from htd_core.types import Condition
 from htd_plugins.demo.report import EMPTY_GREY, crop_view
 from htd_plugins.demo.sources import (
@@ -34,6 +35,8 @@ def test_unannotated_image_gets_stain_maps():
     target = Path(tiatoolbox.__file__).parent / "data" / "target_image.png"
     data = from_image(target, 64, 50, 8, 0, slide_mpp=0.25)
     assert data.train and data.test
+    assert {s.meta["slide_id"] for s in data.train + data.test} == {opaque_id(target)}
+    assert "target_image" not in data.source  # the description goes into summary.json
     assert max(s.meta["x"] for s in data.train) + 64 <= min(s.meta["x"] for s in data.test) + 64
     mask = stain_map(np.asarray(data.train[0].image))
     assert set(np.unique(mask)) <= {0, 1, 2}

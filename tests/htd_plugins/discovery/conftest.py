@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from htd_core import Encoder
+from htd_core.images import opaque_id
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -74,7 +75,7 @@ def cmu_run(tmp_path_factory, cmu_slide: Path) -> dict:
     phenotypes = cluster_stores([root / "store"], root / "phenotypes", progress=False)
     maps = maps_from_stores([root / "store"], root / "phenotypes", root / "maps", progress=False)
     return {"root": root, "store": store, "report": report, "phenotypes": phenotypes, "maps": maps,
-            "slide_id": cmu_slide.stem}  # fmt: skip
+            "slide": cmu_slide, "slide_id": opaque_id(cmu_slide)}  # fmt: skip
 
 
 def blobs(n_per: list[int], dim: int = 8, seed: int = 0, spread: float = 0.3) -> np.ndarray:

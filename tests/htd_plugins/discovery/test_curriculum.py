@@ -9,18 +9,18 @@ from PIL import Image
 from htd_core import ClassMap, PatchSampler, TissueSample
 from htd_core.errors import InputError
 from htd_core.testing import PatchSamplerConformance
-from htd_plugins.conditioners.semantic_map import SemanticMapBuilder
-from htd_plugins.discovery.curriculum import CurriculumSampler, granularity, load_tree, snap
-from htd_plugins.discovery.grid import PatchGrid, open_slide
+from htd_plugins.condition_builders.semantic_map import SemanticMapBuilder
+from htd_plugins.discovery.grid import PatchGrid, open_for_grid
 from htd_plugins.discovery.tree import class_names
+from htd_plugins.samplers.curriculum import CurriculumSampler, granularity, load_tree, snap
 
 
 class MapWindows(PatchSampler):
     """Windows of a real slide with its k-level pseudo map, upsampled to pixels (raster order)."""
 
-    def __init__(self, png, entry, k: int, cells: int = 6) -> None:
+    def __init__(self, png, entry, k: int, slide, cells: int = 6) -> None:
         self.mask = np.asarray(Image.open(png))
-        self.grid = PatchGrid.from_dict(entry.meta["grid"])
+        self.grid, self.slide = PatchGrid.from_dict(entry.meta["grid"]), slide
         self.cells, self._cm = cells, ClassMap(class_names(k))
 
     @property
@@ -28,7 +28,7 @@ class MapWindows(PatchSampler):
         return self._cm
 
     def __iter__(self):
-        reader, g, c = open_slide(self.grid.slide_path), self.grid, self.cells
+        slide, g, c = open_for_grid(self.slide, self.grid), self.grid, self.cells
         for r in range(0, g.rows - c, c):
             for col in range(0, g.cols - c, c):
                 window = self.mask[r : r + c, col : col + c]
@@ -36,16 +36,14 @@ class MapWindows(PatchSampler):
                     continue
                 loc = (int(col * g.cell_size_base), int(r * g.cell_size_base))
                 size = c * g.stride
-                image = reader.read_rect(loc, (size, size), resolution=g.read_mpp, units="mpp")
+                image = slide.read_level0(*loc, size, g.read_mpp)
                 mask = np.repeat(np.repeat(window, g.stride, 0), g.stride, 1)
-                yield TissueSample(
-                    np.ascontiguousarray(image[..., :3]), mask, self._cm, {"x": loc[0], "y": loc[1]}
-                )
+                yield TissueSample(image, mask, self._cm, {"x": loc[0], "y": loc[1]})
 
 
 def make(run, **options) -> CurriculumSampler:
     entry = run["store"].entry(run["slide_id"])
-    inner = MapWindows(run["maps"][run["slide_id"]][100], entry, 100)
+    inner = MapWindows(run["maps"][run["slide_id"]][100], entry, 100, run["slide"])
     return CurriculumSampler(inner, run["root"] / "maps", **options)
 
 
@@ -65,7 +63,10 @@ def test_channel_count_fixed_and_masks_nested(cmu_run):
     ks = [s.meta["granularity"] for s in samples]
     assert ks[:2] == [5, 5] and ks[-1] == 100 and ks == sorted(ks)  # one step per batch of 2
     originals = MapWindows(
-        cmu_run["maps"][cmu_run["slide_id"]][100], cmu_run["store"].entry(cmu_run["slide_id"]), 100
+        cmu_run["maps"][cmu_run["slide_id"]][100],
+        cmu_run["store"].entry(cmu_run["slide_id"]),
+        100,
+        cmu_run["slide"],
     ).take(10)
     for s, orig in zip(samples, originals, strict=True):
         k = s.meta["granularity"]
@@ -87,7 +88,7 @@ def test_bad_options(cmu_run):
     with pytest.raises(InputError, match="warmup_steps"):
         make(cmu_run, warmup_steps=-1)
     entry = cmu_run["store"].entry(cmu_run["slide_id"])
-    coarse = MapWindows(cmu_run["maps"][cmu_run["slide_id"]][20], entry, 20)
+    coarse = MapWindows(cmu_run["maps"][cmu_run["slide_id"]][20], entry, 20, cmu_run["slide"])
     with pytest.raises(InputError, match="k_max=100"):
         CurriculumSampler(coarse, cmu_run["root"] / "maps")
     with pytest.raises(InputError, match="tree"):

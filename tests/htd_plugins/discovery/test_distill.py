@@ -19,8 +19,9 @@ def student(cmu_run):
     options = dict(input_size=16, epochs=1, batch_size=32, max_patches=160, block=4,
                    arch="vit_tiny_patch16_224", depth=1)  # fmt: skip
     config = distill(
-        [cmu_run["root"] / "store"], cmu_run["root"] / "phenotypes", out, progress=False, **options
-    )
+        [cmu_run["root"] / "store"], cmu_run["root"] / "phenotypes", out,
+        slides=[cmu_run["slide"]], progress=False, **options,
+    )  # fmt: skip
     return out, config, options
 
 
@@ -41,9 +42,18 @@ def test_saved_student_predicts_like_trained_one_and_resumes(student, cmu_run):
     logits = loaded.logits(images)
     assert logits.shape == (20, 100) and np.isfinite(logits).all()
     again = distill(
-        [cmu_run["root"] / "store"], cmu_run["root"] / "phenotypes", out, progress=False, **options
-    )
+        [cmu_run["root"] / "store"], cmu_run["root"] / "phenotypes", out,
+        slides=[cmu_run["slide"]], progress=False, **options,
+    )  # fmt: skip
     assert again["metrics"] == config["metrics"]  # resumed at the last epoch: nothing retrained
+
+
+def test_distill_needs_the_embedded_slides(cmu_run, tmp_path, shared_data):
+    other = shared_data / "slides" / "TCGA-CR-7395-01A-01-TS1.svs"
+    with pytest.raises(InputError, match="1 slide\\(s\\) of the stores are not among"):
+        distill([cmu_run["root"] / "store"], cmu_run["root"] / "phenotypes", tmp_path / "s",
+                slides=[other], progress=False)  # fmt: skip
+    assert not (tmp_path / "s").exists()  # refused before any work
 
 
 def test_student_maps_match_teacher_layout(student, cmu_run, cmu_slide, tmp_path):
@@ -53,11 +63,13 @@ def test_student_maps_match_teacher_layout(student, cmu_run, cmu_slide, tmp_path
         stride=8, progress=False,
     )  # fmt: skip
     assert list(skipped) == [str(tmp_path / "gone.svs")]
-    student_map = np.asarray(Image.open(written[cmu_slide.stem][5]))
-    teacher_map = np.asarray(Image.open(cmu_run["maps"][cmu_slide.stem][5]))
+    sid = cmu_run["slide_id"]
+    assert list(written) == [sid] and written[sid][5].name == f"{sid}.png"
+    student_map = np.asarray(Image.open(written[sid][5]))
+    teacher_map = np.asarray(Image.open(cmu_run["maps"][sid][5]))
     assert student_map.shape == teacher_map.shape
     assert np.array_equal(student_map == 255, teacher_map == 255)
-    side = json.loads(written[cmu_slide.stem][5].with_suffix(".json").read_text())
+    side = json.loads(written[sid][5].with_suffix(".json").read_text())
     assert side["source"] == "classifier:vit_tiny_patch16_224@16"
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from htd_core.errors import InputError
+from htd_core.images import opaque_id
 from htd_plugins.discovery import tiatoolbox_sample_image
 from htd_plugins.discovery.embed import GridOptions, embed_slide, embed_slides, select_shard
 from htd_plugins.discovery.store import EmbeddingStore
@@ -24,24 +26,33 @@ def store(tmp_path, tiny_encoder, identity_of):
 
 def test_resume_after_interrupted_embed(tmp_path, store, encoder_cls, identity_of):
     image = tiatoolbox_sample_image()
+    sid = opaque_id(image)
     killed = encoder_cls(fail_after=2)
     with pytest.raises(KeyboardInterrupt):
         embed_slide(store, image, killed, OPTIONS, batch_size=16, progress=False)
-    folder = store.slide_folder(image.stem)
-    assert not store.is_complete(image.stem)  # no meta.json: not mistaken for a finished slide
+    folder = store.slide_folder(sid)
+    assert not store.is_complete(sid)  # no meta.json: not mistaken for a finished slide
     assert json.loads((folder / "progress.json").read_text())["done"] == 32
+    # the store keeps no path: the resumed run is given the slide again, here from elsewhere
+    moved = tmp_path / "moved" / image.name
+    moved.parent.mkdir()
+    shutil.copy(image, moved)
     resumed = encoder_cls()
-    meta = embed_slide(store, image, resumed, OPTIONS, batch_size=16, progress=False)
-    assert meta["status"] == "done" and meta["n_patches"] > 32
+    meta = embed_slide(store, moved, resumed, OPTIONS, batch_size=16, progress=False)
+    assert meta["status"] == "done" and meta["n_patches"] > 32 and meta["slide_id"] == sid
     assert resumed.calls == -(-(meta["n_patches"] - 32) // 16)  # only the missing batches
     assert not (folder / "progress.json").exists() and not (folder / "embeddings.partial").exists()
+    for f in folder.iterdir():
+        assert (
+            str(tmp_path).encode() not in f.read_bytes() and b"target_image" not in f.read_bytes()
+        )
 
     fresh = EmbeddingStore(tmp_path / "fresh", store.info)
     embed_slide(fresh, image, encoder_cls(), OPTIONS, batch_size=16, progress=False)
-    a = np.asarray(store.entry(image.stem).embeddings())
-    b = np.asarray(fresh.entry(image.stem).embeddings())
+    a = np.asarray(store.entry(sid).embeddings())
+    b = np.asarray(fresh.entry(sid).embeddings())
     assert a.dtype == np.float16 and np.array_equal(a, b)
-    assert np.array_equal(store.entry(image.stem).coords(), fresh.entry(image.stem).coords())
+    assert np.array_equal(store.entry(sid).coords(), fresh.entry(sid).coords())
     again = embed_slide(store, image, encoder_cls(fail_after=0), OPTIONS, progress=False)
     assert again["status"] == "already done"
 
@@ -67,13 +78,15 @@ def test_missing_and_blank_slides_are_reported_others_done(tmp_path, store, tiny
     )
     assert list(report.skipped) == [str(tmp_path / "gone.svs")]
     assert "does not exist" in report.skipped[str(tmp_path / "gone.svs")]
+    blank_id = opaque_id(blank)
     assert (
-        report.results["blank"]["status"] == "no tissue"
-        and report.results["blank"]["n_patches"] == 0
+        report.results[blank_id]["status"] == "no tissue"
+        and report.results[blank_id]["n_patches"] == 0
     )
-    assert report.results[image.stem]["n_patches"] > 50
-    assert store.slide_ids() == sorted(["blank", image.stem])
-    assert store.entry("blank").embeddings().shape == (0, tiny_encoder.embed_dim)
+    assert report.results[opaque_id(image)]["n_patches"] > 50
+    assert store.slide_ids() == sorted([blank_id, opaque_id(image)])
+    assert report.names == {blank_id: "blank.png", opaque_id(image): image.name}
+    assert store.entry(blank_id).embeddings().shape == (0, tiny_encoder.embed_dim)
 
 
 def test_shards_partition_the_slide_list():

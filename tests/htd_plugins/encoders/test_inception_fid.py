@@ -75,4 +75,4 @@ def test_bad_input(tmp_path):
 
 def test_registered(register_plugin):
     register_plugin(inception_fid, "inception_fid")
-    assert htd_core.registry("encoders").names() == ["inception_fid"]
+    assert htd_core.get_registry("encoders").names() == ["inception_fid"]

@@ -129,7 +129,7 @@ def test_bad_weights_and_options(tmp_path):
 
 def test_registered_by_plugin(register_plugin):
     register_plugin(timm_encoders, "timm_encoders")
-    reg = htd_core.registry("encoders")
+    reg = htd_core.get_registry("encoders")
     assert reg.names() == sorted(TINY)
     enc = htd_core.create(
         "encoders", "resnet50", weights="random", arch_overrides=TINY["resnet50"][0]

@@ -48,7 +48,7 @@ def test_random_split_keeps_source_images_whole(shared_data) -> None:
 def test_ignore_index_pixels_count_for_nothing() -> None:
     import torch
 
-    from htd_plugins.evaluators.seg_training import score_predictions
+    from htd_plugins.evaluators.segmentation.training import score_predictions
 
     labels = torch.tensor([[[0, 0, 1, 255]]])
     wrong_on_ignored = torch.tensor([[[0, 0, 1, 0]]])
@@ -101,7 +101,7 @@ def test_real_only_needs_no_synthetic_and_mixed_sizes_are_resized(shared_data) -
 def test_learns_real_glas_above_chance(shared_data) -> None:
     """A short run on real GlaS tiles beats the chance predictor clearly (the longer run in
     benchmarks/deeplabv3plus_glas.py gives the number quoted in docs)."""
-    from htd_plugins.evaluators.sets import open_set
+    from htd_plugins.evaluators.reporting.sets import open_set
 
     glas = shared_data / "glas"
     train = list(open_set(glas, match="train_*", limit=48))  # 12 source images

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import linalg
 
-from htd_plugins.evaluators import fd_math
+from htd_plugins.evaluators.distance import fd_math
 
 
 def _scipy_fd(x: np.ndarray, y: np.ndarray) -> float:

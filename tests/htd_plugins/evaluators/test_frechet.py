@@ -12,8 +12,8 @@ from htd_core import create, hookimpl
 from htd_core.errors import InputError
 from htd_core.testing import EvaluatorConformance, real_tiles
 from htd_core.types import ClassMap, TissueSample
-from htd_plugins.evaluators import fd_math
-from htd_plugins.evaluators.feature_cache import CacheRefusedWarning
+from htd_plugins.evaluators.distance import fd_math
+from htd_plugins.evaluators.distance.feature_cache import CacheRefusedWarning
 from htd_plugins.evaluators.frechet import FrechetEvaluator
 
 
@@ -192,7 +192,7 @@ def test_streaming_real_tiles_match_one_batch(shared_data, tiny_encoder) -> None
 
 
 def test_feature_cache_checkpoints_and_survives_a_torn_file(tiny_encoder, tmp_path) -> None:
-    from htd_plugins.evaluators.feature_cache import FeatureCache
+    from htd_plugins.evaluators.distance.feature_cache import FeatureCache
 
     cache = FeatureCache(tmp_path, tiny_encoder())
     for i in range(3):

@@ -10,8 +10,8 @@ import pytest
 from htd_core.errors import InputError
 from htd_core.testing import EvaluatorConformance, real_tiles
 from htd_core.types import TissueSample
-from htd_plugins.evaluators import privacy_math as pm
 from htd_plugins.evaluators.privacy import PrivacyEvaluator
+from htd_plugins.evaluators.privacy_audit import distances as pm
 
 
 class TestPrivacyConformance(EvaluatorConformance):

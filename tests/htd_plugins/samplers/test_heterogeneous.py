@@ -232,6 +232,6 @@ def test_registered_with_option_checks(register_plugin):
     from htd_core.errors import ComponentOptionError
 
     register_plugin(module)
-    assert "heterogeneous" in htd_core.registry("patch_samplers").names()
+    assert "heterogeneous" in htd_core.get_registry("patch_samplers").names()
     with pytest.raises(ComponentOptionError, match="Did you mean 'min_frac'"):
         htd_core.create("patch_samplers", "heterogeneous", slide="x", classes=["a"], min_fraq=0.1)

@@ -7,6 +7,8 @@ import pytest
 from PIL import Image
 
 from htd_core.errors import InputError
+from htd_core.images import opaque_id
+from htd_core.splits import source_id
 from htd_core.testing import PatchSamplerConformance
 from htd_plugins.samplers.tiles import TilesSampler
 
@@ -33,6 +35,10 @@ def test_glas_whole_tiles(shared_data):
         len({s.meta["slide_id"] for s in samples[:4]}) == 1
         and samples[0].meta["slide_id"] != samples[4].meta["slide_id"]
     )
+    names = sorted(p.name for p in (shared_data / "glas" / "images").iterdir())[:8]
+    assert samples[0].meta["slide_id"] == opaque_id(source_id(names[0])) != opaque_id(names[0])
+    assert [s.meta["tile_id"] for s in samples] == [opaque_id(n) for n in names]
+    assert all(n.split(".")[0] not in str(s.meta) for n, s in zip(names, samples, strict=True))
 
 
 def test_camelyon_lossy_masks_are_thresholded_and_cut(shared_data):
@@ -99,8 +105,11 @@ def test_missing_mask_and_missing_classes(tmp_path, shared_data):
     (root / "masks" / "b.png").write_bytes(b"broken")
     with pytest.raises(InputError, match="give classes"):
         TilesSampler(root=root)
-    with pytest.raises(InputError, match="cannot read tile pair b.png"):
+    with pytest.raises(InputError, match="cannot read mask .*b.png"):
         list(TilesSampler(root=root, classes=["x", "y"]))
+    shutil.rmtree(root / "masks")
+    with pytest.raises(InputError, match="has no 'masks/' folder"):
+        TilesSampler(root=root, classes=["x", "y"])
 
 
 def test_mismatched_sizes(tmp_path):
@@ -125,3 +134,11 @@ def test_mismatched_sizes(tmp_path):
 def test_options_are_validated(shared_data, options, message):
     with pytest.raises(InputError, match=message):
         TilesSampler(root=shared_data / "glas", **options)
+
+
+def test_presets_live_in_the_plugin():
+    import htd_core.data
+    from htd_plugins.samplers.tiles import TILE_SETS
+
+    assert TILE_SETS["camelyon_mini"]["threshold"] == 127
+    assert not hasattr(htd_core.data, "TILE_SETS")  # the core holds no dataset presets

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from htd_core.errors import InputError
-from htd_plugins.slides.wsi import Slide, opaque_slide_id
+from htd_core.images import opaque_id
+from htd_plugins.slides import Slide
 
 TCGA = "slides/TCGA-CR-7395-01A-01-TS1.svs"
 
@@ -80,5 +81,25 @@ def test_annotation_file_is_not_a_slide(tmp_path):
 def test_slide_id_is_opaque(tmp_path, shared_data):
     copy = tmp_path / "renamed.svs"
     shutil.copy(shared_data / "slides" / "CMU-1-Small-Region.svs", copy)
-    sid = opaque_slide_id(copy)
+    sid = opaque_id(copy)
     assert sid == Slide(copy).slide_id and "renamed" not in sid and len(sid) == 16
+    assert sid == opaque_id("elsewhere/renamed.svs")  # the file name only, not its folder
+
+
+def test_default_mpp_only_for_slides_without_metadata(shared_data):
+    cmu = Slide(shared_data / "slides" / "CMU-1-Small-Region.svs", default_mpp=2.0)
+    assert cmu.base_mpp == pytest.approx(0.499)  # its metadata wins
+    tcga = Slide(shared_data / TCGA, default_mpp=2.0)
+    assert tcga.base_mpp == 2.0 and tcga.dimensions_at(4.0) == Slide(
+        shared_data / TCGA, slide_mpp=2.0
+    ).dimensions_at(4.0)
+    with pytest.raises(InputError, match="default_mpp=0"):
+        Slide(shared_data / TCGA, default_mpp=0)
+
+
+def test_read_level0_pads_outside_with_white(drawn_slide):
+    slide = Slide(drawn_slide["slide"], slide_mpp=0.5)
+    inside = slide.read_level0(200, 200, 32, 1.0)
+    assert np.array_equal(inside, slide.read(100, 100, 32, 1.0))  # same pixels, other origin
+    corner = slide.read_level0(-32, -32, 32, 1.0)  # half outside the slide at 1 um/px
+    assert corner.shape == (32, 32, 3) and (corner[:14, :14] == 255).all()

@@ -1,0 +1,92 @@
+"""Model folders: one diffusers ``save_pretrained`` folder per component plus
+``htd_config.json``, written into a temp folder that replaces the target in one rename
+(:func:`htd_core.io.atomic_write_folder`), and read back part by part with diffusers'
+``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from htd_core.errors import InputError
+from htd_core.io import atomic_write_folder
+
+CONFIG_NAME = "htd_config.json"
+
+
+def read_model_config(path: str | Path, components: Iterable[str] = ()) -> dict[str, Any]:
+    """``htd_config.json`` of a model folder, after checking every component folder is there."""
+    path = Path(path)
+    config_path = path / CONFIG_NAME
+    if not config_path.is_file():
+        raise InputError(
+            f"{path} is not an htd model folder (no {CONFIG_NAME}); give the folder written by "
+            "`htd train` or Backbone.save"
+        )
+    config = json.loads(config_path.read_text())
+    missing = [
+        c
+        for c in (*components, *config.get("components", ()))
+        if not (path / c / "config.json").is_file()
+    ]
+    if missing:
+        raise InputError(
+            f"model folder {path} is missing component(s) {sorted(set(missing))} (each needs "
+            "<component>/config.json and its weights): copy the whole folder, or re-save the model"
+        )
+    return config
+
+
+def save_model(backbone: Any, path: str | Path) -> None:
+    """Write a backbone's model folder (see :meth:`LatentDiffusionBackbone.save`)."""
+    from htd_core import __version__
+    from htd_core.io import atomic_write_json
+    from htd_plugins.backbones.ldm.sampling import make_scheduler
+
+    def write(tmp: Path) -> None:
+        backbone.vae.save_pretrained(tmp / "vae")
+        for name, part in backbone.denoiser.parts.items():
+            part.save_pretrained(tmp / name)
+        make_scheduler(backbone.options["scheduler"], backbone.noise_config).save_pretrained(
+            tmp / "scheduler"
+        )
+        backbone.write_extra(tmp)
+        atomic_write_json(tmp / CONFIG_NAME, {
+            "format": 1, "backbone": backbone.name, "htd_version": __version__,
+            "options": backbone.options, "components": ["vae", *backbone.denoiser.parts],
+            "channels": list(backbone.channels), "token_names": list(backbone.token_names),
+            "token_dim": backbone.token_dim, "history": backbone.history,
+            "class_map": backbone.class_map.to_dict() if backbone.class_map else None,
+        })  # fmt: skip
+
+    atomic_write_folder(path, write)
+
+
+def load_model(cls: Any, path: str | Path, device: str | None = None) -> Any:
+    """A ``cls`` backbone with the weights of model folder ``path`` (diffusers ``from_pretrained``
+    per part)."""
+    from htd_core.types import ClassMap
+    from htd_plugins.backbones.ldm.autoencoder import load_vae
+
+    config = read_model_config(path, ("vae", *cls.part_names))
+    if config.get("backbone") != cls.name:
+        raise InputError(
+            f"{path} holds a {config.get('backbone')!r} model, not {cls.name!r}: load it with that backbone"
+        )
+    backbone = cls(**{**config["options"], **({"device": device} if device else {})})
+    backbone.vae = load_vae(Path(path) / "vae").to(backbone.device).eval()
+    names = [n for n in config["components"] if n != "vae"]
+    parts = {n: backbone.part_class(n).from_pretrained(Path(path) / n) for n in names}
+    backbone.denoiser = backbone.make_denoiser(parts).to(backbone.device).eval()
+    backbone.channels, backbone.token_names = (
+        tuple(config["channels"]),
+        tuple(config["token_names"]),
+    )
+    backbone.token_dim, backbone.history = int(config["token_dim"]), list(config.get("history", []))
+    backbone.class_map = (
+        ClassMap.from_dict(config["class_map"]) if config.get("class_map") else None
+    )
+    return backbone

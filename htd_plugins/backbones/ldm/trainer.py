@@ -1,0 +1,295 @@
+"""Micro-batches from samples, and the accelerate loop that trains a denoiser on them."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from htd_core.errors import InputError
+from htd_core.interfaces import ConditionBuilder
+from htd_core.types import TissueSample, collate_conditions
+from htd_plugins.backbones.ldm.augment import Augmentation, dihedral, random_crop
+from htd_plugins.backbones.ldm.autoencoder import to_model_range
+from htd_plugins.backbones.ldm.checkpoint import (
+    config_diff,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
+from htd_plugins.backbones.ldm.training import (
+    EMA,
+    Clock,
+    NonFiniteLossError,
+    TrainOptions,
+    check_finite,
+    choose_mixed_precision,
+    diffusion_loss,
+    step_generator,
+    stream_indices,
+)
+
+
+class BatchSource:
+    """Latents and conditions of the micro-batch of (step, micro-batch, process).
+
+    With ``cache`` the autoencoder's posterior (mean, std) of every sample and each of its
+    dihedral variants is computed once; otherwise augmented images are encoded every step.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[TissueSample],
+        builder: ConditionBuilder,
+        vae: Any,
+        augment: Augmentation,
+        *,
+        batch_size: int,
+        image_size: int,
+        seed: int,
+        cache: bool,
+        device: torch.device,
+    ) -> None:
+        if cache:  # cached latents need fixed windows: centre crops
+            samples = [center_crop(s, image_size) for s in samples]
+        self.samples, self.builder, self.vae, self.image_size = samples, builder, vae, image_size
+        self.batch_size, self.seed, self.device = batch_size, seed, device
+        self.scaling = float(vae.config.scaling_factor)
+        self.augment = Augmentation(augment.dihedral, 0.0, 0.0) if cache else augment
+        self.cache: list[tuple[torch.Tensor, torch.Tensor]] | None = (
+            self._encode_all() if cache else None
+        )
+
+    @torch.no_grad()
+    def _encode_all(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        out = []
+        for sample in self.samples:
+            views = np.stack([dihedral(sample.image, v) for v in range(self.augment.num_variants)])
+            dist = self.vae.encode(
+                to_model_range(views).to(self.device, self.vae.dtype)
+            ).latent_dist
+            out.append((dist.mean.float(), dist.std.float()))
+        return out
+
+    @torch.no_grad()
+    def batch(self, step: int, micro: int, rank: int, world: int, accum: int):
+        """(latents B x c x h x w scaled, spatial B x C x H x W or None, tokens or None)."""
+        position = ((step * accum + micro) * world + rank) * self.batch_size
+        indices = stream_indices(len(self.samples), position, self.batch_size, self.seed)
+        conditions, images, cached = [], [], []
+        for j, i in enumerate(indices):
+            rng = np.random.default_rng([self.seed, step, micro, rank, j])
+            sample = random_crop(self.samples[i], self.image_size, rng)
+            sample, variant = self.augment(sample, rng)
+            conditions.append(self.builder.build(sample, seed=int(rng.integers(2**31))))
+            if self.cache is not None:
+                mean, std = self.cache[i]
+                cached.append((mean[variant], std[variant]))
+            else:
+                images.append(sample.image)
+        gen = step_generator(self.seed, step, micro, rank, 2)
+        if self.cache is not None:
+            mean = torch.stack([m for m, _ in cached])
+            std = torch.stack([s for _, s in cached])
+        else:
+            dist = self.vae.encode(
+                to_model_range(np.stack(images)).to(self.device, self.vae.dtype)
+            ).latent_dist
+            mean, std = dist.mean.float(), dist.std.float()
+        noise = torch.randn(mean.shape, generator=gen).to(mean.device)
+        latents = (mean + std * noise) * self.scaling
+        spatial, tokens = collate_conditions(conditions)
+        to = lambda x: None if x is None else x.to(self.device)  # noqa: E731
+        return latents.to(self.device), to(spatial), to(tokens)
+
+
+def prepare_samples(
+    samples: Iterable[TissueSample], image_size: int, limit: int | None
+) -> list[TissueSample]:
+    """Materialise training samples and check them (images present, one class map, size)."""
+    out: list[TissueSample] = []
+    for s in itertools.islice(samples, limit):
+        if s.image is None:
+            raise InputError(
+                f"training sample {len(out)} ({s.meta.get('slide_id', '?')}) has no image"
+            )
+        if out and s.class_map != out[0].class_map:
+            raise InputError(
+                f"training sample {len(out)} has classes {list(s.class_map.names)}, unlike sample 0 "
+                f"{list(out[0].class_map.names)}: train on one class map"
+            )
+        if min(s.size) < image_size:
+            raise InputError(
+                f"training sample {len(out)} is {s.size[0]}x{s.size[1]} px, smaller than the model's "
+                f"{image_size} px patches: sample larger patches or set image_size"
+            )
+        out.append(s)
+    if not out:
+        raise InputError("no training samples: the sampler yielded nothing")
+    return out
+
+
+def fingerprint(samples: Sequence[TissueSample]) -> str:
+    """Content hash of the training set (a resumed run must see the same data)."""
+    h = hashlib.sha1()
+    for s in samples:
+        h.update(np.ascontiguousarray(s.image).tobytes())
+        h.update(np.ascontiguousarray(s.mask).tobytes())
+    return h.hexdigest()[:16]
+
+
+def center_crop(sample: TissueSample, size: int) -> TissueSample:
+    h, w = sample.size
+    y, x = (h - size) // 2, (w - size) // 2
+    image = sample.image[y : y + size, x : x + size]
+    return TissueSample(
+        image, sample.mask[y : y + size, x : x + size], sample.class_map, sample.meta
+    )
+
+
+def train_denoiser(
+    denoiser: torch.nn.Module,
+    noise_scheduler: Any,
+    source: BatchSource,
+    opts: TrainOptions,
+    *,
+    accelerator: Any,
+    learning_rate: float,
+    warmup_steps: int,
+    condition_dropout: float,
+    config: dict[str, Any],
+) -> tuple[dict[str, Any], EMA | None]:
+    """Run (or resume) the optimisation; returns a summary and the EMA of the weights."""
+    from tqdm.auto import tqdm
+
+    optimizer = torch.optim.AdamW(
+        denoiser.parameters(), lr=learning_rate, weight_decay=opts.weight_decay, foreach=True
+    )
+    ema = EMA(denoiser, opts.ema_decay) if opts.ema_decay > 0 else None
+    model, optimizer = accelerator.prepare(denoiser, optimizer)
+    start, last_ckpt = 0, None
+    if opts.output_dir and opts.resume and list_checkpoints(opts.output_dir):
+        last_ckpt = str(list_checkpoints(opts.output_dir)[-1])
+        state = load_checkpoint(last_ckpt)
+        diff = config_diff(state["config"], config)
+        if diff:
+            raise InputError(
+                f"cannot resume {opts.output_dir}: its checkpoint was trained with a different "
+                f"configuration ({'; '.join(diff)}). Use the original options, another "
+                "output_dir, or resume=false after deleting the checkpoints"
+            )
+        accelerator.unwrap_model(model).load_state_dict(state["denoiser"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        start = int(state["step"])
+    if opts.tensorboard and opts.output_dir:
+        accelerator.init_trackers("htd")
+    unwrapped = accelerator.unwrap_model(model)
+    rank, world, accum = (
+        accelerator.process_index,
+        accelerator.num_processes,
+        opts.gradient_accumulation_steps,
+    )
+    clock, losses, done = Clock(opts.max_minutes), [], start
+    bar = tqdm(
+        total=opts.steps,
+        initial=start,
+        desc="train" + (f" (max {opts.max_minutes:g} min)" if opts.max_minutes else ""),
+        disable=not (opts.progress and accelerator.is_main_process),
+    )
+    model.train()
+    for step in range(start, opts.steps):
+        lr = learning_rate * min(1.0, (step + 1) / warmup_steps) if warmup_steps else learning_rate
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        step_loss = 0.0
+        for micro in range(accum):
+            with accelerator.accumulate(model):
+                latents, spatial, tokens = source.batch(step, micro, rank, world, accum)
+                gen = step_generator(opts.seed, step, micro, rank, 1)
+                with accelerator.autocast():
+                    loss = diffusion_loss(
+                        model, noise_scheduler, latents, spatial, tokens, gen, condition_dropout
+                    )
+                check_finite(loss, step, last_ckpt)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and opts.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), opts.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step_loss += float(loss.detach()) / accum
+        if ema is not None:
+            ema.update(unwrapped, step)
+        done = step + 1
+        losses.append(step_loss)
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.1e}")
+        if (
+            opts.tensorboard
+            and opts.output_dir
+            and (done % opts.log_every == 0 or done == opts.steps)
+        ):
+            accelerator.log({"train/loss": step_loss, "train/lr": lr}, step=done)
+        stop = clock.expired()
+        if opts.output_dir and (done % opts.checkpoint_every == 0 or done == opts.steps or stop):
+            last_ckpt = (
+                _checkpoint(accelerator, unwrapped, optimizer, ema, done, config, opts) or last_ckpt
+            )
+        for callback in opts.callbacks:
+            callback(done, step_loss, unwrapped)
+        if stop:
+            break
+    bar.close()
+    if opts.tensorboard and opts.output_dir:
+        accelerator.end_training()
+    elapsed = clock.elapsed
+    summary = {
+        "start_step": start,
+        "steps": done,
+        "final_loss": float(np.mean(losses[-20:])) if losses else None,
+        "seconds": round(elapsed, 1),
+        "steps_per_second": round((done - start) / elapsed, 3)
+        if elapsed > 0 and done > start
+        else None,
+        "stopped_early": done < opts.steps,
+        "last_checkpoint": last_ckpt,
+    }
+    return summary, ema
+
+
+def _checkpoint(accelerator, unwrapped, optimizer, ema, step, config, opts) -> str | None:
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return None
+    if not all(torch.isfinite(p).all() for p in unwrapped.parameters()):
+        raise NonFiniteLossError(
+            f"the weights became NaN/inf by step {step}; not saving them (the last good checkpoint "
+            f"in {opts.output_dir}/checkpoints is kept). Lower learning_rate"
+        )
+    state = {
+        "step": step,
+        "config": config,
+        "denoiser": {k: v.detach().cpu() for k, v in unwrapped.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
+    }
+    return str(save_checkpoint(opts.output_dir, step, state, keep_last=opts.keep_checkpoints))
+
+
+def make_accelerator(opts: TrainOptions):
+    """An ``Accelerator`` for this run (CPU here, any launch configuration elsewhere)."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    logs = f"{opts.output_dir}/logs" if opts.output_dir else None
+    return Accelerator(
+        gradient_accumulation_steps=opts.gradient_accumulation_steps,
+        mixed_precision=choose_mixed_precision(opts.mixed_precision),
+        log_with="tensorboard" if (opts.tensorboard and opts.output_dir) else None,
+        project_config=ProjectConfiguration(project_dir=opts.output_dir, logging_dir=logs),
+    )

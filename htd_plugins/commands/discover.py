@@ -1,0 +1,248 @@
+"""``htd discover``: pseudo semantic maps for unannotated slides (embed, cluster, maps, distill).
+
+Typical run::
+
+    htd discover embed slides/ --out runs/store --encoder inception_fid --mpp 0.5
+    htd discover cluster --store runs/store --out runs/phenotypes
+    htd discover maps --store runs/store --clustering runs/phenotypes --out runs/maps
+    htd discover distill slides/ --store runs/store --clustering runs/phenotypes --out runs/student
+    htd discover maps --classifier runs/student --clustering runs/phenotypes --out runs/maps2 new_slides/
+
+Every stage is resumable: rerun the same command after an interruption. Slides are named in
+every output by their opaque id (a hash of the file name); ``embed`` prints ``id <- file
+name`` lines on stderr, so only the terminal links the two. Stores keep no slide paths:
+stages that read pixels (``embed`` on resume, ``distill``, ``maps --classifier``) are given
+the slides again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from htd_core import hookimpl
+from htd_core.interfaces.command import make_command
+
+SLIDE_SUFFIXES = {".svs", ".ndpi", ".mrxs", ".tif", ".tiff", ".scn", ".svslide", ".bif", ".vms",
+                  ".jp2", ".png", ".jpg", ".jpeg"}  # fmt: skip
+LIST_SUFFIXES = {".txt", ".lst", ".list"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``htd discover``."""
+    stages = p.add_subparsers(dest="stage", metavar="STAGE", required=True)
+
+    e = stages.add_parser("embed", help="tissue patches -> float16 embeddings per slide")
+    _slides_args(e)
+    e.add_argument("--out", required=True, type=Path, help="embedding store folder")
+    e.add_argument("--encoder", default="inception_fid", help="registered encoder name")
+    e.add_argument("--weights", help="encoder weights file, or 'random' (labelled as such)")
+    e.add_argument("--device", help="torch device (default: the encoder's)")
+    e.add_argument("--mpp", type=float, default=0.5, help="read resolution in um/px")
+    e.add_argument("--patch-size", type=int, default=224, help="patch side in read pixels")
+    e.set_defaults(stage_func=run_embed)
+
+    c = stages.add_parser("cluster", help="diverse patches -> phenotypes + merge tree")
+    c.add_argument("--store", required=True, type=Path, action="append", help="store (repeatable)")
+    c.add_argument("--out", required=True, type=Path, help="clustering folder")
+    c.add_argument("--samples-per-slide", type=int, default=1000)
+    c.add_argument("--diversity", type=float, default=0.5, help="k-center share of the sample")
+    c.add_argument("--phenotypes", type=int, default=100)
+    c.add_argument("--levels", default="5,10,20,50,100", help="granularities, comma-separated")
+    c.add_argument("--coarse-k", type=int, default=10)
+    c.add_argument("--split-criterion", default="sse", choices=["sse", "variance", "size"])
+    c.add_argument("--split-threshold", type=float, default=0.0)
+    c.add_argument("--fit-sample", type=int, help="k-means fit rows (default 256/phenotype)")
+    c.add_argument("--min-cluster-size", type=int, default=5)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.set_defaults(stage_func=run_cluster)
+
+    m = stages.add_parser("maps", help="write pseudo maps at every granularity")
+    _slides_args(m, required=False)
+    m.add_argument("--clustering", required=True, type=Path)
+    m.add_argument("--out", required=True, type=Path, help="maps folder")
+    m.add_argument("--store", type=Path, action="append", help="teacher path: stored embeddings")
+    m.add_argument("--classifier", type=Path, help="student path: distilled classifier folder")
+    m.set_defaults(stage_func=run_maps)
+
+    d = stages.add_parser("distill", help="train the ViT-small phenotype classifier")
+    d.add_argument("slides", nargs="+", type=Path,
+                   help="the slides embedded in the stores (files, folders or .txt lists)")  # fmt: skip
+    d.add_argument("--store", required=True, type=Path, action="append")
+    d.add_argument("--clustering", required=True, type=Path)
+    d.add_argument("--out", required=True, type=Path, help="classifier folder")
+    d.add_argument("--input-size", type=int, default=64, help="student input side (x16)")
+    d.add_argument("--arch", default="vit_small_patch16_224", help="timm ViT of the student")
+    d.add_argument("--depth", type=int, help="override the ViT depth (small test models)")
+    d.add_argument("--epochs", type=int, default=10)
+    d.add_argument("--batch-size", type=int, default=64)
+    d.add_argument("--lr", type=float, default=5e-4)
+    d.add_argument("--val-fraction", type=float, default=0.2)
+    d.add_argument("--block", type=int, default=8, help="held-out blocks of BLOCK x BLOCK cells")
+    d.add_argument("--max-patches", type=int, default=200_000)
+    d.add_argument("--workers", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(stage_func=run_distill)
+
+
+def _slides_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("slides", nargs="+" if required else "*", type=Path,
+                   help="slide files, folders of slides, or .txt lists (one path per line)")  # fmt: skip
+    p.add_argument("--stride", type=int, help="grid cell side in read pixels (default: patch)")
+    p.add_argument("--min-tissue", type=float, default=0.25, help="tissue fraction of a cell")
+    p.add_argument("--slide-mpp", type=float, help="um/px of slides whose metadata has none")
+    p.add_argument("--shard", default="0/1", help="i/n: this job's share of the slide list")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader reader processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def expand_slides(items: list[Path]) -> list[Path]:
+    """Files as given; folders -> their slide files; .txt lists -> their lines."""
+    out: list[Path] = []
+    for item in items:
+        if item.is_dir():
+            out += sorted(f for f in item.iterdir() if f.suffix.lower() in SLIDE_SUFFIXES)
+        elif item.suffix.lower() in LIST_SUFFIXES and item.is_file():
+            lines = [ln.strip() for ln in item.read_text().splitlines()]
+            out += [(item.parent / ln) if not Path(ln).is_absolute() else Path(ln)
+                    for ln in lines if ln and not ln.startswith("#")]  # fmt: skip
+        else:
+            out.append(item)
+    return out
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    from htd_core.errors import InputError
+
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise InputError(f"--shard {text!r}: expected i/n such as 0/4") from None
+    return i, n
+
+
+def _report_skipped(skipped: dict[str, str]) -> int:
+    for path, reason in skipped.items():
+        print(f"htd discover: skipped {path}: {reason}", file=sys.stderr)
+    return 1 if skipped else 0
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    from htd_core import create
+    from htd_plugins.discovery.embed import GridOptions, embed_slides
+    from htd_plugins.discovery.store import EmbeddingStore
+
+    shard = parse_shard(args.shard)
+    options = GridOptions(read_mpp=args.mpp, patch_size=args.patch_size, stride=args.stride,
+                          min_tissue=args.min_tissue, slide_mpp=args.slide_mpp)  # fmt: skip
+    encoder_options = {k: v for k, v in (("weights", args.weights), ("device", args.device)) if v}
+    encoder = create("encoders", args.encoder, **encoder_options)
+    identity = {"encoder": encoder.name, "weights_id": encoder.weights_id,
+                "embed_dim": encoder.embed_dim, "read_mpp": args.mpp, "patch_size": args.patch_size}  # fmt: skip
+    store = EmbeddingStore(args.out, identity)
+    print(f"htd discover embed: encoder {encoder.label}, store {args.out}", file=sys.stderr)
+    report = embed_slides(store, expand_slides(args.slides), encoder, options, shard=shard,
+                          batch_size=args.batch_size, workers=args.workers, progress=not args.quiet)  # fmt: skip
+    for slide_id, name in report.names.items():  # the terminal only: never into a file
+        print(f"{slide_id} <- {name}", file=sys.stderr)
+    for slide_id, meta in report.results.items():
+        print(f"{slide_id}: {meta['n_patches']} patches ({meta['status']})")
+    return _report_skipped(report.skipped)
+
+
+def parse_levels(text: str) -> tuple[int, ...]:
+    from htd_core.errors import InputError
+
+    try:
+        levels = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError:
+        raise InputError(f"--levels {text!r}: expected integers such as 5,10,20,50,100") from None
+    if not levels or levels[0] < 1:
+        raise InputError(f"--levels {text!r}: give positive granularities")
+    return levels
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    from htd_plugins.discovery.clustering import cluster_stores
+    from htd_plugins.discovery.kmeans import KMeansOptions
+
+    options = KMeansOptions(
+        n_phenotypes=args.phenotypes, coarse_k=args.coarse_k, split_criterion=args.split_criterion,
+        split_threshold=args.split_threshold, fit_sample=args.fit_sample,
+        min_cluster_size=args.min_cluster_size, seed=args.seed,
+    )  # fmt: skip
+    result = cluster_stores(args.store, args.out, samples_per_slide=args.samples_per_slide,
+                            diversity=args.diversity, levels=parse_levels(args.levels),
+                            options=options, progress=not args.quiet)  # fmt: skip
+    print(f"{result.tree.n_leaves} phenotypes from {result.info['n_sampled']} patches; "
+          f"levels {list(result.levels)}; written to {args.out}")  # fmt: skip
+    return 0
+
+
+def run_maps(args: argparse.Namespace) -> int:
+    from htd_core.errors import InputError
+    from htd_core.images import opaque_id
+    from htd_plugins.discovery.distill import maps_with_classifier
+    from htd_plugins.discovery.maps import maps_from_stores
+
+    if args.classifier is not None:
+        if args.store:
+            raise InputError(
+                "maps takes --store (teacher embeddings) or --classifier (student), not both"
+            )
+        slides = expand_slides(args.slides)
+        if not slides:
+            raise InputError("--classifier reads pixels: pass the slide files, folders or lists")
+        written, skipped = maps_with_classifier(
+            args.classifier, args.clustering, slides, args.out, stride=args.stride,
+            min_tissue=args.min_tissue, slide_mpp=args.slide_mpp, shard=parse_shard(args.shard),
+            batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
+        )  # fmt: skip
+    else:
+        if not args.store:
+            raise InputError("maps needs --store (teacher embeddings) or --classifier (student)")
+        ids = [opaque_id(p) for p in expand_slides(args.slides)] or None  # the store's ids
+        written, skipped = maps_from_stores(args.store, args.clustering, args.out, slide_ids=ids,
+                                            progress=not args.quiet), {}  # fmt: skip
+    for slide_id, levels in written.items():
+        print(f"{slide_id}: maps at k={sorted(levels)} in {args.out}")
+    return _report_skipped(skipped)
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from htd_plugins.discovery.distill import distill
+
+    config = distill(
+        args.store, args.clustering, args.out, slides=expand_slides(args.slides),
+        input_size=args.input_size, arch=args.arch,
+        depth=args.depth, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction, block=args.block,
+        max_patches=args.max_patches, workers=args.workers, seed=args.seed,
+        progress=not args.quiet,
+    )  # fmt: skip
+    m = config["metrics"]
+    levels = ", ".join(f"k={k}: {m[f'top1_k{k}']:.3f}" for k in config["levels"])
+    print(f"held-out top-1 {m['top1']:.3f} (majority baseline {m['majority_baseline']:.3f}; "
+          f"{levels}); {config['n_train']} train / {config['n_val']} held-out patches; "
+          f"saved to {args.out}")  # fmt: skip
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen stage."""
+    return int(args.stage_func(args) or 0)
+
+
+@hookimpl
+def htd_register_commands(registry) -> None:
+    command = make_command(
+        add_arguments,
+        run,
+        help="pseudo semantic maps for unannotated slides",
+        order=30,
+    )
+    registry.register("discover", command)

@@ -1,0 +1,152 @@
+"""``htd sample``: run a patch sampler and write its samples as a dataset folder.
+
+The dataset (``images/``, ``masks/``, ``manifest.csv``, ``classes.json``) is written through
+:class:`htd_core.dataset.DatasetWriter`; rerunning the same command after an interruption
+(even ``kill -9``) continues after the last complete sample. A fingerprint of the sampler's
+name and options (``sampling.json``, a hash only: no paths or slide metadata) refuses a
+resume with different options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from htd_core import hookimpl
+from htd_core.config import parse_options
+from htd_core.interfaces.command import make_command
+
+FINGERPRINT = "sampling.json"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``htd sample``."""
+    p.add_argument("sampler", help="registered sampler name (see `htd plugins`)")
+    p.add_argument("output", help="dataset folder (created; an existing one is resumed)")
+    p.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="sampler option; VALUE is YAML (e.g. classes=[tumor,stroma], slide_mpp=2.0)",
+    )
+    p.add_argument("--config", help="YAML file: a mapping of sampler options (-o overrides it)")
+    p.add_argument("--limit", type=int, help="stop when the dataset holds this many samples")
+
+
+def fingerprint(sampler: str, options: dict[str, Any]) -> dict[str, str]:
+    text = json.dumps({"sampler": sampler, "options": options}, sort_keys=True, default=str)
+    return {"sampler": sampler, "options_sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def run(args: argparse.Namespace) -> int:
+    import itertools
+    import warnings
+
+    from htd_core.dataset import DatasetWriter
+    from htd_core.errors import InputError
+    from htd_core.io import atomic_write_json
+    from htd_core.plugins import create
+
+    _quiet_logging()
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit {args.limit}: give a positive number of samples")
+    options = parse_options(args.option, args.config)
+    out = Path(args.output)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        sampler = create("patch_samplers", args.sampler, **options)
+        stamp = fingerprint(args.sampler, options)
+        stamp_path = out / FINGERPRINT
+        if stamp_path.is_file() and json.loads(stamp_path.read_text()) != stamp:
+            raise InputError(
+                f"{out} was sampled with other options (or another sampler): rerun with the same "
+                "options to resume, or choose another output folder"
+            )
+        resuming = (out / "manifest.csv").is_file()
+        if resuming and not stamp_path.is_file():
+            raise InputError(
+                f"{out} holds a dataset not written by `htd sample`: choose another folder"
+            )
+        writer = DatasetWriter(out, sampler.class_map) if resuming else None
+        start = len(writer) if writer else 0
+        if args.limit is not None and start >= args.limit:
+            writer.close()
+            print(f"{out}: already holds {start} samples (--limit {args.limit}); nothing to do")
+            return 0
+        iterate = getattr(sampler, "iter_from", None)
+        samples = iterate(start) if iterate else itertools.islice(iter(sampler), start, None)
+        try:  # a bad input fails here, before a new output folder is created
+            first = next(samples, None)
+        except BaseException:
+            if writer:
+                writer.close()
+            raise
+        writer = writer or DatasetWriter(out, sampler.class_map)
+        with writer:
+            atomic_write_json(stamp_path, stamp)
+            rest = itertools.chain([first], samples) if first is not None else iter(())
+            _write(rest, writer, args.limit, start, out)
+    return 0
+
+
+def _write(samples: Any, writer: Any, limit: int | None, start: int, out: Path) -> None:
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    bar = tqdm(initial=start, total=limit, unit="patch", desc=f"htd sample -> {out.name}")
+    with logging_redirect_tqdm(), bar:  # warnings print above the bar, not inside it
+        for sample in samples:
+            writer.write(sample)
+            bar.update(1)
+            if limit is not None and len(writer) >= limit:
+                break
+    added = len(writer) - start
+    note = " (resumed)" if start else ""
+    print(
+        f"{out}: {len(writer)} samples, {added} new{note}; classes {list(writer.class_map.names)}"
+    )
+
+
+def _quiet_logging() -> None:
+    """One line per warning on stderr; tiatoolbox (which logs on the root logger) only from
+    ERROR up, so its metadata and query-plan notices do not bury ours. An application that
+    configured logging already (root handlers present) keeps its own setup."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "tiatoolbox" not in record.pathname or record.levelno >= logging.ERROR
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("htd sample: %(levelname)s: %(message)s"))
+    root.addHandler(handler)
+    root.addFilter(keep)  # tiatoolbox logs on the root logger itself
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").addFilter(_warning_text)
+
+
+def _warning_text(record: logging.LogRecord) -> bool:
+    """Reduce a captured warning to its message (no file:line, no source line)."""
+    text = str(record.args[0]) if record.args else str(record.msg)
+    record.msg, record.args = text.split(": ", 2)[-1].strip().splitlines()[0], ()
+    return True
+
+
+@hookimpl
+def htd_register_commands(registry) -> None:
+    command = make_command(
+        add_arguments,
+        run,
+        help="cut training patches from slides or tile folders into a dataset",
+        description="Run a registered patch sampler (heterogeneous, entropy, tiles, ...) and write images/, masks/, manifest.csv and classes.json. Resumable: rerun the same command to continue. Options are the sampler's keyword arguments (docs/sampling.md).",
+        order=20,
+    )
+    registry.register("sample", command)

@@ -1,0 +1,1 @@
+"""Crop banks and class-region geometry used by the ``crop`` and ``embedding`` builders."""

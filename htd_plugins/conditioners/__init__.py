@@ -1,1 +1,0 @@
-"""Condition builders: semantic map, unconditional, crops and embeddings."""

@@ -1,0 +1,1 @@
+"""Encoder base classes and local weight loading."""

@@ -1,0 +1,1 @@
+"""Frechet distance maths, encoder feature extraction, the real-set feature cache and the FD report section."""

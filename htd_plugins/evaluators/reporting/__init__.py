@@ -1,0 +1,1 @@
+"""Evaluation sets, report writing and figures shared by ``htd evaluate`` and the demo."""

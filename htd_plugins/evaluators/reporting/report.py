@@ -1,0 +1,145 @@
+"""``metrics.json`` + ``report.md`` + PNG figures for one ``htd evaluate`` run.
+
+Results are keyed ``results[evaluator][synthetic set name] = metrics``; the synthetic sets are
+the condition types compared (e.g. ``dual``, ``unconditional``, ``embedding``). The report is
+assembled from whatever evaluators ran: an inputs summary, an example grid, then each
+evaluator's own section (:meth:`htd_core.Evaluator.report_section`), in run order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from htd_core.interfaces import Evaluator
+from htd_core.interfaces.evaluator import ReportContext
+from htd_core.io import atomic_write_json, atomic_write_text
+from htd_core.types import TissueSample
+from htd_plugins.evaluators.privacy_audit.distances import crop_region
+from htd_plugins.evaluators.reporting.figures import save_grid
+
+
+def example_rows(
+    synthetic: Sequence[TissueSample],
+    real: Sequence[TissueSample] | None = None,
+    nearest: Sequence[int] | None = None,
+    n: int = 4,
+) -> list[dict[str, np.ndarray | None]]:
+    """Grid rows ``map | crops | synthetic | nearest real`` for the first ``n`` samples.
+
+    ``crops`` shows the synthetic image inside its conditioning crops (dimmed elsewhere; from
+    ``meta["crop_provenance"]`` or ``meta["crop_boxes"]``); ``nearest real`` needs ``real``
+    and per-sample indices into it (see :meth:`htd_core.Evaluator.nearest_real`).
+    """
+    rows = []
+    for i in range(min(n, len(synthetic))):
+        s = synthetic[i]
+        cm = s.class_map
+        has_map = bool((s.mask != cm.ignore_index).any())
+        region = crop_region(s.meta, s.mask.shape)
+        crops = None
+        if region is not None and s.image is not None:
+            crops = np.where(region[..., None], s.image, s.image // 4 + 48).astype(np.uint8)
+        near = None
+        if real is not None and nearest is not None and i < len(nearest) and nearest[i] >= 0:
+            near = real[int(nearest[i])].image
+        rows.append(
+            {
+                "map": cm.colorize(s.mask) if has_map else None,
+                "crops": crops,
+                "synthetic": s.image,
+                "nearest real": near,
+            }
+        )
+    empty = [k for k in ("map", "crops", "nearest real") if all(r[k] is None for r in rows)]
+    return [{k: v for k, v in r.items() if k not in empty} for r in rows]
+
+
+def _nearest(
+    results: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    evaluators: Mapping[str, type[Evaluator]],
+    set_name: str,
+) -> Sequence[int] | None:
+    """Nearest-real indices for one set from the first evaluator (in run order) giving them."""
+    for ev_name, by_set in results.items():
+        if set_name in by_set:
+            found = evaluators.get(ev_name, Evaluator).nearest_real(by_set[set_name])
+            if found is not None:
+                return found
+    return None
+
+
+def _inputs_lines(inputs: Mapping[str, Any]) -> list[str]:
+    def where(path: Any, match: Any) -> str:
+        return f"`{path}`" + (f" matching `{match}`" if match else "")
+
+    n_real = inputs.get("n_real")
+    lines = [f"- real: {where(inputs.get('real'), inputs.get('match_real'))} ({n_real} images)"]
+    if inputs.get("real_test"):
+        test = where(inputs["real_test"], inputs.get("match_real_test"))
+        lines.append(f"- held-out real: {test} ({inputs.get('n_real_test')} images)")
+    globs = inputs.get("match_synthetic") or {}
+    lines += [
+        f"- synthetic `{k}`: {where(v['path'], globs.get(k))} ({v['n']} images)"
+        for k, v in inputs.get("synthetic", {}).items()
+    ]
+    return [*lines, ""]
+
+
+def write_report(
+    out: str | Path,
+    results: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    *,
+    inputs: Mapping[str, Any],
+    real: Sequence[TissueSample],
+    synthetic: Mapping[str, Sequence[TissueSample]],
+    evaluators: Mapping[str, type[Evaluator]] | None = None,
+    output_dirs: Mapping[str, Mapping[str, Path]] | None = None,
+    figure_dir: str = "figures",
+    examples: int = 4,
+) -> dict[str, Any]:
+    """Write ``metrics.json``, ``report.md`` and figures under ``out``; returns the JSON.
+
+    Args:
+        out: the output folder (``report.md`` and ``metrics.json`` go in it).
+        results: evaluator name -> synthetic set name -> metrics.
+        inputs: what was evaluated (paths, counts, globs, options), stored in ``metrics.json``.
+        real: the real samples as given to the evaluators (for the example grid).
+        synthetic: synthetic set name -> its samples.
+        evaluators: evaluator name -> its class (its ``report_section`` and ``nearest_real``);
+            a name missing here gets :class:`htd_core.Evaluator`'s defaults.
+        output_dirs: evaluator name -> set name -> the ``output_dir`` it was built with.
+        figure_dir: folder for shared figures, relative to ``out``.
+        examples: example rows per synthetic set.
+    """
+    out = Path(out)
+    fig_dir = out / figure_dir
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    evaluators = dict(evaluators or {})
+    output_dirs = dict(output_dirs or {})
+    doc = {"inputs": dict(inputs), "results": {k: dict(v) for k, v in results.items()}}
+    atomic_write_json(out / "metrics.json", doc)  # the numbers first, whatever the report does
+    lines = ["# htd evaluation report", "", *_inputs_lines(inputs)]
+
+    rows, labels = [], []
+    for name, seq in synthetic.items():
+        nearest = _nearest(results, evaluators, name)
+        for i, row in enumerate(example_rows(seq, real, nearest, examples)):
+            rows.append(row)
+            labels.append(f"{name} #{i}")
+    if rows:
+        title = " | ".join(dict.fromkeys(k for row in rows for k in row))
+        save_grid(fig_dir / "examples.png", rows, row_labels=labels, title=title)
+        lines += ["## Examples", "", f"![examples]({figure_dir}/examples.png)", ""]
+
+    for name, by_set in results.items():
+        context = ReportContext(
+            name=name, report_dir=out, figure_dir=fig_dir, output_dirs=output_dirs.get(name, {})
+        )
+        section = evaluators.get(name, Evaluator).report_section(by_set, context)
+        lines += [section.rstrip("\n"), ""]
+    atomic_write_text(out / "report.md", "\n".join(lines))
+    return doc

@@ -1,0 +1,157 @@
+"""Evaluation sets from folders: htd datasets, tile folders of image + mask pairs, or images.
+
+* an htd dataset: ``manifest.csv`` + ``classes.json`` (``htd sample``, ``htd generate``);
+* a tile folder: ``images/`` + ``masks/`` matched by stem (the layout of
+  ``../shared/data/glas``), read with the registered ``tiles`` sampler, which knows the
+  classes of the shared tile sets (or takes ``classes``);
+* images alone (``images/`` or a flat folder, listed and read by :mod:`htd_core.images`):
+  masks are all ignore index and ``meta["mask"] == "none"`` (enough for evaluators that use
+  images only).
+
+A tile folder's or image folder's sample carries opaque ids only, as the ``tiles`` sampler
+writes them (:func:`htd_core.images.opaque_id`): ``slide_id`` of its source image (the file
+name with any tile suffix stripped), ``tile_id`` of the file; never a file name. Samples are
+read lazily, on access, so large sets stream through the evaluators.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def open_set(
+    path: str | Path,
+    *,
+    match: str | None = None,
+    limit: int | None = None,
+    classes: Sequence[str] | None = None,
+    split: str | None = None,
+) -> Sequence[Any]:
+    """A lazy sequence of TissueSamples from a set folder (see the module docstring).
+
+    Args:
+        path: the folder.
+        match: keep only files whose name matches this glob.
+        limit: keep at most this many (the first, in name order).
+        classes: class names for a tile folder that is not a known preset.
+        split: written to every sample's ``meta["split"]`` (``"test"`` marks held-out data).
+    """
+    from htd_core.errors import InputError
+
+    root = Path(path)
+    if not root.is_dir():
+        raise InputError(f"set folder {root} does not exist")
+    if (root / "manifest.csv").is_file() and (root / "classes.json").is_file():
+        from htd_core.dataset import Dataset
+
+        ds = Dataset(root)
+        rows = [
+            i
+            for i, r in enumerate(ds.rows)
+            if not match or fnmatch.fnmatch(Path(r["image"]).name, match)
+        ]
+        return LazySet(root, rows[:limit], lambda i: ds[i], split)
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        from htd_core.plugins import create
+
+        options: dict[str, Any] = {"root": root}
+        if classes:
+            options["classes"] = list(classes)
+        sampler = create("patch_samplers", "tiles", **options)
+        pairs = [p for p in sampler.pairs if not match or fnmatch.fnmatch(p[0].name, match)][:limit]
+        return LazySet(root, pairs, lambda pair: _tile(sampler, pair), split)
+    from htd_core.images import image_files
+
+    folder = root / "images" if (root / "images").is_dir() else root
+    files = image_files(folder, match)
+    if not files and not (root / "images").is_dir():
+        raise InputError(
+            f"{root} is neither an htd dataset (manifest.csv + classes.json), a tile folder "
+            "(images/ + masks/) nor a folder of images"
+        )
+    return LazySet(root, files[:limit], _image_only, split)
+
+
+class LazySet(Sequence):
+    """Items loaded on access; ``split`` is added to every sample's meta when given."""
+
+    def __init__(self, root: Path, keys: list, load, split: str | None) -> None:
+        self.root, self.keys, self._load, self.split = root, keys, load, split
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        from htd_core.errors import InputError
+
+        try:
+            sample = self._load(self.keys[i])
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(
+                f"{self.root}: cannot read item {i} ({type(exc).__name__}: {exc})"
+            ) from exc
+        if self.split:
+            sample.meta["split"] = self.split
+        return sample
+
+
+def _ids(path: Path) -> dict[str, str]:
+    """Opaque ids as the ``tiles`` sampler writes them: ``slide_id`` of the file's source image
+    (tile suffix such as ``_r0_c1`` stripped), ``tile_id`` of the file itself."""
+    from htd_core.images import opaque_id
+    from htd_core.splits import source_id
+
+    return {"slide_id": opaque_id(source_id(path.name)), "tile_id": opaque_id(path)}
+
+
+def _tile(sampler: Any, pair: tuple[Path, Path]) -> Any:
+    """An image + mask pair read by the ``tiles`` sampler."""
+    from htd_core.types import TissueSample
+
+    image, mask = sampler.load(*pair)
+    return TissueSample(image, mask, sampler.class_map, _ids(pair[0]))
+
+
+def _image_only(path: Path) -> Any:
+    """An image without a mask: every mask pixel is the ignore index."""
+    import numpy as np
+
+    from htd_core.images import read_rgb
+    from htd_core.types import ClassMap, TissueSample
+
+    image = read_rgb(path)
+    cm = ClassMap(("unlabelled",))
+    mask = np.full(image.shape[:2], cm.ignore_index, np.uint8)
+    return TissueSample(image, mask, cm, {**_ids(path), "mask": "none"})
+
+
+def batches(seq: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of at most ``size`` items."""
+    for start in range(0, len(seq), size):
+        yield [seq[i] for i in range(start, min(start + size, len(seq)))]
+
+
+class Concat(Sequence):
+    """Several sequences read as one (real training + held-out real)."""
+
+    def __init__(self, parts: list[Sequence[Any]]) -> None:
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        for p in self.parts:
+            if i < len(p):
+                return p[i]
+            i -= len(p)
+        raise IndexError(i)

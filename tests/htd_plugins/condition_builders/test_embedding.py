@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import htd_core
+from htd_core.errors import HtdError, InputError
+from htd_core.testing import ConditionBuilderConformance, real_tiles, synthetic_sample
+from htd_core.types import TissueSample
+from htd_plugins.condition_builders import embedding as embedding_module
+from htd_plugins.condition_builders.crops.bank import CropBank
+from htd_plugins.condition_builders.embedding import EmbeddingBuilder
+from htd_plugins.condition_builders.semantic_map import SemanticMapBuilder
+from htd_plugins.encoders import timm_encoders
+from htd_plugins.encoders.timm_encoders import ENCODERS
+
+TINY = {"weights": "random", "arch_overrides": {"depth": 1}, "input_size": 32}
+_ENCODER = ENCODERS["vit_small"](**TINY)  # 1-block ViT-S: shapes only
+
+
+def make(**options) -> EmbeddingBuilder:
+    return EmbeddingBuilder(_ENCODER, crop_options={"d_base": 24, "min_size": 4}, **options)
+
+
+class TestEmbeddingConformance(ConditionBuilderConformance):
+    needs_image = True
+
+    def make_builder(self):
+        return make()
+
+
+class TestEmbeddingWithBankConformance(ConditionBuilderConformance):
+    bank = CropBank.from_samples(
+        [synthetic_sample(64, seed=s) for s in range(4)], size=16, min_size=4
+    )
+
+    def make_builder(self):
+        return EmbeddingBuilder(_ENCODER, crop_options={"bank": self.bank, "min_size": 4})
+
+
+def test_tokens_are_crop_embeddings_on_real_tiles(shared_data):
+    sample = real_tiles(shared_data, "wsss4luad_val", n=1, size=224)[0]
+    builder = make()
+    cond = builder.build(sample, seed=1)
+    names = sample.class_map.names
+    assert cond.spatial is None and cond.token_names == tuple(f"embed:{n}" for n in names)
+    assert cond.tokens.shape == (len(names), _ENCODER.embed_dim)
+    for i, name in enumerate(names):
+        p = cond.meta["crop_provenance"][name]
+        if p is None or "source" not in p:
+            assert torch.all(cond.tokens[i] == 0)  # absent class: zero token
+            continue
+        crop = sample.image[p["y"] : p["y"] + p["size"], p["x"] : p["x"] + p["size"]]
+        assert torch.allclose(cond.tokens[i], _ENCODER(crop[None])[0], atol=1e-4)
+    normed = make(normalize=True).build(sample, seed=1).tokens
+    lengths = normed.norm(dim=1)
+    assert torch.allclose(lengths[lengths > 0], torch.ones(1), atol=1e-5)
+
+
+def test_composes_with_semantic_map():
+    sample = synthetic_sample(64)
+    cond = (SemanticMapBuilder() + make()).build(sample, seed=0)
+    assert cond.channels == tuple(f"map:{n}" for n in sample.class_map.names)
+    assert cond.tokens.shape[0] == len(sample.class_map)
+
+
+def test_nan_embeddings_are_an_error():
+    broken = ENCODERS["vit_small"](**TINY)
+    with torch.no_grad():
+        broken.model.norm.weight.fill_(float("nan"))
+    builder = EmbeddingBuilder(broken, crop_options={"d_base": 24, "min_size": 4})
+    with pytest.raises(InputError, match="NaN/inf"):
+        builder.build(synthetic_sample(64), seed=0)
+
+
+def test_bad_input():
+    sample = synthetic_sample(64)
+    with pytest.raises(InputError, match="configured for 2 classes"):
+        make(classes=["tumor", "stroma"]).build(sample)
+    with pytest.raises(InputError, match="configured for 2 classes"):
+        make(classes=["tumor", "stroma"]).token_names(sample.class_map)
+    with pytest.raises(InputError, match="bank="):
+        make().build(TissueSample(None, sample.mask, sample.class_map))
+    with pytest.raises(InputError, match="encoder must be"):
+        EmbeddingBuilder(encoder=3)
+    with pytest.raises(InputError, match="seed="):
+        EmbeddingBuilder(_ENCODER, crop_options={"seed": 1})
+
+
+def test_created_by_name(register_plugin):
+    register_plugin(embedding_module, "embedding")
+    register_plugin(timm_encoders, "timm_encoders")
+    builder = htd_core.create(
+        "condition_builders", "embedding", encoder="vit_small", encoder_options=TINY
+    )
+    assert builder.token_dim == 384
+    cond = builder.build(synthetic_sample(64, seed=2), seed=0)
+    assert cond.tokens.shape == (3, 384) and np.isfinite(cond.tokens.numpy()).all()
+    with pytest.raises(HtdError, match="needs weights"):  # registry wraps it in an option error
+        htd_core.create("condition_builders", "embedding", encoder="uni")
