@@ -3,13 +3,15 @@
 The core holds no verb: every ``htd <verb>`` is a :class:`htd_core.Command` registered through
 the ``htd_register_commands`` hook (the built-in verbs live in ``htd_plugins.commands``), so a
 pip-installed plugin adds a verb without editing a shared file. User errors (``HtdError``)
-print one line on stderr and exit 2, never a traceback.
+print one line on stderr and exit 2, never a traceback; warnings print as one line too.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+import warnings
 from collections.abc import Sequence
 
 from htd_core.errors import HtdError
@@ -43,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    previous = warnings.formatwarning
+    warnings.formatwarning = functools.partial(_one_line_warning, args.command)
     try:
         return int(args.func(args) or 0)
     except HtdError as exc:
@@ -51,6 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"htd {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = previous
+
+
+def _one_line_warning(command: str, message, category, filename, lineno, line=None) -> str:
+    """A warning as ``htd VERB: warning: <first line>``: no source file, line or code."""
+    lines = str(message).strip().splitlines()
+    return f"htd {command}: warning: {lines[0] if lines else category.__name__}\n"
 
 
 if __name__ == "__main__":

@@ -2,10 +2,18 @@
 
 A component is given as a name (``semantic_map``) or a mapping ``{name: crop, d_base: 80}``.
 Errors name the file and the key (``pipeline.yaml: condition_builders[1].d_bse: ...``).
+
+Paths in a YAML file work from any folder (:func:`resolve_paths`): ``${NAME}`` is the
+environment variable NAME (``${HTD_SHARED_DATA}`` defaults to the shared data folder htd finds,
+:func:`htd_core.data.shared_data_dir`), and a component option that starts with ``./`` or
+``../`` is relative to the YAML file's folder. Other relative paths (``fit.output_dir: runs/x``)
+stay relative to the current folder, where outputs go.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +40,9 @@ SECTIONS = (
 )
 #: Old section names and what they are called now.
 RENAMED = {"conditioners": "condition_builders"}
+#: Sections whose ``./`` and ``../`` option values are inputs relative to the YAML file.
+COMPONENT_SECTIONS = ("sampler", "condition_builders", "backbone", "evaluators")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -125,8 +136,53 @@ def resolve_component(
     return spec.create(registry, defaults)
 
 
-def load_config(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    """Read a pipeline config (YAML path or mapping); returns (mapping, label for messages)."""
+def resolve_paths(value: Any, base: Path | None, where: str) -> Any:
+    """``value`` with ``${NAME}`` replaced by environment variables and, when ``base`` is given,
+    strings starting with ``./`` or ``../`` made relative to ``base`` (lists and mappings are
+    walked).
+
+    ``${HTD_SHARED_DATA}`` defaults to :func:`htd_core.data.shared_data_dir`.
+
+    Raises:
+        ConfigError: a variable that is not set (naming ``where``), or no shared data folder.
+    """
+    if isinstance(value, Mapping):
+        return {k: resolve_paths(v, base, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_paths(v, base, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+    text = _VARIABLE.sub(lambda m: _variable(m.group(1), where), value)
+    if base is not None and text.startswith(("./", "../")):
+        text = os.path.normpath(base / text)
+    return text
+
+
+def _variable(name: str, where: str) -> str:
+    from htd_core.data import ENV_VAR, shared_data_dir
+
+    if os.environ.get(name):
+        return os.environ[name]
+    if name == ENV_VAR:
+        folder = shared_data_dir()
+        if folder is None:
+            raise ConfigError(
+                f"{where}: ${{{ENV_VAR}}} is not set and no shared data folder was found "
+                f"(../shared/data beside the repository): set {ENV_VAR} to the folder that "
+                "holds glas/, slides/, ..."
+            )
+        return str(folder)
+    raise ConfigError(f"{where}: environment variable ${{{name}}} is not set")
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any], *, relative_to_file: bool = True
+) -> tuple[dict[str, Any], str]:
+    """Read a pipeline config (YAML path or mapping); returns (mapping, label for messages).
+
+    ``${NAME}`` variables are expanded; with ``relative_to_file`` (a YAML path only), the
+    components' ``./`` and ``../`` options are made relative to the file (:func:`resolve_paths`).
+    """
     if isinstance(source, Mapping):
         data, label = dict(source), "<config>"
     else:
@@ -156,7 +212,12 @@ def load_config(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any],
     for stage in ("fit", "generate", "evaluate"):
         if not isinstance(data.get(stage, {}), Mapping):
             raise ConfigError(f"{label}: {stage}: expected a mapping of options")
-    return dict(data), label
+    folder = Path(source).parent if relative_to_file and not isinstance(source, Mapping) else None
+    data = {
+        key: resolve_paths(value, folder if key in COMPONENT_SECTIONS else None, f"{label}: {key}")
+        for key, value in data.items()
+    }
+    return data, label
 
 
 def component_list(value: Any, where: str) -> list[ComponentSpec]:
@@ -168,8 +229,9 @@ def component_list(value: Any, where: str) -> list[ComponentSpec]:
 
 
 def parse_options(pairs: list[str], config: str | None) -> dict[str, Any]:
-    """Options from a YAML mapping file, then ``KEY=VALUE`` pairs (``-o`` on the CLI) whose
-    VALUE is read as YAML; later pairs override. Raises :class:`ConfigError` naming the pair."""
+    """Options from a YAML mapping file (its paths resolved as in :func:`resolve_paths`), then
+    ``KEY=VALUE`` pairs (``-o`` on the CLI) whose VALUE is read as YAML; later pairs override.
+    Raises :class:`ConfigError` naming the pair."""
     import yaml
 
     options: dict[str, Any] = {}
@@ -180,7 +242,7 @@ def parse_options(pairs: list[str], config: str | None) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{config}: expected a mapping of options, got {type(data).__name__}")
-        options.update(data)
+        options.update(resolve_paths(data, path.parent, str(config)))
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():

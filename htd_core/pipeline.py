@@ -16,12 +16,19 @@ from htd_core.config import ComponentSpec, component_list, load_config, resolve_
 from htd_core.errors import ConfigError, InputError
 from htd_core.interfaces import Backbone, ComposedConditionBuilder, ConditionBuilder, Evaluator
 from htd_core.plugins import PluginManager, get_plugin_manager
+from htd_core.splits import CROP_SOURCES, LAYOUT_SOURCE, crop_sources, layout_source
 from htd_core.types import CROP_PROVENANCE, Condition, TissueSample
 
 Component = Any  # an instance, a registered name, or {"name": ..., **options}
 
+#: ``Condition.meta`` key of a null condition's (H, W) in pixels: the size of the layout it
+#: stands for (a backbone generates at that size instead of its default).
+NULL_SIZE = "size"
+
 #: The file of a saved pipeline that names its components (a pipeline YAML itself).
 PIPELINE_FILE = "pipeline.yaml"
+#: The output kind of a training run folder (``fit(output_dir=...)``, :mod:`htd_core.outputs`).
+RUN_KIND = "training-run"
 
 
 class Pipeline:
@@ -126,11 +133,34 @@ class Pipeline:
         Returns:
             The backbone's summary. With ``output_dir``, its ``model_dir`` is a saved pipeline
             folder that :meth:`from_pretrained` (and ``htd generate``) reads.
+
+        Raises:
+            InputError: ``output_dir`` is a file, not writable, or a folder holding anything but
+                an htd training run (checked before any work, :mod:`htd_core.outputs`).
+
+        Warns:
+            EmptyClassWarning: a class of the samples' class list has no pixel in any of them.
         """
+        import contextlib
+
+        from htd_core.coverage import ClassCoverage
+        from htd_core.outputs import check_output, output_folder
+
         backbone: Backbone = self._need("backbone", "fit")
         builder = self._need("condition_builder", "fit")
         data = samples if samples is not None else self._need("sampler", "fit")
-        summary = backbone.fit(data, builder, **{**self.stage_options.get("fit", {}), **options})
+        opts = {**self.stage_options.get("fit", {}), **options}
+        run_dir = opts.get("output_dir")
+        if run_dir:  # before any work: a file or a user's folder is never written into
+            check_output(run_dir, RUN_KIND, what="output_dir", legacy=("checkpoints",))
+        coverage = ClassCoverage(data, "training samples")  # names classes no sample holds
+        with (
+            output_folder(run_dir, RUN_KIND, what="output_dir", legacy=("checkpoints",))
+            if run_dir
+            else contextlib.nullcontext()
+        ):
+            summary = backbone.fit(coverage, builder, **opts)
+        coverage.report()
         if summary.get("model_dir"):
             self._write_pipeline_file(Path(summary["model_dir"]))
         return summary
@@ -160,8 +190,10 @@ class Pipeline:
 
         Yields:
             TissueSample with the synthetic image, the layout's mask and class map, and meta:
-            the layout's meta plus ``seed``, ``guidance_scale`` and :data:`CROP_PROVENANCE`
-            (the crops' sources, sizes and positions; None when no crop was used).
+            the layout's meta plus ``seed``, ``guidance_scale``, :data:`CROP_PROVENANCE`
+            (the crops' sources, sizes and positions; None when no crop was used) and the
+            opaque source ids of the layout (``layout_source_id``) and of its crops
+            (``crop_source_ids``), which ``htd evaluate`` checks against the held-out set.
         """
         backbone: Backbone = self._need("backbone", "generate")
         builder = None if unconditional else self._need("condition_builder", "generate")
@@ -175,14 +207,19 @@ class Pipeline:
         for begin in range(first, len(layouts), size):
             chunk = list(range(max(begin, start), min(begin + size, len(layouts))))
             conditions = [
-                Condition() if builder is None else builder.build(layouts[i], seed=seed + i)
+                # a null condition keeps the layout's size, so the image matches its mask
+                Condition(meta={NULL_SIZE: tuple(layouts[i].mask.shape[:2])})
+                if builder is None
+                else builder.build(layouts[i], seed=seed + i)
                 for i in chunk
             ]
             images = backbone.generate(conditions, seed=seed + chunk[0], batch_size=size, **opts)
             for i, image, cond in zip(chunk, images, conditions, strict=True):
                 layout = layouts[i]
+                prov = cond.meta.get(CROP_PROVENANCE)
                 meta = {**layout.meta, "seed": seed + i, "guidance_scale": guidance,
-                        CROP_PROVENANCE: cond.meta.get(CROP_PROVENANCE)}  # fmt: skip
+                        CROP_PROVENANCE: prov, LAYOUT_SOURCE: layout_source(layout.meta),
+                        CROP_SOURCES: crop_sources(prov)}  # fmt: skip
                 yield TissueSample(image, layout.mask, layout.class_map, meta)
 
     def generate(self, layouts: Sequence[TissueSample], **options: Any) -> list[TissueSample]:
@@ -245,7 +282,7 @@ class Pipeline:
                 "`htd train` or Pipeline.save_pretrained wrote"
             )
         manager = manager or get_plugin_manager()
-        data, label = load_config(file)
+        data, label = load_config(file, relative_to_file=False)  # paths as saved
         backbone_spec = ComponentSpec.parse(data.get("backbone"), f"{label}: backbone")
         factory = resolve_factory(manager, "htd_register_backbones", backbone_spec)
         if not callable(getattr(factory, "load", None)):
@@ -285,6 +322,38 @@ class Pipeline:
         from htd_core.io import atomic_write_text
 
         atomic_write_text(folder / PIPELINE_FILE, self._pipeline_file_text())
+
+
+def pipeline_id(path: str | Path) -> str:
+    """Content hash (SHA-256, 16 hex digits) of a saved pipeline folder: every file's path
+    relative to the folder and its bytes (weights, configs, ``pipeline.yaml``), in name order;
+    hidden files and the output marker are left out. The same model gives the same id wherever
+    the folder lies; retrained or edited weights give another (``htd generate`` keys resumes on
+    it, ``htd evaluate`` its cached reconstructions).
+
+    Raises:
+        InputError: ``path`` is not a saved pipeline folder.
+    """
+    import hashlib
+
+    from htd_core.io import MARKER
+
+    root = Path(path)
+    if not (root / PIPELINE_FILE).is_file():
+        raise InputError(f"{root} is not a saved pipeline (no {PIPELINE_FILE})")
+    digest = hashlib.sha256()
+    files = sorted(
+        f for f in root.rglob("*")
+        if f.is_file() and f.name != MARKER
+        and not any(part.startswith(".") for part in f.relative_to(root).parts)
+    )  # fmt: skip
+    for f in files:
+        digest.update(f.relative_to(root).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
 
 
 def resolve_factory(manager: PluginManager, hook: str, spec: ComponentSpec) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import os
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -29,6 +30,11 @@ from htd_core.interfaces import (
 from htd_core.registry import Registry
 
 DISABLED_ENV = "HTD_DISABLED_PLUGINS"
+
+
+class DisabledPluginWarning(UserWarning):
+    """``HTD_DISABLED_PLUGINS`` names a plugin that is not installed (a typo blocks nothing)."""
+
 
 #: hook name -> (registry kind, base type); one registry per extension point.
 KINDS: dict[str, tuple[str, type]] = {
@@ -94,7 +100,9 @@ class PluginManager:
         self._loaded = True
         if not self.autoload:
             return
-        for ep in sorted(md.entry_points(group=hookspecs.PROJECT), key=lambda e: e.name):
+        points = sorted(md.entry_points(group=hookspecs.PROJECT), key=lambda e: e.name)
+        self._warn_unknown_disabled([ep.name for ep in points])
+        for ep in points:
             dist = getattr(ep, "dist", None)
             info = PluginInfo(
                 ep.name,
@@ -119,6 +127,18 @@ class PluginManager:
                 self._register_module(ep.name, module)
             except Exception as exc:  # one broken plugin must not stop the others
                 info.status, info.error = "broken", _describe(exc)
+
+    def _warn_unknown_disabled(self, names: list[str]) -> None:
+        """Warn for each blocked name that no installed plugin has, naming the closest one."""
+        from htd_core.registry import suggest
+
+        for name in sorted(self.disabled - set(names) - set(self.infos)):
+            warnings.warn(
+                f"{DISABLED_ENV} names {name!r}, which is no installed plugin, so it blocks "
+                f"nothing.{suggest(name, names)} (`htd plugins` lists the plugin names)",
+                DisabledPluginWarning,
+                stacklevel=4,
+            )
 
     def register(self, plugin: ModuleType | object, name: str | None = None) -> str:
         """Register a plugin object by hand (tests, notebooks); returns its name."""
@@ -152,6 +172,9 @@ class PluginManager:
         if self._registries is None:
             self.load_entry_points()
             self._registries = {h: Registry(kind, base) for h, (kind, base) in KINDS.items()}
+            blocked = {i.name: i.module for i in self.infos.values() if i.status == "blocked"}
+            for registry in self._registries.values():
+                registry.blocked = blocked
             for info in self.infos.values():
                 info.components.clear()
             for hook_name, registry in self._registries.items():

@@ -64,6 +64,8 @@ class Registry(Generic[T]):
         self.base = base
         self._entries: dict[str, Entry[T]] = {}
         self._current_plugin = "<direct>"
+        #: plugin name -> module of the plugins blocked by HTD_DISABLED_PLUGINS (for messages)
+        self.blocked: dict[str, str] = {}
 
     # -- registration -------------------------------------------------------------------
     @contextlib.contextmanager
@@ -137,8 +139,25 @@ class Registry(Generic[T]):
             available = self.names()
             listing = ", ".join(available) if available else "none registered"
             raise UnknownComponentError(
-                f"unknown {self.kind} {name!r}.{suggest(str(name), available)} Available: {listing}"
+                self._blocked_message(str(name))
+                or f"unknown {self.kind} {name!r}.{suggest(str(name), available)} Available: "
+                f"{listing}{self._blocked_note()}"
             ) from None
+
+    def _blocked_message(self, name: str) -> str:
+        """The error for a name whose plugin (same name, or module ``...<name>``) is blocked."""
+        for plugin, module in self.blocked.items():
+            if name in (plugin, module.rpartition(".")[2], plugin.removeprefix("cmd_")):
+                return (
+                    f"{self.kind} {name!r} is blocked by HTD_DISABLED_PLUGINS (plugin "
+                    f"{plugin!r}): remove {plugin!r} from HTD_DISABLED_PLUGINS to use it"
+                )
+        return ""
+
+    def _blocked_note(self) -> str:
+        if not self.blocked:
+            return ""
+        return f" (blocked by HTD_DISABLED_PLUGINS: {', '.join(sorted(self.blocked))})"
 
     def entries(self) -> list[Entry[T]]:
         return [self._entries[n] for n in self.names()]

@@ -48,6 +48,48 @@ def sample_source(meta: Mapping[str, Any]) -> str:
     return ""
 
 
+#: Keys of a generated sample's ``meta`` (and manifest columns of ``htd generate``): the opaque
+#: source id of the layout it was generated from, and those of the images its crops came from.
+LAYOUT_SOURCE = "layout_source_id"
+CROP_SOURCES = "crop_source_ids"
+_OPAQUE = re.compile(r"^[0-9a-f]{16}$")
+
+
+def opaque_source(value: str) -> str:
+    """A source id in opaque form, the one rule both sides of a leakage check use: ``value``
+    itself when it already is an opaque id (16 hex digits, :func:`htd_core.images.opaque_id`),
+    else the opaque id of its :func:`source_id` (a file or tile name); ``""`` stays ``""``.
+
+    >>> opaque_source("glas/images/testA_10_r1_c0.png") == opaque_source("testA_10")
+    True
+    """
+    from htd_core.images import opaque_id
+
+    value = str(value or "")
+    if not value or _OPAQUE.match(value):
+        return value
+    return opaque_id(source_id(value))
+
+
+def layout_source(meta: Mapping[str, Any]) -> str:
+    """Opaque source id of the image a sample (or a layout) comes from (:func:`sample_source`
+    through :func:`opaque_source`; an explicit :data:`LAYOUT_SOURCE` wins); ``""`` if unknown."""
+    if meta.get(LAYOUT_SOURCE) not in (None, ""):
+        return opaque_source(str(meta[LAYOUT_SOURCE]))
+    return opaque_source(sample_source(meta))
+
+
+def crop_sources(provenance: Mapping[str, Any] | None) -> list[str]:
+    """Sorted opaque source ids of the crops in a crop provenance (class -> entry with
+    ``slide_id``); explicit crops and empty classes name no source."""
+    ids = {
+        opaque_source(str(entry["slide_id"]))
+        for entry in (provenance or {}).values()
+        if isinstance(entry, Mapping) and entry.get("slide_id") not in (None, "")
+    }
+    return sorted(i for i in ids if i)
+
+
 def group_indices(keys: Sequence[Hashable]) -> dict[Hashable, list[int]]:
     """Indices of ``keys`` grouped by value, groups in order of first appearance."""
     groups: dict[Hashable, list[int]] = {}

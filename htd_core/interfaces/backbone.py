@@ -36,7 +36,11 @@ class Backbone(ABC):
     def fit(
         self, samples: Iterable[TissueSample], builder: ConditionBuilder, **options: Any
     ) -> dict[str, Any]:
-        """Train; returns a summary (steps, final loss, output folder...)."""
+        """Train; returns a summary (steps, final loss, output folder...).
+
+        A backbone that trains by optimizer steps and is given a ``PatchSampler`` calls
+        its ``for_step(sample, t)`` on every sample of the batch drawn at step ``t``.
+        """
 
     @abstractmethod
     def generate(
@@ -44,6 +48,15 @@ class Backbone(ABC):
     ) -> np.ndarray:
         """Images N x H x W x 3 uint8, one per condition; image ``i`` depends only on
         ``seed + i`` and its condition, so a generation can resume part-way."""
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        """uint8 N x H x W x 3 images passed through the model's autoencoder (encode, decode;
+        same shape): the ceiling of what generation can reach (its reconstruction FD).
+
+        Raises:
+            NotImplementedError: the backbone has no autoencoder (the default).
+        """
+        raise NotImplementedError(f"backbone {self.name!r} has no autoencoder to reconstruct with")
 
     @abstractmethod
     def save(self, path: str | Path) -> None:

@@ -42,6 +42,10 @@ class RunSettings:
             ``OUT/cache``); None when there is none.
         output_dir: the evaluator's own folder for figures and tables of one synthetic set
             (``OUT/figures/<evaluator>-<set>``); None when not writing per-set files.
+        model: a saved pipeline folder (``--model``), for evaluators that measure the model
+            itself (the ``frechet`` evaluator's reconstruction FD); None when not given.
+        allow_overlap: ``--allow-overlap``: synthetic samples whose layout or crop sources are
+            held-out images are scored anyway (recorded) instead of refused.
     """
 
     device: str = "cpu"
@@ -49,6 +53,8 @@ class RunSettings:
     weights: Mapping[str, str] = field(default_factory=dict)
     cache_dir: Path | None = None
     output_dir: Path | None = None
+    model: Path | None = None
+    allow_overlap: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,9 +127,10 @@ class Evaluator(ABC):
         """Constructor keywords this evaluator takes from the run-wide settings.
 
         ``htd evaluate`` builds the evaluator with these under the user's own options
-        (``-o NAME.KEY=VALUE`` wins). The default offers ``device``, ``cache_dir`` and
-        ``output_dir`` to a constructor with a keyword of that name (when the setting is set);
-        override it to take ``run.encoders`` / ``run.weights`` or to rename a setting.
+        (``-o NAME.KEY=VALUE`` wins). The default offers ``device``, ``cache_dir``,
+        ``output_dir``, ``model`` and ``allow_overlap`` to a constructor with a keyword of that
+        name (when the setting is set); override it to take ``run.encoders`` / ``run.weights``
+        or to rename a setting.
 
         Args:
             run: the run-wide settings.
@@ -195,7 +202,8 @@ def evaluator_options(
 
 
 def _generic_settings(run: RunSettings) -> dict[str, Any]:
-    offered = {"device": run.device, "cache_dir": run.cache_dir, "output_dir": run.output_dir}
+    offered = {"device": run.device, "cache_dir": run.cache_dir, "output_dir": run.output_dir,
+               "model": run.model, "allow_overlap": run.allow_overlap or None}  # fmt: skip
     return {k: v for k, v in offered.items() if v is not None}
 
 

@@ -11,6 +11,7 @@ import argparse
 
 from htd_core import hookimpl
 from htd_core.interfaces.command import make_command
+from htd_core.threads import add_threads_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,15 +23,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir", help="shared data folder (default: HTD_SHARED_DATA or ../shared/data)"
     )
-    p.add_argument("--train-minutes", type=float, default=7.0, help="diffusion training wall time")
-    p.add_argument("--vae-minutes", type=float, default=2.0, help="autoencoder training wall time")
+    p.add_argument(
+        "--train-minutes", type=float, default=7.0, help="diffusion training wall time (default 7)"
+    )
+    p.add_argument(
+        "--vae-minutes", type=float, default=2.0, help="autoencoder training wall time (default 2)"
+    )
     p.add_argument("--num-eval", type=int, default=64, help="held-out layouts generated and scored")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    add_threads_argument(p)
     p.add_argument("--seed", type=int, default=0)
 
 
 def run(args: argparse.Namespace) -> int:
     from htd_plugins.demo import DemoOptions, run_demo
+    from htd_plugins.demo.report import score_lines
 
     opts = DemoOptions(
         output_dir=args.output_dir, slide=args.slide, data_dir=args.data_dir,
@@ -39,12 +45,9 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     result = run_demo(opts)
     scores = result["scores"]
-    print(
-        f"\nFD under {scores['encoder']} against {scores['n_real']} held-out real patches (lower is closer):"
-    )
-    for name in ("conditioned", "unconditional", "real_train_reference"):
-        if name in scores:
-            print(f"  {name:22s} FD {scores[name]['fd']:8.2f}   KID {scores[name]['kid']:.4f}")
+    print(f"\nFD against {scores['n_real']} held-out real patches (lower is closer):")
+    for line in score_lines(scores):
+        print(f"  {line}")
     print(f"\nfigure:   {result['figure']}")
     print(f"model:    {result['model']}")
     print(

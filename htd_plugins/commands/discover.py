@@ -8,6 +8,9 @@ Typical run::
     htd discover distill slides/ --store runs/store --clustering runs/phenotypes --out runs/student
     htd discover maps --classifier runs/student --clustering runs/phenotypes --out runs/maps2 new_slides/
 
+``embed`` runs under ``accelerate launch`` too (several processes, GPUs or nodes): each process
+embeds its share of the slides (no ``--shard`` needed) into the same store.
+
 Every stage is resumable: rerun the same command after an interruption. Slides are named in
 every output by their opaque id (a hash of the file name); ``embed`` prints ``id <- file
 name`` lines on stderr, so only the terminal links the two. Stores keep no slide paths:
@@ -23,79 +26,111 @@ from pathlib import Path
 
 from htd_core import hookimpl
 from htd_core.interfaces.command import make_command
+from htd_core.threads import add_threads_argument
 
 SLIDE_SUFFIXES = {".svs", ".ndpi", ".mrxs", ".tif", ".tiff", ".scn", ".svslide", ".bif", ".vms",
                   ".jp2", ".png", ".jpg", ".jpeg"}  # fmt: skip
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
+#: stage -> its --out kind (htd_core.outputs) and the files of such an output written before
+#: htd marked its outputs; --out must be new, empty or an htd output of that kind.
+OUTPUTS = {"embed": ("embedding-store", ("store.json",)), "cluster": ("phenotypes", ("sample.f16",)),
+           "maps": ("pseudo-maps", ()), "distill": ("classifier", ("checkpoint.json",))}  # fmt: skip
+
+
+class _ShowDefaults(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to an option's help when it has a default worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of ``htd discover``."""
+    """Arguments of ``htd discover``; every option's ``--help`` line shows its default."""
     stages = p.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    fmt = {"formatter_class": _ShowDefaults}
 
-    e = stages.add_parser("embed", help="tissue patches -> float16 embeddings per slide")
+    e = stages.add_parser("embed", help="tissue patches -> float16 embeddings per slide", **fmt)
     _slides_args(e)
     e.add_argument("--out", required=True, type=Path, help="embedding store folder")
     e.add_argument("--encoder", default="inception_fid", help="registered encoder name")
     e.add_argument("--weights", help="encoder weights file, or 'random' (labelled as such)")
-    e.add_argument("--device", help="torch device (default: the encoder's)")
+    e.add_argument("--device", help="torch device (None: the encoder's)")
     e.add_argument("--mpp", type=float, default=0.5, help="read resolution in um/px")
     e.add_argument("--patch-size", type=int, default=224, help="patch side in read pixels")
+    e.add_argument("--stain-norm", choices=["macenko", "vahadane", "reinhard"],
+                   help="normalise patches' stains before embedding (tiatoolbox; None: off)")  # fmt: skip
+    e.add_argument("--stain-target", type=Path,
+                   help="RGB tile to normalise to (None: tiatoolbox's reference H&E tile)")  # fmt: skip
     e.set_defaults(stage_func=run_embed)
 
-    c = stages.add_parser("cluster", help="diverse patches -> phenotypes + merge tree")
+    c = stages.add_parser("cluster", help="diverse patches -> phenotypes + merge tree", **fmt)
     c.add_argument("--store", required=True, type=Path, action="append", help="store (repeatable)")
     c.add_argument("--out", required=True, type=Path, help="clustering folder")
-    c.add_argument("--samples-per-slide", type=int, default=1000)
-    c.add_argument("--diversity", type=float, default=0.5, help="k-center share of the sample")
-    c.add_argument("--phenotypes", type=int, default=100)
+    c.add_argument("--samples-per-slide", type=int, default=1000,
+                   help="patches drawn per slide for clustering")  # fmt: skip
+    c.add_argument("--diversity", type=float, default=0.5,
+                   help="share of the sample chosen by k-center greedy (rest: uniform)")  # fmt: skip
+    c.add_argument("--phenotypes", type=int, default=100, help="finest number of clusters")
     c.add_argument("--levels", default="5,10,20,50,100", help="granularities, comma-separated")
-    c.add_argument("--coarse-k", type=int, default=10)
-    c.add_argument("--split-criterion", default="sse", choices=["sse", "variance", "size"])
-    c.add_argument("--split-threshold", type=float, default=0.0)
-    c.add_argument("--fit-sample", type=int, help="k-means fit rows (default 256/phenotype)")
-    c.add_argument("--min-cluster-size", type=int, default=5)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--coarse-k", type=int, default=10, help="clusters of the first k-means")
+    c.add_argument("--split-criterion", default="sse", choices=["sse", "variance", "size"],
+                   help="score of a phenotype when deciding which to sub-cluster")  # fmt: skip
+    c.add_argument("--split-threshold", type=float, default=1.0,
+                   help="sub-cluster phenotypes scoring >= this x the mean score")  # fmt: skip
+    c.add_argument("--fit-sample", type=int,
+                   help="rows the k-means is fitted on (None: 256 per phenotype)")  # fmt: skip
+    c.add_argument("--min-cluster-size", type=int, default=5,
+                   help="fewest patches per phenotype (fewer patches: fewer phenotypes)")  # fmt: skip
+    c.add_argument("--seed", type=int, default=0, help="random seed of sampling and k-means")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(stage_func=run_cluster)
 
-    m = stages.add_parser("maps", help="write pseudo maps at every granularity")
+    m = stages.add_parser("maps", help="write pseudo maps at every granularity", **fmt)
     _slides_args(m, required=False)
-    m.add_argument("--clustering", required=True, type=Path)
+    m.add_argument("--clustering", required=True, type=Path, help="`cluster`'s output folder")
     m.add_argument("--out", required=True, type=Path, help="maps folder")
     m.add_argument("--store", type=Path, action="append", help="teacher path: stored embeddings")
     m.add_argument("--classifier", type=Path, help="student path: distilled classifier folder")
     m.set_defaults(stage_func=run_maps)
 
-    d = stages.add_parser("distill", help="train the ViT-small phenotype classifier")
+    d = stages.add_parser("distill", help="train the ViT-small phenotype classifier", **fmt)
     d.add_argument("slides", nargs="+", type=Path,
                    help="the slides embedded in the stores (files, folders or .txt lists)")  # fmt: skip
-    d.add_argument("--store", required=True, type=Path, action="append")
-    d.add_argument("--clustering", required=True, type=Path)
+    d.add_argument("--store", required=True, type=Path, action="append",
+                   help="embedding store (repeatable)")  # fmt: skip
+    d.add_argument("--clustering", required=True, type=Path, help="`cluster`'s output folder")
     d.add_argument("--out", required=True, type=Path, help="classifier folder")
     d.add_argument("--input-size", type=int, default=64, help="student input side (x16)")
     d.add_argument("--arch", default="vit_small_patch16_224", help="timm ViT of the student")
     d.add_argument("--depth", type=int, help="override the ViT depth (small test models)")
-    d.add_argument("--epochs", type=int, default=10)
-    d.add_argument("--batch-size", type=int, default=64)
-    d.add_argument("--lr", type=float, default=5e-4)
-    d.add_argument("--val-fraction", type=float, default=0.2)
+    d.add_argument("--epochs", type=int, default=10, help="training epochs")
+    d.add_argument("--batch-size", type=int, default=64, help="patches per optimizer step")
+    d.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate")
+    d.add_argument("--val-fraction", type=float, default=0.2, help="held-out share of patches")
     d.add_argument("--block", type=int, default=8, help="held-out blocks of BLOCK x BLOCK cells")
-    d.add_argument("--max-patches", type=int, default=200_000)
-    d.add_argument("--workers", type=int, default=0)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--quiet", action="store_true")
+    d.add_argument("--holdout", default="auto", choices=["auto", "blocks", "slides"],
+                   help="hold out whole slides or cell blocks with a margin (auto: slides "
+                        "from 5 slides on)")  # fmt: skip
+    d.add_argument("--max-patches", type=int, default=200_000, help="training patches at most")
+    d.add_argument("--workers", type=int, default=0, help="DataLoader reader processes")
+    d.add_argument("--seed", type=int, default=0, help="random seed of the split and training")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(stage_func=run_distill)
+    for stage in (e, c, m, d):
+        add_threads_argument(stage)
 
 
 def _slides_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("slides", nargs="+" if required else "*", type=Path,
                    help="slide files, folders of slides, or .txt lists (one path per line)")  # fmt: skip
-    p.add_argument("--stride", type=int, help="grid cell side in read pixels (default: patch)")
+    p.add_argument("--stride", type=int, help="grid cell side in read pixels (None: patch size)")
     p.add_argument("--min-tissue", type=float, default=0.25, help="tissue fraction of a cell")
     p.add_argument("--slide-mpp", type=float, help="um/px of slides whose metadata has none")
     p.add_argument("--shard", default="0/1", help="i/n: this job's share of the slide list")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="patches per encoder batch")
     p.add_argument("--workers", type=int, default=2, help="DataLoader reader processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -133,19 +168,45 @@ def _report_skipped(skipped: dict[str, str]) -> int:
 
 def run_embed(args: argparse.Namespace) -> int:
     from htd_core import create
-    from htd_plugins.discovery.embed import GridOptions, embed_slides
+    from htd_core.errors import InputError
+    from htd_plugins.discovery.embed import GridOptions, embed_slides, select_shard
     from htd_plugins.discovery.store import EmbeddingStore
 
     shard = parse_shard(args.shard)
+    slides = expand_slides(args.slides)
+    if not slides:  # an empty folder would otherwise "succeed" with an empty store
+        raise InputError(
+            f"no slide files in {', '.join(map(str, args.slides))} (looked for "
+            f"{', '.join(sorted(SLIDE_SUFFIXES))}): give slide files, folders of them or a list"
+        )
+    select_shard(slides, shard)  # a bad --shard or two slides of one name: before the store
+    if args.stain_target is not None and args.stain_norm is None:
+        raise InputError("--stain-target needs --stain-norm macenko|vahadane|reinhard")
     options = GridOptions(read_mpp=args.mpp, patch_size=args.patch_size, stride=args.stride,
                           min_tissue=args.min_tissue, slide_mpp=args.slide_mpp)  # fmt: skip
-    encoder_options = {k: v for k, v in (("weights", args.weights), ("device", args.device)) if v}
+    state = process_state(args.device)  # accelerate launch: this process's share of the slides
+    multi_gpu = state.num_processes > 1 and state.device.type != "cpu"
+    device = args.device or (str(state.device) if multi_gpu else None)  # one GPU per process
+    encoder_options = {k: v for k, v in (("weights", args.weights), ("device", device)) if v}
     encoder = create("encoders", args.encoder, **encoder_options)
+    stain = None
+    if args.stain_norm:
+        from htd_plugins.discovery.stain import fit_target
+
+        stain = fit_target(args.stain_norm, args.stain_target)
     identity = {"encoder": encoder.name, "weights_id": encoder.weights_id,
-                "embed_dim": encoder.embed_dim, "read_mpp": args.mpp, "patch_size": args.patch_size}  # fmt: skip
+                "embed_dim": encoder.embed_dim, "read_mpp": args.mpp, "patch_size": args.patch_size,
+                "stain": None if stain is None else f"{stain['method']}: {stain['target']}",
+                "stain_target": stain}  # fmt: skip
     store = EmbeddingStore(args.out, identity)
     print(f"htd discover embed: encoder {encoder.label}, store {args.out}", file=sys.stderr)
-    report = embed_slides(store, expand_slides(args.slides), encoder, options, shard=shard,
+    process = (state.process_index, state.num_processes)
+    if state.num_processes > 1:
+        mine = len(select_shard(slides, shard, process))
+        print(f"htd discover embed: process {process[0]} of {process[1]} embeds {mine} of "
+              f"{len(slides)} slides", file=sys.stderr)  # fmt: skip
+    report = embed_slides(store, slides, encoder, options, shard=shard,
+                          process=process,
                           batch_size=args.batch_size, workers=args.workers, progress=not args.quiet)  # fmt: skip
     for slide_id, name in report.names.items():  # the terminal only: never into a file
         print(f"{slide_id} <- {name}", file=sys.stderr)
@@ -221,20 +282,61 @@ def run_distill(args: argparse.Namespace) -> int:
         input_size=args.input_size, arch=args.arch,
         depth=args.depth, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction, block=args.block,
+        holdout=args.holdout,
         max_patches=args.max_patches, workers=args.workers, seed=args.seed,
         progress=not args.quiet,
     )  # fmt: skip
-    m = config["metrics"]
-    levels = ", ".join(f"k={k}: {m[f'top1_k{k}']:.3f}" for k in config["levels"])
+    m, split = config["metrics"], config["split"]
+    levels = ", ".join(f"k={k}: {m[f'top1_k{k}']:.3f} (majority {m[f'majority_baseline_k{k}']:.3f})"
+                       for k in config["levels"])  # fmt: skip
+    held = (f"{len(split['val_slides'])} whole slides" if split["holdout"] == "slides" else
+            f"{split['block']}x{split['block']}-cell blocks, {split['margin_patches']} patches in "
+            f"margins of {max(split['margin_cells'].values())} cells left out")  # fmt: skip
     print(f"held-out top-1 {m['top1']:.3f} (majority baseline {m['majority_baseline']:.3f}; "
-          f"{levels}); {config['n_train']} train / {config['n_val']} held-out patches; "
-          f"saved to {args.out}")  # fmt: skip
+          f"{levels}); {config['n_train']} train / {config['n_val']} held-out patches "
+          f"(held out: {held}); saved to {args.out}")  # fmt: skip
     return 0
 
 
+def process_state(device: str | None = None):
+    """accelerate's ``PartialState``: process index and count under ``accelerate launch``
+    (or ``torchrun``), one process otherwise. Without a GPU (or with ``--device cpu``, or
+    ``accelerate launch --cpu``) the processes meet over gloo (accelerate's MULTI_CPU)."""
+    import os
+
+    import torch
+    from accelerate import PartialState
+
+    cpu = (
+        not torch.cuda.is_available()
+        or (device or "").startswith("cpu")
+        or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    )
+    return PartialState(cpu=cpu)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the chosen stage."""
-    return int(args.stage_func(args) or 0)
+    """Run the chosen stage (with the thread policy of :mod:`htd_core.threads`)."""
+    from htd_core.outputs import check_output, output_folder
+    from htd_core.threads import configure_threads, report
+
+    kind, legacy = OUTPUTS.get(args.stage, (None, ()))
+    state = process_state(args.device) if args.stage == "embed" else None
+    if state is not None and state.num_processes > 1 and not state.is_main_process:
+        state.wait_for_everyone()  # the main process creates and marks --out first
+    if kind:
+        check_output(args.out, kind, what="--out", legacy=legacy)  # before any work
+    if state is not None and state.num_processes > 1 and state.is_main_process:
+        from htd_core.outputs import start_output
+
+        start_output(args.out, kind, what="--out", legacy=legacy)
+        state.wait_for_everyone()
+    choice = configure_threads(args.threads, workload="large", device=getattr(args, "device", None))
+    print(report(f"discover {args.stage}", choice), file=sys.stderr)
+    if not kind:
+        return int(args.stage_func(args) or 0)
+    with output_folder(args.out, kind, what="--out", legacy=legacy):
+        return int(args.stage_func(args) or 0)
 
 
 @hookimpl

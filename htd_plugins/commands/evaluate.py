@@ -5,13 +5,20 @@ Sets are folders: an htd dataset (``manifest.csv`` + ``classes.json``, as ``htd 
 layout of ``../shared/data/glas``; read by the ``tiles`` sampler), or ``images/`` alone (no
 masks: enough for evaluators that use images only). Each synthetic set (``--synthetic
 NAME=DIR``, repeatable: one per condition type) is evaluated against the real set by every
-evaluator named. Finished (evaluator, set) results are kept in ``OUT/partial/``: a rerun
-resumes.
+evaluator named. Finished (evaluator, set) results are kept in ``OUT/partial/``, keyed by the
+content of every set (each file's name, size and modification time) and the options: a rerun
+resumes, and a set rewritten with other images is scored afresh.
+
+Leakage guard: with a held-out set (``--real-test``), a synthetic set whose samples were
+generated from held-out layouts or with crops cut from held-out images (their recorded
+``layout_source_id`` / ``crop_source_ids``) is refused, naming the shared sources, since it
+would put the test images into training and into the FD comparison; ``--allow-overlap``
+evaluates it anyway and records the overlap in the report.
 
 The command knows no evaluator: each declares the run-wide settings it takes
 (:meth:`htd_core.Evaluator.run_options`: ``--device``, ``--encoders``, ``--weights``,
-``--cache-dir``, its own ``OUT/figures/<evaluator>-<set>`` folder), whether it runs when no
-``--evaluators`` are named, and its section of ``report.md``.
+``--cache-dir``, ``--model``, ``--allow-overlap``, its own ``OUT/figures/<evaluator>-<set>``
+folder), whether it runs when no ``--evaluators`` are named, and its section of ``report.md``.
 """
 
 from __future__ import annotations
@@ -19,11 +26,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from htd_core import hookimpl
 from htd_core.interfaces.command import make_command
+from htd_core.threads import add_threads_argument
+
+KIND = "evaluation"  # output kind (htd_core.outputs): --out is new, empty or an evaluation
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,40 +85,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device for encoders and models")
     p.add_argument("--cache-dir", help="folder of caches reused across runs (default OUT/cache)")
     p.add_argument("--force", action="store_true", help="recompute results already in OUT/partial")
-
-
-def _named_sets(specs: list[str]) -> dict[str, str]:
-    from htd_core.errors import InputError
-
-    named: dict[str, str] = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep:
-            name, path = Path(spec.rstrip("/")).name, spec
-        if name in named:
-            raise InputError(
-                f"--synthetic name {name!r} is used twice: write NAME=DIR to tell them apart"
-            )
-        named[name] = path
-    return named
-
-
-def _set_globs(specs: list[str], names: list[str], default: str | None) -> dict[str, str | None]:
-    """Per synthetic set glob: ``NAME=GLOB`` for one set, a bare ``GLOB`` for all."""
-    from htd_core.errors import InputError
-
-    globs: dict[str, str | None] = dict.fromkeys(names, default)
-    for spec in specs:
-        name, sep, pattern = spec.partition("=")
-        if not sep:
-            globs = dict.fromkeys(names, spec)
-        elif name not in globs:
-            raise InputError(
-                f"--match-synthetic {spec!r}: no synthetic set named {name!r} (sets: {names})"
-            )
-        else:
-            globs[name] = pattern
-    return globs
+    p.add_argument(
+        "--model",
+        help="saved pipeline folder (htd train's model/): evaluators that measure the model "
+        "use it (frechet: FD of the held-out images' autoencoder reconstructions)",
+    )
+    p.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="evaluate synthetic sets generated from held-out layouts or crops anyway (the "
+        "report records the overlap) instead of refusing them",
+    )
+    add_threads_argument(p)
 
 
 def _evaluator_names(spec: str | None, reg: Any) -> list[str]:
@@ -160,41 +149,10 @@ def _run_settings(args: argparse.Namespace, out: Path) -> Any:
         weights[name] = path
     encoders = tuple(e.strip() for e in (args.encoders or "").split(",") if e.strip())
     cache_dir = Path(args.cache_dir) if args.cache_dir else out / "cache"
-    return RunSettings(device=args.device, encoders=encoders, weights=weights, cache_dir=cache_dir)
-
-
-def _open_sets(args: argparse.Namespace) -> dict[str, Any]:
-    """The real, held-out real and synthetic sets, with the globs that chose their files."""
-    from htd_core.errors import InputError
-    from htd_plugins.evaluators.reporting.sets import Concat, open_set
-
-    if not args.synthetic:
-        raise InputError("give at least one --synthetic [NAME=]DIR to evaluate")
-    classes = args.classes.split(",") if args.classes else None
-    real_match = args.match_real or args.match
-    real = open_set(args.real, match=real_match, limit=args.limit, classes=classes)
-    test_match = args.match_real_test or real_match
-    real_test = None
-    if args.real_test:
-        real_test = open_set(
-            args.real_test, match=test_match, limit=args.limit, classes=classes, split="test"
-        )
-    if not len(real):
-        raise InputError(f"real set {args.real} is empty (match={real_match!r})")
-    named = _named_sets(args.synthetic)
-    syn_match = _set_globs(args.match_synthetic, list(named), args.match)
-    synthetic = {
-        name: open_set(path, match=syn_match[name], limit=args.limit, classes=classes)
-        for name, path in named.items()
-    }
-    for name, seq in synthetic.items():
-        if not len(seq):
-            raise InputError(f"synthetic set {name!r} ({seq.root}) is empty")
-    return {
-        "real": real, "real_test": real_test, "synthetic": synthetic,
-        "real_all": Concat([real, real_test] if real_test is not None else [real]),
-        "real_match": real_match, "test_match": test_match, "syn_match": syn_match,
-    }  # fmt: skip
+    return RunSettings(
+        device=args.device, encoders=encoders, weights=weights, cache_dir=cache_dir,
+        model=Path(args.model) if args.model else None, allow_overlap=args.allow_overlap,
+    )  # fmt: skip
 
 
 def _evaluate_one(ev: Any, real: Any, synthetic: Any, batch_size: int, desc: str) -> dict:
@@ -217,16 +175,31 @@ def _evaluate_one(ev: Any, real: Any, synthetic: Any, batch_size: int, desc: str
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from htd_core.errors import InputError
     from htd_core.interfaces.evaluator import evaluator_class, evaluator_options
     from htd_core.io import atomic_write_json
+    from htd_core.outputs import check_output, start_output
     from htd_core.plugins import create, get_registry
+    from htd_core.threads import configure_threads, report
+    from htd_plugins.evaluators.reporting.inputs import check_leakage, open_sets
     from htd_plugins.evaluators.reporting.report import write_report
 
     reg = get_registry("evaluators")
     names = _evaluator_names(args.evaluators, reg)
     user = _user_options(args.option, names)
     out = Path(args.out)
-    sets = _open_sets(args)
+    check_output(out, KIND, what="--out", legacy=("partial",))  # before any set is read
+    if args.cache_dir and Path(args.cache_dir).is_file():
+        raise InputError(f"--cache-dir {args.cache_dir} is a file: give a folder")
+    sets = open_sets(args)
+    overlaps = check_leakage(sets, args.allow_overlap)
+    model_id = None
+    if args.model:
+        from htd_core.pipeline import pipeline_id
+
+        model_id = pipeline_id(args.model)  # a saved pipeline? and its content, for the keys
+    choice = configure_threads(args.threads, workload="large", device=args.device)
+    print(report("evaluate", choice), file=sys.stderr)
     real_all, synthetic = sets["real_all"], sets["synthetic"]
     settings = _run_settings(args, out)
     factories = {n: reg.entry(n).factory for n in names}
@@ -234,10 +207,13 @@ def run(args: argparse.Namespace) -> int:
     resolved = {n: evaluator_options(factories[n], settings, user[n]) for n in names}
     keys = ("real", "real_test", "match", "match_real", "match_real_test", "match_synthetic")
     keys += ("limit", "classes")
-    state = [vars(args).get(k) for k in keys] + [len(real_all), resolved]
+    state = [vars(args).get(k) for k in keys] + [real_all.content_key(), resolved, model_id]
     fingerprint = hashlib.sha256(
         json.dumps(state, sort_keys=True, default=str).encode()
     ).hexdigest()
+    for n in names:  # every evaluator option is checked before any feature is computed
+        create("evaluators", n, **evaluator_options(factories[n], settings, user[n]))
+    start_output(out, KIND, what="--out", legacy=("partial",))
     results: dict[str, dict[str, Any]] = {n: {} for n in names}
     output_dirs: dict[str, dict[str, Path]] = {n: {} for n in names}
     for ev_name in names:
@@ -249,11 +225,16 @@ def run(args: argparse.Namespace) -> int:
             if opts.get("output_dir") is not None:
                 output_dirs[ev_name][set_name] = Path(opts["output_dir"])
             partial = out / "partial" / f"{ev_name}--{set_name}.json"
-            stamp = [str(seq.root), len(seq)]
+            stamp = [str(seq.root), len(seq), seq.content_key()]
             if partial.is_file() and not args.force:
                 saved = json.loads(partial.read_text())
                 if saved.get("fingerprint") == fingerprint and saved.get("synthetic") == stamp:
                     results[ev_name][set_name] = saved["metrics"]
+                    print(
+                        f"htd evaluate: reusing {ev_name} on {set_name!r} from {partial} "
+                        "(finished earlier with the same inputs; --force recomputes)",
+                        file=sys.stderr,
+                    )
                     continue
             ev = create("evaluators", ev_name, **opts)
             metrics = _evaluate_one(ev, real_all, seq, args.batch_size, f"{ev_name} {set_name}")
@@ -270,6 +251,8 @@ def run(args: argparse.Namespace) -> int:
         "match_real_test": sets["test_match"] if args.real_test else None,
         "match_synthetic": sets["syn_match"], "evaluators": names,
         "options": json.loads(json.dumps(resolved, default=str)),
+        "model": {"path": str(args.model), "id": model_id} if args.model else None,
+        "overlap": overlaps,
     }  # fmt: skip
     write_report(
         out, results, inputs=inputs, real=real_all, synthetic=synthetic,

@@ -3,22 +3,32 @@
 Layouts come from a dataset (real masks; crops are cut from its real images) or from a folder
 of masks (index PNGs, or RGB PNGs painted in the class colours; crops then come from a crop
 bank). The output has the layout of ``htd sample`` (images/, masks/, manifest.csv,
-classes.json) with extra manifest columns: the layout it came from, its seed, and the crops'
-provenance (source slide id and location per class). Resumable: rerun the same command to
-continue; ``generate.json`` refuses a resume with other options.
+classes.json) with extra manifest columns: the layout it came from, its seed, the crops'
+provenance (source slide id and location per class) and the opaque source ids of the layout
+and of the crops. Resumable: rerun the same command to continue; ``generate.json`` refuses a
+resume with other options or with another model (it records the model's content hash, so a
+retrained model in the same folder is another model).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from htd_core import hookimpl
 from htd_core.interfaces.command import make_command
+from htd_core.threads import add_threads_argument
 
 SETTINGS = "generate.json"
-EXTRA_COLUMNS = ("layout", "seed", "guidance_scale", "crop_provenance")
+KIND = "generate"  # output kind (htd_core.outputs): OUTPUT must be new, empty or one of these
+#: Manifest columns beyond ``htd sample``'s: the layout, its seed and guidance, where the crops
+#: came from, and the opaque source ids of the layout and the crops (``htd evaluate`` refuses
+#: synthetic rows whose sources are held-out images).
+EXTRA_COLUMNS = (
+    "layout", "seed", "guidance_scale", "crop_provenance", "layout_source_id", "crop_source_ids",
+)  # fmt: skip
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,16 +64,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=0, help="layout i uses seed + i (noise and crop choice)"
     )
     p.add_argument("--limit", type=int, help="generate for at most this many layouts")
+    add_threads_argument(p)
 
 
-def read_layouts(args: argparse.Namespace, class_map: Any) -> list[Any]:
-    """Layouts (samples, with images when they come from a dataset)."""
+def read_layouts(args: argparse.Namespace, class_map: Any, output: Path | None = None) -> list[Any]:
+    """Layouts (samples, with images when they come from a dataset). Each one's ``layout``
+    meta is ``<folder>#<i>``: row ``i`` of the dataset, or the ``i``-th mask PNG (sorted) of
+    the folder, the folder given relative to ``output`` (no local absolute path, no file name)."""
     import numpy as np
     from PIL import Image
 
     from htd_core.dataset import Dataset
     from htd_core.errors import InputError
     from htd_core.images import image_files
+    from htd_core.splits import opaque_source
     from htd_core.types import TissueSample
 
     if args.dataset:
@@ -74,13 +88,15 @@ def read_layouts(args: argparse.Namespace, class_map: Any) -> list[Any]:
                 f"trained on {list(class_map.names)}"
             )
         n = len(data) if args.limit is None else min(args.limit, len(data))
-        return [_with_layout(data[i], f"{args.dataset}#{i}") for i in range(n)]
+        where = relative_to(args.dataset, output)
+        return [_with_layout(data[i], f"{where}#{i}") for i in range(n)]
     paths = image_files(args.masks, match="*.png")[: args.limit]
     if not paths:
         raise InputError(f"{args.masks}: no mask PNGs found")
     out = []
     lut = {tuple(c): i for i, c in enumerate(class_map.colors)}
-    for p in paths:
+    where = relative_to(args.masks, output)
+    for i, p in enumerate(paths):
         raw = np.asarray(Image.open(p))
         if raw.ndim == 3:  # painted in class colours
             rgb = raw[..., :3].reshape(-1, 3)
@@ -91,8 +107,20 @@ def read_layouts(args: argparse.Namespace, class_map: Any) -> list[Any]:
                 )
             raw = idx.astype(np.uint8)
         class_map.check_mask(raw, f"mask {p}")
-        out.append(TissueSample(None, raw.astype(np.uint8), class_map, {"layout": p.name}))
+        meta = {"layout": f"{where}#{i}", "slide_id": opaque_source(p.name)}  # its source image
+        out.append(TissueSample(None, raw.astype(np.uint8), class_map, meta))
     return out
+
+
+def relative_to(path: str | Path, output: Path | None) -> str:
+    """``path`` relative to the output dataset folder (POSIX separators), as outputs record
+    inputs: a dataset can be moved or shared with its inputs beside it, and holds no local
+    absolute path. Without ``output``: ``path`` as given."""
+    import os
+
+    if output is None:
+        return Path(path).as_posix()
+    return Path(os.path.relpath(Path(path).resolve(), Path(output).resolve())).as_posix()
 
 
 def _with_layout(sample: Any, name: str) -> Any:
@@ -108,39 +136,81 @@ def run(args: argparse.Namespace) -> int:
     from htd_core.dataset import DatasetWriter
     from htd_core.errors import InputError
     from htd_core.io import atomic_write_json
-    from htd_core.pipeline import Pipeline
+    from htd_core.outputs import check_output, output_folder
+    from htd_core.pipeline import Pipeline, pipeline_id
+    from htd_core.threads import configure_threads, report
 
     model, output = Path(args.model), Path(args.output)
+    check_output(output, KIND, what="OUTPUT", legacy=(SETTINGS,))  # before loading the model
     pipe = Pipeline.from_pretrained(
         model,
         condition_builders=_builders_of(args.config),
         builder_options={"bank": args.crop_bank} if args.crop_bank else None,
     )
+    backbone = getattr(pipe.backbone, "options", {}) or {}
+    workload = "large" if backbone.get("preset") == "paper" else "small"
+    choice = configure_threads(args.threads, workload=workload, device=backbone.get("device"))
+    print(report("generate", choice), file=sys.stderr)
     class_map = pipe.backbone.class_map
     if class_map is None:
         raise InputError(f"{model} records no class map; re-save it with a current htd")
-    layouts = read_layouts(args, class_map)
-    settings = {
-        "model": str(model.resolve()), "layouts": args.dataset or args.masks, "crop_bank": args.crop_bank,
+    layouts = read_layouts(args, class_map, output)
+    settings = {  # the model by content (weights + config), not by path: retrained = another
+        "model": pipeline_id(model), "layouts": relative_to(args.dataset or args.masks, output),
+        "crop_bank": args.crop_bank and relative_to(args.crop_bank, output),
         "unconditional": args.unconditional, "scheduler": args.scheduler, "steps": args.steps,
         "guidance": args.guidance, "seed": args.seed,
+        # and the layouts and crop bank by content: rewritten files are other inputs
+        "layouts_content": files_key(_layout_files(args)),
+        "crop_bank_content": files_key(_bank_files(args.crop_bank)) if args.crop_bank else None,
     }  # fmt: skip
+    if not layouts:
+        raise InputError(f"{args.dataset or args.masks}: no layouts to generate from")
+    if not args.unconditional:  # a builder that cannot serve these layouts fails before OUT exists
+        try:
+            pipe.build_conditions(layouts[:1], seed=args.seed)
+        except InputError as exc:
+            if not args.masks or args.crop_bank:
+                raise
+            raise InputError(
+                f"{exc} (--masks {args.masks}: mask layouts have no images to cut crops from; "
+                "give --crop-bank FILE)"
+            ) from None
     saved = output / SETTINGS
-    if saved.is_file() and (old := json.loads(saved.read_text())) != settings:
+    holds_samples = _rows(output / "manifest.csv") > 0  # settings bind only a started output
+    if holds_samples and saved.is_file() and (old := json.loads(saved.read_text())) != settings:
         diff = [k for k in settings if old.get(k) != settings[k]]
+        if {"layouts_content", "crop_bank_content"} & set(diff):
+            raise InputError(
+                f"{output} was started from other layouts or another crop bank (their files "
+                "changed since): generate into another folder, so one dataset never mixes inputs"
+            )
+        if "model" in diff:
+            raise InputError(
+                f"{output} was started by another model (content id {old.get('model')}; {model} "
+                f"is now {settings['model']}: its weights or configuration changed since): "
+                "generate into another folder, so one dataset never mixes two models"
+            )
         raise InputError(
             f"{output} was generated with other options ({', '.join(diff)}): use them, or another folder"
         )
-    output.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(saved, settings)
     options = {
         k: v
         for k, v in (("guidance_scale", args.guidance), ("scheduler", args.scheduler),
                      ("num_inference_steps", args.steps))
         if v is not None
     }  # fmt: skip
-    with DatasetWriter(output, class_map, extra_columns=EXTRA_COLUMNS) as writer:
+    with (
+        output_folder(output, KIND, what="OUTPUT", legacy=(SETTINGS,)),
+        DatasetWriter(output, class_map, extra_columns=EXTRA_COLUMNS) as writer,
+    ):
+        atomic_write_json(saved, settings)
         start = len(writer)
+        if start:
+            print(
+                f"htd generate: resuming {output} at layout {start} of {len(layouts)}",
+                file=sys.stderr,
+            )
         samples = pipe.iter_generate(
             layouts, seed=args.seed, start=start, batch_size=args.batch_size,
             unconditional=args.unconditional, **options,
@@ -149,6 +219,51 @@ def run(args: argparse.Namespace) -> int:
             writer.write(sample)
     print(f"synthetic dataset: {output} ({len(layouts)} samples)")
     return 0
+
+
+def _layout_files(args: argparse.Namespace) -> list[Path]:
+    """The files the layouts are read from (a dataset's manifest, class list, images and
+    masks; or the mask PNGs of a folder)."""
+    from htd_core.dataset import Dataset
+    from htd_core.images import image_files
+
+    if args.dataset:
+        root = Path(args.dataset)
+        rows = Dataset(root).rows
+        files = [root / r[k] for r in rows for k in ("image", "mask")]
+        return [root / "manifest.csv", root / "classes.json", *files]
+    return image_files(args.masks, match="*.png")
+
+
+def _bank_files(bank: str) -> list[Path]:
+    """The crop bank's file (``.safetensors`` appended when missing, as CropBank.load does)."""
+    path = Path(bank)
+    if not path.is_file() and path.with_name(path.name + ".safetensors").is_file():
+        path = path.with_name(path.name + ".safetensors")
+    if not path.is_file():
+        from htd_core.errors import InputError
+
+        raise InputError(f"--crop-bank {bank}: no such file (build one with CropBank.save)")
+    return [path]
+
+
+def files_key(paths: list[Path]) -> str:
+    """SHA-256 (16 hex digits) of every file's name, size and modification time."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        st = Path(path).stat()
+        digest.update(f"{Path(path).name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _rows(manifest: Path) -> int:
+    """Sample rows of a dataset manifest (0 when there is none)."""
+    if not manifest.is_file():
+        return 0
+    with open(manifest) as fh:
+        return max(sum(1 for _ in fh) - 1, 0)
 
 
 def _builders_of(config: str | None) -> list[Any] | None:

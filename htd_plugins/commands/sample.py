@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from htd_core.config import parse_options
 from htd_core.interfaces.command import make_command
 
 FINGERPRINT = "sampling.json"
+CONTACT_SHEET = "contact_sheet.png"  # a few patches with mask outlines, rewritten each run
+KIND = "sample"  # output kind (htd_core.outputs): OUTPUT is new, empty or an `htd sample` dataset
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,13 +54,16 @@ def run(args: argparse.Namespace) -> int:
     from htd_core.dataset import DatasetWriter
     from htd_core.errors import InputError
     from htd_core.io import atomic_write_json
+    from htd_core.outputs import check_output, output_folder
     from htd_core.plugins import create
+    from htd_plugins.pictures import contact_sheet
 
     _quiet_logging()
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit {args.limit}: give a positive number of samples")
     options = parse_options(args.option, args.config)
     out = Path(args.output)
+    check_output(out, KIND, what="OUTPUT", legacy=(FINGERPRINT,))  # before opening any slide
     with warnings.catch_warnings():
         warnings.simplefilter("always", UserWarning)
         sampler = create("patch_samplers", args.sampler, **options)
@@ -83,23 +89,49 @@ def run(args: argparse.Namespace) -> int:
         samples = iterate(start) if iterate else itertools.islice(iter(sampler), start, None)
         try:  # a bad input fails here, before a new output folder is created
             first = next(samples, None)
+            if first is None and not start:
+                raise InputError(f"{args.sampler} yielded no sample: nothing was written")
         except BaseException:
             if writer:
                 writer.close()
             raise
-        writer = writer or DatasetWriter(out, sampler.class_map)
+        with output_folder(out, KIND, what="OUTPUT", legacy=(FINGERPRINT,)):
+            writer = writer or DatasetWriter(out, sampler.class_map)
+        if start:
+            print(f"htd sample: resuming {out}: {start} samples already written", file=sys.stderr)
+        known = sampler.expected_samples() if hasattr(sampler, "expected_samples") else None
+        total = (
+            min(v for v in (known, args.limit) if v is not None) if known or args.limit else None
+        )
         with writer:
             atomic_write_json(stamp_path, stamp)
             rest = itertools.chain([first], samples) if first is not None else iter(())
-            _write(rest, writer, args.limit, start, out)
+            _write(rest, writer, args.limit, start, out, total)
+        sheet = contact_sheet(out, out / CONTACT_SHEET)
+        print(f"{out}: contact sheet {sheet} (patches, mask outlines, class fractions)")
+        _warn_empty_classes(out)
     return 0
 
 
-def _write(samples: Any, writer: Any, limit: int | None, start: int, out: Path) -> None:
+def _warn_empty_classes(out: Path) -> None:
+    """Name every class that no sample of the dataset holds (its channel would train empty)."""
+    from htd_core.coverage import warn_empty_classes
+    from htd_core.dataset import Dataset
+
+    data = Dataset(out)
+    pixels = {
+        n: sum(float(r.get(f"frac:{n}") or 0) for r in data.rows) for n in data.class_map.names
+    }
+    warn_empty_classes(pixels, len(data), f"dataset {out}")
+
+
+def _write(
+    samples: Any, writer: Any, limit: int | None, start: int, out: Path, total: int | None
+) -> None:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    bar = tqdm(initial=start, total=limit, unit="patch", desc=f"htd sample -> {out.name}")
+    bar = tqdm(initial=start, total=total, unit="patch", desc=f"htd sample -> {out.name}")
     with logging_redirect_tqdm(), bar:  # warnings print above the bar, not inside it
         for sample in samples:
             writer.write(sample)

@@ -4,19 +4,26 @@ No pretrained histology autoencoder can be downloaded offline, so the backbones'
 is learned from the patches themselves. DATA is a dataset folder (``htd sample``) or a folder
 of images; OUTPUT is a diffusers ``AutoencoderKL`` folder (with the measured latent scaling
 factor in its config) to pass as the backbone's ``vae`` option. Resumable: a checkpoint beside
-OUTPUT lets a rerun continue.
+OUTPUT lets a rerun continue. OUTPUT must be new, empty, or an autoencoder htd wrote (replaced):
+an existing file, or a folder holding anything else, is refused before any work.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from htd_core import hookimpl
 from htd_core.interfaces.command import make_command
+from htd_core.threads import add_threads_argument
+
+#: The output kind (:mod:`htd_core.outputs`): OUTPUT is written only if it is new, empty or an
+#: autoencoder htd wrote; anything else is refused before training.
+KIND = "autoencoder"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-minutes", type=float, help="stop (and save) after this wall time")
     p.add_argument("--limit", type=int, help="use at most this many images")
     p.add_argument("--seed", type=int, default=0)
+    add_threads_argument(p)
 
 
 def read_images(folder: Path, size: int, limit: int | None) -> np.ndarray:
@@ -78,25 +86,36 @@ def read_images(folder: Path, size: int, limit: int | None) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     from htd_core.io import atomic_write_folder
+    from htd_core.outputs import check_output
+    from htd_core.threads import configure_threads, report
     from htd_plugins.backbones.ldm.autoencoder import build_vae, reconstruction_error, train_vae
     from htd_plugins.backbones.ldm.presets import get_preset
+    from htd_plugins.backbones.ldm.progress import BoundedProgress
+    from htd_plugins.backbones.ldm.training import Clock
 
+    output = Path(args.output)
+    check_output(output, KIND, what="OUTPUT")  # before any work: never replace a user's files
     preset = get_preset(args.preset)
+    workload = "large" if preset.name == "paper" else "small"
+    print(report("train-vae", configure_threads(args.threads, workload=workload)), file=sys.stderr)
     size = args.image_size or preset.image_size
     images = read_images(Path(args.data), size, args.limit)
-    output = Path(args.output)
     checkpoint = output.with_name(f".{output.name}.checkpoint.pt")
     vae = build_vae(preset.vae, size, seed=args.seed)
+    steps = args.steps or preset.train.get("vae_steps", 1000)
+    clock = Clock(args.max_minutes and args.max_minutes * 60)
+    bar = BoundedProgress("autoencoder", steps, clock)  # counts down to the bound that stops it
     summary = train_vae(
-        vae, images, steps=args.steps or preset.train.get("vae_steps", 1000),
-        batch_size=args.batch_size,
+        vae, images, steps=steps, batch_size=args.batch_size,
         learning_rate=args.learning_rate or preset.train.get("vae_learning_rate", 1e-3),
         crop_size=args.crop_size or preset.train.get("vae_crop_size"), seed=args.seed,
-        max_seconds=args.max_minutes and args.max_minutes * 60, checkpoint=checkpoint,
+        checkpoint=checkpoint, clock=clock,
+        progress=lambda step, loss: bar.update(step + 1, loss=f"{loss:.4f}"),
     )  # fmt: skip
+    bar.close()
     summary["reconstruction_mae"] = round(reconstruction_error(vae, images[:64]), 2)
     summary["images"] = len(images)
-    atomic_write_folder(output, vae.save_pretrained)
+    atomic_write_folder(output, vae.save_pretrained, kind=KIND)
     if summary["steps"] >= (args.steps or preset.train.get("vae_steps", 1000)):
         checkpoint.unlink(missing_ok=True)
     print(json.dumps(summary, indent=2))

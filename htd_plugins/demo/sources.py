@@ -5,7 +5,8 @@ mask), split by source image. In order of preference:
 
 1. a slide or image the user gives (``htd demo --slide PATH``);
 2. the GlaS tiles in the shared data folder (``HTD_SHARED_DATA`` or ``../shared/data``), through
-   the ``tiles`` sampler with its heterogeneous rule;
+   the ``tiles`` sampler with its heterogeneous rule and GlaS's official split (training
+   patches from ``train_*`` images, held-out ones from ``testA_*`` / ``testB_*``);
 3. the H&E image shipped inside the tiatoolbox wheel (``tiatoolbox/data/target_image.png``),
    labelled by the discovery pipeline (FID-Inception embeddings, hierarchical k-means, merge
    tree): pseudo maps, as the paper does for unannotated TCGA slides.
@@ -70,25 +71,23 @@ def load_demo_data(
 
 
 def from_tiles(folder: Path, patch_size: int, max_train: int, max_test: int, seed: int) -> DemoData:
-    """Heterogeneous GlaS patches (160 px at about 0.9 um/px, downscaled to ``patch_size``)."""
+    """Heterogeneous GlaS patches (160 px at about 0.9 um/px, downscaled to ``patch_size``):
+    training patches from the official training images (``train_*``) only, held-out ones from
+    the test images (``testA_*``, ``testB_*``), so the model never sees a test image."""
     from htd_core.plugins import create
-    from htd_core.splits import sources_of, split_by_source
 
     cut = 160
-    sampler = create(
-        "patch_samplers",
-        "tiles",
-        root=folder,
-        patch_size=cut,
-        stride=64,
-        rule="heterogeneous",
-        mpp=0.9,
-    )
-    samples = [resize_sample(s, patch_size, 0.9 * cut / patch_size) for s in sampler]
-    train_idx, test_idx = split_by_source(sources_of(samples), test_fraction=0.2, seed=seed)
-    train = _subset(samples, train_idx, max_train, seed)
-    test = _subset(samples, test_idx, max_test, seed + 1)
-    return DemoData(train, test, f"GlaS tiles ({len(samples)} heterogeneous patches)")
+    parts = {}
+    for split in ("train", "test"):
+        sampler = create(
+            "patch_samplers", "tiles", root=folder, split=split, patch_size=cut, stride=64,
+            rule="heterogeneous", mpp=0.9,
+        )  # fmt: skip
+        parts[split] = [resize_sample(s, patch_size, 0.9 * cut / patch_size) for s in sampler]
+    train = _subset(parts["train"], list(range(len(parts["train"]))), max_train, seed)
+    test = _subset(parts["test"], list(range(len(parts["test"]))), max_test, seed + 1)
+    n = len(parts["train"]) + len(parts["test"])
+    return DemoData(train, test, f"GlaS tiles ({n} heterogeneous patches; official split)")
 
 
 def from_image(

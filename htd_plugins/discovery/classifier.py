@@ -2,16 +2,19 @@
 
 The teacher (foundation encoder + nearest centroid) labels the stored patches; the student
 is trained on those labels from pixels, so new slides need no teacher embedding. The held-out
-set is made of whole spatial blocks of ``block`` x ``block`` grid cells (overlapping patches
-of one block never straddle train and validation). Weights are saved with safetensors beside
-a JSON config; training resumes from its last finished epoch.
+split is :mod:`htd_plugins.discovery.holdout` (whole slides, or blocks with a margin, so no
+held-out patch shares pixels with a training patch). Weights are saved with safetensors beside
+a JSON config. Training resumes from its last finished epoch: one checkpoint file
+(``checkpoint.pt``: weights, optimizer, schedule, epoch, history) is replaced atomically after
+every epoch, and epoch e draws its order and augmentations from a generator seeded by
+(seed, e), so an interrupted and resumed run ends with the weights of an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ from htd_core.errors import InputError
 from htd_core.io import atomic_open, atomic_write_json
 
 ARCH = "vit_small_patch16_224"
+#: The one training checkpoint of a classifier folder (replaced atomically every epoch).
+CHECKPOINT = "checkpoint.pt"
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
@@ -63,19 +68,6 @@ def to_pixels(images: np.ndarray, input_size: int) -> Any:
         )
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     return (x - mean) / torch.tensor(STD).view(1, 3, 1, 1)
-
-
-def heldout_mask(
-    slide_ids: np.ndarray, coords: np.ndarray, block: int, fraction: float
-) -> np.ndarray:
-    """True for patches whose (slide, block) hashes into the held-out ``fraction``."""
-    if not 0 < fraction < 1:
-        raise InputError(f"val_fraction={fraction} must be in (0, 1)")
-    out = np.zeros(len(coords), bool)
-    for i, (sid, (r, c)) in enumerate(zip(slide_ids, coords, strict=True)):
-        key = f"{sid}:{r // block}:{c // block}".encode()
-        out[i] = int(hashlib.sha1(key).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
-    return out
 
 
 class StudentClassifier:
@@ -156,10 +148,17 @@ def train_student(
     seed: int = 0,
     run_key: str = "",
     progress: bool = True,
+    callbacks: Sequence[Callable[[int, Any], None]] = (),
 ) -> tuple[Any, dict[str, Any]]:
-    """Train (resuming from ``out/checkpoint.*``); returns the model and training history."""
+    """Train (resuming from ``out/checkpoint.pt``); returns the model and training history.
+
+    ``callbacks`` are called as ``f(epoch, model)`` after each epoch's checkpoint is written
+    (``epoch`` counts finished epochs).
+
+    Raises:
+        InputError: ``out`` holds a checkpoint of another run (``run_key`` differs).
+    """
     import torch
-    from safetensors.torch import load_file, save
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
@@ -173,22 +172,25 @@ def train_student(
     )
     history: list[dict[str, float]] = []
     start_epoch = 0
-    state_path = out / "checkpoint.json"
+    state_path = out / CHECKPOINT
     if state_path.exists():
-        state = json.loads(state_path.read_text())
+        state = torch.load(state_path, weights_only=True)
         if state.get("run_key") != run_key:
             raise InputError(
                 f"{out} holds a checkpoint of another distillation ({state.get('run_key')}): "
                 "use another --out folder, or the same clustering and options to resume"
             )
-        model.load_state_dict(load_file(out / "checkpoint.safetensors"))
-        opt.load_state_dict(torch.load(out / "checkpoint_optim.pt", weights_only=True))
-        sched.load_state_dict(torch.load(out / "checkpoint_sched.pt", weights_only=True))
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
         start_epoch, history = int(state["epoch"]), list(state["history"])
+        if start_epoch and progress:
+            print(f"distill: resuming after epoch {start_epoch} of {epochs}", file=sys.stderr)
     index = np.nonzero(train)[0]
-    rng = np.random.default_rng(seed)
     for epoch in range(start_epoch, epochs):
         model.train()
+        rng = np.random.default_rng([seed, epoch])  # epoch e's order and augmentations
+        torch.manual_seed(seed * 100_003 + epoch)  # any torch randomness (dropout) too
         order = rng.permutation(index)
         total, n = 0.0, 0
         bar = tqdm(range(0, len(order), batch_size), desc=f"distill epoch {epoch + 1}/{epochs}",
@@ -208,11 +210,11 @@ def train_student(
             total, n = total + loss.item() * len(batch), n + len(batch)
             bar.set_postfix(loss=f"{total / n:.3f}")
         history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1)})
-        with atomic_open(out / "checkpoint.safetensors") as fh:
-            fh.write(save({k: v.contiguous() for k, v in model.state_dict().items()}))
-        with atomic_open(out / "checkpoint_optim.pt") as fh:
-            torch.save(opt.state_dict(), fh)
-        with atomic_open(out / "checkpoint_sched.pt") as fh:
-            torch.save(sched.state_dict(), fh)
-        atomic_write_json(state_path, {"epoch": epoch + 1, "history": history, "run_key": run_key})
+        state = {"epoch": epoch + 1, "history": history, "run_key": run_key,
+                 "model": model.state_dict(), "optimizer": opt.state_dict(),
+                 "scheduler": sched.state_dict()}  # fmt: skip
+        with atomic_open(state_path) as fh:  # one file: weights and counters never mismatch
+            torch.save(state, fh)
+        for callback in callbacks:
+            callback(epoch + 1, model)
     return model.eval(), {"history": history}

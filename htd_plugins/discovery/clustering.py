@@ -24,7 +24,7 @@ from htd_core.errors import InputError
 from htd_core.io import atomic_open, atomic_write_json
 from htd_plugins.discovery.diversity import sample_slide
 from htd_plugins.discovery.kmeans import HierarchicalKMeans, KMeansOptions
-from htd_plugins.discovery.store import EmbeddingStore, open_stores
+from htd_plugins.discovery.store import EmbeddingStore, check_finite, open_stores
 from htd_plugins.discovery.streaming import iter_chunks
 from htd_plugins.discovery.tree import DEFAULT_LEVELS, PhenotypeTree
 
@@ -144,6 +144,7 @@ def cluster_stores(
     """Sample every slide, fit phenotypes, build the merge tree, save to ``out``."""
     options = options or KMeansOptions(n_phenotypes=max(levels))
     stores = open_stores(list(store_roots))
+    check_finite(e for s in stores for e in s.entries())  # before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path, rows = build_sample(stores, out, samples_per_slide, diversity, options.seed, progress)

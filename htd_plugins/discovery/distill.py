@@ -21,7 +21,6 @@ from htd_plugins.discovery.classifier import (
     MEAN,
     STD,
     StudentClassifier,
-    heldout_mask,
     save_student,
     train_student,
 )
@@ -35,8 +34,9 @@ from htd_plugins.discovery.embed import (
     slides_by_id,
 )
 from htd_plugins.discovery.grid import PatchGrid
+from htd_plugins.discovery.holdout import split_patches
 from htd_plugins.discovery.maps import write_slide_maps, write_tree
-from htd_plugins.discovery.store import open_stores
+from htd_plugins.discovery.store import check_finite, open_stores
 
 
 def resize_uint8(images: Any, size: int) -> np.ndarray:
@@ -54,21 +54,25 @@ def resize_uint8(images: Any, size: int) -> np.ndarray:
 
 def extract_patches(
     entries: list[Any], paths: dict[str, Path], slide_of: np.ndarray, row_of: np.ndarray,
-    size: int, cache: Path, workers: int, progress: bool,
+    size: int, cache: Path, workers: int, progress: bool, stain: dict[str, Any] | None = None,
 ) -> np.ndarray:  # fmt: skip
     """uint8 N x size x size x 3 memmap of the selected patches, filled resumably per slide.
 
     Args:
         entries: the store entries; ``paths`` maps their slide ids to the slide files.
         slide_of, row_of: per selected patch, its entry index and its row in that entry.
+        stain: the store's stain target; patches are normalised as they were embedded (with
+            each slide's recorded ``stain_source``).
     """
     import hashlib
 
     from tqdm.auto import tqdm
 
+    from htd_plugins.discovery.stain import PatchNormalizer
+
     n = len(slide_of)
     key = hashlib.sha1(
-        json.dumps([[e.slide_id for e in entries], size]).encode()
+        json.dumps([[e.slide_id for e in entries], size, stain], sort_keys=True).encode()
         + np.ascontiguousarray(slide_of).tobytes()
         + np.ascontiguousarray(row_of).tobytes()
     ).hexdigest()
@@ -84,7 +88,10 @@ def extract_patches(
             bar.update(len(pos))
             continue
         grid = PatchGrid.from_dict(entry.meta["grid"])
-        dataset = PatchDataset(paths[entry.slide_id], grid, entry.coords()[row_of[pos]])
+        normalize = None if stain is None else PatchNormalizer(stain, entry.meta["stain_source"])
+        dataset = PatchDataset(
+            paths[entry.slide_id], grid, entry.coords()[row_of[pos]], normalize=normalize
+        )
         at = 0
         for batch in patch_batches(dataset, 64, workers):
             images[pos[at : at + len(batch)]] = resize_uint8(batch, size)
@@ -111,6 +118,7 @@ def distill(
     lr: float = 5e-4,
     val_fraction: float = 0.2,
     block: int = 8,
+    holdout: str = "auto",
     max_patches: int = 200_000,
     workers: int = 0,
     seed: int = 0,
@@ -119,7 +127,9 @@ def distill(
     """Train the student on teacher labels (k = P); returns its config with held-out metrics.
 
     ``slides`` are the slide files embedded in the stores (matched by opaque id; others are
-    ignored).
+    ignored). The held-out patches (``holdout``: whole slides, or ``block`` x ``block`` cell
+    blocks with a margin; :func:`~htd_plugins.discovery.holdout.split_patches`) share no
+    pixels with the training patches; the config's ``split`` says which was used.
 
     Raises:
         InputError: a stored slide with tissue is not among ``slides``, or too few patches.
@@ -129,6 +139,7 @@ def distill(
     for store in stores:
         store.check_encoder(phenotypes.encoder, phenotypes.weights_id)
     entries = [e for s in stores for e in s.entries() if e.n > 0]
+    check_finite(entries)  # a NaN row would be taught as phenotype 0
     paths = slides_by_id(slides)
     missing = [e.slide_id for e in entries if e.slide_id not in paths]
     if missing:
@@ -157,19 +168,19 @@ def distill(
         labels[here] = phenotypes.assign(entry.embeddings())[row_of[here]]
         coords[here] = entry.coords()[row_of[here]]
     slide_ids = np.asarray([e.slide_id for e in entries])[slide_of]
-    val = heldout_mask(slide_ids, coords, block, val_fraction)
-    if val.all() or not val.any():
-        raise InputError(
-            f"the held-out split is empty or everything ({val.sum()} of {len(val)}); change --block"
-        )
+    grids = {e.slide_id: e.meta["grid"] for e in entries}
+    split = split_patches(slide_ids, coords, grids, block=block, fraction=val_fraction,
+                          holdout=holdout)  # fmt: skip
+    val, stain = split.val, stores[0].stain_target
     cache = out / f"patches_{input_size}.u8"
-    images = extract_patches(entries, paths, slide_of, row_of, input_size, cache, workers, progress)
+    images = extract_patches(entries, paths, slide_of, row_of, input_size, cache, workers, progress,
+                             stain)  # fmt: skip
     p = phenotypes.tree.n_leaves
     model, info = train_student(
-        images, labels, ~val, out, num_classes=p, input_size=input_size, arch=arch, depth=depth,
-        epochs=epochs,
-        batch_size=batch_size, lr=lr, seed=seed, progress=progress,
-        run_key=f"{phenotypes.clustering_id}:{arch}:{depth}:{input_size}:{epochs}:{batch_size}:{lr}:{seed}:{len(labels)}",
+        images, labels, split.train, out, num_classes=p, input_size=input_size, arch=arch,
+        depth=depth, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+        run_key=f"{phenotypes.clustering_id}:{arch}:{depth}:{input_size}:{epochs}:{batch_size}:"
+                f"{lr}:{seed}:{len(labels)}:{json.dumps(split.info, sort_keys=True)}",
     )  # fmt: skip
     student = StudentClassifier(model, {"input_size": input_size, "num_classes": p})
     val_idx = np.nonzero(val)[0]
@@ -177,8 +188,11 @@ def distill(
         [student.predict(images[val_idx[i : i + 256]]) for i in range(0, len(val_idx), 256)]
     )
     truth = labels[val]
-    metrics = {f"top1_k{k}": float((phenotypes.tree.coarsen(pred, k) == phenotypes.tree.coarsen(truth, k)).mean())
-               for k in phenotypes.levels}  # fmt: skip
+    metrics: dict[str, float] = {}
+    for k in phenotypes.levels:  # top-1 and the majority-class baseline at every level
+        t_k, p_k = phenotypes.tree.coarsen(truth, k), phenotypes.tree.coarsen(pred, k)
+        metrics[f"top1_k{k}"] = float((p_k == t_k).mean())
+        metrics[f"majority_baseline_k{k}"] = float(np.bincount(t_k, minlength=k).max() / len(t_k))
     metrics["top1"] = float((pred == truth).mean())
     metrics["majority_baseline"] = float(np.bincount(truth, minlength=p).max() / len(truth))
     grid0 = entries[0].meta["grid"]
@@ -187,8 +201,8 @@ def distill(
         "read_mpp": grid0["read_mpp"], "patch_size": grid0["patch_size"],
         "teacher_encoder": phenotypes.encoder, "teacher_weights_id": phenotypes.weights_id,
         "clustering_id": phenotypes.clustering_id, "levels": list(phenotypes.levels),
-        "n_train": int((~val).sum()), "n_val": int(val.sum()), "epochs": epochs, "block": block,
-        "val_fraction": val_fraction, "metrics": metrics, **info,
+        "n_train": int(split.train.sum()), "n_val": int(val.sum()), "epochs": epochs, "block": block,
+        "val_fraction": val_fraction, "split": split.info, "stain": stain, "metrics": metrics, **info,
     }  # fmt: skip
     save_student(out, model, config)
     return config
@@ -208,13 +222,18 @@ def maps_with_classifier(
     workers: int = 0,
     progress: bool = True,
 ) -> tuple[dict[str, dict[int, Path]], dict[str, str]]:
-    """Student path: slides -> tissue grid -> ViT-small -> maps.
+    """Student path: slides -> tissue grid -> ViT-small -> maps. A student distilled from a
+    stain-normalised store normalises each new slide the same way (its own source stains,
+    the store's target). A ``stride`` below the patch size gives finer maps (overlapping
+    windows; each costs one student forward pass: benchmarks/bench_discovery.py).
 
     Returns:
         (written, skipped): opaque slide id -> {k: map png}, and slide file (as given) -> why
         it was skipped (a bad slide does not stop the others).
     """
     from tqdm.auto import tqdm
+
+    from htd_plugins.discovery.stain import PatchNormalizer
 
     student = StudentClassifier.load(classifier)
     phenotypes = Phenotypes.load(clustering)
@@ -241,7 +260,11 @@ def maps_with_classifier(
                 file=sys.stderr,
             )
             at = 0
-            dataset = PatchDataset(path, grid, coords, slide)
+            stain = student.config.get("stain")
+            normalize = (
+                None if stain is None else PatchNormalizer.for_slide(stain, slide, grid.read_mpp)
+            )
+            dataset = PatchDataset(path, grid, coords, slide, normalize)
             for batch in patch_batches(dataset, batch_size, workers):
                 leaves[at : at + len(batch)] = student.predict(
                     resize_uint8(batch, student.input_size)

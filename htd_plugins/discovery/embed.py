@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,13 +63,20 @@ class PatchDataset:
         coords: K x 2 (row, col) of the cells to read, in order.
         slide: the slide already open (used in this process; each DataLoader worker process
             opens the file itself, as open slides do not pickle).
+        normalize: applied to every patch (a picklable
+            :class:`~htd_plugins.discovery.stain.PatchNormalizer`), or None.
     """
 
     def __init__(
-        self, path: str | Path, grid: PatchGrid, coords: np.ndarray, slide: Slide | None = None
+        self,
+        path: str | Path,
+        grid: PatchGrid,
+        coords: np.ndarray,
+        slide: Slide | None = None,
+        normalize: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.path, self.grid, self.coords = Path(path), grid, coords
-        self._slide = slide
+        self._slide, self.normalize = slide, normalize
 
     def __len__(self) -> int:
         return len(self.coords)
@@ -85,7 +92,8 @@ class PatchDataset:
         if self._slide is None:
             self._slide = open_for_grid(self.path, self.grid)
         row, col = self.coords[i]
-        return read_patch(self._slide, self.grid, int(row), int(col))
+        patch = read_patch(self._slide, self.grid, int(row), int(col))
+        return patch if self.normalize is None else self.normalize(patch)
 
 
 def patch_batches(dataset: PatchDataset, batch_size: int, workers: int):
@@ -143,8 +151,16 @@ def embed_slide(
     workers: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Embed one slide into ``store`` (resuming a partial run); returns its metadata."""
+    """Embed one slide into ``store`` (resuming a partial run); returns its metadata.
+
+    With the store's stain target (``store.stain_target``), the slide's source stain
+    statistics are fitted once when it is planned (recorded in ``plan.json`` as
+    ``stain_source``) and every patch is normalised before embedding
+    (:mod:`htd_plugins.discovery.stain`).
+    """
     from tqdm.auto import tqdm
+
+    from htd_plugins.discovery.stain import PatchNormalizer
 
     slide_id = opaque_id(path)
     folder = store.slide_folder(slide_id)
@@ -172,6 +188,10 @@ def embed_slide(
             "encoder": store.encoder,
             "weights_id": store.weights_id,
         }
+        if store.stain_target is not None:  # fitted once per slide, before any patch
+            plan["stain_source"] = PatchNormalizer.for_slide(
+                store.stain_target, slide, grid.read_mpp
+            ).source
         with atomic_open(folder / "coords.npy") as fh:
             np.save(fh, coords)
         atomic_write_json(plan_path, plan)
@@ -185,7 +205,11 @@ def embed_slide(
         mode = "r+" if partial.exists() and done > 0 else "w+"
         done = done if mode == "r+" else 0
         out = np.memmap(partial, np.float16, mode, shape=(n, dim))
-        dataset = PatchDataset(path, grid, coords[done:], slide)
+        stain = store.stain_target
+        normalize = None if stain is None else PatchNormalizer(stain, plan["stain_source"])
+        dataset = PatchDataset(path, grid, coords[done:], slide, normalize)
+        if done:
+            print(f"{slide_id}: resuming at patch {done} of {n}", file=sys.stderr)
         bar = tqdm(total=n, initial=done, unit="patch", desc=slide_id, disable=not progress,
                    file=sys.stderr, dynamic_ncols=True)  # fmt: skip
         for batch in patch_batches(dataset, batch_size, workers):
@@ -239,14 +263,20 @@ class EmbedReport:
     names: dict[str, str] = field(default_factory=dict)
 
 
-def select_shard(slides: Sequence[str | Path], shard: tuple[int, int]) -> list[Path]:
-    """Slides of shard ``i`` of ``n`` (0-based): every n-th slide of the sorted list."""
+def select_shard(
+    slides: Sequence[str | Path], shard: tuple[int, int], process: tuple[int, int] = (0, 1)
+) -> list[Path]:
+    """Slides of shard ``i`` of ``n`` (0-based): every n-th slide of the sorted list; of
+    those, process ``p`` of ``P`` (``accelerate launch``) takes every P-th. Every process
+    computes the same split from the same list, so no coordination is needed."""
     i, n = shard
     if n < 1 or not 0 <= i < n:
         raise InputError(f"shard {i}/{n} is invalid: use i/n with 0 <= i < n (e.g. 0/4 ... 3/4)")
     ordered = sorted({str(Path(s)) for s in slides})
     slides_by_id(ordered)  # refuses two slides of one file name (one id)
-    return [Path(s) for k, s in enumerate(ordered) if k % n == i]
+    mine = [Path(s) for k, s in enumerate(ordered) if k % n == i]
+    p, count = process
+    return [s for k, s in enumerate(mine) if k % count == p]
 
 
 def embed_slides(
@@ -256,15 +286,17 @@ def embed_slides(
     options: GridOptions,
     *,
     shard: tuple[int, int] = (0, 1),
+    process: tuple[int, int] = (0, 1),
     batch_size: int = 32,
     workers: int = 0,
     progress: bool = True,
 ) -> EmbedReport:
-    """Embed this shard's slides; a slide that fails is reported and skipped (a kill is not)."""
+    """Embed this shard's (and process's, see :func:`select_shard`) slides; a slide that fails
+    is reported and skipped (a kill is not). Processes write disjoint slide folders."""
     from htd_core.errors import HtdError
 
     report = EmbedReport()
-    for path in select_shard(slides, shard):
+    for path in select_shard(slides, shard, process):
         try:
             meta = embed_slide(
                 store, path, encoder, options, batch_size=batch_size, workers=workers,

@@ -5,6 +5,7 @@ Layout (one folder per granularity, so a folder is one class set)::
     maps/tree.json                 merge tree + levels (the curriculum reads it)
     maps/k005/classes.json         ClassMap of that level (names phenotype_00.., colours, 255)
     maps/k005/<slide_id>.png       uint8, one pixel per grid cell over the full slide, 255 = background
+    maps/k005/<slide_id>.preview.png  the same in class colours, enlarged, with a legend (to look at)
     maps/k005/<slide_id>.json      sidecar: names, downsample, k, patch size, stride, mpp...
 
 ``<slide_id>`` is the slide's opaque id (:func:`htd_core.images.opaque_id` of its file name),
@@ -30,8 +31,12 @@ from htd_core.io import atomic_save_image, atomic_write_json
 from htd_core.types import IGNORE_INDEX, ClassMap
 from htd_plugins.discovery.clustering import Phenotypes
 from htd_plugins.discovery.grid import PatchGrid
-from htd_plugins.discovery.store import open_stores
+from htd_plugins.discovery.store import check_finite, open_stores
 from htd_plugins.discovery.tree import class_names, palette
+from htd_plugins.pictures import map_preview
+
+#: Suffix of the colour preview written beside each map (class colours, enlarged, legend).
+PREVIEW = ".preview.png"
 
 
 def level_dir(out: str | Path, k: int) -> Path:
@@ -88,6 +93,8 @@ def write_slide_maps(
         counts = np.bincount(labels[labels != IGNORE_INDEX], minlength=k)[:k]
         total = max(int(counts.sum()), 1)
         atomic_save_image(folder / f"{slide_id}.png", labels)
+        # the map has one pixel per grid cell (black in a viewer): a colour preview beside it
+        atomic_save_image(folder / f"{slide_id}{PREVIEW}", map_preview(labels, class_map))
         sidecar: dict[str, Any] = {
             "slide_id": slide_id,
             "k": k,
@@ -156,6 +163,7 @@ def maps_from_stores(
         missing = sorted(set(slide_ids) - {e.slide_id for e in entries})
         if missing:
             raise InputError(f"slides {missing} are not complete in the stores: embed them first")
+    check_finite(entries)  # a NaN row would get phenotype 0 silently; before anything is written
     write_tree(out, phenotypes)
     result = {}
     for entry in tqdm(

@@ -12,19 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from htd_core.interfaces import Encoder
+from htd_plugins.discovery.stain import tiatoolbox_sample_image  # also stain's default target
 
-
-def tiatoolbox_sample_image() -> Path:
-    """The real H&E image inside the tiatoolbox wheel (``data/target_image.png``, 1000 px)."""
-    import importlib.util
-
-    from htd_core.errors import InputError
-
-    spec = importlib.util.find_spec("tiatoolbox")
-    path = Path(spec.origin).parent / "data" / "target_image.png" if spec and spec.origin else None
-    if path is None or not path.is_file():
-        raise InputError("tiatoolbox's sample image data/target_image.png is not installed")
-    return path
+__all__ = ["pseudo_maps_for_image", "tiatoolbox_sample_image"]
 
 
 def pseudo_maps_for_image(

@@ -21,7 +21,7 @@ A store belongs to one encoder (name + weights hash) and one physical patch defi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,9 @@ from htd_core.errors import InputError
 from htd_core.io import atomic_write_json
 
 FORMAT = "htd-embeddings/1"
-IDENTITY_KEYS = ("encoder", "weights_id", "embed_dim", "read_mpp", "patch_size")
+#: What a store is made with; ``stain`` is the stain normalisation (None: none; stores made
+#: before it existed have none).
+IDENTITY_KEYS = ("encoder", "weights_id", "embed_dim", "read_mpp", "patch_size", "stain")
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,11 @@ class EmbeddingStore:
 
     Args:
         root: store folder.
-        identity: ``encoder``, ``weights_id``, ``embed_dim``, ``read_mpp``, ``patch_size`` to
-            create or check the store with; None opens an existing store read-only.
+        identity: ``encoder``, ``weights_id``, ``embed_dim``, ``read_mpp``, ``patch_size``
+            and ``stain`` (a label, or None) to create or check the store with, and, when
+            ``stain`` is set, ``stain_target`` (the fitted target it records, see
+            :func:`htd_plugins.discovery.stain.fit_target`); None opens an existing store
+            read-only.
 
     Raises:
         InputError: the store was made with another encoder or patch definition, or (when
@@ -84,19 +89,21 @@ class EmbeddingStore:
                 "`htd discover embed SLIDES --out DIR` first"
             )
         else:
-            self.info = {"format": FORMAT, **{k: identity[k] for k in IDENTITY_KEYS}}
+            self.info = {"format": FORMAT, **{k: identity.get(k) for k in IDENTITY_KEYS}}
+            if identity.get("stain_target") is not None:
+                self.info["stain_target"] = identity["stain_target"]
             atomic_write_json(path, self.info)
 
     def _check(self, identity: dict[str, Any]) -> None:
         for key in IDENTITY_KEYS:
-            ours, theirs = self.info.get(key), identity[key]
+            ours, theirs = self.info.get(key), identity.get(key)
             same = np.isclose(float(ours), float(theirs)) if key == "read_mpp" else ours == theirs
             if not same:
                 raise InputError(
                     f"embedding store {self.root} was made with {key}={ours!r} "
                     f"(encoder {self.info.get('encoder')!r}, weights {self.info.get('weights_id')!r})"
                     f", but this run uses {key}={theirs!r}: use another --out folder, or the "
-                    "store's encoder and patch settings"
+                    "store's encoder, patch and stain normalisation settings"
                 )
 
     def check_encoder(self, name: str, weights_id: str) -> None:
@@ -120,6 +127,11 @@ class EmbeddingStore:
     @property
     def embed_dim(self) -> int:
         return int(self.info["embed_dim"])
+
+    @property
+    def stain_target(self) -> dict[str, Any] | None:
+        """The stain normalisation target the store's patches were mapped to (None: none)."""
+        return self.info.get("stain_target")
 
     def slide_folder(self, slide_id: str) -> Path:
         return self.root / "slides" / slide_id
@@ -146,6 +158,32 @@ class EmbeddingStore:
     def entries(self) -> Iterator[SlideEntry]:
         for slide_id in self.slide_ids():
             yield self.entry(slide_id)
+
+
+def check_finite(entries: Iterable[SlideEntry]) -> None:
+    """Refuse embeddings holding NaN or inf, naming the store file and the rows (streamed:
+    a memmap larger than RAM is read in chunks).
+
+    Raises:
+        InputError: the first slide with a non-finite row: its ``embeddings.f16``, the count
+            and the first rows, and the fix (re-embed that slide).
+    """
+    from htd_plugins.discovery.streaming import iter_chunks
+
+    for entry in entries:
+        rows: list[int] = []
+        count = 0
+        for start, block in iter_chunks(entry.embeddings()):
+            bad = np.flatnonzero(~np.isfinite(block).all(axis=1))
+            count += len(bad)
+            rows += (bad[: max(5 - len(rows), 0)] + start).tolist()
+        if count:
+            shown = ", ".join(map(str, rows)) + (", ..." if count > len(rows) else "")
+            raise InputError(
+                f"embedding store file {entry.folder / 'embeddings.f16'} holds NaN or inf in "
+                f"{count} of {entry.n} rows (rows {shown}) of slide {entry.slide_id}: delete "
+                f"{entry.folder} and rerun `htd discover embed` on that slide; nothing was written"
+            )
 
 
 def open_stores(roots: list[str | Path]) -> list[EmbeddingStore]:

@@ -2,12 +2,16 @@
 
 One evaluation trains the same DeepLabv3+ (same seed, steps, batch and input size) on
 (a) the real training images, (b) the synthetic images, (c) both, and scores each on held-out
-real images with MONAI's IoU and Dice per class. The gap to (a) says how much the synthetic
-data is worth. See :mod:`.segmentation.training` for the model, losses and metrics.
+real images: per-class IoU and Dice from one confusion matrix over all test pixels (as
+segmentation papers report them), their means over the classes present, and pixel accuracy.
+The gap to (a) says how much the synthetic data is worth. See :mod:`.segmentation.training`
+for the model, losses and metrics.
 
 Held-out real images: real samples whose ``meta["split"]`` is ``"test"`` when any sample has a
 split, otherwise a random ``test_fraction`` of the real *source images* (tiles of one image
-never straddle train and test; :func:`htd_core.splits.split_by_source`).
+never straddle train and test; :func:`htd_core.splits.split_by_source`). Synthetic samples
+whose layout or crops come from a held-out source image are refused (they would put the test
+images into training), unless ``allow_overlap`` is set, which records the overlap instead.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import torch
 from htd_core import ClassMap, Evaluator, TissueSample, hookimpl
 from htd_core.errors import InputError
 from htd_core.interfaces.evaluator import ReportContext
-from htd_core.splits import partition, sample_source, split_by_source
+from htd_core.splits import layout_source, partition, split_by_source
+from htd_plugins.evaluators.reporting.leakage import find_overlap, refuse_overlap, row_sources
 from htd_plugins.evaluators.segmentation.training import (
     Budget,
     chance_predictions,
@@ -59,6 +64,8 @@ class DeepLabV3PlusEvaluator(Evaluator):
         seed: seed of the split, the initialisation and the batches.
         device: torch device.
         augment: random flips and 90-degree rotations during training.
+        allow_overlap: train on synthetic samples generated from held-out layouts or with
+            held-out crops anyway (the result records the overlap) instead of refusing them.
     """
 
     name = "deeplabv3plus"
@@ -76,6 +83,7 @@ class DeepLabV3PlusEvaluator(Evaluator):
         seed: int = 0,
         device: str = "cpu",
         augment: bool = True,
+        allow_overlap: bool = False,
     ) -> None:
         if budget not in BUDGETS:
             raise InputError(f"deeplabv3plus: budget={budget!r}; choose one of {list(BUDGETS)}")
@@ -90,6 +98,13 @@ class DeepLabV3PlusEvaluator(Evaluator):
         for field, value, low in (("steps", self.budget.steps, 1), ("input_size", self.budget.input_size, 32), ("batch_size", self.budget.batch_size, 2)):  # fmt: skip
             if value < low:
                 raise InputError(f"deeplabv3plus: {field}={value}; use an integer >= {low}")
+        if self.budget.input_size % 16:  # DeepLabv3+'s output stride: smp refuses it later
+            size = self.budget.input_size
+            raise InputError(
+                f"deeplabv3plus: input_size={size} must be a multiple of 16 (the network's "
+                f"output stride), e.g. {size - size % 16 or 16} or {size + 16 - size % 16}"
+            )
+        _check_encoder(self.budget.encoder)
         self.settings = (settings,) if isinstance(settings, str) else tuple(settings)
         bad = [s for s in self.settings if s not in SETTINGS]
         if bad or not self.settings:
@@ -100,13 +115,14 @@ class DeepLabV3PlusEvaluator(Evaluator):
             raise InputError(f"deeplabv3plus: test_fraction={test_fraction}; use a value in (0, 1)")
         self.test_fraction = float(test_fraction)
         self.seed, self.device, self.augment = int(seed), device, bool(augment)
-        self.budget_name = budget
+        self.budget_name, self.allow_overlap = budget, bool(allow_overlap)
         self.reset()
 
     def reset(self) -> None:
         self._class_map: ClassMap | None = None
         self._real: list[tuple[np.ndarray, np.ndarray, str, str]] = []  # image, mask, source, split
         self._synthetic: list[tuple[np.ndarray, np.ndarray]] = []
+        self._synthetic_sources: list[dict[str, Any]] = []  # layout + crop source ids
 
     def _check_classes(self, sample: TissueSample, what: str) -> None:
         if sample.image is None:
@@ -133,12 +149,14 @@ class DeepLabV3PlusEvaluator(Evaluator):
             self._check_classes(s, "real")
             image, mask = resize_pair(s.image, s.mask, size)
             split = str(s.meta.get("split", "")).lower()
-            self._real.append((image, mask, sample_source(s.meta) or f"#{len(self._real)}", split))
+            self._real.append((image, mask, layout_source(s.meta) or f"#{len(self._real)}", split))
         for s in synthetic or ():
             if s.meta.get("mask") == "none":
                 raise InputError(_NO_MASKS)
             self._check_classes(s, "synthetic")
             self._synthetic.append(resize_pair(s.image, s.mask, size))
+            layout, crops = row_sources(s.meta)
+            self._synthetic_sources.append({"layout_source_id": layout, "crop_source_ids": crops})
 
     def _split_real(self) -> tuple[list[int], list[int]]:
         splits = [r[3] for r in self._real]
@@ -169,6 +187,9 @@ class DeepLabV3PlusEvaluator(Evaluator):
                 )
             if all((m == ignore).all() for _, m in self._synthetic):
                 raise InputError(_NO_MASKS)
+            overlap = find_overlap(self._synthetic_sources, {self._real[i][2] for i in test_idx})
+            if overlap and not self.allow_overlap:
+                refuse_overlap("", overlap, len(self._synthetic), "deeplabv3plus training")
         if "real" in self.settings or "real+synthetic" in self.settings:
             if not train_idx:
                 raise InputError(
@@ -213,6 +234,8 @@ class DeepLabV3PlusEvaluator(Evaluator):
             "n_test_sources": len({r[2] for r in real_test}),
             "budget": {"name": self.budget_name, **vars(self.budget)},
         }
+        if uses_synthetic and overlap:
+            out["overlap"] = overlap.to_dict()
         base = results.get("real", {}).get("mean_iou")
         for setting in ("synthetic", "real+synthetic"):
             other = results.get(setting, {}).get("mean_iou")
@@ -237,6 +260,24 @@ def _frequencies(sets: dict[str, list], k: int, ignore: int) -> np.ndarray:
         v = m[m != ignore]
         counts += np.bincount(v.ravel(), minlength=k)[:k]
     return counts / counts.sum() if counts.sum() else np.full(k, 1.0 / k)
+
+
+def _check_encoder(name: str) -> None:
+    """Refuse an encoder that segmentation-models-pytorch (or timm, for ``tu-``) does not have,
+    before any set is read."""
+    import segmentation_models_pytorch as smp
+
+    if name.startswith("tu-"):
+        import timm
+
+        known = timm.list_models(name[3:])
+    else:
+        known = [n for n in smp.encoders.get_encoder_names() if n == name]
+    if not known:
+        raise InputError(
+            f"deeplabv3plus: encoder={name!r} is not a segmentation-models-pytorch encoder "
+            "(or a timm model written tu-<name>), e.g. tu-resnet18"
+        )
 
 
 @hookimpl

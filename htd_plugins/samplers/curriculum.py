@@ -1,13 +1,16 @@
 """``curriculum``: a PatchSampler wrapper that coarsens pseudo maps early in training.
 
-At training step t the granularity is k'(t) = k_min + (k_max - k_min) * min(1, t / T_warmup),
-snapped to a level of the merge tree. The wrapped sampler yields maps at k_max; the wrapper
-re-expresses each one at k'(t) *without changing the class list*: every k_max class is
-written as the **representative** of its group at level k'(t), the lowest k_max class id in
-that group (groups are contiguous id ranges, see :mod:`tree`). So the semantic-map condition
-always has k_max channels and one backbone trains across the whole curriculum; at coarse
-levels only k'(t) of the channels are ever on, and the crops of a coarse class are cut from
-its whole (merged) region.
+At optimizer step t the granularity is k'(t) = k_min + (k_max - k_min) * min(1, t / T_warmup)
+(the paper's schedule), snapped to a level of the merge tree. Iterating yields the wrapped
+sampler's maps at k_max; the trainer calls :meth:`CurriculumSampler.for_step` on every sample
+of the batch it draws at step t (the :class:`~htd_core.PatchSampler` hook), which re-expresses
+the mask at k'(t) *without changing the class list*: every k_max class is written as the
+**representative** of its group at level k'(t), the lowest k_max class id in that group
+(groups are contiguous id ranges, see :mod:`htd_plugins.discovery.tree`). So the semantic-map
+condition always has k_max channels and one backbone trains across the whole curriculum; at
+coarse levels only k'(t) of the channels are ever on, and the crops of a coarse class are cut
+from its whole (merged) region. The granularity depends only on the step, so it does not
+depend on how many patches the sampler yields, and a resumed run continues the schedule.
 """
 
 from __future__ import annotations
@@ -74,9 +77,7 @@ class CurriculumSampler(PatchSampler):
         k_min: coarsest granularity (snapped to a tree level).
         k_max: finest granularity; the wrapped sampler's classes must be this level's
             (default: the finest level of the tree).
-        warmup_steps: T_warmup, in training steps.
-        batch_size: samples per training step (the clock advances one step per batch).
-        start_step: step of the first yielded sample (resume training).
+        warmup_steps: T_warmup, in optimizer steps (0: k_max from step 0).
         snap: ``nearest`` (default), ``down`` or ``up`` to the available levels.
     """
 
@@ -87,8 +88,6 @@ class CurriculumSampler(PatchSampler):
         k_min: int = 5,
         k_max: int | None = None,
         warmup_steps: int = 10_000,
-        batch_size: int = 1,
-        start_step: int = 0,
         snap: str = "nearest",
     ) -> None:
         self.tree = load_tree(tree)
@@ -102,43 +101,30 @@ class CurriculumSampler(PatchSampler):
             raise InputError(f"k_min={k_min!r} must be an integer in [1, k_max={self.k_max}]")
         if snap not in SNAPS:
             raise InputError(f"snap={snap!r}: use one of {list(SNAPS)}")
-        for name, value, low in (("warmup_steps", warmup_steps, 0), ("batch_size", batch_size, 1),
-                                 ("start_step", start_step, 0)):  # fmt: skip
-            if not isinstance(value, int) or value < low:
-                raise InputError(f"{name}={value!r} must be an integer >= {low}")
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise InputError(f"warmup_steps={warmup_steps!r} must be an integer >= 0")
         self.levels = tuple(v for v in levels if snap_floor(k_min, levels) <= v <= self.k_max)
-        self.k_min, self.warmup_steps, self.batch_size, self.snap = (
-            k_min,
-            warmup_steps,
-            batch_size,
-            snap,
-        )
+        self.k_min, self.warmup_steps, self.snap = k_min, warmup_steps, snap
         self.inner = _make_sampler(sampler)
-        self._class_map = ClassMap(class_names(self.k_max), tuple(palette(self.k_max)))
-        if tuple(self.inner.class_map.names) != self._class_map.names:
+        wanted = ClassMap(class_names(self.k_max), tuple(palette(self.k_max)))
+        if tuple(self.inner.class_map.names) != wanted.names:
             raise InputError(
                 f"the wrapped sampler yields classes {list(self.inner.class_map.names)[:4]}... "
                 f"({len(self.inner.class_map)}) but the curriculum needs the k_max={self.k_max} "
-                f"phenotypes {list(self._class_map.names)[:4]}...: point it at the maps of "
+                f"phenotypes {list(wanted.names)[:4]}...: point it at the maps of "
                 f"k{self.k_max:03d} with those class names"
             )
+        self._class_map = self.inner.class_map  # its colours too: layouts sampled alike match
         self._reps = {k: representatives(self.tree, self.k_max, k) for k in self.levels}
-        self.step = start_step
-        self._yielded = 0
 
     @property
     def class_map(self) -> ClassMap:
         return self._class_map
 
-    def set_step(self, step: int) -> None:
-        """Set the training step (a trainer that knows its step calls this)."""
-        self.step, self._yielded = int(step), 0
-
-    def current_k(self, step: int | None = None) -> int:
-        t = self.step if step is None else step
-        return snap(
-            granularity(t, self.k_min, self.k_max, self.warmup_steps), self.levels, self.snap
-        )
+    def current_k(self, step: int) -> int:
+        """The tree level k'(step) (snapped)."""
+        t = granularity(step, self.k_min, self.k_max, self.warmup_steps)
+        return snap(t, self.levels, self.snap)
 
     def coarsen_mask(self, mask: np.ndarray, k: int) -> np.ndarray:
         """A k_max mask re-expressed at level ``k`` (ignore index kept)."""
@@ -148,16 +134,23 @@ class CurriculumSampler(PatchSampler):
         lut[: self.k_max] = self._reps[k]
         return lut[np.asarray(mask).astype(np.int64)].astype(np.asarray(mask).dtype)
 
+    def for_step(self, sample: TissueSample, step: int) -> TissueSample:
+        """``sample`` (a k_max map, as iterating yields) re-expressed at k'(step).
+
+        Raises:
+            InputError: ``step`` is negative.
+        """
+        if step < 0:
+            raise InputError(f"step={step} must be >= 0")
+        k = self.current_k(step)
+        meta = {**sample.meta, "granularity": k, "curriculum_step": int(step)}
+        return TissueSample(sample.image, self.coarsen_mask(sample.mask, k), self._class_map, meta)
+
     def __iter__(self) -> Iterator[TissueSample]:
+        """The wrapped sampler's samples at k_max (a trainer coarsens them per step)."""
         for sample in self.inner:
-            k = self.current_k()
-            meta = {**sample.meta, "granularity": k, "curriculum_step": self.step}
-            yield TissueSample(
-                sample.image, self.coarsen_mask(sample.mask, k), self._class_map, meta
-            )
-            self._yielded += 1
-            if self._yielded % self.batch_size == 0:
-                self.step += 1
+            meta = {**sample.meta, "granularity": self.k_max}
+            yield TissueSample(sample.image, sample.mask, self._class_map, meta)
 
 
 def snap_floor(k_min: int, levels: tuple[int, ...]) -> int:

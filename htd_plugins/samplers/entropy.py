@@ -5,6 +5,11 @@ H(r) = -sum_i p_i(r) log p_i(r) from its class fractions on the low-resolution m
 regions are drawn preferring high entropy (tumour-stroma interfaces): the top ``q`` fraction
 by H (``selection="top_q"``), or a weighted random order with probability proportional to
 H^beta (``selection="power"``, seeded).
+
+With ``background="class"`` the background is not a tissue: as the heterogeneous sampler
+never lets it qualify, H is computed over the tissue classes only (their fractions renormalised
+to the tissue area) and a region needs ``min_labeled`` of its area in tissue classes, so a
+tissue/glass edge is not "diverse".
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ class EntropySampler(SlideSampler):
 
     Options beyond the shared slide options: ``selection`` (``top_q`` or ``power``), ``q``
     (fraction kept by ``top_q``), ``beta`` (exponent of ``power``) and ``min_entropy``
-    (regions below it are never drawn; default: any mix of two classes or more).
+    (regions below it are never drawn; default: any mix of two classes or more). With
+    ``background="class"``, background counts as unlabelled for H and ``min_labeled``.
     """
 
     selection: str = "top_q"
@@ -44,10 +50,17 @@ class EntropySampler(SlideSampler):
             raise InputError(f"beta={self.beta!r}: give an exponent >= 0")
         if not isinstance(self.min_entropy, int | float) or self.min_entropy < 0:
             raise InputError(f"min_entropy={self.min_entropy!r}: give a value >= 0")
+        names = self.class_map.names
+        self._background = names.index("background") if self.background == "class" else None
 
     def select(
         self, frac: np.ndarray, labelled: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
+        if self._background is not None:  # H over the tissue classes, of the tissue area
+            tissue = np.delete(frac, self._background, axis=1)
+            share = tissue.sum(axis=1)
+            frac = tissue / np.maximum(share, 1e-12)[:, None]
+            labelled = labelled * share
         h = entropy(frac)
         ok = np.flatnonzero(
             (labelled >= self.min_labeled) & (labelled > 0) & (h >= self.min_entropy)

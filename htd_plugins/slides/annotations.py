@@ -4,11 +4,15 @@ The class map is rasterised tile by tile from spatial queries of the annotation 
 (:mod:`annotation_files`), so a slide with hundreds of thousands of polygons never holds them
 all in memory. ``label_map`` renames labels to class names, or to ``@ignore`` (don't care) or
 ``@hole`` (cut out: back to unannotated tissue); a CAMELYON16 ``_2`` group is a hole unless
-mapped otherwise. A cell belongs to a polygon when its centre lies inside it.
+mapped otherwise. A label that names no class, with ``unknown_labels="ignore"``, drops its
+polygon: it is not painted at all. A cell belongs to a polygon when its centre lies inside it
+(a MultiPolygon: inside any of its parts, whatever their order).
 
 Precedence where polygons overlap: class polygons first (larger under smaller for
-``precedence="area"``, or in the order of a class list, later on top), then ``@ignore`` ones,
-then holes.
+``precedence="area"``, or in the order of a class list, later on top); then ``@ignore`` and
+hole polygons, larger first, each applied only where the class polygon shown is larger than
+itself: a hole cuts the region it lies in, never a smaller region drawn inside it. Ties are
+broken by class and position, so the map does not depend on the order of the file's features.
 """
 
 from __future__ import annotations
@@ -80,10 +84,6 @@ class LabelResolver:
                 "label_map={'label': 'class'}, or set unknown_labels='ignore'"
             )
 
-    def value(self, label: str) -> int:
-        index = self.resolve(label)
-        return self.class_map.ignore_index if index is None else index
-
 
 def check_bounds(store: Any, dimensions: tuple[int, int], source: str) -> None:
     """Raise when annotations lie outside the slide's level-0 extent (1% tolerance)."""
@@ -129,30 +129,37 @@ def paint_store(
     from shapely.geometry import box
 
     rank = _ranker(resolver, precedence)
+    ignore = resolver.class_map.ignore_index
     rows, cols = cells.shape
     for r0 in range(0, rows, _TILE_CELLS):
         for c0 in range(0, cols, _TILE_CELLS):
             r1, c1 = min(r0 + _TILE_CELLS, rows), min(c0 + _TILE_CELLS, cols)
             query = box(c0 * cell_size, r0 * cell_size, c1 * cell_size, r1 * cell_size)
             found = store.query(query)
-            if not found:
+            drawn = [
+                (ann, value)
+                for ann in found.values()
+                if not ann.properties.get("no_area")
+                and (value := resolver.resolve(label_of(ann.properties))) is not None
+            ]  # an unknown label (unknown_labels="ignore") drops its polygon
+            if not drawn:
                 continue
             tile, on_tissue = cells[r0:r1, c0:c1], tissue[r0:r1, c0:c1]
-            items = sorted(found.values(), key=rank)
-            for ann in items:
-                if ann.properties.get("no_area"):
-                    continue
-                value = resolver.value(label_of(ann.properties))
+            shown_area = np.full(tile.shape, np.inf)  # area of the polygon shown per cell
+            for ann, value in sorted(drawn, key=rank):
                 inside = _fill(ann.geometry, (r0, c0), tile.shape, cell_size)
-                if value == HOLE:
-                    tile[inside & on_tissue] = unannotated_value
-                elif value == resolver.class_map.ignore_index:
-                    tile[inside] = value
-                else:
-                    tile[inside & on_tissue] = value
+                area = ann.geometry.area
+                if value in (HOLE, ignore):  # cuts only the larger region it lies in
+                    inside &= shown_area > area
+                if value != ignore:
+                    inside &= on_tissue
+                tile[inside] = unannotated_value if value == HOLE else value
+                shown_area[inside] = area
 
 
 def _ranker(resolver: LabelResolver, precedence: str | Sequence[str]) -> Callable[[Any], tuple]:
+    """Sort key of ``(annotation, value)``: class polygons by precedence, then holes and
+    ``@ignore`` polygons, larger first; ties by value and bounds (independent of file order)."""
     order: dict[str, int] = {}
     if not isinstance(precedence, str):
         order = {name: i for i, name in enumerate(precedence)}
@@ -160,12 +167,14 @@ def _ranker(resolver: LabelResolver, precedence: str | Sequence[str]) -> Callabl
         raise InputError(
             f"precedence={precedence!r}: use 'area' or a list of class names (bottom first)"
         )
+    ignore = resolver.class_map.ignore_index
 
-    def rank(ann: Any) -> tuple:
-        value = resolver.value(label_of(ann.properties))
-        group = 2 if value == HOLE else 1 if value == resolver.class_map.ignore_index else 0
-        name = resolver.class_map.names[value] if group == 0 else ""
-        return (group, order.get(name, -1), -ann.geometry.area)
+    def rank(item: tuple[Any, int]) -> tuple:
+        ann, value = item
+        cut = value in (HOLE, ignore)
+        name = "" if cut else resolver.class_map.names[value]
+        geometry = ann.geometry
+        return (cut, order.get(name, -1), -geometry.area, value, geometry.bounds, geometry.wkb)
 
     return rank
 
@@ -195,9 +204,11 @@ def _fill(
         if poly.is_empty or poly.geom_type != "Polygon":
             continue
         rings = [ring(poly.exterior.coords)] + [ring(r.coords) for r in poly.interiors]
-        cv2.fillPoly(fill, rings[:1], 1, lineType=cv2.LINE_8, shift=_SHIFT)
+        part = np.zeros(shape, np.uint8)  # each part alone: its holes never erase another part
+        cv2.fillPoly(part, rings[:1], 1, lineType=cv2.LINE_8, shift=_SHIFT)
         if len(rings) > 1:
-            cv2.fillPoly(fill, rings[1:], 0, lineType=cv2.LINE_8, shift=_SHIFT)
+            cv2.fillPoly(part, rings[1:], 0, lineType=cv2.LINE_8, shift=_SHIFT)
+        fill |= part
         cv2.polylines(outline, rings, True, 1, lineType=cv2.LINE_8, shift=_SHIFT)
     rows, cols = np.nonzero(cv2.dilate(outline, np.ones((3, 3), np.uint8)))  # cells near an edge
     if len(rows):

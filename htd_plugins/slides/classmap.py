@@ -65,6 +65,7 @@ class ClassMapSpec:
         annotations: polygon files (GeoJSON, ASAP XML, tiatoolbox .db).
         label_mask: label-mask image, or None.
         label_classes: names of the mask's codes (see :mod:`label_masks`).
+        label_colors: class -> colour of a mask painted in colours, or ``red`` (PANDA).
         label_map: annotation label -> class name / ``@ignore`` / ``@hole``.
         unknown_labels: ``error`` or ``ignore`` for labels/codes that name no class.
         unannotated: ``ignore`` or a class name for tissue that no annotation covers.
@@ -78,6 +79,7 @@ class ClassMapSpec:
     annotations: Sequence[Path] = ()
     label_mask: Path | None = None
     label_classes: Any = None
+    label_colors: Any = None
     label_map: Mapping[str, str] | None = None
     unknown_labels: str = "error"
     unannotated: str = "ignore"
@@ -114,6 +116,7 @@ def build_class_map(
     from htd_plugins.slides.label_masks import (
         NO_LABEL,
         code_lut,
+        color_code_names,
         load_code_names,
         mask_to_grid,
         read_label_mask,
@@ -137,8 +140,9 @@ def build_class_map(
         )
         return np.full(grid.shape, cm.ignore_index, np.uint8), tissue
     if spec.label_mask is not None:
-        mask = read_label_mask(spec.label_mask)
+        mask = read_label_mask(spec.label_mask, spec.label_colors, spec.unknown_labels)
         names, downsample = load_code_names(spec.label_classes, spec.label_mask)
+        names = color_code_names(spec.label_colors) or names
         lut = code_lut(mask, names, cm, spec.unknown_labels, str(spec.label_mask))
         codes = mask_to_grid(
             mask, grid.shape, grid.cell_size, slide.dimensions, downsample, str(spec.label_mask)

@@ -1,15 +1,20 @@
 """Label-mask images (integer class codes per pixel) at any downsample of a slide.
 
-Accepted: single-channel PNG/TIFF index images (P-mode palettes included), RGB images whose
-first (red) channel holds the code (PANDA), and the discovery stage's pseudo maps: one code per
-patch-grid cell, 255 = no label, with a JSON sidecar ``<mask>.json`` naming the codes
-(``{"names": [...]}`` or a list or ``{code: name}``; optional ``"downsample"``: level-0 pixels
-per mask pixel, for grids anchored at the top-left that overhang the slide).
+Accepted: single-channel index images (modes 1, L, P: the palette index, I;16, I; a grey mask
+saved as RGB counts as one), and the discovery stage's pseudo maps: one code per patch-grid
+cell, 255 = no label, with a JSON sidecar ``<mask>.json`` naming the codes (``{"names":
+[...]}`` or a list or ``{code: name}``; optional ``"downsample"``: level-0 pixels per mask
+pixel, for grids anchored at the top-left that overhang the slide). A mask painted in colours
+is refused unless ``label_colors`` maps its colours to classes (``{class: [r, g, b] |
+"#rrggbb"}``) or says ``red`` (PANDA: the code is in the red channel): read by one channel,
+a green stroma region would silently become another class. Lossy JPEG masks warn: their
+compression moves class boundaries and invents codes between classes.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,26 +27,113 @@ from htd_core.types import ClassMap
 NO_LABEL = 255  # code meaning "no label here": the cell keeps its tissue/background value
 
 
-def read_label_mask(path: str | Path) -> np.ndarray:
-    """The mask's integer codes as a 2-D array."""
-    from PIL import Image, UnidentifiedImageError
+def read_label_mask(path: str | Path, colors: Any = None, unknown: str = "error") -> np.ndarray:
+    """The mask's integer codes as a 2-D array.
+
+    Args:
+        colors: for a mask painted in colours: ``{class name: [r, g, b] or "#rrggbb"}`` (code
+            i = the i-th colour, named by :func:`color_code_names`), or ``"red"`` (PANDA: the
+            code is the red channel). None refuses colour masks.
+        unknown: colours absent from ``colors``: ``error`` or ``ignore`` (an unnamed code).
+
+    Raises:
+        InputError: unreadable, float codes, or colours without (or outside) a colour table.
+    """
+    from htd_core.images import read_label_image
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"label mask {path} does not exist")
-    Image.MAX_IMAGE_PIXELS = None  # masks of whole slides are large by nature
     try:
-        with Image.open(path) as im:
-            array = np.asarray(im)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InputError(f"label mask {path} cannot be read as an image: {exc}") from exc
+        array = read_label_image(path, large=True)
+    except InputError as exc:
+        raise InputError(f"label mask {path} cannot be read as an image: {exc}") from None
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        warnings.warn(
+            f"label mask {path} is a lossy JPEG: its compression moves class boundaries and "
+            "creates codes between classes; export the mask as PNG or TIFF",
+            stacklevel=2,
+        )
     if array.ndim == 3:
-        array = array[..., 0]  # PANDA: code in the red channel
+        array = _colour_codes(array, colors, unknown, path)
     if not np.issubdtype(array.dtype, np.integer) and array.dtype != bool:
         raise InputError(
             f"label mask {path} holds {array.dtype} values; class codes must be integers"
         )
     return array.astype(np.int64)
+
+
+def color_code_names(colors: Any) -> dict[int, str] | None:
+    """Code -> class name of a ``label_colors`` table (None for ``"red"`` or None)."""
+    if not isinstance(colors, Mapping):
+        return None
+    return {i: str(name) for i, name in enumerate(colors)}
+
+
+def check_label_colors(colors: Any) -> None:
+    """Raise unless ``colors`` is None, ``"red"`` or ``{name: [r, g, b] | "#rrggbb"}``."""
+    if colors is None or colors == "red":
+        return
+    if not isinstance(colors, Mapping) or not colors:
+        raise InputError(
+            f"label_colors={colors!r}: give {{class: [r, g, b] or '#rrggbb'}}, or 'red' for "
+            "codes in the red channel (PANDA)"
+        )
+    for name, value in colors.items():
+        _rgb(value, name)
+
+
+def _rgb(value: Any, name: Any) -> tuple[int, int, int]:
+    if isinstance(value, str) and len(value) == 7 and value.startswith("#"):
+        try:
+            return tuple(int(value[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+        except ValueError:
+            pass
+    elif (
+        isinstance(value, Sequence)
+        and len(value) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
+    ):
+        return int(value[0]), int(value[1]), int(value[2])
+    raise InputError(f"label_colors[{name!r}]={value!r}: give [r, g, b] (0-255) or '#rrggbb'")
+
+
+def _colour_codes(rgb: np.ndarray, colors: Any, unknown: str, path: Path) -> np.ndarray:
+    """Codes of a colour mask from its colour table (or its red channel for ``"red"``)."""
+    if colors == "red":
+        return rgb[..., 0]
+    packed = (
+        (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    )
+    found, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+
+    def listing(rows: Sequence[int]) -> str:
+        rgb_of = (
+            (int(found[i]) >> 16, (int(found[i]) >> 8) & 255, int(found[i]) & 255) for i in rows
+        )
+        text = ", ".join(f"{c} x {counts[i]} px" for c, i in zip(rgb_of, rows[:6], strict=False))
+        return text + (f" and {len(rows) - 6} more" if len(rows) > 6 else "")
+
+    if not isinstance(colors, Mapping):
+        raise InputError(
+            f"label mask {path} is painted in colours ({listing(list(order))}): a label mask "
+            "holds one class code per pixel (an index image: L, P or I mode). Give "
+            "label_colors={class: [r, g, b]} to map its colours, or label_colors='red' if the "
+            "red channel holds the code (PANDA)"
+        )
+    table = {}
+    for i, (name, value) in enumerate(colors.items()):
+        r, g, b = _rgb(value, name)
+        table[(r << 16) | (g << 8) | b] = i
+    codes = np.array([table.get(int(v), len(colors)) for v in found], np.int64)
+    stray = [int(i) for i in order if codes[i] == len(colors)]
+    if stray and unknown == "error":
+        raise InputError(
+            f"label mask {path} has colours {listing(stray)} that are not in label_colors "
+            f"{dict(colors)}: add them, or set unknown_labels='ignore'"
+        )
+    return codes[inverse].reshape(rgb.shape[:2])
 
 
 def load_code_names(

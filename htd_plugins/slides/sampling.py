@@ -36,6 +36,7 @@ class SlidePlan:
     xy: np.ndarray
     candidates: int
     accepted: int
+    unlabelled: int = 0  # candidates below min_labeled (no tissue or annotation under them)
 
 
 @dataclass(kw_only=True, eq=False)
@@ -45,7 +46,8 @@ class SlideSampler(PatchSampler):
     ``slide`` is a path, a list of paths, or a ``.csv`` with columns ``slide`` and optionally
     ``annotations`` (``;``-separated), ``label_mask``, ``slide_mpp``. Per-slide options
     (``annotations``, ``label_mask``, ``slide_mpp``) are one value for one slide, or a list
-    aligned with the slides.
+    aligned with the slides. ``region`` (x0, y0, x1, y1), fractions of each slide's width and
+    height, keeps the windows that lie wholly inside it (a spatial train / held-out split).
     """
 
     slide: PathLike | Sequence[PathLike]
@@ -53,6 +55,7 @@ class SlideSampler(PatchSampler):
     annotations: PathLike | Sequence[Any] | None = None
     label_mask: PathLike | Sequence[PathLike | None] | None = None
     label_classes: Any = None
+    label_colors: Any = None
     label_map: Mapping[str, str] | None = None
     unknown_labels: str = "error"
     unannotated: str = "ignore"
@@ -74,6 +77,7 @@ class SlideSampler(PatchSampler):
     limit: int | None = None
     limit_per_slide: int | None = None
     seed: int = 0
+    region: Sequence[float] | None = None
     _plans: dict[int, SlidePlan] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -114,6 +118,9 @@ class SlideSampler(PatchSampler):
             raise InputError(f"unknown_labels={self.unknown_labels!r}: use 'error' or 'ignore'")
         check_method(self.tissue)
         self._check_resolution()
+        r = self.region
+        if r is not None and not (len(r) == 4 and 0 <= r[0] < r[2] <= 1 and 0 <= r[1] < r[3] <= 1):
+            raise InputError(f"region={r!r}: give [x0, y0, x1, y1] with 0 <= x0 < x1 <= 1, same y")
         self._check_annotation_options()
         check_files_exist(self.inputs)
         self._spec(self.inputs[0]).index_of("unannotated", self.unannotated)
@@ -134,6 +141,11 @@ class SlideSampler(PatchSampler):
             raise InputError(f"level={self.level!r}: give a pyramid level 0, 1, ...")
 
     def _check_annotation_options(self) -> None:
+        from htd_plugins.slides.label_masks import check_label_colors
+
+        check_label_colors(self.label_colors)
+        if isinstance(self.label_colors, Mapping) and self.label_classes is not None:
+            raise InputError("give label_colors (a colour per class) or label_classes, not both")
         if self.label_map is not None and not isinstance(self.label_map, Mapping):
             raise InputError(f"label_map={self.label_map!r}: give a mapping {{label: class name}}")
         if isinstance(self.precedence, str):
@@ -150,10 +162,10 @@ class SlideSampler(PatchSampler):
 
     def _default_classes(self) -> list[str]:
         """Class names from the first label mask's names (e.g. a discovery pseudo map)."""
-        from htd_plugins.slides.label_masks import load_code_names
+        from htd_plugins.slides.label_masks import color_code_names, load_code_names
 
         mask = next((i.label_mask for i in self.inputs if i.label_mask is not None), None)
-        names = (
+        names = color_code_names(self.label_colors) or (
             load_code_names(self.label_classes, mask)[0]
             if mask is not None and mask.exists()
             else None
@@ -176,6 +188,7 @@ class SlideSampler(PatchSampler):
             annotations=item.annotations,
             label_mask=item.label_mask,
             label_classes=self.label_classes,
+            label_colors=self.label_colors,
             label_map=self.label_map,
             unknown_labels=self.unknown_labels,
             unannotated=self.unannotated,
@@ -211,6 +224,10 @@ class SlideSampler(PatchSampler):
         grid = SlideGrid(mpp, slide.base_mpp, width, height, int(self.cell_px))
         cells, _ = build_class_map(slide, grid, self._spec(item))
         xy = self.candidates(grid, np.random.default_rng([self.seed, index]))
+        if self.region is not None:  # windows wholly inside the region
+            x0, y0, x1, y1 = np.asarray(self.region) * ([grid.width, grid.height] * 2)
+            y, x, p = xy[:, 0], xy[:, 1], self.patch_size
+            xy = xy[(x >= x0) & (x + p <= x1) & (y >= y0) & (y + p <= y1)]
         window = self.patch_size // grid.cell_px
         block = math.gcd(window, self.stride // grid.cell_px) if self.positions == "grid" else 1
         counts = window_counts(cells, len(self._class_map), xy // grid.cell_px, window, block)
@@ -219,7 +236,8 @@ class SlideSampler(PatchSampler):
         chosen = limit_overlap(
             xy[:, ::-1], order, self.patch_size, self.max_overlap, self.limit_per_slide
         )
-        plan = SlidePlan(slide, grid, cells, xy[chosen][:, ::-1], len(xy), len(order))
+        unlabelled = int(((labelled < self.min_labeled) | (labelled <= 0)).sum())
+        plan = SlidePlan(slide, grid, cells, xy[chosen][:, ::-1], len(xy), len(order), unlabelled)
         self._plans[index] = plan
         return plan
 
@@ -236,6 +254,11 @@ class SlideSampler(PatchSampler):
         flat = rng.choice(rows * cols, size=n, replace=False)
         return np.stack([flat // cols * c, flat % cols * c], axis=1).astype(np.int64)
 
+    def expected_samples(self) -> int:
+        """Samples this sampler yields: every slide's plan (cached; iteration reuses it)."""
+        total = sum(len(self.plan(i).xy) for i in range(len(self.inputs)))
+        return total if self.limit is None else min(total, self.limit)
+
     # -- iteration ----------------------------------------------------------------------
     def __iter__(self) -> Iterator[TissueSample]:
         return self.iter_from(0)
@@ -251,6 +274,22 @@ class SlideSampler(PatchSampler):
                 if produced >= start:
                     yield self.read_sample(plan, int(x), int(y))
                 produced += 1
+        if produced == 0:
+            raise InputError(self.why_empty())
+
+    def why_empty(self) -> str:
+        """Why no window was selected: the windows scanned and how many each rule rejected."""
+        plans = [self.plan(i) for i in range(len(self.inputs))]
+        scanned = sum(p.candidates for p in plans)
+        unlabelled = sum(p.unlabelled for p in plans)
+        rule = getattr(self, "rule", None) or f"{type(self).__name__}.select"
+        return (
+            f"0 samples: {scanned} windows of {self.patch_size} px scanned on {len(plans)} "
+            f"slide(s); {unlabelled} had less than min_labeled={self.min_labeled} of their area "
+            f"labelled (no tissue, annotation or label there), the other {scanned - unlabelled} "
+            f"were rejected by {rule}. Check the annotations and classes, or relax the rule "
+            "(min_labeled, min_frac / max_frac, min_classes)"
+        )
 
     def read_sample(self, plan: SlidePlan, x: int, y: int) -> TissueSample:
         """The full-resolution patch at (x, y) and its mask from the class map."""

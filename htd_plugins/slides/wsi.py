@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from htd_core.errors import InputError
-from htd_core.images import opaque_id
+from htd_core.images import opaque_id, read_rgb, to_rgb8
 
 #: Default read resolution (um/px), the paper's 20x.
 DEFAULT_MPP = 0.5
@@ -29,6 +29,8 @@ DEFAULT_MPP = 0.5
 #: differs slightly between slides: asking 0.5 um/px of a 0.503 um/px scan is fine).
 MPP_TOLERANCE = 0.98
 _NOT_SLIDES = {".db", ".json", ".geojson", ".xml", ".csv"}
+#: Files opened as virtual slides from pixels decoded by htd (tiatoolbox drops their alpha).
+PLAIN_IMAGES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
 class Slide:
@@ -219,11 +221,23 @@ def _quiet_tiatoolbox() -> Iterator[None]:
 
 
 def _open_reader(path: Path, slide_mpp: float | None) -> Any:
-    from tiatoolbox.wsicore.wsireader import WSIReader
+    """tiatoolbox's reader; a plain image (a virtual slide) is decoded by
+    :func:`htd_core.images.read_rgb` first (alpha on white, 16-bit scaled, grey flagged),
+    since tiatoolbox's own decoding drops alpha (a transparent background turns black)."""
+    from tiatoolbox.wsicore.wsireader import VirtualWSIReader, WSIReader
 
     mpp = (float(slide_mpp), float(slide_mpp)) if slide_mpp is not None else None
     try:
-        return WSIReader.open(path, mpp=mpp)
+        if path.suffix.lower() in PLAIN_IMAGES:
+            return WSIReader.open(read_rgb(path, large=True), mpp=mpp)
+        reader = WSIReader.open(path, mpp=mpp)
+        if isinstance(reader, VirtualWSIReader):  # a plain (untiled) TIFF
+            known = reader.info.mpp
+            known = None if known is None or known[0] is None else tuple(map(float, known))
+            return WSIReader.open(read_rgb(path, large=True), mpp=mpp or known)
+        return reader
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(
             f"cannot open slide {path} ({type(exc).__name__}: {exc}): it is corrupt or not a "
@@ -232,11 +246,6 @@ def _open_reader(path: Path, slide_mpp: float | None) -> Any:
 
 
 def as_rgb(region: np.ndarray) -> np.ndarray:
-    """uint8 H x W x 3 from grey, RGBA or RGB reads."""
-    region = np.asarray(region)
-    if region.ndim == 2:
-        region = np.repeat(region[..., None], 3, axis=2)
-    region = region[..., :3]
-    if region.dtype != np.uint8:
-        region = np.clip(region, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(region)
+    """uint8 H x W x 3 RGB from any read (grey, RGBA: composited on white, 16-bit...), through
+    the one pixel conversion :func:`htd_core.images.to_rgb8`."""
+    return to_rgb8(region, "slide region")

@@ -126,3 +126,48 @@ def test_fit_takes_a_split_and_save_pretrained_needs_registered_components(
     assert not (tmp_path / "n").exists()
     with pytest.raises(InputError, match="not a saved pipeline"):
         Pipeline.from_pretrained(tmp_path / "nothing")
+
+
+def test_fit_checks_output_dir_first_and_names_classes_no_sample_holds(tmp_path, builtin_manager):
+    """``htd train`` with a class no sample holds trained an always-empty channel in silence;
+    an output_dir that is a file or a user's folder failed only after the work."""
+    import numpy as np
+
+    from htd_core import Backbone, ClassMap, TissueSample
+    from htd_core.coverage import EmptyClassWarning
+
+    class Fake(Backbone):
+        name, options, calls = "fake", {}, 0
+
+        def fit(self, samples, builder, **options):
+            Fake.calls += 1
+            list(samples)
+            return {"steps": 1}
+
+        def generate(self, conditions, *, seed=0, **options):
+            return np.zeros((len(conditions), 8, 8, 3), np.uint8)
+
+        def save(self, path):
+            pass
+
+        @classmethod
+        def load(cls, path, device=None):
+            return cls()
+
+    cm = ClassMap(("tumor", "stroma", "necrosis"))
+    mask = np.zeros((8, 8), np.uint8)
+    mask[:, 4:] = 1
+    samples = [TissueSample(np.zeros((8, 8, 3), np.uint8), mask, cm, {}) for _ in range(3)]
+    pipe = Pipeline(condition_builders=["semantic_map"], backbone=Fake())
+    with pytest.warns(EmptyClassWarning, match=r"'necrosis' has no region in any of the 3 samples"):
+        pipe.fit(samples)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "users").mkdir()
+    (tmp_path / "users" / "important.txt").write_text("keep")
+    for bad, message in (("file", "is a file"), ("users", "important.txt")):
+        with pytest.raises(InputError, match=message):
+            pipe.fit(samples, output_dir=str(tmp_path / bad))
+    assert Fake.calls == 1 and (tmp_path / "file").read_text() == "x"
+    with pytest.warns(EmptyClassWarning):
+        pipe.fit(samples, output_dir=str(tmp_path / "run"))
+    assert (tmp_path / "run" / "htd-output.json").is_file()

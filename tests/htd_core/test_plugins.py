@@ -85,6 +85,26 @@ def test_blocked_by_name():
     assert manager.plugin_infos()[0].status == "blocked"
 
 
+def test_unknown_disabled_name_warns_with_the_closest_plugin():
+    from htd_core.plugins import DisabledPluginWarning
+
+    manager = PluginManager(disabled={"crpo", "semantic_map"})
+    with pytest.warns(DisabledPluginWarning, match=r"'crpo', which is no installed.*'crop'") as w:
+        manager.load_entry_points()
+    assert len(w) == 1  # semantic_map is a real plugin: blocked, no warning
+    assert manager.infos["semantic_map"].status == "blocked"
+
+
+def test_component_of_a_blocked_plugin_says_it_is_blocked():
+    from htd_core.errors import UnknownComponentError
+
+    manager = PluginManager(disabled={"crop"})
+    with pytest.raises(UnknownComponentError, match="'crop' is blocked by HTD_DISABLED_PLUGINS"):
+        manager.condition_builders.entry("crop")
+    with pytest.raises(UnknownComponentError, match=r"Available: .*\(blocked by HTD_DISABLED"):
+        manager.condition_builders.entry("crap")
+
+
 def fake_distribution(root: Path, name: str, module_source: str, hook_source: str = "") -> None:
     """A minimal installed distribution (dist-info + module) on a sys.path folder."""
     dist = root / f"{name}-0.1.dist-info"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ def train_vae(
     max_seconds: float | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 200,
+    clock: Any = None,
 ) -> dict[str, Any]:
     """Train ``vae`` in place on uint8 ``images`` (N x H x W x 3) with L1 + L2 + KL losses.
 
@@ -109,9 +111,11 @@ def train_vae(
     it is trained on crops and used on whole patches) with random flips, from a generator
     seeded by ``(seed, step)``: the same call gives the same weights, and a run resumed from
     ``checkpoint`` (written atomically every ``checkpoint_every`` steps) continues exactly.
+    Training stops at ``steps`` or when ``max_seconds`` (or the given ``clock``, a
+    :class:`~htd_plugins.backbones.ldm.training.Clock`) is spent.
     Returns a summary and sets the measured scaling factor in the autoencoder's config.
     """
-    import time
+    from htd_plugins.backbones.ldm.training import Clock
 
     if len(images) == 0:
         raise InputError("no images to train the autoencoder on")
@@ -123,13 +127,15 @@ def train_vae(
     crop -= crop % factor
     opt = torch.optim.AdamW(vae.parameters(), lr=learning_rate, weight_decay=0.0)
     losses: list[float] = []
-    start_time = time.monotonic()
+    clock = clock if clock is not None else Clock(max_seconds)
     first = 0
     if checkpoint is not None and Path(checkpoint).is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
         vae.load_state_dict(state["vae"])
         opt.load_state_dict(state["optimizer"])
         first = int(state["step"])
+        if first < steps:
+            _note(f"autoencoder: resuming from step {first} of {steps} ({Path(checkpoint).name})")
     step = first - 1
     for step in range(first, steps):
         rng = np.random.default_rng([seed, step])
@@ -159,7 +165,7 @@ def train_vae(
         losses.append(float(loss.detach()))
         if progress is not None:
             progress(step, losses[-1])
-        stop = max_seconds is not None and time.monotonic() - start_time > max_seconds
+        stop = clock.expired()
         if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or stop):
             atomic_save_torch(
                 checkpoint,
@@ -174,7 +180,7 @@ def train_vae(
         "steps": step + 1,
         "final_loss": float(np.mean(losses[-10:])) if losses else None,
         "scaling_factor": scaling,
-        "seconds": round(time.monotonic() - start_time, 1),
+        "seconds": round(clock.elapsed, 1),
     }
 
 
@@ -189,13 +195,53 @@ def reconstruction_error(vae, images: np.ndarray, batch_size: int = 32) -> float
     return float(np.mean(errors))
 
 
+@torch.no_grad()
+def reconstruct_images(
+    vae, images: np.ndarray, multiple: int = 8, batch_size: int = 16
+) -> np.ndarray:
+    """uint8 N x H x W x 3 -> encode (posterior mean) -> decode -> uint8, same shape.
+
+    Sides that are not a multiple of ``multiple`` (the autoencoder's downsampling) are padded
+    by reflection to the next multiple and the padding is cut off again, so every pixel of
+    the input has its reconstruction.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise InputError(
+            f"reconstruct: expected uint8 images N x H x W x 3, got {images.dtype} {images.shape}"
+        )
+    h, w = images.shape[1:3]
+    pad_h, pad_w = -h % multiple, -w % multiple
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_model_range(images[start : start + batch_size]).to(vae.device, vae.dtype)
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        recon = vae.decode(vae.encode(x).latent_dist.mean).sample
+        out.append(to_uint8(recon[:, :, :h, :w]))
+    return np.concatenate(out) if out else images.copy()
+
+
 def prepare_vae(
-    backbone: Any, images: np.ndarray, opts: Any, device: torch.device, is_main: bool = True
+    backbone: Any,
+    images: np.ndarray,
+    opts: Any,
+    device: torch.device,
+    is_main: bool = True,
+    clock: Any = None,
 ) -> dict[str, Any]:
     """Give ``backbone`` its autoencoder: the one of a run being resumed (``output_dir/vae``),
     the ``vae`` option's, or a new one trained on ``images``; returns a summary. (With several
-    processes each trains the same seeded autoencoder; train it once with ``htd train-vae``.)"""
+    processes each trains the same seeded autoencoder; train it once with ``htd train-vae``.)
+
+    A new autoencoder trains for ``opts.vae_steps`` or until its share of ``clock`` (the whole
+    fit's bound; the share is ``TrainOptions.vae_seconds``, counted from when it starts) is
+    spent.
+    """
     from htd_core.io import atomic_write_folder
+    from htd_plugins.backbones.ldm.progress import BoundedProgress
+    from htd_plugins.backbones.ldm.training import Clock
 
     if backbone.vae is not None:
         return {"source": "existing", "scaling_factor": float(backbone.vae.config.scaling_factor)}
@@ -203,27 +249,35 @@ def prepare_vae(
     saved = Path(opts.output_dir) / "vae" if opts.output_dir else None
     if saved is not None and opts.resume and (saved / "config.json").is_file():
         vae, summary = load_vae(saved), {"source": str(saved)}
+        if opts.progress:
+            _note(f"autoencoder: reusing the one trained before in {saved}")
     elif options["vae"]:
         vae, summary = load_vae(options["vae"]).to(device), {"source": options["vae"]}
         vae.register_to_config(
             scaling_factor=options["scaling_factor"] or measure_scaling_factor(vae, images)
         )
     else:
-        from tqdm.auto import tqdm
-
         vae = build_vae(preset.vae, backbone.image_size, seed=opts.seed)
-        limit = f" (max {opts.vae_max_minutes:g} min)" if opts.vae_max_minutes else ""
-        bar = tqdm(total=opts.vae_steps, desc=f"autoencoder{limit}", disable=not opts.progress)
+        clock = (clock if clock is not None else Clock(None)).stage(opts.vae_seconds())
+        steps = opts.vae_steps or 0
+        bar = BoundedProgress("autoencoder", steps, clock, disable=not opts.progress)
         summary = train_vae(
-            vae, images, steps=opts.vae_steps or 0, batch_size=opts.batch_size,
+            vae, images, steps=steps, batch_size=opts.batch_size,
             learning_rate=opts.vae_learning_rate, crop_size=preset.train.get("vae_crop_size"),
-            seed=opts.seed, device=device, max_seconds=opts.vae_max_minutes and opts.vae_max_minutes * 60,
-            progress=lambda step, loss: bar.update(1) or bar.set_postfix(loss=f"{loss:.4f}"),
+            seed=opts.seed, device=device, clock=clock,
+            progress=lambda step, loss: bar.update(step + 1, loss=f"{loss:.4f}"),
         )  # fmt: skip
         bar.close()
         if options["scaling_factor"]:
             vae.register_to_config(scaling_factor=options["scaling_factor"])
     if saved is not None and is_main and not (saved / "config.json").is_file():
-        atomic_write_folder(saved, vae.save_pretrained)
+        atomic_write_folder(saved, vae.save_pretrained, kind="autoencoder")
     backbone.vae = vae.to(device).eval().requires_grad_(False)
     return {**summary, "scaling_factor": float(vae.config.scaling_factor)}
+
+
+def _note(text: str) -> None:
+    """One line on stderr that does not break a progress bar."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(text, file=sys.stderr)

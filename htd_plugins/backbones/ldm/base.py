@@ -80,7 +80,7 @@ class LatentDiffusionBackbone(Backbone):
         device: str = "auto",
     ) -> None:
         from htd_plugins.backbones.ldm.presets import get_preset
-        from htd_plugins.backbones.ldm.sampling import SCHEDULERS
+        from htd_plugins.backbones.ldm.sampling import SCHEDULERS, checked_guidance
 
         self.preset = get_preset(preset)
         self.image_size = int(image_size or self.preset.image_size)
@@ -102,6 +102,7 @@ class LatentDiffusionBackbone(Backbone):
             raise InputError(
                 f"{self.name}: num_inference_steps and batch_size must be >= 1, guidance_scale >= 0"
             )
+        guidance_scale = checked_guidance(self.name, guidance_scale, condition_dropout)
         self.options = {
             "preset": preset, "vae": None if vae is None else str(vae), "image_size": self.image_size,
             "prediction_type": prediction_type, "condition_dropout": condition_dropout,
@@ -118,6 +119,8 @@ class LatentDiffusionBackbone(Backbone):
         self.token_dim = 0
         self.class_map: ClassMap | None = None
         self.history: list[dict[str, Any]] = []
+        #: um/px of the training patches (median of their ``meta['mpp']``; None when unknown).
+        self.mpp: float | None = None
 
     # -- subclass hooks -------------------------------------------------------------------
     @abstractmethod
@@ -138,7 +141,11 @@ class LatentDiffusionBackbone(Backbone):
     def fit(
         self, samples: Iterable[TissueSample], builder: ConditionBuilder, **options: Any
     ) -> dict[str, Any]:
-        """Train on ``samples`` with conditions from ``builder``; see ``TrainOptions``."""
+        """Train on ``samples`` with conditions from ``builder``; see ``TrainOptions``.
+
+        ``max_minutes`` bounds the whole call: reading the samples, the autoencoder (its share:
+        ``TrainOptions.vae_seconds``) and the diffusion training, which gets what is left.
+        """
         from htd_plugins.backbones.ldm.augment import Augmentation
         from htd_plugins.backbones.ldm.autoencoder import prepare_vae
         from htd_plugins.backbones.ldm.sampling import training_scheduler
@@ -147,14 +154,17 @@ class LatentDiffusionBackbone(Backbone):
             fingerprint,
             make_accelerator,
             prepare_samples,
+            step_transform,
             train_denoiser,
         )
-        from htd_plugins.backbones.ldm.training import TrainOptions
+        from htd_plugins.backbones.ldm.training import Clock, TrainOptions
 
         opts = TrainOptions.from_options(options, self.preset.train)
+        clock = Clock.minutes(opts.max_minutes)  # the whole fit's wall-time bound
         given = opts.augment
         augment = given if isinstance(given, Augmentation) else Augmentation(**(given or {}))
         data = prepare_samples(samples, self.image_size, opts.max_samples)
+        for_step = step_transform(samples)  # e.g. the curriculum's granularity at step t
         class_map = data[0].class_map
         channels = tuple(builder.channels(class_map))
         token_names = tuple(builder.token_names(class_map))
@@ -164,14 +174,16 @@ class LatentDiffusionBackbone(Backbone):
                                                                "scheduler", "num_inference_steps")},
             "backbone": self.name, "channels": list(channels), "token_names": list(token_names),
             "token_dim": token_dim, "num_samples": len(data), "data": fingerprint(data),
+            "for_step": None if for_step is None else for_step.__qualname__,
             **{k: v for k, v in opts.trajectory_config().items() if k != "augment"},
             "augment": vars(augment),
         }  # fmt: skip
         accelerator = make_accelerator(opts)
         images = np.stack([d.image[: self.image_size, : self.image_size] for d in data])
         vae_summary = prepare_vae(
-            self, images, opts, accelerator.device, accelerator.is_main_process
-        )
+            self, images, opts, accelerator.device, accelerator.is_main_process,
+            clock=clock,
+        )  # fmt: skip
         if self.denoiser is None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(opts.seed)
@@ -185,16 +197,17 @@ class LatentDiffusionBackbone(Backbone):
             )
         self.channels, self.token_names, self.token_dim = channels, token_names, token_dim
         self.class_map = class_map
+        self.mpp = training_mpp(data)
         noise = training_scheduler(1000, "scaled_linear", self.options["prediction_type"])
         self.denoiser.to(accelerator.device)
         source = BatchSource(
             data, builder, self.vae, augment, batch_size=opts.batch_size, image_size=self.image_size,
-            seed=opts.seed, cache=opts.cache_latents, device=accelerator.device,
+            seed=opts.seed, cache=opts.cache_latents, device=accelerator.device, for_step=for_step,
         )  # fmt: skip
         summary, ema = train_denoiser(
             self.denoiser, noise, source, opts, accelerator=accelerator, learning_rate=opts.learning_rate,
             warmup_steps=opts.warmup_steps or 0, condition_dropout=self.options["condition_dropout"],
-            config=config,
+            config=config, clock=clock,
         )  # fmt: skip
         self.denoiser = accelerator.unwrap_model(self.denoiser)
         if ema is not None:
@@ -222,6 +235,7 @@ class LatentDiffusionBackbone(Backbone):
         noise; not on the batching, up to float rounding), so a generation can resume part-way."""
         from htd_plugins.backbones.ldm.autoencoder import to_uint8
         from htd_plugins.backbones.ldm.sampling import (
+            checked_guidance,
             collate_for_generation,
             decode,
             make_scheduler,
@@ -235,6 +249,7 @@ class LatentDiffusionBackbone(Backbone):
         o = self.options
         sched = make_scheduler(scheduler or o["scheduler"], self.noise_config)
         g = o["guidance_scale"] if guidance_scale is None else guidance_scale
+        g = checked_guidance(self.name, g, o["condition_dropout"], asked=guidance_scale is not None)
         steps, bs = num_inference_steps or o["num_inference_steps"], batch_size or o["batch_size"]
         spatial, tokens, keep, size = collate_for_generation(
             conditions, self.channels, self.token_names, self.token_dim, self.image_size,
@@ -257,6 +272,56 @@ class LatentDiffusionBackbone(Backbone):
             )  # fmt: skip
             out.append(to_uint8(decode(self.vae, latents)))
         return np.concatenate(out)
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        """Images through the autoencoder (posterior mean, decoded; same shape)."""
+        from htd_plugins.backbones.ldm.autoencoder import reconstruct_images
+
+        self._require_model()
+        return reconstruct_images(self.vae, images, self.preset.vae_factor)
+
+    @torch.no_grad()
+    def predict_noise(
+        self,
+        latents: torch.Tensor,
+        t: Any,
+        conditions: Sequence[Condition],
+        *,
+        guidance_scale: float | None = None,
+    ) -> torch.Tensor:
+        """One guided model evaluation, for callers that run their own sampling loop (slide
+        synthesis denoises overlapping windows of one latent canvas).
+
+        Args:
+            latents: float B x C x h x w noisy latents after ``scheduler.scale_model_input``.
+            t: the scheduler's timestep.
+            conditions: one per row, each of ``h * vae_factor`` x ``w * vae_factor`` px.
+            guidance_scale: as in :meth:`generate` (default: the model's).
+
+        Returns:
+            The model output (epsilon or v, as trained), B x C x h x w on ``self.device``.
+        """
+        from htd_plugins.backbones.ldm.sampling import (
+            checked_guidance,
+            collate_for_generation,
+            guided_output,
+        )
+
+        self._require_model()
+        g = self.options["guidance_scale"] if guidance_scale is None else guidance_scale
+        g = checked_guidance(
+            self.name, g, self.options["condition_dropout"], asked=guidance_scale is not None
+        )
+        spatial, tokens, keep, _ = collate_for_generation(
+            list(conditions), self.channels, self.token_names, self.token_dim, self.image_size,
+            self.preset.size_multiple,
+        )  # fmt: skip
+        predict = functools.partial(
+            self._predict,
+            spatial=None if spatial is None else spatial.to(self.device),
+            tokens=None if tokens is None else tokens.to(self.device),
+        )
+        return guided_output(predict, latents.to(self.device), t, keep, g)
 
     def _predict(self, x, t, keep, *, spatial, tokens):
         """Denoiser output for latents ``x``; the condition rows are repeated when guidance
@@ -300,3 +365,9 @@ class LatentDiffusionBackbone(Backbone):
         from htd_plugins.backbones.ldm.model_folder import load_model
 
         return load_model(cls, path, device)
+
+
+def training_mpp(samples: Sequence[TissueSample]) -> float | None:
+    """Median ``meta['mpp']`` of the training samples (None when none says it)."""
+    values = [float(s.meta["mpp"]) for s in samples if s.meta.get("mpp") not in (None, "")]
+    return float(np.median(values)) if values else None

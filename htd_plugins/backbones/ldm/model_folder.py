@@ -59,10 +59,11 @@ def save_model(backbone: Any, path: str | Path) -> None:
             "options": backbone.options, "components": ["vae", *backbone.denoiser.parts],
             "channels": list(backbone.channels), "token_names": list(backbone.token_names),
             "token_dim": backbone.token_dim, "history": backbone.history,
+            "mpp": getattr(backbone, "mpp", None),
             "class_map": backbone.class_map.to_dict() if backbone.class_map else None,
         })  # fmt: skip
 
-    atomic_write_folder(path, write)
+    atomic_write_folder(path, write, kind="model", legacy=(CONFIG_NAME,))
 
 
 def load_model(cls: Any, path: str | Path, device: str | None = None) -> Any:
@@ -86,6 +87,7 @@ def load_model(cls: Any, path: str | Path, device: str | None = None) -> Any:
         tuple(config["token_names"]),
     )
     backbone.token_dim, backbone.history = int(config["token_dim"]), list(config.get("history", []))
+    backbone.mpp = config.get("mpp")  # um/px of the training patches (None: not recorded)
     backbone.class_map = (
         ClassMap.from_dict(config["class_map"]) if config.get("class_map") else None
     )

@@ -9,6 +9,7 @@ null token), the one condition dropout trained.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +53,32 @@ def make_scheduler(name: str, base_config: dict[str, Any]):
     return cls.from_config({**{k: base_config[k] for k in keys}, **extra})
 
 
+def checked_guidance(
+    backbone: str, guidance_scale: float, condition_dropout: float, *, asked: bool = False
+) -> float:
+    """The guidance scale to sample with. ``guidance_scale > 1`` extrapolates from the null
+    condition's prediction, which a model trained with ``condition_dropout=0`` never learned:
+    asked for at generation time (``asked``) that is an error; as a constructor option (or a
+    saved model's) it falls back to 1 with a warning that says so."""
+    if guidance_scale <= 1 or condition_dropout > 0:
+        return guidance_scale
+    if asked:
+        raise InputError(
+            f"{backbone}: guidance_scale={guidance_scale} needs a trained null condition, but "
+            "this model was trained with condition_dropout=0 (its null branch never learned "
+            "anything): generate with guidance_scale=1 (htd generate --guidance 1), or retrain "
+            "with condition_dropout > 0"
+        )
+    warnings.warn(
+        f"{backbone}: guidance_scale={guidance_scale} extrapolates from the null condition, "
+        "which condition_dropout=0 never trains; using guidance_scale=1 (no guidance). Train "
+        "with condition_dropout > 0 (e.g. 0.1) to use guidance",
+        UserWarning,
+        stacklevel=3,
+    )
+    return 1.0
+
+
 @torch.no_grad()
 def sample_latents(
     predict: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
@@ -84,19 +111,36 @@ def sample_latents(
     latents = randn_tensor((b, *shape), generator=generators, device=device, dtype=dtype)
     latents = latents * scheduler.init_noise_sigma
     scheduler.set_timesteps(num_inference_steps, device=device)
-    guided = guidance_scale > 1 and bool(keep.any())
-    extra = {"eta": 0.0} if "eta" in scheduler.step.__code__.co_varnames else {}
+    extra = step_options(scheduler)
     for t in scheduler.timesteps:
         model_input = scheduler.scale_model_input(latents, t)
-        if guided:
-            both = torch.cat([model_input, model_input])
-            flags = torch.cat([torch.zeros_like(keep), keep]).to(device)
-            null, cond = predict(both, t, flags).chunk(2)
-            out = null + guidance_scale * (cond - null)
-        else:
-            out = predict(model_input, t, keep.to(device))
+        out = guided_output(predict, model_input, t, keep, guidance_scale)
         latents = scheduler.step(out, t, latents, **extra, return_dict=False)[0]
     return latents
+
+
+def guided_output(
+    predict: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    model_input: torch.Tensor,
+    t: Any,
+    keep: torch.Tensor,
+    guidance_scale: float,
+) -> torch.Tensor:
+    """One model evaluation with classifier-free guidance (see :func:`sample_latents`):
+    ``null + g * (cond - null)`` with both branches in one batch when ``g > 1`` and some row
+    has a condition, else the conditional branch alone."""
+    device = model_input.device
+    if guidance_scale > 1 and bool(keep.any()):
+        both = torch.cat([model_input, model_input])
+        flags = torch.cat([torch.zeros_like(keep), keep]).to(device)
+        null, cond = predict(both, t, flags).chunk(2)
+        return null + guidance_scale * (cond - null)
+    return predict(model_input, t, keep.to(device))
+
+
+def step_options(scheduler: Any) -> dict[str, Any]:
+    """Keyword options of ``scheduler.step`` for deterministic sampling (DDIM's ``eta=0``)."""
+    return {"eta": 0.0} if "eta" in scheduler.step.__code__.co_varnames else {}
 
 
 @torch.no_grad()
@@ -116,9 +160,11 @@ def collate_for_generation(
     """Check conditions against what the model was trained on and stack them.
 
     Returns (spatial B x C x H x W or None, tokens B x N x D or None, keep B, (H, W)); a null
-    condition gets zeros and ``keep=False``.
+    condition gets zeros and ``keep=False``. The size is the spatial conditions', else a null
+    condition's ``meta["size"]`` (the layout it stands for), else ``default_size``.
     """
     sizes = {tuple(c.spatial.shape[1:]) for c in conditions if c.spatial is not None}
+    sizes |= {tuple(c.meta["size"]) for c in conditions if c.spatial is None and "size" in c.meta}
     if len(sizes) > 1:
         raise InputError(f"conditions of one call must share a size, got {sorted(sizes)}")
     size = sizes.pop() if sizes else (default_size, default_size)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from htd_core.errors import InputError
-from htd_core.interfaces import ConditionBuilder
+from htd_core.interfaces import ConditionBuilder, PatchSampler
 from htd_core.types import TissueSample, collate_conditions
 from htd_plugins.backbones.ldm.augment import Augmentation, dihedral, random_crop
 from htd_plugins.backbones.ldm.autoencoder import to_model_range
@@ -39,6 +39,9 @@ class BatchSource:
 
     With ``cache`` the autoencoder's posterior (mean, std) of every sample and each of its
     dihedral variants is computed once; otherwise augmented images are encoded every step.
+    ``for_step(sample, step)`` (a sampler's :meth:`~htd_core.PatchSampler.for_step`), when
+    given, re-expresses each drawn sample for the step it is drawn at (a curriculum), before
+    cropping, augmentation and its condition; the cached latents depend on pixels only.
     """
 
     def __init__(
@@ -53,7 +56,9 @@ class BatchSource:
         seed: int,
         cache: bool,
         device: torch.device,
+        for_step: Callable[[TissueSample, int], TissueSample] | None = None,
     ) -> None:
+        self.for_step = for_step
         if cache:  # cached latents need fixed windows: centre crops
             samples = [center_crop(s, image_size) for s in samples]
         self.samples, self.builder, self.vae, self.image_size = samples, builder, vae, image_size
@@ -83,7 +88,10 @@ class BatchSource:
         conditions, images, cached = [], [], []
         for j, i in enumerate(indices):
             rng = np.random.default_rng([self.seed, step, micro, rank, j])
-            sample = random_crop(self.samples[i], self.image_size, rng)
+            sample = self.samples[i]
+            if self.for_step is not None:
+                sample = self.for_step(sample, step)
+            sample = random_crop(sample, self.image_size, rng)
             sample, variant = self.augment(sample, rng)
             conditions.append(self.builder.build(sample, seed=int(rng.integers(2**31))))
             if self.cache is not None:
@@ -105,6 +113,21 @@ class BatchSource:
         spatial, tokens = collate_conditions(conditions)
         to = lambda x: None if x is None else x.to(self.device)  # noqa: E731
         return latents.to(self.device), to(spatial), to(tokens)
+
+
+def step_transform(
+    samples: Iterable[TissueSample],
+) -> Callable[[TissueSample, int], TissueSample] | None:
+    """The ``for_step`` hook of ``samples`` (a PatchSampler, or a pass-through such as
+    :class:`htd_core.coverage.ClassCoverage` that forwards its sampler's) when it is not the
+    default identity; None otherwise."""
+    hook = getattr(samples, "for_step", None)
+    owner = getattr(hook, "__self__", None)
+    if hook is None or (
+        isinstance(owner, PatchSampler) and type(owner).for_step is PatchSampler.for_step
+    ):
+        return None
+    return hook
 
 
 def prepare_samples(
@@ -162,9 +185,14 @@ def train_denoiser(
     warmup_steps: int,
     condition_dropout: float,
     config: dict[str, Any],
+    clock: Clock | None = None,
 ) -> tuple[dict[str, Any], EMA | None]:
-    """Run (or resume) the optimisation; returns a summary and the EMA of the weights."""
-    from tqdm.auto import tqdm
+    """Run (or resume) the optimisation; returns a summary and the EMA of the weights.
+
+    Stops at ``opts.steps`` or when ``clock`` is spent (default: ``opts.max_minutes`` from
+    now; ``fit`` passes the clock of the whole fit, so the autoencoder's time counts).
+    """
+    from htd_plugins.backbones.ldm.progress import BoundedProgress
 
     optimizer = torch.optim.AdamW(
         denoiser.parameters(), lr=learning_rate, weight_decay=opts.weight_decay, foreach=True
@@ -195,13 +223,13 @@ def train_denoiser(
         accelerator.num_processes,
         opts.gradient_accumulation_steps,
     )
-    clock, losses, done = Clock(opts.max_minutes), [], start
-    bar = tqdm(
-        total=opts.steps,
-        initial=start,
-        desc="train" + (f" (max {opts.max_minutes:g} min)" if opts.max_minutes else ""),
-        disable=not (opts.progress and accelerator.is_main_process),
-    )
+    clock = clock if clock is not None else Clock.minutes(opts.max_minutes)
+    losses, done = [], start
+    show = opts.progress and accelerator.is_main_process
+    bar = BoundedProgress("train", opts.steps, clock, start=start, disable=not show)
+    if show and start:
+        bar.write(f"train: resuming from step {start} of {opts.steps} ({last_ckpt})")
+    began = Clock.now()  # this stage's own time (the clock may count the autoencoder's too)
     model.train()
     for step in range(start, opts.steps):
         lr = learning_rate * min(1.0, (step + 1) / warmup_steps) if warmup_steps else learning_rate
@@ -227,8 +255,7 @@ def train_denoiser(
             ema.update(unwrapped, step)
         done = step + 1
         losses.append(step_loss)
-        bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.1e}")
+        bar.update(done, loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.1e}")
         if (
             opts.tensorboard
             and opts.output_dir
@@ -247,7 +274,7 @@ def train_denoiser(
     bar.close()
     if opts.tensorboard and opts.output_dir:
         accelerator.end_training()
-    elapsed = clock.elapsed
+    elapsed = Clock.now() - began
     summary = {
         "start_step": start,
         "steps": done,

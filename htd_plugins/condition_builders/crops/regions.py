@@ -67,15 +67,21 @@ def fits(integral: np.ndarray, side: int, min_inside: float) -> np.ndarray:
 
 
 def largest_fitting_side(integral: np.ndarray, side: int, floor: int, min_inside: float) -> int:
-    """Largest side in [floor, side] whose square fits the region (binary search), else 0."""
-    lo, hi, best = max(floor, 1), side, 0
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        if fits(integral, mid, min_inside).any():
-            best, lo = mid, mid + 1
-        else:
-            hi = mid - 1
-    return best
+    """Largest side in [floor, side] whose square fits the region, else 0.
+
+    Whether a square fits is not monotone in its side (a 10 x 10 region with 10 scattered
+    holes holds a 10 px square at exactly 90% but no 7, 8 or 9 px one at 90%), so a binary
+    search can miss the answer. This scans downwards from the largest side the region's area
+    allows (``sqrt(area / min_inside)``); each side costs one pass over the summed-area table.
+    """
+    area = int(integral[-1, -1])
+    if area == 0:
+        return 0
+    top = min(side, math.isqrt(int(area / min_inside)) + 1)  # + 1: float rounding
+    for s in range(top, max(floor, 1) - 1, -1):
+        if fits(integral, s, min_inside).any():
+            return s
+    return 0
 
 
 def choose_square(

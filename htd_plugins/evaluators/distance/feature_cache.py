@@ -5,7 +5,8 @@ encoder's name, weights hash and preprocessing), one content key per image (SHA-
 shape and pixels) and the float32 feature rows. The float64 statistics are recomputed from
 the rows in well under a second, and the same rows serve KID and the privacy audit. A file
 whose header differs from the encoder in use (other weights, other input size...) is refused
-with a warning and rebuilt; random-weight encoders are never cached, since two random
+with a warning and rebuilt; rows holding NaN or inf are dropped with a warning naming the
+file and rows, and recomputed; random-weight encoders are never cached, since two random
 initialisations share the id ``"random"``.
 """
 
@@ -56,13 +57,20 @@ def encoder_fingerprint(encoder: Encoder) -> dict[str, Any]:
 
 
 class FeatureCache:
-    """Features of real images under one encoder, read from and written to ``folder``."""
+    """Features of real images under one encoder, read from and written to ``folder``.
 
-    def __init__(self, folder: str | Path, encoder: Encoder) -> None:
+    ``tag`` names what is embedded (default ``real``: the images themselves); another tag,
+    e.g. ``recon-<model id>`` for their reconstructions by a model, gets its own file whose
+    header records it, keyed by the content of the original image.
+    """
+
+    def __init__(self, folder: str | Path, encoder: Encoder, tag: str = "real") -> None:
         self.encoder = encoder
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", encoder.name)
-        self.path = Path(folder) / f"real-features-{safe}.npz"
+        self.path = Path(folder) / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', tag)}-features-{safe}.npz"
         self.header = encoder_fingerprint(encoder)
+        if tag != "real":
+            self.header["of"] = tag
         self.enabled = not encoder.is_random
         self._rows: dict[str, np.ndarray] = {}
         self._dirty = False
@@ -89,7 +97,19 @@ class FeatureCache:
                 f"it was written for {got}, not { ({k: self.header.get(k) for k in diff}) }"
             )
             return
-        self._rows = dict(zip(keys, feats, strict=True))
+        bad = ~np.isfinite(feats).all(axis=1)
+        if bad.any():  # a cache is trusted blindly later: NaN would pass as "the encoder's fault"
+            rows = np.flatnonzero(bad)
+            shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+            self._dirty = True  # rewritten without them at the next save
+            warnings.warn(
+                f"feature cache {self.path} holds NaN or inf in {len(rows)} of {len(feats)} rows "
+                f"(rows {shown}): they are dropped and recomputed (delete the file to rebuild "
+                "it whole)",
+                CacheRefusedWarning,
+                stacklevel=3,
+            )
+        self._rows = {k: f for k, f, b in zip(keys, feats, bad, strict=True) if not b}
 
     def _refuse(self, why: str) -> None:
         self.refused = True
@@ -107,7 +127,8 @@ class FeatureCache:
         return self._rows.get(key) if self.enabled else None
 
     def put(self, key: str, features: np.ndarray) -> None:
-        if self.enabled and key not in self._rows:
+        """Remember one image's features (non-finite ones are never cached)."""
+        if self.enabled and key not in self._rows and np.isfinite(features).all():
             self._rows[key] = np.asarray(features, np.float32)
             self._dirty = True
             self._unsaved += 1
@@ -131,3 +152,32 @@ class FeatureCache:
         self._dirty = False
         self._unsaved = 0
         return True
+
+
+def embed_cached(
+    encoder: Encoder,
+    cache: FeatureCache | None,
+    images: list[np.ndarray],
+    keys: list[str],
+    batch_size: int = 32,
+) -> np.ndarray:
+    """float32 features N x D of ``images``, from ``cache`` where it holds their ``keys``;
+    the others are embedded and added to it (and saved every few hundred rows)."""
+    from htd_plugins.evaluators.distance.encoding import embed_images
+
+    if cache is None or not cache.enabled:
+        return embed_images(encoder, images, batch_size)
+    feats = np.zeros((len(images), encoder.embed_dim), np.float32)
+    missing = []
+    for i, k in enumerate(keys):
+        row = cache.get(k)
+        if row is None:
+            missing.append(i)
+        else:
+            feats[i] = row
+    if missing:
+        feats[missing] = embed_images(encoder, [images[i] for i in missing], batch_size)
+        for i in missing:
+            cache.put(keys[i], feats[i])
+        cache.checkpoint()
+    return feats

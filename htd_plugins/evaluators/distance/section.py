@@ -10,54 +10,78 @@ from htd_core.interfaces.evaluator import ReportContext, markdown_table
 FIGURE = "fd.png"
 
 
+def fd_rows(results: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, int, dict[str, float]]]:
+    """(row label, N, encoder -> FD) for every synthetic set, then the reference rows: real
+    training images at each synthetic set's N (one row per distinct N) and the autoencoder's
+    reconstructions of the reference set."""
+    rows: list[tuple[str, int, dict[str, float]]] = []
+    train: dict[int, dict[str, float]] = {}
+    recon: dict[int, dict[str, float]] = {}
+    for name, m in results.items():
+        encoders = m["encoders"]
+        n = next(iter(encoders.values()))["n_synthetic"]
+        rows.append((f"synthetic `{name}`", n, {e: r["fd"] for e, r in encoders.items()}))
+        for e, r in encoders.items():
+            if "fd_real_train" in r:
+                train.setdefault(r["n_real_train"], {})[e] = r["fd_real_train"]
+            if "fd_reconstruction" in r:
+                recon.setdefault(r["n_reconstruction"], {})[e] = r["fd_reconstruction"]
+    rows += [("real training images (reference)", n, v) for n, v in sorted(train.items())]
+    rows += [("autoencoder reconstructions (floor)", n, v) for n, v in sorted(recon.items())]
+    return rows
+
+
 def frechet_section(results: Mapping[str, Mapping[str, Any]], context: ReportContext) -> str:
-    """FD per encoder (rows) and synthetic set (columns), FD-infinity and KID when computed,
-    N per set, a bar chart ``fd.png`` in ``context.figure_dir`` and the evaluator's notes."""
+    """One FD table (rows: synthetic sets and reference rows; columns: encoders), FD-infinity
+    and KID when computed, a bar chart ``fd.png`` in ``context.figure_dir`` and the notes."""
     from htd_plugins.evaluators.reporting.figures import save_bar_chart
 
-    res = results
-    sets = list(res)
-    encoders = list(dict.fromkeys(e for s in sets for e in res[s]["encoders"]))
+    sets = list(results)
+    encoders = list(dict.fromkeys(e for s in sets for e in results[s]["encoders"]))
     labels = {
-        e: next(res[s]["encoders"][e]["label"] for s in sets if e in res[s]["encoders"])
+        e: next(results[s]["encoders"][e]["label"] for s in sets if e in results[s]["encoders"])
         for e in encoders
     }
+    first = next(iter(results[sets[0]]["encoders"].values()))
+    reference = first.get("reference", "real")
     lines = [
         "## Frechet distance",
         "",
-        "Lower is closer to the real set. One column per synthetic set.",
+        f"Each row against the {reference} set ({first['n_real']} images), under each encoder "
+        "(FD depends on the encoder; compare rows within a column). Lower is closer. The real "
+        "training images, at the same N as the synthetic set, show what a good value is; the "
+        "held-out images passed through the model's autoencoder show the floor, since every "
+        "generated image is decoded by it.",
         "",
     ]
+    rows = fd_rows(results)
+    if not any(label.startswith("real training") for label, _, _ in rows):
+        lines += [
+            "No real-vs-real row: the real set has no held-out part (`htd evaluate "
+            "--real-test`), so the synthetic sets are compared with every real image.",
+            "",
+        ]
+    table = [[label, n, *[fds.get(e) for e in encoders]] for label, n, fds in rows]
+    lines.append(markdown_table(["compared with the reference", "N", *labels.values()], table))
     extra = [
-        k
-        for k in ("fd_inf", "kid")
-        if any(k in res[s]["encoders"].get(e, {}) for s in sets for e in encoders)
-    ]
-    header = ["encoder", *[f"FD {s}" for s in sets], *[f"{k} {s}" for k in extra for s in sets]]
-    rows = []
-    for e in encoders:
-        row = [labels[e]] + [res[s]["encoders"].get(e, {}).get("fd") for s in sets]
-        row += [res[s]["encoders"].get(e, {}).get(k) for k in extra for s in sets]
-        rows.append(row)
-    lines.append(markdown_table(header, rows))
-    n = {s: next(iter(res[s]["encoders"].values())) for s in sets}
-    lines += [
-        "N real / synthetic: "
-        + ", ".join(f"{s}: {n[s]['n_real']} / {n[s]['n_synthetic']}" for s in sets),
-        "",
-    ]
-    values = {
-        labels[e]: {s: res[s]["encoders"][e]["fd"] for s in sets if e in res[s]["encoders"]}
-        for e in encoders
-    }
+        k for k in ("fd_inf", "kid")
+        if any(k in results[s]["encoders"].get(e, {}) for s in sets for e in encoders)
+    ]  # fmt: skip
+    if extra:
+        body = [
+            [f"{k} `{s}`", *[results[s]["encoders"].get(e, {}).get(k) for e in encoders]]
+            for k in extra for s in sets
+        ]  # fmt: skip
+        lines.append(markdown_table(["metric", *labels.values()], body))
+    values = {labels[e]: {label: fds[e] for label, _, fds in rows if e in fds} for e in encoders}
     chart = save_bar_chart(
         context.figure_dir / FIGURE,
-        values,
+        {g: {k.replace("`", ""): v for k, v in series.items()} for g, series in values.items()},
         ylabel="Frechet distance",
-        title="FD per encoder and synthetic set",
+        title="FD per encoder: synthetic sets and reference rows",
     )
     lines += [f"![FD per encoder]({context.link(chart)})", ""]
-    warnings = list(dict.fromkeys(w for s in sets for w in res[s].get("warnings", [])))
+    warnings = list(dict.fromkeys(w for s in sets for w in results[s].get("warnings", [])))
     if warnings:
         lines += ["Notes:", ""] + [f"- {w}" for w in warnings] + [""]
     return "\n".join(lines)

@@ -102,7 +102,7 @@ def save_bar_chart(
 ) -> Path:
     """Grouped bars: ``values[group][series]`` (e.g. FD per encoder, one bar per synthetic set).
 
-    Missing or non-finite values leave a gap.
+    Missing or non-finite values leave a gap. The legend names the series, even a single one.
     """
     groups = list(values)
     series = list(dict.fromkeys(s for g in groups for s in values[g]))
@@ -120,8 +120,7 @@ def save_bar_chart(
         ax.bar_label(bars, fmt="%.3g", fontsize=7)
     ax.set_xticks(x, groups, rotation=20 if len(groups) > 3 else 0, fontsize=8)
     ax.set_ylabel(ylabel)
-    if len(series) > 1:
-        ax.legend(fontsize=8)
+    ax.legend(fontsize=8, title="set" if len(series) == 1 else None)  # one set is named too
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()

@@ -19,6 +19,7 @@ from htd_core.interfaces.evaluator import ReportContext
 from htd_core.io import atomic_write_json, atomic_write_text
 from htd_core.types import TissueSample
 from htd_plugins.evaluators.privacy_audit.distances import crop_region
+from htd_plugins.evaluators.reporting.crops import note_tile, real_crops_view
 from htd_plugins.evaluators.reporting.figures import save_grid
 
 
@@ -27,35 +28,54 @@ def example_rows(
     real: Sequence[TissueSample] | None = None,
     nearest: Sequence[int] | None = None,
     n: int = 4,
+    root: str | Path | None = None,
 ) -> list[dict[str, np.ndarray | None]]:
-    """Grid rows ``map | crops | synthetic | nearest real`` for the first ``n`` samples.
+    """Grid rows ``map | real crops | synthetic | nearest real`` for the first ``n`` samples;
+    a column no row fills is left out (the title names only the columns drawn).
 
-    ``crops`` shows the synthetic image inside its conditioning crops (dimmed elsewhere; from
-    ``meta["crop_provenance"]`` or ``meta["crop_boxes"]``); ``nearest real`` needs ``real``
-    and per-sample indices into it (see :meth:`htd_core.Evaluator.nearest_real`).
+    ``real crops`` are the real conditioning crops where the model saw them, read back from
+    the layout's image (``meta["layout"]``, relative to the synthetic set's folder ``root``;
+    see :mod:`.crops`); when their pixels are not available the cell says why, and samples
+    that only record ``meta["crop_boxes"]`` show those boxes' outlines on the synthetic image.
+    ``nearest real`` needs ``real`` and per-sample indices into it (see
+    :meth:`htd_core.Evaluator.nearest_real`).
     """
     rows = []
     for i in range(min(n, len(synthetic))):
         s = synthetic[i]
         cm = s.class_map
         has_map = bool((s.mask != cm.ignore_index).any())
-        region = crop_region(s.meta, s.mask.shape)
-        crops = None
-        if region is not None and s.image is not None:
-            crops = np.where(region[..., None], s.image, s.image // 4 + 48).astype(np.uint8)
+        crops, why = real_crops_view(s.meta, s.mask.shape, root)
+        if crops is None and why is not None:
+            crops = note_tile(why)
+        elif crops is None and s.image is not None:  # boxes only: outline them, no pixels claimed
+            region = crop_region(s.meta, s.mask.shape)
+            if region is not None:
+                crops = _outline(s.image, region)
         near = None
         if real is not None and nearest is not None and i < len(nearest) and nearest[i] >= 0:
             near = real[int(nearest[i])].image
         rows.append(
             {
                 "map": cm.colorize(s.mask) if has_map else None,
-                "crops": crops,
+                "real crops": crops,
                 "synthetic": s.image,
                 "nearest real": near,
             }
         )
-    empty = [k for k in ("map", "crops", "nearest real") if all(r[k] is None for r in rows)]
+    empty = [k for k in ("map", "real crops", "nearest real") if all(r[k] is None for r in rows)]
     return [{k: v for k, v in r.items() if k not in empty} for r in rows]
+
+
+def _outline(image: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``image`` with the border of ``region`` (crop boxes) drawn in yellow."""
+    edge = region.copy()
+    edge[1:-1, 1:-1] &= ~(
+        region[:-2, 1:-1] & region[2:, 1:-1] & region[1:-1, :-2] & region[1:-1, 2:]
+    )
+    out = image.copy()
+    out[edge] = (255, 220, 0)
+    return out
 
 
 def _nearest(
@@ -86,6 +106,16 @@ def _inputs_lines(inputs: Mapping[str, Any]) -> list[str]:
         f"- synthetic `{k}`: {where(v['path'], globs.get(k))} ({v['n']} images)"
         for k, v in inputs.get("synthetic", {}).items()
     ]
+    if inputs.get("model"):
+        model = inputs["model"]
+        lines.append(f"- model: `{model['path']}` (content id {model['id']})")
+    for name, o in (inputs.get("overlap") or {}).items():
+        shown = ", ".join(o["sources"][:8]) + (" ..." if len(o["sources"]) > 8 else "")
+        lines.append(
+            f"- **LEAKAGE (--allow-overlap):** synthetic `{name}` shares {len(o['sources'])} "
+            f"source image(s) with the held-out set ({shown}): {o['layout_rows']} of {o['n']} "
+            f"samples generated from held-out layouts, {o['crop_rows']} with held-out crops"
+        )
     return [*lines, ""]
 
 
@@ -127,7 +157,8 @@ def write_report(
     rows, labels = [], []
     for name, seq in synthetic.items():
         nearest = _nearest(results, evaluators, name)
-        for i, row in enumerate(example_rows(seq, real, nearest, examples)):
+        root = getattr(seq, "root", None)  # a set read from a folder: its layouts resolve from it
+        for i, row in enumerate(example_rows(seq, real, nearest, examples, root)):
             rows.append(row)
             labels.append(f"{name} #{i}")
     if rows:

@@ -11,13 +11,17 @@
 A tile folder's or image folder's sample carries opaque ids only, as the ``tiles`` sampler
 writes them (:func:`htd_core.images.opaque_id`): ``slide_id`` of its source image (the file
 name with any tile suffix stripped), ``tile_id`` of the file; never a file name. Samples are
-read lazily, on access, so large sets stream through the evaluators.
+read lazily, on access, so large sets stream through the evaluators; their metadata
+(:meth:`LazySet.metas`: source ids, provenance) and a key of their content
+(:meth:`LazySet.content_key`: every file's name, size and modification time) are read
+without decoding any image.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator, Sequence
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +57,12 @@ def open_set(
             for i, r in enumerate(ds.rows)
             if not match or fnmatch.fnmatch(Path(r["image"]).name, match)
         ]
-        return LazySet(root, rows[:limit], lambda i: ds[i], split)
+        return LazySet(
+            root, rows[:limit], lambda i: ds[i], split,
+            describe=lambda i: dict(ds.rows[i]),
+            files=lambda i: [root / ds.rows[i]["image"], root / ds.rows[i]["mask"]],
+            extra_files=[root / "manifest.csv", root / "classes.json"],
+        )  # fmt: skip
     if (root / "images").is_dir() and (root / "masks").is_dir():
         from htd_core.plugins import create
 
@@ -62,7 +71,10 @@ def open_set(
             options["classes"] = list(classes)
         sampler = create("patch_samplers", "tiles", **options)
         pairs = [p for p in sampler.pairs if not match or fnmatch.fnmatch(p[0].name, match)][:limit]
-        return LazySet(root, pairs, lambda pair: _tile(sampler, pair), split)
+        return LazySet(
+            root, pairs, lambda pair: _tile(sampler, pair), split,
+            describe=lambda pair: _ids(pair[0]), files=list,
+        )  # fmt: skip
     from htd_core.images import image_files
 
     folder = root / "images" if (root / "images").is_dir() else root
@@ -72,14 +84,57 @@ def open_set(
             f"{root} is neither an htd dataset (manifest.csv + classes.json), a tile folder "
             "(images/ + masks/) nor a folder of images"
         )
-    return LazySet(root, files[:limit], _image_only, split)
+    return LazySet(root, files[:limit], _image_only, split, describe=_ids, files=lambda p: [p])
 
 
 class LazySet(Sequence):
-    """Items loaded on access; ``split`` is added to every sample's meta when given."""
+    """Items loaded on access; ``split`` is added to every sample's meta when given.
 
-    def __init__(self, root: Path, keys: list, load, split: str | None) -> None:
+    Args:
+        root: the set's folder.
+        keys: one key per item (a manifest row index, an image + mask pair, a file).
+        load: key -> TissueSample (decodes the files).
+        split: written to every sample's ``meta["split"]``.
+        describe: key -> the item's metadata without its pixels (manifest row, opaque ids).
+        files: key -> the files the item is read from (for :meth:`content_key`).
+        extra_files: files the whole set depends on (a manifest, a class list).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        keys: list,
+        load: Callable[[Any], Any],
+        split: str | None,
+        *,
+        describe: Callable[[Any], dict[str, Any]] | None = None,
+        files: Callable[[Any], list[Path]] | None = None,
+        extra_files: Sequence[Path] = (),
+    ) -> None:
         self.root, self.keys, self._load, self.split = root, keys, load, split
+        self._describe, self._files, self._extra = describe, files, list(extra_files)
+
+    def metas(self) -> list[dict[str, Any]]:
+        """Every item's metadata (manifest row or opaque ids), read without its pixels."""
+        if self._describe is None:
+            return [self[i].meta for i in range(len(self))]
+        return [
+            {**self._describe(k), **({"split": self.split} if self.split else {})}
+            for k in self.keys
+        ]
+
+    def content_key(self) -> str:
+        """SHA-256 of every file's path (relative to the set), size and modification time:
+        a set rewritten with other images of the same count gets another key."""
+        digest = hashlib.sha256(f"{len(self.keys)}|{self.split}".encode())
+        paths = [*self._extra, *(f for k in self.keys for f in (self._files or _no_files)(k))]
+        for path in paths:
+            st = Path(path).stat()
+            rel = (
+                Path(path).relative_to(self.root) if Path(path).is_relative_to(self.root) else path
+            )
+            digest.update(f"{rel}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -132,6 +187,12 @@ def _image_only(path: Path) -> Any:
     return TissueSample(image, mask, cm, {**_ids(path), "mask": "none"})
 
 
+def _no_files(key: Any) -> list[Path]:
+    from htd_core.errors import InputError
+
+    raise InputError(f"cannot key the content of item {key!r}: its set lists no files")
+
+
 def batches(seq: Sequence[Any], size: int) -> Iterator[list[Any]]:
     """Consecutive lists of at most ``size`` items."""
     for start in range(0, len(seq), size):
@@ -139,10 +200,15 @@ def batches(seq: Sequence[Any], size: int) -> Iterator[list[Any]]:
 
 
 class Concat(Sequence):
-    """Several sequences read as one (real training + held-out real)."""
+    """Several sequences read as one (held-out real + real training)."""
 
     def __init__(self, parts: list[Sequence[Any]]) -> None:
         self.parts = parts
+
+    def content_key(self) -> str:
+        """The parts' content keys, combined in order."""
+        keys = [p.content_key() for p in self.parts]  # type: ignore[attr-defined]
+        return hashlib.sha256("|".join(keys).encode()).hexdigest()
 
     def __len__(self) -> int:
         return sum(len(p) for p in self.parts)

@@ -1,14 +1,18 @@
 """Train and score one DeepLabv3+ model (helpers of the ``deeplabv3plus`` evaluator).
 
 segmentation-models-pytorch's ``DeepLabV3Plus`` with a timm encoder (``tu-*`` names, random
-init: nothing is downloaded), MONAI's masked Dice loss plus cross-entropy, both blind to the
-ignore index (MONAI's ``DiceCELoss`` has no ignore index, so the two halves are combined here),
-and MONAI's ``MeanIoU`` / ``DiceMetric`` on one-hot maps whose ignored pixels are zeroed in
-prediction and label alike.
+init: nothing is downloaded), trained with cross-entropy plus segmentation-models-pytorch's
+multiclass Dice loss, both taking the ignore index natively (ignored pixels count for nothing:
+the loss of a batch does not change when ignored pixels are added). Scored as segmentation
+papers score: one confusion matrix accumulated over all test pixels (ignore index excluded,
+torchmetrics), then per-class IoU ``TP / (TP + FP + FN)`` and Dice ``2 TP / (2 TP + FP + FN)``,
+their means over the classes present in the test labels, and pixel accuracy. A per-image mean
+over images that contain a class would hide false positives on images that lack it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +79,24 @@ def _augment(
     return np.stack(out_i), np.stack(out_m)
 
 
+def segmentation_loss(ignore_index: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Cross-entropy plus multiclass Dice (segmentation-models-pytorch), both blind to
+    ``ignore_index``: ``loss(logits N x K x H x W, labels N x H x W int64)`` -> scalar.
+
+    Pixels labelled ``ignore_index`` add nothing to either term (labels ``[0, 0, 1, 1]`` plus
+    four ignored pixels give exactly the loss of ``[0, 0, 1, 1]`` alone).
+    """
+    import segmentation_models_pytorch as smp
+
+    ce = torch.nn.CrossEntropyLoss(ignore_index=ignore_index)
+    dice = smp.losses.DiceLoss(mode="multiclass", from_logits=True, ignore_index=ignore_index)
+
+    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return ce(logits, labels) + dice(logits, labels)
+
+    return loss
+
+
 def train_model(
     images: np.ndarray,
     masks: np.ndarray,
@@ -92,7 +114,6 @@ def train_model(
     sees the same number of samples. Returns (model in eval mode, mean loss of the last steps).
     """
     import segmentation_models_pytorch as smp
-    from monai.losses import MaskedDiceLoss
 
     dev = torch.device(device)
     torch.manual_seed(seed)
@@ -103,8 +124,7 @@ def train_model(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=budget.lr, total_steps=max(budget.steps, 1), pct_start=0.1
     )
-    dice = MaskedDiceLoss(softmax=True, to_onehot_y=True, batch=True)
-    ce = torch.nn.CrossEntropyLoss(ignore_index=ignore_index)
+    criterion = segmentation_loss(ignore_index)
     rng = np.random.default_rng(seed)
     losses: list[float] = []
     model.train()
@@ -114,11 +134,7 @@ def train_model(
         if augment:
             bi, bm = _augment(bi, bm, rng)
         x, y = _to_tensors(bi, bm, dev)
-        valid = (y != ignore_index)[:, None].float()
-        logits = model(x)
-        loss = ce(logits, y) + dice(
-            logits, torch.where(y == ignore_index, 0, y)[:, None], mask=valid
-        )
+        loss = criterion(model(x), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"DeepLabv3+ loss became {float(loss)}; lower lr={budget.lr}")
         optimiser.zero_grad(set_to_none=True)
@@ -131,37 +147,46 @@ def train_model(
     return model, float(np.mean(tail)) if tail else float("nan")
 
 
-def _one_hot_valid(
-    labels: torch.Tensor, num_classes: int, ignore_index: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    valid = labels != ignore_index
-    onehot = torch.nn.functional.one_hot(torch.where(valid, labels, 0), num_classes)
-    onehot = onehot.permute(0, 3, 1, 2).float() * valid[:, None]
-    return onehot, valid
-
-
 def score_predictions(
     predictions: torch.Tensor, labels: torch.Tensor, *, num_classes: int, ignore_index: int
-) -> dict[str, list[float | None]]:
-    """Per-class IoU and Dice (MONAI, averaged over images that contain the class) of index
-    maps N x H x W; ignored label pixels count for nothing. None for classes never present."""
-    from monai.metrics import DiceMetric, MeanIoU
+) -> dict[str, Any]:
+    """Scores of class-index maps N x H x W against labels N x H x W from one confusion matrix
+    over all pixels (torchmetrics; pixels labelled ``ignore_index`` are left out).
 
-    y, valid = _one_hot_valid(labels, num_classes, ignore_index)
-    pred = torch.nn.functional.one_hot(predictions.long().clamp(0, num_classes - 1), num_classes)
-    pred = pred.permute(0, 3, 1, 2).float() * valid[:, None]
-    out: dict[str, list[float | None]] = {}
-    for key, metric in (
-        ("iou", MeanIoU(include_background=True, reduction="mean_batch", ignore_empty=True)),
-        ("dice", DiceMetric(include_background=True, reduction="mean_batch", ignore_empty=True)),
-    ):
-        metric(y_pred=pred, y=y)
-        values = metric.aggregate().cpu().numpy().astype(float)
-        present = (y.sum(dim=(2, 3)) > 0).any(0).cpu().numpy()
-        out[key] = [
-            float(v) if p and np.isfinite(v) else None for v, p in zip(values, present, strict=True)
-        ]
-        metric.reset()
+    Returns:
+        ``iou`` and ``dice``: per class, ``TP / (TP + FP + FN)`` and ``2 TP / (2 TP + FP + FN)``
+        over the whole test set, None for a class absent from the labels; ``pixel_accuracy``:
+        correct / labelled pixels; ``confusion``: K x K pixel counts (rows: label, columns:
+        prediction); ``present``: whether each class occurs in the labels.
+    """
+    from torchmetrics.classification import (
+        MulticlassAccuracy,
+        MulticlassConfusionMatrix,
+        MulticlassF1Score,
+        MulticlassJaccardIndex,
+    )
+
+    k, ig = num_classes, ignore_index
+    metrics = {
+        "iou": MulticlassJaccardIndex(k, average="none", ignore_index=ig),
+        "dice": MulticlassF1Score(k, average="none", ignore_index=ig),  # pixel F1 = Dice
+        "pixel_accuracy": MulticlassAccuracy(k, average="micro", ignore_index=ig),
+        "confusion": MulticlassConfusionMatrix(k, ignore_index=ig),
+    }
+    preds, target = predictions.long().clamp(0, k - 1), labels.long()
+    for metric in metrics.values():
+        metric.update(preds, target)
+    values = {name: metric.compute() for name, metric in metrics.items()}
+    confusion = values["confusion"].long()
+    present = (confusion.sum(dim=1) > 0).tolist()
+    out: dict[str, Any] = {
+        key: [float(v) if p else None for v, p in zip(values[key].tolist(), present, strict=True)]
+        for key in ("iou", "dice")
+    }
+    labelled = int(confusion.sum())
+    out["pixel_accuracy"] = float(values["pixel_accuracy"]) if labelled else None
+    out["confusion"] = confusion.tolist()
+    out["present"] = present
     return out
 
 
@@ -185,12 +210,17 @@ def chance_predictions(labels: torch.Tensor, frequencies: np.ndarray, seed: int)
     return torch.from_numpy(draws)
 
 
-def summarise(scores: dict[str, list[float | None]], names: tuple[str, ...]) -> dict[str, Any]:
-    """Per-class dicts and class means (over classes present in the test set)."""
+def summarise(scores: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """Per-class dicts, their means over the classes present in the test labels, pixel
+    accuracy and the confusion matrix (label -> prediction -> pixels)."""
     out: dict[str, Any] = {}
     for key in ("iou", "dice"):
-        per_class = dict(zip(names, scores[key], strict=True))
         present = [v for v in scores[key] if v is not None]
         out[f"mean_{key}"] = float(np.mean(present)) if present else None
-        out[key] = per_class
+        out[key] = dict(zip(names, scores[key], strict=True))
+    out["pixel_accuracy"] = scores["pixel_accuracy"]
+    out["confusion"] = {
+        label: dict(zip(names, row, strict=True))
+        for label, row in zip(names, scores["confusion"], strict=True)
+    }
     return out

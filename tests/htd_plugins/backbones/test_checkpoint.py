@@ -26,7 +26,7 @@ def test_failed_write_keeps_previous_folder(tmp_path):
 
     with pytest.raises(RuntimeError):
         write_model_folder(target, broken)
-    assert [p.name for p in target.iterdir()] == ["ok.txt"]
+    assert sorted(p.name for p in target.iterdir()) == ["htd-output.json", "ok.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temp folder left
 
 

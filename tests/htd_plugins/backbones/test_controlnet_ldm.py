@@ -201,3 +201,31 @@ def test_layout_classes_must_match_training(trained_controlnet):
     two = TissueSample(None, np.zeros((16, 16), np.uint8), ClassMap(("a", "b")))
     with pytest.raises(InputError, match="3 spatial channels|2 spatial channels"):
         backbone.generate([builder.build(two)])
+
+
+def test_guidance_needs_a_trained_null_condition(trained_controlnet):
+    """condition_dropout=0 never trains the null branch: guidance > 1 asked for at generation
+    is refused; as a default option it falls back to 1 with a warning that says so."""
+    trained, builder, samples, _ = trained_controlnet
+    with pytest.warns(UserWarning, match="using guidance_scale=1"):
+        backbone = ControlNetLDM(preset="tiny", num_inference_steps=2, condition_dropout=0.0)
+    assert backbone.options["guidance_scale"] == 1.0
+    backbone.vae, backbone.denoiser = trained.vae, trained.denoiser
+    backbone.channels, backbone.class_map = trained.channels, trained.class_map
+    conds = [builder.build(s, seed=0) for s in samples[:1]]
+    with pytest.raises(InputError, match="condition_dropout=0"):
+        backbone.generate(conds, guidance_scale=3.0)
+    assert backbone.generate(conds, guidance_scale=1.0).shape == (1, 16, 16, 3)
+    assert trained.generate(conds, guidance_scale=3.0).shape == (1, 16, 16, 3)  # dropout 0.1
+
+
+def test_reconstruct_passes_images_through_the_autoencoder(trained_controlnet):
+    backbone, _, samples, _ = trained_controlnet
+    images = np.stack([s.image for s in samples[:2]])
+    odd = np.ascontiguousarray(images[:, :13, :11])  # not a multiple of the latent factor
+    for batch in (images, odd):
+        out = backbone.reconstruct(batch)
+        assert out.shape == batch.shape and out.dtype == np.uint8
+        assert not np.array_equal(out, batch)
+    again = backbone.reconstruct(images)
+    assert np.array_equal(again, backbone.reconstruct(images))  # posterior mean: deterministic

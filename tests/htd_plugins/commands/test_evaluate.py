@@ -102,7 +102,9 @@ def test_report_with_all_evaluators_and_resume(plugins, glas, tmp_path, capsys) 
     assert main(argv) == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())["results"]
     assert set(metrics["frechet"]) == {"dual", "uncond"}
-    assert metrics["frechet"]["dual"]["encoders"]["pooled"]["n_real"] == 16  # train + held out
+    fd = metrics["frechet"]["dual"]["encoders"]["pooled"]
+    assert fd["n_real"] == 4 and fd["reference"] == "held-out real"  # the held-out set only
+    assert fd["n_real_train"] == 4  # real vs real, at the synthetic set's N
     dl = metrics["deeplabv3plus"]["dual"]
     assert dl["n_test"] == 4 and dl["settings"]["real"]["n_train"] == 12
     assert metrics["privacy"]["uncond"]["n_real_held_out"] == 4
@@ -140,7 +142,7 @@ def test_tile_folder_with_globs_as_real_and_synthetic(plugins, shared_data, tmp_
     assert code == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["inputs"]["n_real"] == 6 and m["inputs"]["n_real_test"] == 6
-    assert m["results"]["frechet"]["test"]["encoders"]["pooled"]["n_real"] == 12
+    assert m["results"]["frechet"]["test"]["encoders"]["pooled"]["n_real"] == 6  # held out
     assert "matching `testA_*`" in (out / "report.md").read_text()
     tiles = open_set(shared_data / "glas", match="testA_1_*")
     assert len(tiles) == 4 and tiles[0].class_map.names == ("non_gland", "gland")
@@ -301,3 +303,112 @@ def test_image_folders_get_opaque_ids_by_source_image(glas, tmp_path) -> None:
     assert len({s.meta["tile_id"] for s in samples}) == 3
     assert not any("TCGA" in str(v) for s in samples for v in s.meta.values())
     assert samples[0].meta["mask"] == "none" and samples[0].image.dtype == np.uint8
+
+
+def test_a_regenerated_set_is_scored_afresh(plugins, glas, tmp_path, capsys) -> None:
+    """Evaluate a synthetic folder, regenerate it with other images of the same count, and
+    evaluate again: the second run must not return the first run's FD (results are keyed on
+    the sets' content, not their path and size)."""
+    import shutil
+
+    real = _dataset(tmp_path / "real", glas[:8])
+    syn = tmp_path / "syn"
+    out = tmp_path / "out"
+    argv = ["evaluate", "--real", str(real), "--synthetic", f"s={syn}", "--encoders", "pooled",
+            "--out", str(out)]  # fmt: skip
+
+    def fd() -> float:
+        assert main(argv) == 0, capsys.readouterr().err
+        doc = json.loads((out / "metrics.json").read_text())
+        return doc["results"]["frechet"]["s"]["encoders"]["pooled"]["fd"]
+
+    _dataset(syn, glas[8:16])
+    first = fd()
+    shutil.rmtree(syn)
+    _dataset(syn, glas[16:24])  # same count, other images
+    second = fd()
+    assert second != pytest.approx(first)
+    shutil.rmtree(out)
+    assert fd() == pytest.approx(second, rel=1e-12)  # what a fresh run gives
+    PooledEncoder.seen = 0
+    assert fd() == pytest.approx(second, rel=1e-12) and PooledEncoder.seen == 0  # resumed
+
+
+def test_synthetic_set_from_held_out_sources_is_refused(plugins, glas, tmp_path, capsys) -> None:
+    """Rows generated from held-out layouts (their slide ids) or with held-out crops are
+    refused by name; --allow-overlap evaluates and records the overlap."""
+    from htd_core.splits import opaque_source
+
+    real, test = _dataset(tmp_path / "real", glas[:8]), _dataset(tmp_path / "test", glas[8:12])
+    leaked = _dataset(tmp_path / "leaked", glas[8:10] + glas[16:18])  # two held-out layouts
+    crops = _dataset(tmp_path / "crops", _with_crops(glas[16:20]), ("crop_provenance",))
+    clean = _dataset(tmp_path / "clean", glas[16:20])
+    base = ["evaluate", "--real", str(real), "--real-test", str(test), "--encoders", "pooled"]
+    held = sorted({opaque_source(s.meta["slide_id"]) for s in glas[8:10]})
+    for syn, shared in ((leaked, held), (crops, None)):
+        argv = [*base, "--synthetic", f"x={syn}", "--out", str(tmp_path / "o")]
+        if shared is None:  # crops recorded as cut from a held-out image
+            rows = (syn / "manifest.csv").read_text().replace('""x""', f'""{held[0]}""')
+            (syn / "manifest.csv").write_text(rows)
+            shared = held[:1]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "synthetic set 'x' shares" in err and all(h in err for h in shared), err
+        assert not (tmp_path / "o" / "metrics.json").exists()
+    out = tmp_path / "allowed"
+    argv = [*base, "--synthetic", f"x={leaked}", "--synthetic", f"ok={clean}", "--out", str(out)]
+    assert main([*argv, "--allow-overlap"]) == 0, capsys.readouterr().err
+    overlap = json.loads((out / "metrics.json").read_text())["inputs"]["overlap"]
+    assert set(overlap) == {"x"} and overlap["x"]["sources"] == held
+    assert overlap["x"]["layout_rows"] == 2 and overlap["x"]["rows"] == 2
+    assert "LEAKAGE" in (out / "report.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny controlnet_ldm saved as a pipeline folder (its autoencoder reconstructs)."""
+    from htd_core import Pipeline
+    from htd_core.testing import synthetic_sample
+
+    pipe = Pipeline(
+        condition_builders=["semantic_map"], backbone={"name": "controlnet_ldm", "preset": "tiny"}
+    )
+    samples = [synthetic_sample(16, seed=s) for s in range(2)]
+    pipe.fit(samples, steps=1, vae_steps=2, batch_size=2, progress=False, tensorboard=False)
+    return pipe.save_pretrained(tmp_path_factory.mktemp("recon") / "model")
+
+
+def test_model_gives_the_reconstruction_fd(
+    plugins, register_plugin, glas, tiny_model, tmp_path, capsys
+) -> None:
+    """--model: FD of the held-out images' autoencoder reconstructions against themselves,
+    beside the synthetic set's; reconstructions' features are cached by the model's content."""
+    from htd_core.pipeline import pipeline_id
+    from htd_plugins.backbones import controlnet_ldm
+    from htd_plugins.condition_builders import semantic_map
+
+    register_plugin(controlnet_ldm)
+    register_plugin(semantic_map)
+    real, test = _dataset(tmp_path / "real", glas[:8]), _dataset(tmp_path / "test", glas[8:12])
+    syn = _dataset(tmp_path / "syn", glas[16:20])
+    out = tmp_path / "out"
+    argv = ["evaluate", "--real", str(real), "--real-test", str(test), "--synthetic", f"s={syn}",
+            "--encoders", "pooled", "--model", str(tiny_model), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    doc = json.loads((out / "metrics.json").read_text())
+    fd = doc["results"]["frechet"]["s"]["encoders"]["pooled"]
+    assert fd["n_reconstruction"] == 4 and fd["fd_reconstruction"] > 0
+    assert doc["inputs"]["model"]["id"] == pipeline_id(tiny_model)
+    report = (out / "report.md").read_text()
+    assert "autoencoder reconstructions (floor)" in report
+    assert "real training images (reference)" in report
+    assert (out / "cache" / f"recon-{pipeline_id(tiny_model)}-features-pooled.npz").is_file()
+    PooledEncoder.seen = 0
+    assert main([*argv, "--force"]) == 0
+    assert PooledEncoder.seen == 4  # only the synthetic images: real and reconstructions cached
+    again = json.loads((out / "metrics.json").read_text())["results"]["frechet"]["s"]
+    assert again["encoders"]["pooled"]["fd_reconstruction"] == pytest.approx(
+        fd["fd_reconstruction"], rel=1e-9
+    )
+    assert main([*argv[:-2], "--model", str(tmp_path), "--out", str(out)]) == 2
+    assert "not a saved pipeline" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,9 +88,10 @@ def test_real_slide_with_polygon_annotations(shared_data, tmp_path, kind, capsys
     assert all(rule_ok(s.mask, k) and s.image.shape == (128, 128, 3) for s in data)
     # nothing but the dataset: no label/macro image, no slide metadata, no path
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert files == {"classes.json", "manifest.csv", "sampling.json"} | {
+    # (contact_sheet.png draws the dataset's own patches and masks, nothing else)
+    assert files == {"classes.json", "manifest.csv", "sampling.json", "htd-output.json"} | {
         f"{d}/{i:06d}.png" for d in ("images", "masks") for i in range(3)
-    }
+    } | {"contact_sheet.png"}
     text = (out / "manifest.csv").read_text() + (out / "sampling.json").read_text()
     assert "TCGA" not in text and "slides" not in text and "aperio" not in text.lower()
 
@@ -148,7 +150,7 @@ def test_resume_with_other_options_is_refused(shared_data, tmp_path, capsys):
     assert "sampled with other options" in capsys.readouterr().err
 
 
-def test_slide_without_tissue_exits_0(tmp_path, capsys):
+def test_slide_without_tissue_says_why_and_writes_nothing(tmp_path, capsys):
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -158,8 +160,10 @@ def test_slide_without_tissue_exits_0(tmp_path, capsys):
     args = ["sample", "heterogeneous", str(tmp_path / "ds"), "-o", f"slide={tmp_path / 'glass.png'}",
             "-o", "slide_mpp=0.5", "-o", "classes=[a, b]", "-o", "patch_size=128"]  # fmt: skip
     with pytest.warns(UserWarning, match="no tissue found"):
-        assert main(args) == 0
-    assert len(Dataset(tmp_path / "ds")) == 0
+        assert main(args) == 2  # was: exit 0 and an empty dataset
+    err = capsys.readouterr().err
+    assert re.search(r"0 samples: \d+ windows of 128 px scanned on 1 slide\(s\); \d+ had less", err)
+    assert not (tmp_path / "ds").exists()
 
 
 @pytest.mark.parametrize(
@@ -221,3 +225,13 @@ def test_config_file(shared_data, tmp_path):
         == 0
     )
     assert len(Dataset(tmp_path / "ds")) == 2
+
+
+def test_a_class_with_no_region_anywhere_is_named(shared_data, tmp_path):
+    """`necrosis` listed but never annotated: it passed silently, training an empty channel."""
+    from htd_core.coverage import EmptyClassWarning
+
+    args = ["sample", "tiles", str(tmp_path / "ds"), "-o", f"root={shared_data / 'glas'}",
+            "-o", "classes=[non_gland, gland, necrosis]", "--limit", "4"]  # fmt: skip
+    with pytest.warns(EmptyClassWarning, match=r"'necrosis' has no region in any of the 4 samples"):
+        assert main(args) == 0

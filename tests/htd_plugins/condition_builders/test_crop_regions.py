@@ -58,3 +58,36 @@ def test_choose_elsewhere_avoids_the_source():
     tight[5:15, 5:15] = 1  # only one valid 10 px position: stays
     integ = class_integrals(tight, 2)
     assert choose_elsewhere(integ[1], 10, 1.0, (5, 5), np.random.default_rng(0)) == (5, 5)
+
+
+#: A 10 x 10 class region with 10 scattered holes: the whole 10 px square is exactly 90% class,
+#: but no 6, 7, 8 or 9 px square reaches 90% (fitting is not monotone in the side).
+HOLES = [31, 34, 37, 41, 46, 54, 57, 72, 74, 83]
+
+
+def _holed_region(size: int = 10) -> np.ndarray:
+    mask = np.ones((size, size), np.uint8)  # class 1 outside the region (when size > 10)
+    region = np.zeros(100, np.uint8)
+    region[HOLES] = 1
+    mask[:10, :10] = region.reshape(10, 10)
+    return mask
+
+
+def test_largest_side_is_found_when_fitting_is_not_monotone():
+    integ = class_integrals(_holed_region(), 2)[0]
+    assert fits(integ, 10, 0.9).any() and not any(fits(integ, s, 0.9).any() for s in (7, 8, 9))
+    assert largest_fitting_side(integ, 10, 7, 0.9) == 10  # a binary search returns 0
+    assert largest_fitting_side(integ, 9, 7, 0.9) == 0  # nothing of 7..9 px
+    assert largest_fitting_side(integ, 9, 5, 0.9) == 5
+
+
+def test_crop_builder_shrinks_to_the_true_largest_square():
+    from htd_core.types import ClassMap, TissueSample
+    from htd_plugins.condition_builders.crop import CropBuilder
+
+    mask = _holed_region(14)  # the holed region in a corner of a 14 px patch of class 1
+    image = np.zeros((14, 14, 3), np.uint8)
+    sample = TissueSample(image, mask, ClassMap(("a", "b")), {"slide_id": "s"})
+    builder = CropBuilder(fixed_size=12, min_size=7, min_inside=0.9)
+    prov = builder.build(sample, seed=0).meta["crop_provenance"]["a"]
+    assert (prov["x"], prov["y"], prov["size"]) == (0, 0, 10)

@@ -27,6 +27,11 @@ def test_glas_patches_are_heterogeneous_and_split_by_source(shared_data):
         frac = np.bincount(s.mask.ravel(), minlength=2)[:2] / s.mask.size
         assert ((frac >= 0.15) & (frac <= 0.85)).sum() == 2  # rule applied before downscaling
     assert not {s.meta["slide_id"] for s in data.train} & {s.meta["slide_id"] for s in data.test}
+    # GlaS's official split: the model never trains on a test image
+    names = sorted(p.name for p in (Path(shared_data) / "glas" / "images").iterdir())
+    train_ids = {opaque_id(n.rsplit("_r", 1)[0]) for n in names if n.startswith("train_")}
+    assert {s.meta["slide_id"] for s in data.train} <= train_ids
+    assert not {s.meta["slide_id"] for s in data.test} & train_ids
 
 
 def test_unannotated_image_gets_stain_maps():

@@ -56,20 +56,15 @@ def test_schedule_and_snapping():
 
 
 def test_channel_count_fixed_and_masks_nested(cmu_run):
-    sampler = make(cmu_run, k_min=5, warmup_steps=3, batch_size=2)
+    sampler = make(cmu_run, k_min=5, warmup_steps=3)
     tree = load_tree(cmu_run["root"] / "maps")
     builder = SemanticMapBuilder()
-    samples = sampler.take(10)
-    ks = [s.meta["granularity"] for s in samples]
-    assert ks[:2] == [5, 5] and ks[-1] == 100 and ks == sorted(ks)  # one step per batch of 2
-    originals = MapWindows(
-        cmu_run["maps"][cmu_run["slide_id"]][100],
-        cmu_run["store"].entry(cmu_run["slide_id"]),
-        100,
-        cmu_run["slide"],
-    ).take(10)
-    for s, orig in zip(samples, originals, strict=True):
+    originals = sampler.take(6)  # iterating yields the k_max maps; the step decides k
+    assert all(s.meta["granularity"] == 100 for s in originals)
+    for step, orig in enumerate(originals):
+        s = sampler.for_step(orig, step)
         k = s.meta["granularity"]
+        assert k == sampler.current_k(step) and s.meta["curriculum_step"] == step
         cond = builder.build(s)
         assert cond.spatial.shape[0] == 100  # k_max channels at every step
         on = np.unique(s.mask[s.mask != 255])
@@ -79,7 +74,69 @@ def test_channel_count_fixed_and_masks_nested(cmu_run):
         group_of = tree.parent_map(100, k)
         assert np.array_equal(group_of[s.mask[tissue]], group_of[orig.mask[tissue]])
         assert np.array_equal(s.mask[~tissue], orig.mask[~tissue])
-    assert len(np.unique(samples[0].mask)) < len(np.unique(originals[0].mask))
+    ks = [sampler.current_k(t) for t in range(6)]
+    assert ks[0] == 5 and ks[3:] == [100, 100, 100] and ks == sorted(ks)
+    first = sampler.for_step(originals[0], 0)
+    assert len(np.unique(first.mask)) < len(np.unique(originals[0].mask))
+
+
+class Stripes(PatchSampler):
+    """16 px samples whose masks hold all ``k`` classes (vertical stripes, shifted per sample)."""
+
+    def __init__(self, k: int, n: int = 6) -> None:
+        self.k, self.n, self._cm = k, n, ClassMap(class_names(k))
+
+    @property
+    def class_map(self) -> ClassMap:
+        return self._cm
+
+    def __iter__(self):
+        rng = np.random.default_rng(0)
+        cols = np.arange(16) * self.k // 16
+        for i in range(self.n):
+            mask = np.tile(np.roll(cols, i), (16, 1)).astype(np.uint8)
+            image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            yield TissueSample(image, mask, self._cm, {"i": i})
+
+
+class RecordingBuilder(SemanticMapBuilder):
+    """Records the classes of every mask it builds a condition for, in call order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[set[int]] = []
+
+    def build(self, sample, seed=None):
+        self.seen.append(set(np.unique(sample.mask).tolist()))
+        return super().build(sample, seed=seed)
+
+
+@pytest.mark.parametrize("through", ["backbone", "pipeline"])
+def test_fit_trains_each_step_at_its_granularity(through):
+    """Through ``fit`` (the backbone's, and ``Pipeline.fit`` as ``htd train`` calls it): the
+    batch of optimizer step t is expressed at k'(t), whatever the number of patches the
+    sampler yields (6 here, far fewer than steps x batch)."""
+    from htd_core import Pipeline
+    from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
+    from htd_plugins.discovery.tree import PhenotypeTree
+
+    centers = np.array([[0.0], [1], [10], [11], [100], [101], [110], [111]])
+    tree, _ = PhenotypeTree.build(centers, np.ones(8), levels=(2, 4, 8))
+    sampler = CurriculumSampler(Stripes(8), tree, k_min=2, warmup_steps=4)
+    builder, batch = RecordingBuilder(), 2
+    run = dict(steps=6, batch_size=batch, vae_steps=1, progress=False, tensorboard=False,
+               augment={"dihedral": True})  # fmt: skip
+    if through == "backbone":
+        ControlNetLDM(preset="tiny").fit(sampler, builder, **run)
+    else:
+        Pipeline(sampler, [builder], ControlNetLDM(preset="tiny")).fit(**run)
+    per_step = [builder.seen[s * batch : (s + 1) * batch] for s in range(6)]
+    assert len(builder.seen) == 6 * batch
+    counts = [{len(classes) for classes in seen} for seen in per_step]
+    # k'(0) = k_min = 2; k'(T/2) = 5 -> level 4; k'(t >= T) = k_max = 8
+    assert counts[0] == {2} and counts[2] == {4} and counts[4] == counts[5] == {8}
+    # a coarse mask holds each class's group representative (the lowest k_max id of the group)
+    assert per_step[0][0] == {0, 4} and per_step[2][0] == {0, 2, 4, 6}
 
 
 def test_bad_options(cmu_run):

@@ -85,3 +85,30 @@ def test_pseudo_maps_for_one_image(tmp_path, tiny_encoder):
     assert mask.shape == (10, 10) and len(set(np.unique(mask)) - {255}) >= 3
     again = pseudo_maps_for_image(tiatoolbox_sample_image(), tmp_path, encoder=tiny_encoder)
     assert np.array_equal(np.asarray(Image.open(again["maps"][5])), mask)  # resumed, same maps
+
+
+def _poisoned_store(cmu_run, tmp_path, rows=(7, 30)):
+    """A copy of the real CMU store with NaN in some embedding rows."""
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(cmu_run["root"] / "store", store)
+    entry = EmbeddingStore(store).entry(cmu_run["slide_id"])
+    emb = np.memmap(entry.folder / "embeddings.f16", np.float16, "r+", shape=(entry.n, 16))
+    emb[list(rows), 3] = np.nan
+    emb.flush()
+    return store, entry.folder / "embeddings.f16"
+
+
+def test_nan_rows_are_named_and_nothing_is_written(cmu_run, tmp_path):
+    """cluster ended in a torch traceback with a partial file; maps gave the NaN patch
+    phenotype 0. Both name the store file and its rows, and write nothing."""
+    from htd_plugins.discovery.clustering import cluster_stores
+
+    store, f16 = _poisoned_store(cmu_run, tmp_path)
+    message = rf"{f16} holds NaN or inf in 2 of \d+ rows \(rows 7, 30\)"
+    with pytest.raises(InputError, match=message):
+        cluster_stores([store], tmp_path / "phen", progress=False)
+    with pytest.raises(InputError, match=message):
+        maps_from_stores([store], cmu_run["root"] / "phenotypes", tmp_path / "maps", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]

@@ -61,9 +61,9 @@ def test_frechet_takes_the_encoders_and_only_their_weights() -> None:
     default = RunSettings(weights={"inception_fid": "fid.pth", "uni": "uni.safetensors"})
     assert evaluator_options(FrechetEvaluator, default, {}) == {
         "device": "cpu",
-        "weights": {"inception_fid": "fid.pth"},  # its declared default encoder
+        "weights": {"inception_fid": "fid.pth"},  # one of its declared default encoders
     }
-    assert FrechetEvaluator.default_encoders == ("inception_fid",)
+    assert FrechetEvaluator.default_encoders == ("inception_fid", "efficientnet_lite0")
 
 
 def test_privacy_takes_the_first_encoder_its_weights_and_a_folder() -> None:

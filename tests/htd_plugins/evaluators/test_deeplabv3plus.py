@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from htd_core.errors import InputError
+from htd_core.splits import opaque_source
 from htd_core.testing import EvaluatorConformance, real_tiles, synthetic_sample
 from htd_core.types import TissueSample
 from htd_plugins.evaluators.deeplabv3plus import DeepLabV3PlusEvaluator
@@ -54,10 +55,55 @@ def test_ignore_index_pixels_count_for_nothing() -> None:
     wrong_on_ignored = torch.tensor([[[0, 0, 1, 0]]])
     scores = score_predictions(wrong_on_ignored, labels, num_classes=2, ignore_index=255)
     assert scores["iou"] == [1.0, 1.0] and scores["dice"] == [1.0, 1.0]
+    assert scores["pixel_accuracy"] == 1.0 and scores["confusion"] == [[2, 0], [0, 1]]
     half = score_predictions(
         torch.tensor([[[0, 1, 1, 1]]]), labels, num_classes=2, ignore_index=255
     )
     assert half["iou"] == pytest.approx([0.5, 0.5])
+
+
+def test_iou_counts_false_positives_on_images_that_lack_the_class() -> None:
+    """Image A is all class 0 and predicted all class 1; image B is half 0, half 1, predicted
+    perfectly. Over all test pixels each class has TP = n/2 and FP + FN = n: IoU 1/3 for both
+    (a per-image mean over images containing the class gives 0.5 and 1.0)."""
+    import torch
+
+    from htd_plugins.evaluators.segmentation.training import score_predictions, summarise
+
+    a = torch.zeros(8, 8, dtype=torch.long)
+    b = torch.cat([torch.zeros(4, 8), torch.ones(4, 8)]).long()
+    labels, preds = torch.stack([a, b]), torch.stack([torch.ones_like(a), b])
+    scores = score_predictions(preds, labels, num_classes=2, ignore_index=255)
+    assert scores["iou"] == pytest.approx([1 / 3, 1 / 3])
+    assert scores["dice"] == pytest.approx([0.5, 0.5])  # 2 TP / (2 TP + FP + FN)
+    assert scores["pixel_accuracy"] == pytest.approx(0.5)
+    assert scores["confusion"] == [[32, 64], [0, 32]]  # rows: label, columns: prediction
+    summary = summarise(scores, ("a", "b"))
+    assert summary["mean_iou"] == pytest.approx(1 / 3) and summary["mean_dice"] == 0.5
+    assert summary["confusion"]["a"] == {"a": 32, "b": 64}
+    # a class absent from the test labels is left out of the means
+    absent = score_predictions(preds, labels, num_classes=3, ignore_index=255)
+    assert absent["iou"][2] is None
+    assert summarise(absent, ("a", "b", "c"))["mean_iou"] == pytest.approx(1 / 3)
+
+
+def test_loss_is_blind_to_the_ignore_index() -> None:
+    """Labels [0, 0, 1, 1] plus four ignored pixels give exactly the loss of [0, 0, 1, 1]
+    alone with the same predictions (cross-entropy and Dice both)."""
+    import torch
+
+    from htd_plugins.evaluators.segmentation.training import segmentation_loss
+
+    logits = torch.randn(1, 2, 1, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([[[0, 0, 1, 1, 255, 255, 255, 255]]])
+    loss = segmentation_loss(255)
+    with_ignored = loss(logits, labels)
+    alone = loss(logits[..., :4].contiguous(), labels[..., :4].contiguous())
+    assert float(with_ignored) == float(alone)
+    # and what the ignored pixels are predicted to be changes nothing
+    other = logits.clone()
+    other[..., 4:] = -other[..., 4:] * 5
+    assert float(loss(other, labels)) == float(with_ignored)
 
 
 def test_synthetic_set_without_masks_is_refused() -> None:
@@ -111,3 +157,44 @@ def test_learns_real_glas_above_chance(shared_data) -> None:
     )
     metrics = ev.evaluate(train + test, [])
     assert metrics["settings"]["real"]["mean_iou"] > metrics["chance_mean_iou"] + 0.1
+
+
+def test_synthetic_samples_from_held_out_sources_are_refused() -> None:
+    """A synthetic sample generated from a held-out layout, or with a crop cut from a held-out
+    image, would put the test images into training: refused by name, or recorded when allowed."""
+    real = [synthetic_sample(32, seed=s) for s in range(3)]
+    held_out = _with_split([synthetic_sample(32, seed=s) for s in (7, 8)], "test")
+    from_held_out = synthetic_sample(32, seed=20)
+    from_held_out.meta = {"slide_id": "synthetic-7"}  # the layout of a held-out image
+    held_out_crop = synthetic_sample(32, seed=21)
+    held_out_crop.meta = {
+        "slide_id": "synthetic-1",
+        "crop_provenance": {"tumor": {"source": "sample", "slide_id": "synthetic-8"}},
+    }
+    clean = synthetic_sample(32, seed=22)  # slide_id synthetic-22: no held-out source
+    ev = DeepLabV3PlusEvaluator(budget="tiny")
+    for bad in (from_held_out, held_out_crop):
+        with pytest.raises(InputError, match="shares 1 source image") as info:
+            ev.evaluate(real + held_out, [clean, bad])
+        assert opaque_source("synthetic-7" if bad is from_held_out else "synthetic-8") in str(
+            info.value
+        )
+    assert "overlap" not in ev.evaluate(real + held_out, [clean])
+    allowed = DeepLabV3PlusEvaluator(budget="tiny", allow_overlap=True)
+    overlap = allowed.evaluate(real + held_out, [clean, from_held_out, held_out_crop])["overlap"]
+    assert overlap["layout_rows"] == 1 and overlap["crop_rows"] == 1 and overlap["rows"] == 2
+    assert overlap["sources"] == sorted(opaque_source(f"synthetic-{i}") for i in (7, 8))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"input_size": 40}, r"input_size=40 must be a multiple of 16.*32 or 48"),
+        ({"encoder": "tu-no_such_model"}, r"encoder='tu-no_such_model'"),
+        ({"encoder": "resnet999"}, r"encoder='resnet999'"),
+    ],
+)
+def test_options_smp_would_reject_later_are_refused_up_front(options, message) -> None:
+    """smp raises only at the first forward pass, after every set was loaded."""
+    with pytest.raises(InputError, match=message):
+        DeepLabV3PlusEvaluator(budget="tiny", **options)

@@ -219,3 +219,88 @@ def test_inception_fid_through_the_registry(builtin_manager, shared_data, tmp_pa
         other = ev.evaluate(glas[:4], glas[4:])["encoders"]["inception_fid"]
     assert same["fd"] == pytest.approx(0.0, abs=1e-6) and other["fd"] > 1.0
     assert same["dim"] == 2048 and not same["random_weights"] and len(same["weights_id"]) >= 16
+
+
+def test_nan_rows_in_the_feature_cache_are_named_and_recomputed(tiny_encoder, tmp_path) -> None:
+    """A NaN in the cache was blamed on "the encoder's weights": the cache file and its rows
+    are named, and the rows are recomputed."""
+    import io
+
+    from htd_plugins.evaluators.distance.feature_cache import FeatureCache
+
+    real, syn = _tinted(10), _tinted(10, seed=1)
+    clean = FrechetEvaluator(encoders=[tiny_encoder()]).evaluate(real, syn)["encoders"]["tiny"]
+    FrechetEvaluator(encoders=[tiny_encoder()], cache_dir=tmp_path).evaluate(real, syn)
+    path = FeatureCache(tmp_path, tiny_encoder()).path
+    with np.load(path) as data:
+        parts = {k: data[k] for k in data.files}
+    parts["features"][3, 0] = np.nan
+    buf = io.BytesIO()
+    np.savez(buf, **parts)
+    path.write_bytes(buf.getvalue())
+    with pytest.warns(
+        CacheRefusedWarning, match=rf"{path.name} holds NaN or inf in 1 of 10 rows \(rows 3\)"
+    ):
+        again = FrechetEvaluator(encoders=[tiny_encoder()], cache_dir=tmp_path).evaluate(real, syn)
+    assert again["encoders"]["tiny"]["fd"] == pytest.approx(clean["fd"], rel=1e-6)
+    with np.load(path) as data:
+        assert np.isfinite(data["features"]).all() and len(data["features"]) == 10
+
+
+def _held_out(samples: list[TissueSample]) -> list[TissueSample]:
+    return [
+        TissueSample(s.image, s.mask, s.class_map, {**s.meta, "split": "test"}) for s in samples
+    ]
+
+
+def _fd(enc, a: list[TissueSample], b: list[TissueSample]) -> float:
+    fa = enc(np.stack([s.image for s in a])).double().numpy()
+    fb = enc(np.stack([s.image for s in b])).double().numpy()
+    return fd_math.frechet_distance(*fd_math.statistics(fa), *fd_math.statistics(fb))
+
+
+def test_reference_is_the_held_out_set_beside_real_vs_real_at_the_same_n(tiny_encoder) -> None:
+    """FD is measured against the held-out images only; the training images give the
+    real-vs-real row with as many images as the synthetic set (a seeded subset)."""
+    train, held = _tinted(30, seed=0), _held_out(_tinted(20, seed=3))
+    syn = _tinted(12, tint=30, seed=1)
+    enc = tiny_encoder()
+    out = FrechetEvaluator(encoders=[enc], seed=4).evaluate(train + held, syn)["encoders"]["tiny"]
+    assert out["reference"] == "held-out real" and out["n_real"] == 20
+    assert out["fd"] == pytest.approx(_fd(enc, held, syn), rel=1e-9)
+    subset = np.sort(np.random.default_rng(4).permutation(30)[:12])
+    assert out["n_real_train"] == 12
+    assert out["fd_real_train"] == pytest.approx(
+        _fd(enc, held, [train[i] for i in subset]), rel=1e-9
+    )
+    assert out["fd_real_train"] < out["fd"]  # tinted synthetic images are farther
+    # without a held-out set every real image is the reference and there is no such row
+    alone = FrechetEvaluator(encoders=[enc]).evaluate(train, syn)["encoders"]["tiny"]
+    assert alone["reference"] == "all real" and "fd_real_train" not in alone
+    assert alone["fd"] == pytest.approx(_fd(enc, train, syn), rel=1e-9)
+
+
+class Brightener:
+    """A stand-in backbone whose 'autoencoder' brightens images by 20 grey levels."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        self.seen += len(images)
+        return np.clip(images.astype(np.int64) + 20, 0, 255).astype(np.uint8)
+
+
+def test_reconstruction_fd_of_the_held_out_set(tiny_encoder) -> None:
+    train, held = _tinted(10, seed=0), _held_out(_tinted(16, seed=3))
+    model, enc = Brightener(), tiny_encoder()
+    ev = FrechetEvaluator(encoders=[enc], model=model)
+    out = ev.evaluate(train + held, _tinted(8, seed=1))["encoders"]["tiny"]
+    recon = [
+        TissueSample(model.reconstruct(s.image[None])[0], s.mask, s.class_map, {}) for s in held
+    ]
+    assert out["n_reconstruction"] == 16
+    assert out["fd_reconstruction"] == pytest.approx(_fd(enc, held, recon), rel=1e-9)
+    assert model.seen == 16 + 16  # the held-out images only (and the line above)
+    with pytest.raises(InputError, match="neither a saved pipeline"):
+        FrechetEvaluator(encoders=[enc], model=42)

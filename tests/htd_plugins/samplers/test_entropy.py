@@ -140,3 +140,41 @@ def test_classes_default_to_the_pseudo_map_names(pseudo_map, tcga):
     assert EntropySampler(**opts).class_map.names == ("stroma", "tumor", "inflammation")
     with pytest.raises(InputError, match="give classes"):
         EntropySampler(**{k: v for k, v in tcga.items() if k != "classes"})
+
+
+def test_background_class_is_not_a_tissue_in_the_entropy(drawn_slide):
+    """Tumour | stroma on glass, background kept as a class: only windows across the
+    tumour/stroma border are diverse; tissue/glass edges (tumour + background) are not."""
+    from .conftest import drawn_options
+
+    sampler = EntropySampler(
+        **drawn_options(drawn_slide), background="class", q=1.0, max_overlap=1.0
+    )
+    plan = sampler.plan(0)
+    assert plan.accepted > 0
+    bg = sampler.class_map.names.index("background")
+    c, p = plan.grid.cell_px, sampler.patch_size
+    for x, y in plan.xy:
+        block = plan.cells[y // c : (y + p) // c, x // c : (x + p) // c]
+        tissue = set(np.unique(block).tolist()) - {bg, 255}
+        assert tissue == {0, 1}, (x, y, tissue)  # both tissues, never tissue + glass alone
+    # without the exclusion, glass edges would rank: the same windows with H over all classes
+    counts = plan.cells[plan.cells != 255]
+    assert (counts == bg).any() and len(np.unique(counts)) == 3
+
+
+def test_region_splits_one_slide_into_disjoint_parts(drawn_slide):
+    """``region`` keeps the windows wholly inside it: a left / right split of one slide shares
+    no pixel, and together they lose only the windows across the border."""
+    from .conftest import drawn_options
+
+    options = drawn_options(drawn_slide, q=1.0, max_overlap=1.0, min_entropy=0.0)
+    whole = EntropySampler(**options).plan(0)
+    left = EntropySampler(**options, region=[0, 0, 0.5, 1]).plan(0)
+    right = EntropySampler(**options, region=[0.5, 0, 1, 1]).plan(0)
+    width, p = whole.grid.width, 128
+    assert len(left.xy) and len(right.xy)
+    assert (left.xy[:, 0] + p <= width / 2).all() and (right.xy[:, 0] >= width / 2).all()
+    assert len(left.xy) + len(right.xy) < len(whole.xy)  # windows across x = W/2 are dropped
+    with pytest.raises(InputError, match="region"):
+        EntropySampler(**options, region=[0.5, 0, 0.4, 1])

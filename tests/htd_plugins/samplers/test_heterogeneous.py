@@ -166,12 +166,40 @@ def test_patch_larger_than_slide(drawn_slide):
         HeterogeneousSampler(**drawn_options(drawn_slide, patch_size=1024, stride=512)).take(1)
 
 
-def test_slide_without_tissue_warns_and_yields_nothing(drawn_slide):
+def test_slide_without_tissue_warns_and_says_why_there_are_no_samples(drawn_slide):
     sampler = HeterogeneousSampler(
         **drawn_options(drawn_slide, slide=drawn_slide["blank"], annotations=None)
     )
-    with pytest.warns(UserWarning, match="no tissue found"):
-        assert list(sampler) == []
+    with (
+        pytest.warns(UserWarning, match="no tissue found"),
+        pytest.raises(InputError, match=r"0 samples: 49 windows .* 49 had less than min_labeled"),
+    ):
+        list(sampler)
+
+
+def test_zero_samples_name_the_rule_that_rejected_them(drawn_slide):
+    """Every window is labelled, none is heterogeneous enough: the rule is named."""
+    sampler = HeterogeneousSampler(**drawn_options(drawn_slide), min_frac=0.45, max_frac=0.46)
+    with pytest.raises(InputError, match=r"0 samples: \d+ windows.*were rejected by Compos"):
+        list(sampler)
+
+
+@pytest.mark.parametrize(
+    "fix", [{"unknown_labels": "ignore"}, {"label_map": {"<unclassified>": "@hole"}}]
+)
+def test_unclassified_region_drawn_around_the_classes_keeps_them(drawn_slide, tmp_path, fix):
+    """A QuPath export with an unclassified region drawn around the classified ones: both fixes
+    the error suggests gave 0 samples (the region was painted over the classes)."""
+    feats = json.loads(open(drawn_slide["annotations"]).read())["features"]
+    around = feature("x", 100, 100, 920, 660)
+    del around["properties"]["classification"]
+    path = tmp_path / "qupath.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [around, *feats]}))
+    with pytest.raises(InputError, match="<unclassified>"):
+        HeterogeneousSampler(**drawn_options(drawn_slide, annotations=str(path))).take(1)
+    sampler = HeterogeneousSampler(**drawn_options(drawn_slide, annotations=str(path)), **fix)
+    plain = HeterogeneousSampler(**drawn_options(drawn_slide))
+    assert len(sampler.plan(0).xy) == len(plain.plan(0).xy) > 0
 
 
 def test_mpp_finer_than_base(drawn_slide):

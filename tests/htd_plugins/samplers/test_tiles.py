@@ -142,3 +142,49 @@ def test_presets_live_in_the_plugin():
 
     assert TILE_SETS["camelyon_mini"]["threshold"] == 127
     assert not hasattr(htd_core.data, "TILE_SETS")  # the core holds no dataset presets
+
+
+def test_tiles_smaller_than_the_patch_are_refused_when_sampling(tmp_path):
+    """A 1 x 1 tile was written as a sample; the problem showed only at training."""
+    root = tmp_path / "tiles"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for name, side in (("a", 64), ("b", 1)):
+        Image.fromarray(np.full((side, side, 3), 200, np.uint8)).save(
+            root / "images" / f"{name}.png"
+        )
+        Image.fromarray(np.zeros((side, side), np.uint8)).save(root / "masks" / f"{name}.png")
+    with pytest.raises(InputError, match=r"tile .*b.png is 1 x 1 px, smaller than min_size=16"):
+        list(TilesSampler(root=root, classes=["x"]))
+    with pytest.raises(InputError, match=r"b.png is 1 x 1 px, smaller than patch_size=32"):
+        list(TilesSampler(root=root, classes=["x"], patch_size=32))
+    with pytest.warns(UserWarning, match=r"1 tile\(s\) .* smaller than 32 px .*\['b.png'\]"):
+        kept = list(TilesSampler(root=root, classes=["x"], patch_size=32, small_tiles="skip"))
+    assert len(kept) == 4 and all(s.image.shape == (32, 32, 3) for s in kept)
+    with pytest.raises(InputError, match="small_tiles='keep'"):
+        TilesSampler(root=root, classes=["x"], small_tiles="keep")
+
+
+def test_match_and_split_choose_tiles_by_source_image(shared_data):
+    """GlaS: split=train is exactly the official train_* tiles, split=test the testA_/testB_
+    ones; a set without official prefixes is split at random, whole source images per side."""
+    glas = shared_data / "glas"
+    names = lambda sampler: [p[0].name for p in sampler.pairs]  # noqa: E731
+    train = names(TilesSampler(root=glas, split="train"))
+    test = names(TilesSampler(root=glas, split="test"))
+    assert len(train) == 340 and all(n.startswith("train_") for n in train)
+    assert len(test) == 320 and all(n.startswith(("testA_", "testB_")) for n in test)
+    only_b = names(TilesSampler(root=glas, split="test", match="testB_*"))
+    assert len(only_b) == 80 and set(only_b) <= set(test)
+    with pytest.raises(InputError, match="no tile matches"):
+        TilesSampler(root=glas, split="train", match="testA_*")
+    with pytest.raises(InputError, match="split='val'"):
+        TilesSampler(root=glas, split="val")
+    luad = shared_data / "wsss4luad_val"
+    parts = [
+        {source_id(n) for n in names(TilesSampler(root=luad, split=s, test_fraction=0.25))}
+        for s in ("train", "test")
+    ]
+    assert parts[0] and parts[1] and not parts[0] & parts[1]
+    every = {source_id(p[0].name) for p in TilesSampler(root=luad).pairs}
+    assert parts[0] | parts[1] == every

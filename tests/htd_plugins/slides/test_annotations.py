@@ -111,7 +111,87 @@ def test_unknown_labels_error_names_them(tmp_path, feature):
     with pytest.raises(InputError, match=r"'Necrosis' \(1\).*label_map.*unknown_labels='ignore'"):
         paint(path)
     cells = paint(path, unknown="ignore", unannotated=2)
-    assert cells[2, 2] == CM.ignore_index and cells[2, 12] == 0
+    assert cells[2, 2] == 2 and cells[2, 12] == 0  # the unknown object is dropped, not painted
+
+
+def _poly(ring, *holes, name="tumor"):
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [ring, *holes]},
+        "properties": {"classification": {"name": name}},
+    }
+
+
+def _square(x0, y0, x1, y1):
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+
+
+@pytest.mark.parametrize("island_first", [True, False])
+def test_multipolygon_island_in_another_parts_hole_keeps_its_class(tmp_path, island_first):
+    """QuPath MultiPolygon: part A is a ring with a hole, part B an island inside that hole.
+    The island is annotated tissue whichever order the parts are listed in."""
+    ring = [_square(0, 0, 240, 240), _square(60, 60, 180, 180)]  # part A, hole 60-180
+    island = [_square(96, 96, 144, 144)]  # part B, inside A's hole
+    parts = [island, ring] if island_first else [ring, island]
+    feat = {
+        "type": "Feature",
+        "geometry": {"type": "MultiPolygon", "coordinates": parts},
+        "properties": {"classification": {"name": "tumor"}},
+    }
+    cells = paint(write_geojson(tmp_path / "a.geojson", [feat]), unannotated=2)
+    assert cells[15, 15] == 0  # island centre (120, 120)
+    assert cells[9, 9] == 2  # in A's hole, outside the island (76, 76)
+    assert cells[2, 2] == 0  # part A
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_nested_features_do_not_depend_on_feature_order(tmp_path, reverse):
+    """Stroma with a hole, a tumour island in the hole, an equal-area pair of classes: the same
+    map whichever order the features are listed in."""
+    feats = [
+        _poly(_square(0, 0, 240, 240), _square(60, 60, 180, 180), name="stroma"),
+        _poly(_square(96, 96, 144, 144), name="tumor"),
+        _poly(_square(248, 0, 280, 32), name="normal"),
+        _poly(_square(248, 0, 280, 32), name="tumor"),  # same geometry and area
+    ]
+    cells = paint(write_geojson(tmp_path / "a.geojson", feats[::-1] if reverse else feats))
+    assert cells[15, 15] == 0 and cells[2, 2] == 1 and cells[9, 9] == 255
+    assert cells[1, 32] == 2  # an exact tie: the later class of the list on top, in any order
+
+
+@pytest.mark.parametrize("fix", ["ignore", "hole"])
+def test_unclassified_region_around_classes_keeps_them(tmp_path, fix):
+    """A QuPath export with an unclassified region drawn around the classified ones: both
+    fixes the error suggests keep the classes inside (the unclassified object alone goes)."""
+    feats = [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [_square(0, 0, 320, 320)]},
+         "properties": {"objectType": "annotation"}},  # no classification
+        _poly(_square(16, 16, 96, 96), name="tumor"),
+        _poly(_square(160, 160, 240, 240), name="stroma"),
+    ]  # fmt: skip
+    path = write_geojson(tmp_path / "a.geojson", feats)
+    with pytest.raises(InputError, match="<unclassified>"):
+        paint(path)
+    if fix == "ignore":
+        cells = paint(path, unknown="ignore", unannotated=2)
+    else:
+        cells = paint(path, label_map={"<unclassified>": "@hole"}, unannotated=2)
+    assert cells[5, 5] == 0 and cells[25, 25] == 1  # the classes survive
+    assert cells[35, 5] == 2  # the rest of the unclassified region: unannotated
+
+
+def test_hole_inside_a_region_still_cuts_it(tmp_path):
+    """A smaller exclusion drawn inside a class region cuts it; a class island inside the
+    exclusion is kept (CAMELYON: tumour, exclusion, tumour island)."""
+    feats = [
+        _poly(_square(0, 0, 320, 320), name="tumor"),
+        _poly(_square(80, 80, 240, 240), name="cut"),
+        _poly(_square(144, 144, 176, 176), name="tumor"),
+    ]
+    cells = paint(
+        write_geojson(tmp_path / "a.geojson", feats), label_map={"cut": "@hole"}, unannotated=2
+    )
+    assert cells[2, 2] == 0 and cells[12, 12] == 2 and cells[20, 20] == 0
 
 
 def test_label_map_to_unknown_class_is_refused():

@@ -8,7 +8,14 @@ from PIL import Image
 
 from htd_core import ClassMap
 from htd_core.errors import InputError
-from htd_plugins.slides.label_masks import code_lut, load_code_names, mask_to_grid, read_label_mask
+from htd_plugins.slides.label_masks import (
+    check_label_colors,
+    code_lut,
+    color_code_names,
+    load_code_names,
+    mask_to_grid,
+    read_label_mask,
+)
 
 CM = ClassMap(("tumor", "stroma", "normal"))
 
@@ -84,7 +91,57 @@ def test_p_mode_and_rgb_masks(tmp_path):
     rgb[..., 0] = [[1, 2], [3, 4]]
     rgb[..., 1] = 200
     Image.fromarray(rgb).save(tmp_path / "panda.png")
-    assert read_label_mask(tmp_path / "panda.png").tolist() == [[1, 2], [3, 4]]
+    assert read_label_mask(tmp_path / "panda.png", "red").tolist() == [[1, 2], [3, 4]]
+
+
+def _painted(tmp_path):
+    """Tumour painted red (left half), stroma green (right half)."""
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[:, :3] = (255, 0, 0)
+    rgb[:, 3:] = (0, 255, 0)
+    Image.fromarray(rgb).save(tmp_path / "painted.png")
+    return tmp_path / "painted.png"
+
+
+def test_rgb_painted_mask_is_refused_naming_its_colours(tmp_path):
+    """Read by its red channel, the green stroma half would become code 0 = tumour."""
+    with pytest.raises(
+        InputError,
+        match=r"painted in colours \(\(0, 255, 0\) x 12 px, \(255, 0, 0\) x 12 px\).*label_colors",
+    ):
+        read_label_mask(_painted(tmp_path))
+
+
+def test_rgb_painted_mask_with_a_colour_table(tmp_path):
+    colors = {"stroma": "#00ff00", "tumor": [255, 0, 0]}
+    codes = read_label_mask(_painted(tmp_path), colors)
+    names = color_code_names(colors)
+    lut = code_lut(codes, names, CM, "error", "painted.png")
+    assert (lut[codes][:, :3] == 0).all() and (lut[codes][:, 3:] == 1).all()  # tumour | stroma
+    with pytest.raises(InputError, match=r"\(0, 255, 0\) x 12 px.*not in label_colors"):
+        read_label_mask(_painted(tmp_path), {"tumor": [255, 0, 0]})
+    stray = read_label_mask(_painted(tmp_path), {"tumor": [255, 0, 0]}, unknown="ignore")
+    assert code_lut(stray, {0: "tumor"}, CM, "ignore", "m")[stray][0, 4] == CM.ignore_index
+
+
+@pytest.mark.parametrize("bad", [{"tumor": [256, 0, 0]}, {"tumor": "red"}, "blue", []])
+def test_label_colors_option_is_checked(bad):
+    with pytest.raises(InputError, match="label_colors"):
+        check_label_colors(bad)
+
+
+def test_jpeg_label_mask_warns(tmp_path):
+    Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8)).save(tmp_path / "m.jpg")
+    with pytest.warns(UserWarning, match="lossy JPEG.*boundaries"):
+        read_label_mask(tmp_path / "m.jpg")
+
+
+def test_sixteen_bit_and_grey_rgb_masks_are_index_masks(tmp_path):
+    Image.fromarray(np.array([[0, 300], [2, 1]], np.uint16)).save(tmp_path / "m16.png")
+    assert read_label_mask(tmp_path / "m16.png").tolist() == [[0, 300], [2, 1]]
+    grey = np.repeat(np.array([[0, 1], [2, 1]], np.uint8)[..., None], 3, axis=2)
+    Image.fromarray(grey).save(tmp_path / "grey_rgb.png")
+    assert read_label_mask(tmp_path / "grey_rgb.png").tolist() == [[0, 1], [2, 1]]
 
 
 def test_unreadable_mask(tmp_path):

@@ -103,3 +103,23 @@ def test_read_level0_pads_outside_with_white(drawn_slide):
     assert np.array_equal(inside, slide.read(100, 100, 32, 1.0))  # same pixels, other origin
     corner = slide.read_level0(-32, -32, 32, 1.0)  # half outside the slide at 1 um/px
     assert corner.shape == (32, 32, 3) and (corner[:14, :14] == 255).all()
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_transparent_background_reads_as_white_glass(tmp_path, suffix):
+    """An RGBA image whose background is transparent (RGB 0 where alpha 0): composited onto
+    white, so the background is glass, not black tissue."""
+    from PIL import Image
+
+    from htd_plugins.slides.tissue import tissue_mask
+
+    rgba = np.zeros((256, 256, 4), np.uint8)
+    block = np.random.default_rng(0).normal((200, 110, 170), 12, (128, 128, 3))
+    rgba[64:192, 64:192, :3] = np.clip(block, 0, 255).astype(np.uint8)
+    rgba[64:192, 64:192, 3] = 255
+    Image.fromarray(rgba).save(tmp_path / f"slide{suffix}")
+    slide = Slide(tmp_path / f"slide{suffix}", slide_mpp=0.5)
+    patch = slide.read(32, 32, 64, 0.5)  # a quarter tissue, the rest background
+    assert (patch[:32, :32] == 255).all() and patch[40:, 40:].mean() < 200
+    tissue = tissue_mask(slide.thumbnail(4.0), 4.0, "otsu")
+    assert 0.2 < tissue.mean() < 0.3  # the block (a quarter of the slide); black bg: 0.71

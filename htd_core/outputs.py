@@ -1,0 +1,129 @@
+"""Output locations: checked before any expensive work, and never at the cost of a user's data.
+
+Every command that writes an output folder calls :func:`check_output` before it reads data,
+loads a model or trains anything, and writes inside :func:`output_folder` (or after
+:func:`start_output`, once every input and option is validated). The rules:
+
+* a path that exists as a file: refused (htd never replaces a file it did not write);
+* a folder htd cannot write in (or a missing one whose nearest existing parent it cannot
+  write in, or whose "parent" is a file): refused;
+* a non-empty folder that is not an htd output of the same kind (no marker, see
+  :data:`htd_core.io.MARKER`, or another kind's): refused, naming it and what it holds;
+* an htd output of the same kind: resumed;
+* a missing or empty folder: a new output.
+
+A run that fails before it wrote any result leaves nothing behind: :func:`output_folder`
+removes the folders it created (and its marker) when the block raises and they hold nothing
+else.
+
+Example:
+    >>> resume = check_output(out, "sample")         # doctest: +SKIP  (cheap, before work)
+    >>> with output_folder(out, "sample"):           # doctest: +SKIP
+    ...     write_everything(out)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from htd_core.errors import InputError
+from htd_core.io import MARKER, is_htd_output, read_marker, write_marker
+
+
+def check_output(
+    path: str | Path, kind: str, *, what: str = "output folder", legacy: tuple[str, ...] = ()
+) -> bool:
+    """Validate an output folder location; True when it is an htd ``kind`` output to resume.
+
+    Args:
+        path: the folder a command will write.
+        kind: the kind of output (``"sample"``, ``"autoencoder"``, ``"evaluation"``...).
+        what: how the error names the path (the option: ``"--out"``, ``"OUTPUT"``).
+        legacy: files that all exist in a ``kind`` output written before htd marked its
+            outputs (:func:`htd_core.io.is_htd_output`).
+
+    Raises:
+        InputError: one line naming ``path``, what is wrong and the fix.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(
+            f"{what} {path} is a file: htd writes a folder there and never replaces a file; "
+            "give a new folder name"
+        )
+    if not path.exists():
+        parent = _existing_parent(path)
+        if not parent.is_dir():
+            raise InputError(f"{what} {path}: {parent} is a file, so no folder can be made there")
+        if not writable(parent):
+            raise InputError(
+                f"{what} {path}: cannot create it, {parent} is not writable; choose a writable "
+                "location"
+            )
+        return False
+    if not writable(path):
+        raise InputError(f"{what} {path} is not writable: choose a writable folder")
+    if not any(path.iterdir()):
+        return False
+    if is_htd_output(path, kind, legacy):
+        return True
+    entries = sorted(p.name for p in path.iterdir())
+    shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+    marker = read_marker(path)
+    holds = f"an htd {marker['kind']!r} output" if marker else f"files htd did not write ({shown})"
+    raise InputError(
+        f"{what} {path} already holds {holds}: htd writes its {kind!r} output only into a new "
+        "or empty folder, or resumes its own; choose another folder"
+    )
+
+
+def start_output(
+    path: str | Path, kind: str, *, what: str = "output folder", legacy: tuple[str, ...] = ()
+) -> bool:
+    """Check, create and mark an output folder (once every input and option is validated);
+    returns whether it resumes. :func:`output_folder` does the same and cleans up on failure."""
+    path = Path(path)
+    resume = check_output(path, kind, what=what, legacy=legacy)
+    path.mkdir(parents=True, exist_ok=True)
+    if read_marker(path) is None:
+        write_marker(path, kind)
+    return resume
+
+
+@contextlib.contextmanager
+def output_folder(
+    path: str | Path, kind: str, *, what: str = "output folder", legacy: tuple[str, ...] = ()
+) -> Iterator[bool]:
+    """Create (or reopen) an output folder marked as ``kind``; yields whether it resumes.
+
+    When the block raises, the folders this call created are removed again if they hold
+    nothing but the marker, so a run that fails before writing a result leaves nothing behind.
+    """
+    path = Path(path)
+    created = [p for p in (path, *path.parents) if not p.exists()]
+    marked = not path.is_dir() or read_marker(path) is None
+    resume = start_output(path, kind, what=what, legacy=legacy)
+    try:
+        yield resume
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if marked and [p.name for p in path.iterdir()] == [MARKER]:
+                (path / MARKER).unlink()
+            for folder in created:  # deepest first
+                folder.rmdir()  # fails (and stops) on a folder that holds anything
+        raise
+
+
+def writable(folder: Path) -> bool:
+    """Whether this process may create entries in ``folder`` (always true for root)."""
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def _existing_parent(path: Path) -> Path:
+    for parent in path.absolute().parents:
+        if parent.exists():
+            return parent
+    return Path("/")

@@ -1,0 +1,125 @@
+"""``htd generate-slide MODEL --map LAYOUT --out slide.tif``: a synthetic pyramidal slide.
+
+The layout (label mask, QuPath GeoJSON / ASAP XML, discovery pseudo map, or a real slide's
+annotations) is denoised as one latent canvas in overlapping windows of the model's size,
+blended at every step, and written as a pyramidal TIFF with its label mask, a QuPath GeoJSON
+of the layout and a manifest of the crops used (opaque ids). Interrupted runs resume from the
+last denoising step when rerun with the same options (docs/slide-synthesis.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from htd_core import hookimpl
+from htd_core.interfaces.command import make_command
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``htd generate-slide``."""
+    p.add_argument("model", help="saved pipeline folder (`htd train`'s model/)")
+    p.add_argument("--map", required=True, dest="layout", metavar="LAYOUT",
+                   help="label mask (.png/.tif) or annotations (.geojson/.json/.xml/.db)")  # fmt: skip
+    p.add_argument("--out", required=True, help="slide to write (.tif); sidecars go beside it")
+    g = p.add_argument_group("layout")
+    g.add_argument("--mpp", type=float, help="um/px of the layout (annotations: to rasterise at)")
+    g.add_argument("--size", type=int, nargs=2, metavar=("W", "H"),
+                   help="canvas of drawn annotations in px (default: their extent)")  # fmt: skip
+    g.add_argument("--fill", help="class of unannotated pixels (or @ignore)")
+    g.add_argument("--label-map", help='JSON {"layout label": "model class" | "@ignore"}')
+    g.add_argument(
+        "--label-classes", help="names of a mask's codes: JSON file (list or {code: name})"
+    )
+    g.add_argument("--slide", help="the real slide the annotations belong to")
+    g.add_argument("--slide-mpp", type=float, help="level-0 um/px of --slide when it has none")
+    g.add_argument("--region", type=int, nargs=4, metavar=("X", "Y", "W", "H"),
+                   help="part of --slide in level-0 px (default: the annotations' extent)")  # fmt: skip
+    s = p.add_argument_group("synthesis")
+    s.add_argument("--crop-bank", help="crop bank file (crops for layouts without images)")
+    s.add_argument("--crops", choices=("window", "region"), default="window",
+                   help="one crop per class per window, or per connected region")  # fmt: skip
+    s.add_argument(
+        "--overlap", type=float, default=0.5, help="window overlap in [0, 1) (0: plain tiling)"
+    )
+    s.add_argument(
+        "--model-mpp", type=float, help="um/px of the model's training patches (default: recorded)"
+    )
+    s.add_argument("--rescale", action="store_true",
+                   help="resample a layout far from the model's mpp to the model's mpp")  # fmt: skip
+    s.add_argument(
+        "--seed", type=int, default=0, help="noise and crop choice (same seed, same slide)"
+    )
+    s.add_argument(
+        "--scheduler", choices=("ddim", "dpmsolver++"), help="sampler (default: the model's)"
+    )
+    s.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    s.add_argument("--guidance", type=float, help="classifier-free guidance scale (1: none)")
+    s.add_argument("--batch-size", type=int, help="windows per model call (default: the model's)")
+    s.add_argument("--quality", type=int, default=90, help="JPEG quality of the slide's tiles")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from htd_core.errors import InputError
+    from htd_core.pipeline import Pipeline
+    from htd_plugins.slide_synthesis.api import check_output, generate_slide
+    from htd_plugins.slide_synthesis.readers import read_layout
+
+    check_output(args.out)  # before loading anything
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        raise InputError(f"--quality {args.quality}: give a JPEG quality in 1..100")
+    label_map = _json_option(args.label_map, "--label-map")
+    pipe = Pipeline.from_pretrained(
+        args.model, builder_options={"bank": args.crop_bank} if args.crop_bank else None
+    )
+    class_map = pipe.backbone.class_map
+    if class_map is None:
+        raise InputError(f"{args.model} records no class map; re-save it with a current htd")
+    layout = read_layout(
+        args.layout, class_map, mpp=args.mpp, size=args.size, fill=args.fill,
+        label_map=label_map, label_classes=args.label_classes, slide=args.slide,
+        slide_mpp=args.slide_mpp, region=args.region,
+    )  # fmt: skip
+    summary = generate_slide(
+        pipe, layout, args.out, seed=args.seed, overlap=args.overlap, crops=args.crops,
+        model_mpp=args.model_mpp, rescale=args.rescale, guidance_scale=args.guidance,
+        scheduler=args.scheduler, num_inference_steps=args.steps, batch_size=args.batch_size,
+        quality=args.quality, progress=not args.no_progress,
+    )  # fmt: skip
+    levels = " ".join(f"{w}x{h}" for w, h in summary["levels"])
+    print(
+        f"synthetic slide: {args.out} ({summary['width']} x {summary['height']} px at "
+        f"{summary['mpp']:g} um/px, levels {levels}; {summary['windows']['count']} windows; "
+        f"{summary['mpp_check']})"
+    )
+    print("beside it: " + ", ".join(v for k, v in summary["files"].items() if k != "slide"))
+    return 0
+
+
+def _json_option(text: str | None, flag: str) -> Any:
+    import json
+
+    from htd_core.errors import InputError
+
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{flag} {text!r} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InputError(f'{flag} must be a JSON object such as {{"tumour": "tumor"}}')
+    return value
+
+
+@hookimpl
+def htd_register_commands(registry) -> None:
+    command = make_command(
+        add_arguments,
+        run,
+        help="synthesize a seamless pyramidal slide (TIFF + label mask + GeoJSON) from a large map",
+        description="Denoise a large layout in overlapping windows of a model written by `htd train`, blended at every step, and write a pyramidal TIFF that OpenSlide, tiatoolbox and QuPath open, with its label mask, a QuPath GeoJSON of the layout and a crop manifest. Rerun the same command to resume an interrupted run.",
+        order=65,
+    )
+    registry.register("generate-slide", command)

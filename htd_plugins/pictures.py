@@ -1,0 +1,152 @@
+"""Pictures a person opens: colour previews of label maps and contact sheets of datasets.
+
+Both use the class colours of ``classes.json`` (:class:`htd_core.ClassMap`) and PIL only:
+
+- :func:`map_preview`: a label map (e.g. a 10 x 14 px pseudo map, which looks black in an
+  image viewer) in class colours, enlarged with nearest-neighbour pixels to a viewable size,
+  with a legend of the classes present;
+- :func:`contact_sheet`: patches of a dataset folder spread over its rows, each with the
+  outlines of its mask's regions drawn in class colours and its class fractions below it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from htd_core.types import ClassMap
+
+#: Background of legends and captions; black marks ignored / background map cells.
+PAPER = (255, 255, 255)
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def _legend(
+    class_map: ClassMap,
+    indices: Sequence[int],
+    width: int,
+    size: int = 12,
+    extra: Sequence[tuple[str, tuple[int, int, int]]] = (),
+):
+    """A white strip with one coloured square and name per class index (then ``extra``)."""
+    from PIL import Image, ImageDraw
+
+    font, pad = _font(size), 4
+    entries = [(class_map.names[i], tuple(class_map.colors[i])) for i in indices] + list(extra)
+    x, y, rows = pad, pad, [[]]
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    for name, colour in entries:  # lay out in lines that fit ``width``
+        w = size + 4 + int(draw.textlength(name, font=font)) + 12
+        if x + w > width and rows[-1]:
+            rows.append([])
+            x = pad
+        rows[-1].append((x, name, colour))
+        x += w
+    strip = Image.new("RGB", (width, pad + len(rows) * (size + pad) + pad), PAPER)
+    draw = ImageDraw.Draw(strip)
+    for r, row in enumerate(rows):
+        y = pad + r * (size + pad)
+        for x, name, colour in row:
+            draw.rectangle([x, y, x + size - 1, y + size - 1], fill=colour, outline=(0, 0, 0))
+            draw.text((x + size + 4, y - 1), name, fill=(0, 0, 0), font=font)
+    return strip
+
+
+def map_preview(labels: np.ndarray, class_map: ClassMap, min_side: int = 512) -> np.ndarray:
+    """RGB uint8 preview of an index map: class colours (ignored cells black), each cell
+    enlarged to a square of ``ceil(min_side / shorter side)`` pixels (nearest neighbour, so
+    cells stay sharp), and a legend of the classes present below it."""
+    from PIL import Image
+
+    labels = np.asarray(labels)
+    scale = max(1, -(-min_side // max(1, min(labels.shape[:2]))))
+    rgb = class_map.colorize(labels)
+    big = Image.fromarray(rgb).resize(
+        (labels.shape[1] * scale, labels.shape[0] * scale), Image.NEAREST
+    )
+    present = [int(i) for i in np.unique(labels) if 0 <= i < len(class_map.names)]
+    ignored = (
+        [("no class (background)", (0, 0, 0))] if (labels == class_map.ignore_index).any() else []
+    )
+    legend = _legend(class_map, present, max(big.width, 200), extra=ignored)
+    out = Image.new("RGB", (max(big.width, legend.width), big.height + legend.height), PAPER)
+    out.paste(big, (0, 0))
+    out.paste(legend, (0, big.height))
+    return np.asarray(out)
+
+
+def outlined(image: np.ndarray, mask: np.ndarray, class_map: ClassMap, side: int) -> np.ndarray:
+    """``image`` resized to ``side`` x ``side`` with the borders of the mask's regions drawn
+    2 px wide in the colour of the region they enclose."""
+    from PIL import Image
+
+    resample = Image.LANCZOS if image.shape[0] > side else Image.NEAREST
+    img = np.array(Image.fromarray(image).resize((side, side), resample))
+    m = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((side, side), Image.NEAREST))
+    edge = np.zeros(m.shape, bool)
+    for shift in (1, 2):
+        edge[:-shift] |= m[:-shift] != m[shift:]
+        edge[:, :-shift] |= m[:, :-shift] != m[:, shift:]
+    colours = class_map.colorize(m)
+    img[edge] = colours[edge]
+    return img
+
+
+def fractions_text(mask: np.ndarray, class_map: ClassMap, top: int = 3) -> str:
+    """``gland 62%, non_gland 38%``: the largest class fractions of the labelled pixels."""
+    valid = mask[mask != class_map.ignore_index]
+    if valid.size == 0:
+        return "no labelled pixels"
+    counts = np.bincount(valid.astype(np.int64), minlength=len(class_map.names))
+    order = [i for i in np.argsort(-counts, kind="stable") if counts[i] > 0][:top]
+    return ", ".join(
+        f"{class_map.names[i][:12]} {100 * counts[i] / valid.size:.0f}%" for i in order
+    )
+
+
+def contact_sheet(
+    dataset: str | Path, path: str | Path, *, n: int = 24, columns: int = 6, side: int = 128
+) -> Path:
+    """Write a PNG of up to ``n`` patches of an htd dataset folder (spread evenly over its
+    rows): each with its mask outlines in class colours, its row index and class fractions,
+    and a legend of the classes. Returns ``path`` (written atomically).
+
+    Raises:
+        InputError: ``dataset`` is not a dataset folder, or it is empty.
+    """
+    from PIL import Image, ImageDraw
+
+    from htd_core.dataset import Dataset
+    from htd_core.errors import InputError
+    from htd_core.io import atomic_save_image
+
+    data = Dataset(dataset)
+    if not len(data):
+        raise InputError(f"dataset {dataset} is empty: no contact sheet to draw")
+    cm = data.class_map
+    picks = sorted({int(round(v)) for v in np.linspace(0, len(data) - 1, min(n, len(data)))})
+    columns = min(columns, len(picks))
+    caption, pad = 30, 14
+    cell_w, cell_h = side + pad, side + caption
+    rows = -(-len(picks) // columns)
+    legend = _legend(cm, range(len(cm.names)), columns * cell_w + pad)
+    sheet = Image.new("RGB", (legend.width, legend.height + rows * cell_h + pad), PAPER)
+    sheet.paste(legend, (0, 0))
+    draw, font = ImageDraw.Draw(sheet), _font(10)
+    for k, i in enumerate(picks):
+        sample = data[i]
+        x = pad + (k % columns) * cell_w
+        y = legend.height + (k // columns) * cell_h
+        sheet.paste(Image.fromarray(outlined(sample.image, sample.mask, cm, side)), (x, y))
+        h, w = sample.mask.shape
+        draw.text((x, y + side + 2), f"#{i}  {w}x{h} px", fill=(60, 60, 60), font=font)
+        draw.text((x, y + side + 15), fractions_text(sample.mask, cm), fill=(0, 0, 0), font=font)
+    atomic_save_image(Path(path), np.asarray(sheet))
+    return Path(path)

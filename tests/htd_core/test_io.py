@@ -1,0 +1,127 @@
+"""Atomic writes that never cost a user's data: umask permissions, marked output folders,
+output locations validated before any work."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from htd_core.errors import InputError
+from htd_core.io import (
+    MARKER,
+    atomic_save_image,
+    atomic_save_torch,
+    atomic_write_folder,
+    atomic_write_json,
+    read_marker,
+)
+from htd_core.outputs import check_output, output_folder
+
+
+@pytest.fixture
+def umask_027():
+    old = os.umask(0o027)
+    try:
+        yield 0o027
+    finally:
+        os.umask(old)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_written_files_and_folders_follow_the_umask(tmp_path, umask_027):
+    """mkstemp / mkdtemp alone give 0600 / 0700: images, JSON, weights and model folders
+    must get what ``open`` gives (0666 & ~umask, 0777 & ~umask)."""
+    atomic_write_json(tmp_path / "classes.json", {"a": 1})
+    atomic_save_image(tmp_path / "img.png", np.zeros((4, 4, 3), np.uint8))
+    atomic_save_torch(tmp_path / "w.pt", {"x": 1})
+    atomic_write_folder(tmp_path / "model", lambda d: (d / "config.json").write_text("{}"))
+    with open(tmp_path / "plain.txt", "w") as fh:  # what the user's umask gives
+        fh.write("x")
+    for name in ("classes.json", "img.png", "w.pt", "model/config.json", "model/" + MARKER):
+        assert mode(tmp_path / name) == mode(tmp_path / "plain.txt") == 0o640, name
+    assert mode(tmp_path / "model") == 0o750
+
+
+def test_folder_write_never_replaces_a_file_or_a_users_folder(tmp_path):
+    target = tmp_path / "out"
+    target.write_text("my notes")
+    with pytest.raises(InputError, match="is a file"):
+        atomic_write_folder(target, lambda d: (d / "x").write_text("1"), kind="autoencoder")
+    assert target.read_text() == "my notes" and sorted(os.listdir(tmp_path)) == ["out"]
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "important.txt").write_text("keep me")
+    with pytest.raises(InputError, match=r"important.txt.*choose another folder"):
+        atomic_write_folder(users, lambda d: (d / "x").write_text("1"), kind="autoencoder")
+    assert os.listdir(users) == ["important.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["out", "users"]  # no .old, no temp folder
+
+
+def test_folder_write_fills_an_empty_folder_and_replaces_its_own_output(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    inode = os.stat(empty).st_ino
+    atomic_write_folder(empty, lambda d: (d / "a.txt").write_text("1"), kind="autoencoder")
+    assert os.stat(empty).st_ino == inode  # the user's folder itself is kept
+    assert sorted(os.listdir(empty)) == ["a.txt", MARKER]
+    assert read_marker(empty)["kind"] == "autoencoder"
+    atomic_write_folder(empty, lambda d: (d / "b.txt").write_text("2"), kind="autoencoder")
+    assert sorted(os.listdir(empty)) == ["b.txt", MARKER]  # htd's own output: replaced
+    with pytest.raises(InputError, match="'autoencoder' output|autoencoder output"):
+        atomic_write_folder(empty, lambda d: None, kind="model")  # another kind: refused
+    assert sorted(os.listdir(tmp_path)) == ["empty"]
+
+
+def test_check_output_rules(tmp_path, monkeypatch):
+    assert check_output(tmp_path / "new" / "deeper", "sample") is False
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="OUTPUT .*file is a file"):
+        check_output(tmp_path / "file", "sample", what="OUTPUT")
+    with pytest.raises(InputError, match="is a file, so no folder"):
+        check_output(tmp_path / "file" / "sub", "sample")
+    mine = tmp_path / "mine"
+    with output_folder(mine, "sample") as resume:
+        assert resume is False
+        (mine / "data.csv").write_text("1")
+    assert check_output(mine, "sample") is True
+    with pytest.raises(InputError, match="an htd 'sample' output"):
+        check_output(mine, "generate")
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "sampling.json").write_text("{}")
+    assert check_output(legacy, "sample", legacy=("sampling.json",)) is True
+    monkeypatch.setattr("htd_core.outputs.writable", lambda folder: False)  # as a non-root user
+    with pytest.raises(InputError, match="not writable"):
+        check_output(mine, "sample")
+    with pytest.raises(InputError, match="cannot create it"):
+        check_output(tmp_path / "other", "sample")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_read_only_folder_is_refused(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(InputError, match="not writable"):
+            check_output(ro, "sample")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_a_failed_run_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "a" / "b"
+    with pytest.raises(RuntimeError), output_folder(target, "sample"):
+        raise RuntimeError("bad input found late")
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(RuntimeError), output_folder(target, "sample"):
+        (target / "result.txt").write_text("1")  # work was written: kept for a resume
+        raise RuntimeError("killed")
+    assert sorted(os.listdir(target)) == [MARKER, "result.txt"]

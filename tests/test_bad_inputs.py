@@ -1,0 +1,370 @@
+"""Every bad input the CLI is tested against, in one table (issue 12: bad input never costs
+data and never hides).
+
+Each row runs ``htd_core.cli.main([...])`` in a fresh folder and asserts: exit 2, no
+traceback, one ``htd <verb>: error: ...`` line that names the input, and that the folder is
+byte-for-byte as it was before (nothing left behind, nothing of the user's changed). The
+second table holds inputs that are accepted with a warning naming them (exit 0).
+``pytest tests/test_bad_inputs.py -v`` prints both tables with their outcomes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from htd_core.cli import main
+from htd_core.plugins import PluginManager, set_plugin_manager
+
+# -- inputs, built in a fresh folder ---------------------------------------------------------
+
+
+def tiles(root: Path, sizes=(32, 32), grey: bool = False) -> Path:
+    """A tile folder: H&E-pink images (or grey ones) with two-class masks."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i, side in enumerate(sizes):
+        image = np.clip(rng.normal((200, 110, 170), 12, (side, side, 3)), 0, 255).astype(np.uint8)
+        mask = np.zeros((side, side), np.uint8)
+        mask[:, side // 2 :] = 1
+        Image.fromarray(image[..., 0] if grey else image).save(root / "images" / f"t{i}.png")
+        Image.fromarray(mask).save(root / "masks" / f"t{i}.png")
+    return root
+
+
+def slide(path: Path, tissue: bool = True) -> Path:
+    """A 256 x 256 plain-image slide: glass, with a pink tissue block (64-192) when ``tissue``."""
+    rng = np.random.default_rng(1)
+    image = np.clip(rng.normal(243, 2, (256, 256, 3)), 0, 255).astype(np.uint8)
+    if tissue:
+        block = rng.normal((200, 110, 170), 12, (128, 128, 3))
+        image[64:192, 64:192] = np.clip(block, 0, 255).astype(np.uint8)
+    Image.fromarray(image).save(path)
+    return path
+
+
+def painted_mask(path: Path) -> Path:
+    """A label mask painted in colours: tumour red (left), stroma green (right)."""
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[:, :32] = (255, 0, 0)
+    rgb[:, 32:] = (0, 255, 0)
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+def qupath(path: Path, unclassified_around: bool = True) -> Path:
+    def poly(x0, y0, x1, y1, name=None):
+        ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+        props = {"classification": {"name": name}} if name else {"objectType": "annotation"}
+        return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": props}  # fmt: skip
+
+    feats = [poly(64, 64, 128, 192, "tumor"), poly(128, 64, 192, 192, "stroma")]
+    if unclassified_around:
+        feats.insert(0, poly(48, 48, 208, 208))
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    return path
+
+
+def config(path: Path, builders: str = "[semantic_map, crop]") -> Path:
+    path.write_text(
+        f"sampler: {{name: tiles, root: {path.parent / 'tiles'}, classes: [a, b]}}\n"
+        f"condition_builders: {builders}\nbackbone: {{name: controlnet_ldm, preset: tiny}}\n"
+        "fit: {steps: 1, vae_steps: 1, batch_size: 2, progress: false, tensorboard: false}\n"
+    )
+    return path
+
+
+def store(root: Path, nan_rows: tuple[int, ...] = (4,), n: int = 60) -> Path:
+    """An embedding store of one slide (n x 8 float16 rows), NaN in ``nan_rows``."""
+    from htd_plugins.discovery.store import EmbeddingStore
+
+    rng = np.random.default_rng(2)
+    EmbeddingStore(root, {"encoder": "tiny", "weights_id": "w", "embed_dim": 8,
+                          "read_mpp": 4.0, "patch_size": 16})  # fmt: skip
+    folder = root / "slides" / "0123456789abcdef"
+    folder.mkdir(parents=True)
+    emb = np.concatenate([rng.normal(c, 0.1, (n // 3, 8)) for c in (0, 3, 6)]).astype(np.float16)
+    emb[list(nan_rows)] = np.nan
+    emb.tofile(folder / "embeddings.f16")
+    np.save(folder / "coords.npy", np.stack(np.divmod(np.arange(len(emb)), 10), 1).astype("int32"))
+    meta = {"slide_id": folder.name, "n_patches": len(emb), "embed_dim": 8, "complete": True}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return root
+
+
+def clustering(root: Path, tmp: Path) -> Path:
+    """A clustering of a clean copy of the store (the phenotypes maps would use)."""
+    from htd_plugins.discovery.clustering import cluster_stores
+    from htd_plugins.discovery.kmeans import KMeansOptions
+
+    clean = store(tmp / "clean-store", nan_rows=())
+    opts = KMeansOptions(n_phenotypes=3, coarse_k=2, min_cluster_size=2)
+    cluster_stores([clean], root, levels=(2, 3), options=opts, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny controlnet_ldm (semantic_map + crop) saved as a pipeline folder."""
+    from htd_core import Pipeline
+    from htd_core.testing import synthetic_sample
+
+    manager = PluginManager(autoload=True, disabled=set())
+    previous = set_plugin_manager(manager)
+    try:
+        pipe = Pipeline(
+            condition_builders=["semantic_map", {"name": "crop", "fixed_size": 6, "min_size": 2}],
+            backbone={"name": "controlnet_ldm", "preset": "tiny", "num_inference_steps": 1},
+        )
+        samples = [synthetic_sample(16, seed=s) for s in range(2)]
+        pipe.fit(samples, steps=1, vae_steps=1, batch_size=2, progress=False, tensorboard=False)
+        folder = tmp_path_factory.mktemp("model") / "model"
+        pipe.save_pretrained(folder)
+    finally:
+        set_plugin_manager(previous)
+    return folder
+
+
+# -- the tables ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """A bad input: ``argv(tmp, ctx)`` builds it; the error line must match ``message``
+    (formatted with ``tmp``), which names the input."""
+
+    id: str
+    argv: Callable[[Path, dict], list[str]]
+    message: str
+    disabled: frozenset[str] = frozenset()
+    unwritable: bool = False
+    needs_model: bool = False
+
+
+def _users_folder(tmp: Path) -> Path:
+    (tmp / "out").mkdir()
+    (tmp / "out" / "important.txt").write_text("the user's notes")
+    return tmp / "out"
+
+
+def _file(tmp: Path) -> Path:
+    (tmp / "out").write_text("the user's file")
+    return tmp / "out"
+
+
+def _empty(tmp: Path, name: str) -> Path:
+    (tmp / name).mkdir()
+    return tmp / name
+
+
+EVAL = ["--classes", "a,b", "--evaluators", "deeplabv3plus"]
+EMBED = ["--encoder", "inception_fid", "--mpp", "4", "--patch-size", "16", "--quiet"]
+
+BAD = [
+    # 1. output paths: never destroy, always check before the expensive work
+    Case("train-vae: OUT holds a user's file",
+         lambda t, c: ["train-vae", str(tiles(t / "tiles")), str(_users_folder(t)), "--preset", "tiny", "--steps", "1"],
+         r"OUTPUT {tmp}/out already holds files htd did not write \(important.txt\)"),
+    Case("train-vae: OUT is a file",
+         lambda t, c: ["train-vae", str(tiles(t / "tiles")), str(_file(t)), "--preset", "tiny"],
+         r"OUTPUT {tmp}/out is a file: htd .* never replaces a file"),
+    Case("sample: OUTPUT is a file",
+         lambda t, c: ["sample", "tiles", str(_file(t)), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, b]"],
+         r"OUTPUT {tmp}/out is a file"),
+    Case("sample: OUTPUT holds a user's file",
+         lambda t, c: ["sample", "tiles", str(_users_folder(t)), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, b]"],
+         r"OUTPUT {tmp}/out already holds files htd did not write \(important.txt\)"),
+    Case("sample: OUTPUT folder not writable",
+         lambda t, c: ["sample", "tiles", str(_empty(t, "ro")), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, b]"],
+         r"OUTPUT {tmp}/ro is not writable", unwritable=True),
+    Case("generate: OUTPUT is a file (before loading the model)",
+         lambda t, c: ["generate", str(t / "no-model"), str(_file(t)), "--masks", str(t)],
+         r"OUTPUT {tmp}/out is a file"),
+    Case("generate: --masks without a crop bank (OUT not created)",
+         lambda t, c: ["generate", str(c["model"]), str(t / "syn"), "--masks", str(tiles(t / "tiles", (16, 16)) / "masks")],
+         r"has no crop: pass bank=.* \(--masks {tmp}/tiles/masks: mask layouts have no images.*give --crop-bank FILE\)", needs_model=True),
+    Case("generate: MODEL is not a saved pipeline",
+         lambda t, c: ["generate", str(_empty(t, "model")), str(t / "syn"), "--masks", str(t)],
+         r"{tmp}/model is not a saved pipeline"),
+    Case("evaluate: --out is a file",
+         lambda t, c: ["evaluate", "--real", str(tiles(t / "tiles")), "--synthetic", f"s={t / 'tiles'}", "--out", str(_file(t)), *EVAL],
+         r"--out {tmp}/out is a file"),
+    Case("evaluate: --out holds a user's file",
+         lambda t, c: ["evaluate", "--real", str(tiles(t / "tiles")), "--synthetic", f"s={t / 'tiles'}", "--out", str(_users_folder(t)), *EVAL],
+         r"--out {tmp}/out already holds files htd did not write \(important.txt\)"),
+    Case("evaluate: deeplabv3plus.input_size=40 (smp wants x16), before any feature",
+         lambda t, c: ["evaluate", "--real", str(tiles(t / "tiles")), "--synthetic", f"s={t / 'tiles'}", "--out", str(t / "ev"), *EVAL, "-o", "deeplabv3plus.input_size=40"],
+         r"deeplabv3plus: input_size=40 must be a multiple of 16"),
+    Case("evaluate: no --synthetic set",
+         lambda t, c: ["evaluate", "--real", str(tiles(t / "tiles")), "--out", str(t / "ev"), *EVAL],
+         r"give at least one --synthetic"),
+    Case("train: --output-dir is a file (before training the autoencoder)",
+         lambda t, c: ["train", str(config((tiles(t / "tiles").parent) / "p.yaml")), "--output-dir", str(_file(t))],
+         r"--output-dir {tmp}/out is a file"),
+    Case("train: config without a backbone",
+         lambda t, c: ["train", str(_yaml(t / "p.yaml", "sampler: tiles\n")), "--output-dir", str(t / "run")],
+         r"{tmp}/p.yaml: `htd train` needs a 'backbone' section"),
+    Case("discover embed: --out is a file",
+         lambda t, c: ["discover", "embed", str(slide(t / "s.png")), "--out", str(_file(t)), *EMBED],
+         r"--out {tmp}/out is a file"),
+    Case("discover embed: an empty folder of slides",
+         lambda t, c: ["discover", "embed", str(_empty(t, "slides")), "--out", str(t / "store"), *EMBED],
+         r"no slide files in {tmp}/slides"),
+    Case("discover embed: --shard 2/2",
+         lambda t, c: ["discover", "embed", str(slide(t / "s.png")), "--out", str(t / "store"), "--shard", "2/2", *EMBED],
+         r"shard 2/2 is invalid"),
+    Case("discover cluster: NaN rows in the store (nothing written)",
+         lambda t, c: ["discover", "cluster", "--store", str(store(t / "store", (4, 9))), "--out", str(t / "phen"), "--quiet"],
+         r"{tmp}/store/slides/0123456789abcdef/embeddings.f16 holds NaN or inf in 2 of 60 rows \(rows 4, 9\)"),
+    Case("discover cluster: --out holds a user's file",
+         lambda t, c: ["discover", "cluster", "--store", str(store(t / "store")), "--out", str(_users_folder(t))],
+         r"--out {tmp}/out already holds files htd did not write"),
+    Case("discover cluster: --levels 5,x",
+         lambda t, c: ["discover", "cluster", "--store", str(store(t / "store")), "--out", str(t / "phen"), "--levels", "5,x"],
+         r"--levels '5,x'"),
+    Case("discover maps: NaN rows in the store (nothing written)",
+         lambda t, c: ["discover", "maps", "--store", str(store(t / "store")), "--clustering", str(clustering(t / "phen", t)), "--out", str(t / "maps"), "--quiet"],
+         r"{tmp}/store/slides/0123456789abcdef/embeddings.f16 holds NaN or inf in 1 of 60 rows \(rows 4\)"),
+    # 2. pixels
+    Case("sample tiles: a 1 x 1 tile",
+         lambda t, c: ["sample", "tiles", str(t / "ds"), "-o", f"root={tiles(t / 'tiles', (32, 1))}", "-o", "classes=[a, b]"],
+         r"tile {tmp}/tiles/images/t1.png is 1 x 1 px, smaller than min_size=16"),
+    Case("sample tiles: tiles smaller than patch_size",
+         lambda t, c: ["sample", "tiles", str(t / "ds"), "-o", f"root={tiles(t / 'tiles', (32, 20))}", "-o", "classes=[a, b]", "-o", "patch_size=24"],
+         r"t1.png is 20 x 20 px, smaller than patch_size=24"),
+    # 3. labels
+    Case("sample: label mask painted in RGB colours",
+         lambda t, c: ["sample", "heterogeneous", str(t / "ds"), "-o", f"slide={slide(t / 's.png')}", "-o", "slide_mpp=0.5",
+                       "-o", f"label_mask={painted_mask(t / 'm.png')}", "-o", "classes=[tumor, stroma]", "-o", "patch_size=64"],
+         r"label mask {tmp}/m.png is painted in colours \(\(0, 255, 0\) x 2048 px, \(255, 0, 0\) x 2048 px\)"),
+    Case("sample: QuPath export with an unclassified region",
+         lambda t, c: ["sample", "heterogeneous", str(t / "ds"), "-o", f"slide={slide(t / 's.png')}", "-o", "slide_mpp=0.5",
+                       "-o", f"annotations={qupath(t / 'a.geojson')}", "-o", "classes=[tumor, stroma]", "-o", "patch_size=64"],
+         r"{tmp}/a.geojson has labels '<unclassified>' \(1\).*unknown_labels='ignore'"),
+    Case("sample: a slide without tissue gives 0 samples (why)",
+         lambda t, c: ["sample", "heterogeneous", str(t / "ds"), "-o", f"slide={slide(t / 's.png', tissue=False)}", "-o", "slide_mpp=0.5",
+                       "-o", "classes=[tumor, stroma]", "-o", "patch_size=64"],
+         r"0 samples: 49 windows of 64 px scanned on 1 slide\(s\); 49 had less than min_labeled=0.5"),
+    Case("sample: windows no rule accepts give 0 samples (why)",
+         lambda t, c: ["sample", "heterogeneous", str(t / "ds"), "-o", f"slide={slide(t / 's.png')}", "-o", "slide_mpp=0.5",
+                       "-o", f"annotations={qupath(t / 'a.geojson', False)}", "-o", "classes=[tumor, stroma]", "-o", "patch_size=64",
+                       "-o", "min_frac=0.45", "-o", "max_frac=0.46"],
+         r"0 samples: 49 windows .* were rejected by CompositionRule\(mode='heterogeneous', min_frac=0.45"),
+    Case("sample: unknown sampler name",
+         lambda t, c: ["sample", "heterogenous", str(t / "ds")],
+         r"unknown patch sampler 'heterogenous'. Did you mean 'heterogeneous'"),
+    # 5. plugins
+    Case("train: crop blocked by HTD_DISABLED_PLUGINS",
+         lambda t, c: ["train", str(config((tiles(t / "tiles").parent) / "p.yaml")), "--output-dir", str(t / "run")],
+         r"condition_builders\[1\].name: condition builder 'crop' is blocked by HTD_DISABLED_PLUGINS",
+         disabled=frozenset({"crop"})),
+]  # fmt: skip
+
+
+def _yaml(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int]]:
+    """Every entry under ``root``: content hash (files) and permission bits."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        out[p.relative_to(root).as_posix()] = (digest, os.stat(p).st_mode)
+    return out
+
+
+@pytest.fixture
+def manager_for():
+    """Installs a manager with the given blocked plugins; restores the previous one."""
+    previous = []
+
+    def install(disabled):
+        previous.append(set_plugin_manager(PluginManager(disabled=set(disabled))))
+
+    yield install
+    for p in previous:
+        set_plugin_manager(p)
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
+def test_bad_input_exits_2_names_it_and_leaves_everything_as_it_was(
+    case, tmp_path, capsys, monkeypatch, manager_for, request
+):
+    context = {"model": request.getfixturevalue("tiny_model")} if case.needs_model else {}
+    manager_for(case.disabled)
+    argv = case.argv(tmp_path, context)
+    if case.unwritable:  # as a user without write permission (the tests may run as root)
+        monkeypatch.setattr("htd_core.outputs.writable", lambda folder: False)
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    with warnings.catch_warnings():  # warnings are the other table's business
+        warnings.simplefilter("ignore")
+        status = main(argv)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert status == 2, err
+    assert "Traceback" not in err and len(errors) == 1, err
+    assert errors[0].startswith(f"htd {argv[0]}: error: ")
+    assert re.search(case.message.format(tmp=re.escape(str(tmp_path))), errors[0]), errors[0]
+    assert snapshot(tmp_path) == before  # nothing left behind, nothing of the user's changed
+
+
+@dataclass(frozen=True)
+class Warned:
+    """An input that is used, with a warning that names it (exit 0)."""
+
+    id: str
+    argv: Callable[[Path], list[str]]
+    warning: str
+    disabled: frozenset[str] = frozenset()
+
+
+WARNED = [
+    Warned("sample tiles: greyscale images (not H&E)",
+           lambda t: ["sample", "tiles", str(t / "ds"), "-o", f"root={tiles(t / 'tiles', grey=True)}", "-o", "classes=[a, b]"],
+           r"t0.png is a greyscale image \(grey\): greyscale is not H&E"),
+    Warned("sample tiles: small tiles skipped on request",
+           lambda t: ["sample", "tiles", str(t / "ds"), "-o", f"root={tiles(t / 'tiles', (32, 8))}", "-o", "classes=[a, b]", "-o", "small_tiles=skip"],
+           r"1 tile\(s\) .* smaller than 16 px and were skipped .*\['t1.png'\]"),
+    Warned("sample: a class with no region anywhere (necrosis)",
+           lambda t: ["sample", "tiles", str(t / "ds"), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, b, necrosis]"],
+           r"class 'necrosis' has no region in any of the 2 samples"),
+    Warned("sample: lossy JPEG label mask",
+           lambda t: ["sample", "heterogeneous", str(t / "ds"), "-o", f"slide={slide(t / 's.png')}", "-o", "slide_mpp=0.5",
+                      "-o", f"label_mask={_jpeg_mask(t / 'm.jpg')}", "-o", "classes=[tumor, stroma]", "-o", "patch_size=64"],
+           r"label mask {tmp}/m.jpg is a lossy JPEG"),
+    Warned("plugins: unknown name in HTD_DISABLED_PLUGINS",
+           lambda t: ["plugins"], r"'crpo', which is no installed plugin.*Did you mean 'crop'",
+           disabled=frozenset({"crpo"})),
+]  # fmt: skip
+
+
+def _jpeg_mask(path: Path) -> Path:
+    codes = np.zeros((64, 64), np.uint8)
+    codes[:, 32:] = 1
+    Image.fromarray(codes).save(path, quality=95)
+    return path
+
+
+@pytest.mark.parametrize("case", WARNED, ids=[c.id for c in WARNED])
+def test_suspicious_input_is_used_with_a_warning_naming_it(case, tmp_path, manager_for, capsys):
+    manager_for(case.disabled)
+    argv = case.argv(tmp_path)
+    with pytest.warns(UserWarning) as caught:
+        assert main(argv) == 0, capsys.readouterr().err
+    pattern = case.warning.format(tmp=re.escape(str(tmp_path)))
+    assert any(re.search(pattern, str(w.message)) for w in caught), [str(w.message) for w in caught]

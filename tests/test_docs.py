@@ -1,0 +1,360 @@
+"""The code of README.md and docs/*.md runs: every ```python and ```bash block, on tiny settings.
+
+Each block is listed in :data:`SPECS` by ``<file>#<index>`` with its first line (a moved or
+edited block fails :func:`test_every_block_is_listed` until the table follows), and either
+runs or is skipped with a stated reason (only blocks that need files users must supply, such
+as gated encoder weights, or that start a server). A run may substitute text (``subs``: each
+``old`` must still be in the block, so the docs cannot drift silently), e.g. the ``tiny``
+preset for ``small`` and a few steps, and may define names a block assumes (``prelude``).
+
+The blocks run in one workspace, in the order of :data:`DOCS`, as a reader would follow them
+from the repository root: ``WORK/repo`` is the current folder and ``WORK/shared/data`` (also
+``$HTD_SHARED_DATA``) holds a small synthetic GlaS-like tile set plus links to the real
+slides, CAMELYON and WSSS4LUAD tiles of the shared data when present; a command that needs
+shared data that is absent is skipped and named. Bash lines are ``htd`` commands, run in
+process (``htd_core.cli.main``) with ``HTD_THREADS=1``; python blocks of one file share a
+namespace, like a notebook.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+FENCE = re.compile(r"^```(python|bash)\n(.*?)^```", re.S | re.M)
+#: The order a reader follows: the README's flow makes the datasets and model the docs reuse.
+DOCS = [
+    "README.md", "docs/sampling.md", "docs/backbones.md", "docs/conditioning.md",
+    "docs/encoders.md", "docs/discovery.md", "docs/evaluation.md", "docs/plugins.md",
+    "docs/reader-study.md", "docs/slide-synthesis.md", "docs/architecture.md",
+]  # fmt: skip
+GATED = "needs the UNI weights file, which users download themselves (gated model)"
+SERVER = "starts the reader-study web server, which runs until it is stopped"
+DRAWN = "needs a layout the user draws (layout.geojson), none ships with htd"
+TINY_FIT = ("max_minutes=5)", "max_minutes=5, steps=2, vae_steps=2, batch_size=2, progress=False)")
+#: An encoder with real weights at a tenth of the FID Inception's cost (speed only).
+FAST_ENCODER = "efficientnet_lite0"
+DISCOVER_FAST = f"--encoder {FAST_ENCODER} --mpp 4 --patch-size 32 --workers 0"
+#: Print each block's and command's time (HTD_DOCS_TIMES=1).
+TIMES = bool(os.environ.get("HTD_DOCS_TIMES"))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How the docs test treats one block."""
+
+    first: str  # the block's first line, as written
+    skip: str | None = None  # reason it does not run
+    subs: tuple[tuple[str, str], ...] = ()  # (old, new): old must be in the block
+    prelude: str = ""  # python run before the block, in its namespace
+    append: tuple[tuple[str, str], ...] = ()  # (command prefix, extra arguments)
+
+
+SPECS: dict[str, Spec] = {
+    "README.md#0": Spec(
+        "make demo",
+        skip="`make demo` / `make test` run the whole demo and the whole suite (this test is "
+        "part of `make test`)",
+    ),
+    "README.md#1": Spec(
+        "# 1. real patches",
+        subs=(
+            (
+                "--evaluators frechet,deeplabv3plus,privacy",
+                "--evaluators frechet,deeplabv3plus,privacy -o deeplabv3plus.budget=tiny "
+                f"--encoders {FAST_ENCODER}",
+            ),
+            ("--out runs/store --mpp 0.5", f"--out runs/store {DISCOVER_FAST}"),
+            ("--out runs/student", "--out runs/student --epochs 1 --depth 1"),
+        ),
+    ),
+    "README.md#2": Spec(
+        "import htd_core", subs=(('"preset": "small"', '"preset": "tiny"'), TINY_FIT)
+    ),
+    "docs/sampling.md#0": Spec("# GlaS / CAMELYON / WSSS4LUAD tile folders"),
+    "docs/backbones.md#0": Spec(
+        "from htd_core import Pipeline",
+        prelude="from htd_core.dataset import Dataset\n"
+        "train_samples = list(Dataset('out/train'))\nlayouts = list(Dataset('out/test'))[:2]\n",
+        subs=(
+            ('"preset": "small"', '"preset": "tiny"'),
+            ("steps=2000,", "steps=2, vae_steps=2, batch_size=2, progress=False,"),
+            ("num_inference_steps=25)", "num_inference_steps=2)"),
+        ),
+    ),
+    "docs/backbones.md#1": Spec(
+        "htd train-vae out/train",
+        subs=(("--preset small --steps 2000", "--preset tiny --steps 2"),),
+    ),
+    "docs/backbones.md#2": Spec("htd train examples/pipeline.yaml --data out/train"),
+    "docs/backbones.md#3": Spec(
+        "import torch", subs=(("num_inference_steps=25", "num_inference_steps=2"),)
+    ),
+    "docs/conditioning.md#0": Spec(
+        "import htd_core",
+        prelude="from htd_core.dataset import Dataset\nreal_samples = list(Dataset('out/train'))\n"
+        "sample = real_samples[0]\nclass_map = sample.class_map\nuser_mask = real_samples[1].mask\n",
+    ),
+    "docs/conditioning.md#1": Spec("import htd_core"),
+    "docs/conditioning.md#2": Spec("from htd_core import Pipeline"),
+    "docs/conditioning.md#3": Spec("emb = htd_core.create(", skip=GATED),
+    "docs/encoders.md#0": Spec("import htd_core", skip=GATED),
+    "docs/discovery.md#0": Spec(
+        "htd discover embed",
+        subs=(
+            ("--encoder inception_fid --mpp 0.5 --patch-size 224", DISCOVER_FAST),
+            ("--out runs/student", "--out runs/student --epochs 1 --depth 1"),
+        ),
+    ),
+    "docs/discovery.md#1": Spec(
+        "from htd_plugins.discovery import",
+        subs=(
+            (
+                '"runs/demo_discovery")',
+                f'"runs/demo_discovery", stride=200, patch_size=200, encoder="{FAST_ENCODER}")',
+            ),
+        ),
+    ),
+    "docs/evaluation.md#0": Spec("htd evaluate --real data/real_train", skip=GATED),
+    "docs/evaluation.md#1": Spec(
+        "htd evaluate --real ../shared/data/glas",
+        subs=(("--out eval/", f"--limit 4 --encoders {FAST_ENCODER} --out eval/"),),
+    ),
+    "docs/evaluation.md#2": Spec(
+        "from htd_plugins.evaluators import save_grid",
+        prelude="from htd_core.dataset import Dataset\nsamples = list(Dataset('out/train'))[:2]\n"
+        "cm = samples[0].class_map\n",
+    ),
+    "docs/evaluation.md#3": Spec(
+        "from htd_core import create",
+        subs=(('"inception_fid"', f'"{FAST_ENCODER}"'),),
+        prelude="real_batches = [list(Dataset('out/train'))[:3]]\n"
+        "synthetic_batches = [list(Dataset('out/synthetic'))[:3]]\n",
+    ),
+    "docs/evaluation.md#4": Spec("from pathlib import Path"),
+    "docs/plugins.md#0": Spec("from htd_core import ClassMap"),
+    "docs/plugins.md#1": Spec("import argparse"),
+    "docs/plugins.md#2": Spec(
+        "from htd_core.testing import ConditionBuilderConformance",
+        prelude="import sys, types\nhtd_myplugin = types.ModuleType('htd_myplugin')\n"
+        "exec(block_code('docs/plugins.md', 0), htd_myplugin.__dict__)\n"
+        "sys.modules['htd_myplugin'] = htd_myplugin\n",
+    ),
+    "docs/reader-study.md#0": Spec("htd reader-study create --real data/real_tiles", skip=SERVER),
+    "docs/reader-study.md#1": Spec(
+        "htd reader-study create --real ../shared/data/glas",
+        subs=(
+            (
+                "--synthetic-name dual gen/dual --synthetic-name uncond gen/uncond",
+                "--synthetic-name dual out/synthetic --synthetic-name uncond out/uncond",
+            ),
+            ("--n 120", "--n 4"),
+        ),
+    ),
+    "docs/reader-study.md#2": Spec("htd reader-study serve", skip=SERVER),
+    "docs/reader-study.md#3": Spec(
+        "htd reader-study report studies/glas-2025-06",
+        skip="needs the readers' answers, which `serve` collects from people",
+    ),
+    "docs/slide-synthesis.md#0": Spec("htd generate-slide runs/glas/model", skip=DRAWN),
+    "docs/slide-synthesis.md#1": Spec("from htd_core import Pipeline", skip=DRAWN),
+    "docs/slide-synthesis.md#2": Spec("htd sample heterogeneous synthetic/patches", skip=DRAWN),
+}
+#: Extra arguments per command prefix in every block of a file (few samples per command).
+APPEND = {"docs/sampling.md": (("htd sample", "--limit 2"),)}
+
+
+@dataclass(frozen=True)
+class Block:
+    doc: str
+    index: int
+    lang: str
+    code: str
+    line: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.doc}#{self.index}"
+
+
+def blocks(doc: str) -> list[Block]:
+    """The ```python and ```bash blocks of one file, in order."""
+    path = ROOT / doc
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    return [
+        Block(doc, i, m.group(1), m.group(2), text.count("\n", 0, m.start()) + 1)
+        for i, m in enumerate(FENCE.finditer(text))
+    ]
+
+
+def block_code(doc: str, index: int) -> str:
+    return blocks(doc)[index].code
+
+
+def all_docs() -> list[str]:
+    found = ["README.md", *(f"docs/{p.name}" for p in sorted((ROOT / "docs").glob("*.md")))]
+    return [d for d in DOCS if d in found] + [d for d in found if d not in DOCS]
+
+
+def test_every_block_is_listed():
+    """Each block is run or skipped with a reason; a new, moved or edited block shows here."""
+    seen, problems = set(), []
+    for doc in all_docs():
+        for b in blocks(doc):
+            seen.add(b.key)
+            spec = SPECS.get(b.key)
+            if spec is None:
+                problems.append(f"{b.key} (line {b.line}) is not in SPECS: run it or skip it")
+            elif not b.code.startswith(spec.first):
+                problems.append(f"{b.key} (line {b.line}) now starts {b.code.splitlines()[0]!r}")
+            elif spec.skip is None:
+                problems += [
+                    f"{b.key}: {old!r} is gone" for old, _ in spec.subs if old not in b.code
+                ]
+    problems += [f"{k} is in SPECS but not in the docs" for k in SPECS if k not in seen]
+    assert problems == []
+
+
+# -- the workspace -----------------------------------------------------------------------
+def _tile(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """An H&E-coloured noise tile and its mask: a gland disc (about 40 %) on non-gland."""
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = rng.integers(size // 3, 2 * size // 3, 2)
+    mask = (((yy - cy) ** 2 + (xx - cx) ** 2) < (0.36 * size) ** 2).astype(np.uint8)
+    base = np.where(mask[..., None] == 1, (150, 70, 150), (230, 160, 200))
+    image = np.clip(base + rng.normal(0, 18, (size, size, 3)), 0, 255).astype(np.uint8)
+    return image, mask
+
+
+def _tiny_pipeline_yaml(text: str) -> str:
+    """examples/pipeline.yaml on tiny settings (each replaced value must still be there)."""
+    subs = [("preset: small", "preset: tiny"), ("steps: 5000", "steps: 2\n  vae_steps: 2"),
+            ("batch_size: 16", "batch_size: 2"), ("num_inference_steps: 25", "num_inference_steps: 2"),
+            ("checkpoint_every: 250", "checkpoint_every: 1"), ("kid_subset_size: 16", "kid_subset_size: 2")]  # fmt: skip
+    for old, new in subs:
+        assert old in text, (
+            f"examples/pipeline.yaml no longer has {old!r}: update tests/test_docs.py"
+        )
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """WORK/repo (the current folder of every block) beside WORK/shared/data."""
+    from htd_core.data import shared_data_dir
+
+    work = tmp_path_factory.mktemp("docs")
+    data, repo = work / "shared" / "data", work / "repo"
+    rng = np.random.default_rng(0)
+    names = ["train_1", "train_2", "train_3", "train_4", "testA_1", "testA_2", "testB_1"]
+    for sub in ("images", "masks"):
+        (data / "glas" / sub).mkdir(parents=True)
+    for name in names:
+        image, mask = _tile(rng)
+        Image.fromarray(image).save(data / "glas" / "images" / f"{name}_r0_c0.png")
+        Image.fromarray(mask).save(data / "glas" / "masks" / f"{name}_r0_c0.png")
+    real = shared_data_dir()
+    for name in ("slides", "camelyon_mini", "wsss4luad_val"):
+        if real is not None and (real / name).is_dir():
+            (data / name).symlink_to(real / name)
+    (repo / "examples").mkdir(parents=True)
+    text = (ROOT / "examples" / "pipeline.yaml").read_text()
+    (repo / "examples" / "pipeline.yaml").write_text(_tiny_pipeline_yaml(text))
+    (repo / "tests").symlink_to(ROOT / "tests")
+    (repo / "my_masks").mkdir()
+    Image.fromarray(_tile(rng)[1]).save(repo / "my_masks" / "drawn.png")  # a user's drawn mask
+    saved = {k: os.environ.get(k) for k in ("HTD_SHARED_DATA", "HTD_THREADS")}
+    os.environ.update(HTD_SHARED_DATA=str(data), HTD_THREADS="1")
+    cwd = Path.cwd()
+    os.chdir(repo)
+    try:
+        yield {"repo": repo, "data": data, "namespaces": {}}
+    finally:
+        os.chdir(cwd)
+        sys.modules.pop("htd_myplugin", None)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# -- running blocks ----------------------------------------------------------------------
+def _commands(code: str) -> list[str]:
+    return [
+        c
+        for c in code.replace("\\\n", " ").splitlines()
+        if c.strip() and not c.strip().startswith("#")
+    ]
+
+
+def _missing_shared(argv: list[str], data: Path) -> str | None:
+    for arg in argv:
+        value = arg.partition("=")[2] if "=" in arg else arg
+        if "../shared/data/" in value and not Path(value).exists():
+            return value
+    return None
+
+
+def run_block(block: Block, ws: dict) -> list[str]:
+    """Run one block; returns notes (commands skipped for missing shared data)."""
+    from htd_core.cli import main
+
+    spec = SPECS[block.key]
+    code = block.code
+    for old, new in spec.subs:
+        code = code.replace(old, new)
+    notes = []
+    if block.lang == "python":
+        namespace = ws["namespaces"].setdefault(block.doc, {"block_code": block_code})
+        exec(compile(spec.prelude, f"{block.key} prelude", "exec"), namespace)
+        start = time.perf_counter()
+        exec(
+            compile(code, f"{block.doc} block {block.index} (line {block.line})", "exec"), namespace
+        )
+        if TIMES:
+            notes.append(f"{time.perf_counter() - start:5.1f} s  python block {block.key}")
+        return notes
+    for command in _commands(code):
+        for prefix, extra in APPEND.get(block.doc, ()):
+            if command.lstrip().startswith(prefix):
+                command = f"{command} {extra}"
+        argv = shlex.split(command, comments=True)
+        assert argv[0] == "htd", f"{block.key}: {command!r} is not an htd command: skip the block"
+        missing = _missing_shared(argv, ws["data"])
+        if missing:
+            notes.append(f"skipped (no {missing}): {command}")
+            continue
+        start = time.perf_counter()
+        status = main(argv[1:])
+        assert status == 0, f"{block.key} (line {block.line}): `{command}` exited {status}"
+        if TIMES:
+            notes.append(f"{time.perf_counter() - start:5.1f} s  {command[:90]}")
+    return notes
+
+
+@pytest.mark.parametrize("doc", [d for d in DOCS if (ROOT / d).is_file()])
+def test_doc_code_runs(doc, workspace, capsys):
+    todo = [b for b in blocks(doc) if b.key in SPECS and SPECS[b.key].skip is None]
+    notes = []
+    for block in todo:
+        notes += run_block(block, workspace)
+    skipped = [
+        f"{b.key}: {SPECS[b.key].skip}" for b in blocks(doc) if SPECS.get(b.key, Spec("")).skip
+    ]
+    with capsys.disabled():
+        for note in skipped + notes:
+            print(f"\n  docs test, {doc}: {note}", end="")
