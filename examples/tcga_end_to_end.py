@@ -26,7 +26,7 @@ Then (``--figure-only`` starts here) the same layouts are also generated re-expr
 
 Writes ``runs/tcga/measure.json`` and ``examples/figures/tcga_end_to_end.png`` (slide thumbnail |
 pseudo map k = 5 | k = 20 | training patches | synthetic at k = 100 and k = 5).
-About 20 minutes of CPU on 2 cores (the teacher: 8 of them; with ``--store`` given an existing
+About 30 minutes on 2 busy CPU cores (the teacher: 8 of them; with ``--store`` given an existing
 store of the same settings it is skipped).
 """
 

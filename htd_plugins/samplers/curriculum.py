@@ -24,7 +24,7 @@ import numpy as np
 
 from htd_core import ClassMap, PatchSampler, TissueSample, hookimpl
 from htd_core.errors import InputError
-from htd_plugins.discovery.tree import PhenotypeTree, class_names, palette
+from htd_plugins.discovery.tree import PhenotypeTree, class_names
 
 SNAPS = ("nearest", "down", "up")
 
@@ -70,6 +70,10 @@ def representatives(tree: PhenotypeTree, k_max: int, k: int) -> np.ndarray:
 class CurriculumSampler(PatchSampler):
     """Coarse-to-fine pseudo maps k'(t) over a sampler that yields maps at k_max.
 
+    Iterating yields the k_max maps; a trainer given this sampler calls :meth:`for_step` on
+    every sample of the batch of optimizer step t (``fit`` of the latent diffusion backbones,
+    so ``htd train`` too), which re-expresses it at k'(t).
+
     Args:
         sampler: the wrapped sampler: an instance, a registered name, or a mapping
             ``{"name": ..., **options}`` (e.g. ``entropy`` over ``maps/k100`` masks).
@@ -106,12 +110,12 @@ class CurriculumSampler(PatchSampler):
         self.levels = tuple(v for v in levels if snap_floor(k_min, levels) <= v <= self.k_max)
         self.k_min, self.warmup_steps, self.snap = k_min, warmup_steps, snap
         self.inner = _make_sampler(sampler)
-        wanted = ClassMap(class_names(self.k_max), tuple(palette(self.k_max)))
-        if tuple(self.inner.class_map.names) != wanted.names:
+        wanted = class_names(self.k_max)
+        if tuple(self.inner.class_map.names) != wanted:
             raise InputError(
                 f"the wrapped sampler yields classes {list(self.inner.class_map.names)[:4]}... "
                 f"({len(self.inner.class_map)}) but the curriculum needs the k_max={self.k_max} "
-                f"phenotypes {list(wanted.names)[:4]}...: point it at the maps of "
+                f"phenotypes {list(wanted)[:4]}...: point it at the maps of "
                 f"k{self.k_max:03d} with those class names"
             )
         self._class_map = self.inner.class_map  # its colours too: layouts sampled alike match

@@ -128,6 +128,11 @@ def generate_slide(
         raise InputError(f"tile={tile!r}: a TIFF tile side is a multiple of 16 px (default 256)")
     if not (isinstance(quality, int) and 1 <= quality <= 100):
         raise InputError(f"quality={quality!r}: give a JPEG quality in 1..100")
+    for name, value in (("overlap", overlap), ("decode_overlap", decode_overlap)):
+        if not (isinstance(value, int | float) and 0 <= value < 1):
+            raise InputError(f"{name}={value!r} must be in [0, 1) (0: no overlap, 0.5: half)")
+    if decode_tile is not None and not (isinstance(decode_tile, int) and decode_tile >= 1):
+        raise InputError(f"decode_tile={decode_tile!r}: give a tile side in latent cells (>= 1)")
     backbone, builder = pipeline.backbone, pipeline.condition_builder
     if (
         not callable(getattr(backbone, "predict_noise", None))

@@ -81,6 +81,20 @@ def test_embed_with_stain_normalisation(tmp_path, two_labs, tiny_encoder, identi
     assert gap(store) < 0.5 * gap(plain)
     with pytest.raises(InputError, match="stain"):  # a store is normalised or not, never both
         EmbeddingStore(tmp_path / "norm", identity_of(tiny_encoder, 2.0, 32))
+    # the student sees the pixels the teacher saw: it records the target and normalises the
+    # slides it labels (each with its own source stains)
+    from htd_plugins.discovery.clustering import cluster_stores
+    from htd_plugins.discovery.distill import distill, maps_with_classifier
+
+    cluster_stores([tmp_path / "norm"], tmp_path / "phen", levels=(2, 4), progress=False)
+    config = distill([tmp_path / "norm"], tmp_path / "phen", tmp_path / "student",
+                     slides=list(two_labs), epochs=1, input_size=16, depth=1, block=2,
+                     arch="vit_tiny_patch16_224", progress=False)  # fmt: skip
+    assert config["stain"] == target
+    written, skipped = maps_with_classifier(tmp_path / "student", tmp_path / "phen",
+                                            [two_labs[1]], tmp_path / "maps", slide_mpp=0.5,
+                                            progress=False)  # fmt: skip
+    assert not skipped and list(written) == [b]
 
 
 def test_bad_stain_options(tmp_path):

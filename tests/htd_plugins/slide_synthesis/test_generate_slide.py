@@ -137,8 +137,10 @@ def test_overlap_blends_and_zero_overlap_tiles(pipe, tmp_path, make_layout):
     assert reports["naive.tif"]["gradient"]["edge_lines"] == 6  # edges at 16, 32, 48 x 2 axes
     assert reports["blended.tif"]["gradient"]["edge_lines"] > 6
     fd = reports["naive.tif"]["fd"]["colour_stats"]
-    assert fd["n"] == 8 and len(fd["real_vs_real"]) == 3
-    assert np.isfinite([fd["straddling_vs_centred"], *fd["real_vs_real"]]).all()
+    assert fd["n"] == 8 and len(fd["real_vs_real"]) == 3  # 8 of 9 straddling, 2 x 8 of 16 centred
+    assert np.isfinite(
+        [fd["straddling_vs_centred"], fd["centred_vs_centred"], *fd["real_vs_real"]]
+    ).all()
 
 
 class ColourStats(Encoder):
