@@ -20,7 +20,6 @@ are not official: report ``uptime`` beside them).
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,25 +29,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_discovery import flops_per_patch, per_patch_seconds  # noqa: E402
+
 SLIDES, PATCHES_PER_SLIDE, DIM = 11_765, 1_000, 1536
-
-
-def seconds_per(fn, n: int, repeats: int = 3) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) / n)
-    return statistics.median(times)
-
-
-def flops_per(fn, n: int) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() / n
 
 
 def main() -> int:
@@ -74,20 +58,20 @@ def main() -> int:
     read = lambda: [slide.read_level0(x, y, 224, 0.5 * 4) for x, y in xy]  # noqa: E731
     patches = torch.from_numpy(np.stack(read()))  # 224 px at 2 um/px (the test slide's base)
     small = torch.from_numpy(np.stack([slide.read_level0(x, y, 64, 4.0) for x, y in xy]))
-    rows = {"read 224 px patch (tiatoolbox)": (seconds_per(read, args.patches, 1), None)}
+    rows = {"read 224 px patch (tiatoolbox)": (per_patch_seconds(read, args.patches, 1), None)}
     teacher = create("encoders", "inception_fid")
     rows["teacher inception_fid (299 px)"] = (
-        seconds_per(lambda: teacher(patches, batch_size=32), args.patches, 1),
-        flops_per(lambda: teacher(patches[:2], batch_size=2), 2),
+        per_patch_seconds(lambda: teacher(patches, batch_size=32), args.patches, 1),
+        flops_per_patch(lambda: teacher(patches[:2], batch_size=2), 2),
     )
     uni2 = create("encoders", "uni2_h", weights="random")
     rows["teacher uni2_h (224 px, d=1536; FLOPs only)"] = (
-        None, flops_per(lambda: uni2(patches[:1], batch_size=1), 1),
+        None, flops_per_patch(lambda: uni2(patches[:1], batch_size=1), 1),
     )  # fmt: skip
     student = _student()
     rows["student vit_small @ 64 px"] = (
-        seconds_per(lambda: student(small), args.patches),
-        flops_per(lambda: student(small[:2]), 2),
+        per_patch_seconds(lambda: student(small), args.patches, 3),
+        flops_per_patch(lambda: student(small[:2]), 2),
     )
     print(f"{'per patch':48s} {'CPU s (1 thread)':>16s} {'GFLOPs':>8s} {'slides/GPU-h':>13s}")
     for name, (sec, flops) in rows.items():

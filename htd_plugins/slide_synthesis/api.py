@@ -37,7 +37,7 @@ def check_output(out: str | Path) -> dict[str, Path]:
     writable, another suffix than .tif/.tiff, or files that exist (htd never replaces a file;
     sidecars of an interrupted run of this slide are replaced only while its checkpoint
     folder exists)."""
-    import os
+    from htd_core.outputs import writable
 
     paths = output_paths(out)
     slide = paths["slide"]
@@ -46,7 +46,7 @@ def check_output(out: str | Path) -> dict[str, Path]:
     folder = slide.parent
     if not folder.is_dir():
         raise InputError(f"output folder {folder} does not exist: create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not writable(folder):
         raise InputError(f"output folder {folder} is not writable: choose another --out")
     if slide.exists():
         raise InputError(
