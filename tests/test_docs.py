@@ -256,6 +256,9 @@ def workspace(tmp_path_factory):
     """WORK/repo (the current folder of every block) beside WORK/shared/data."""
     from htd_core.data import shared_data_dir
 
+    real = shared_data_dir()
+    if real is None:  # the documented flows start from its slides and chain on their outputs
+        pytest.skip("real data folder ../shared/data is absent (set HTD_SHARED_DATA to run)")
     work = tmp_path_factory.mktemp("docs")
     data, repo = work / "shared" / "data", work / "repo"
     rng = np.random.default_rng(0)
@@ -266,9 +269,8 @@ def workspace(tmp_path_factory):
         image, mask = _tile(rng)
         Image.fromarray(image).save(data / "glas" / "images" / f"{name}_r0_c0.png")
         Image.fromarray(mask).save(data / "glas" / "masks" / f"{name}_r0_c0.png")
-    real = shared_data_dir()
     for name in ("slides", "camelyon_mini", "wsss4luad_val"):
-        if real is not None and (real / name).is_dir():
+        if (real / name).is_dir():
             (data / name).symlink_to(real / name)
     (repo / "examples").mkdir(parents=True)
     text = (ROOT / "examples" / "pipeline.yaml").read_text()
