@@ -175,6 +175,27 @@ def _variable(name: str, where: str) -> str:
     raise ConfigError(f"{where}: environment variable ${{{name}}} is not set")
 
 
+def read_yaml_mapping(path: str | Path, what: str, expected: str) -> dict[str, Any]:
+    """The top-level mapping of a YAML file.
+
+    Raises:
+        ConfigError: the file is missing (``what`` names it), is not YAML, or its top level is
+            not a mapping (``expected`` says of what).
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: the top level must be a mapping of {expected}")
+    return dict(data)
+
+
 def load_config(
     source: str | Path | Mapping[str, Any], *, relative_to_file: bool = True
 ) -> tuple[dict[str, Any], str]:
@@ -186,18 +207,7 @@ def load_config(
     if isinstance(source, Mapping):
         data, label = dict(source), "<config>"
     else:
-        import yaml
-
-        path = Path(source)
-        label = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {label} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{label}: not valid YAML: {exc}") from None
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{label}: the top level must be a mapping of sections {SECTIONS}")
+        data, label = read_yaml_mapping(source, "config file", f"sections {SECTIONS}"), str(source)
     for key in data:
         if key in RENAMED:
             raise ConfigError(

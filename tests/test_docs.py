@@ -36,7 +36,7 @@ FENCE = re.compile(r"^```(python|bash)\n(.*?)^```", re.S | re.M)
 DOCS = [
     "README.md", "docs/sampling.md", "docs/backbones.md", "docs/conditioning.md",
     "docs/encoders.md", "docs/discovery.md", "docs/evaluation.md", "docs/plugins.md",
-    "docs/reader-study.md", "docs/slide-synthesis.md", "docs/architecture.md",
+    "docs/reader-study.md", "docs/slide-synthesis.md", "docs/results.md", "docs/architecture.md",
 ]  # fmt: skip
 GATED = "needs the UNI weights file, which users download themselves (gated model)"
 SERVER = "starts the reader-study web server, which runs until it is stopped"
@@ -126,6 +126,27 @@ SPECS: dict[str, Spec] = {
         ),
     ),
     "docs/evaluation.md#0": Spec("htd evaluate --real data/real_train", skip=GATED),
+    "docs/results.md#0": Spec(
+        "htd experiment examples/experiments/glas.yaml",
+        subs=(
+            (
+                "glas.yaml --budget cpu-quick",
+                "wsss4luad.yaml --budget tiny -o "
+                "evaluators=[deeplabv3plus] -o arms=[crop,unconditional] --output-dir runs/exp",
+            ),
+        ),
+    ),  # fmt: skip
+    "docs/results.md#1": Spec(
+        "from htd_plugins.experiment import load_experiment, run_experiment",
+        subs=(
+            (
+                '"examples/experiments/glas.yaml", {"arms": ["crop", "unconditional"]}',
+                '"examples/experiments/wsss4luad.yaml", {"arms": ["crop", "unconditional"], '
+                '"evaluators": ["deeplabv3plus"]}',
+            ),
+            ('budget="cpu-quick"', 'budget="tiny"'),
+        ),
+    ),  # fmt: skip
     "docs/evaluation.md#1": Spec(
         "htd evaluate --real ../shared/data/glas",
         subs=(("--out eval/", f"--limit 4 --encoders {FAST_ENCODER} --out eval/"),),
@@ -275,6 +296,7 @@ def workspace(tmp_path_factory):
     (repo / "examples").mkdir(parents=True)
     text = (ROOT / "examples" / "pipeline.yaml").read_text()
     (repo / "examples" / "pipeline.yaml").write_text(_tiny_pipeline_yaml(text))
+    (repo / "examples" / "experiments").symlink_to(ROOT / "examples" / "experiments")
     (repo / "tests").symlink_to(ROOT / "tests")
     (repo / "my_masks").mkdir()
     Image.fromarray(_tile(rng)[1]).save(repo / "my_masks" / "drawn.png")  # a user's drawn mask

@@ -1,8 +1,8 @@
-"""``htd demo``: train a small dual-conditioned model on real tissue and show what it makes.
+"""``htd demo``: train the method and its unconditional baseline on real tissue and score them.
 
 Offline, no arguments needed: it uses the shared data folder when present, else the H&E image
-inside the tiatoolbox wheel (or ``--slide``). About 12 minutes on 2 CPU cores; the logic lives
-in :mod:`htd_plugins.demo`.
+inside the tiatoolbox wheel (or ``--slide``). Runs the experiment runner
+(:mod:`htd_plugins.experiment`) with the ``demo`` budget: about 12 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -24,36 +24,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--data-dir", help="shared data folder (default: HTD_SHARED_DATA or ../shared/data)"
     )
     p.add_argument(
-        "--train-minutes", type=float, default=7.0, help="diffusion training wall time (default 7)"
-    )
-    p.add_argument(
-        "--vae-minutes", type=float, default=2.0, help="autoencoder training wall time (default 2)"
-    )
-    p.add_argument("--num-eval", type=int, default=64, help="held-out layouts generated and scored")
+        "--budget", default="demo",
+        help="experiment budget preset (default demo; tiny for a smoke test, cpu-quick ~30 min)",
+    )  # fmt: skip
     add_threads_argument(p)
     p.add_argument("--seed", type=int, default=0)
 
 
 def run(args: argparse.Namespace) -> int:
-    from htd_plugins.demo import DemoOptions, run_demo
-    from htd_plugins.demo.report import score_lines
+    import sys
 
-    opts = DemoOptions(
-        output_dir=args.output_dir, slide=args.slide, data_dir=args.data_dir,
-        vae_minutes=args.vae_minutes, train_minutes=args.train_minutes, num_eval=args.num_eval,
-        seed=args.seed, threads=args.threads,
-    )  # fmt: skip
-    result = run_demo(opts)
-    scores = result["scores"]
-    print(f"\nFD against {scores['n_real']} held-out real patches (lower is closer):")
-    for line in score_lines(scores):
-        print(f"  {line}")
-    print(f"\nfigure:   {result['figure']}")
-    print(f"model:    {result['model']}")
+    from htd_core.threads import configure_threads, report
+    from htd_plugins.demo import DemoOptions, run_demo
+
+    print(report("demo", configure_threads(args.threads, workload="small")), file=sys.stderr)
+    opts = DemoOptions(output_dir=args.output_dir, slide=args.slide, data_dir=args.data_dir,
+                       budget=args.budget, seed=args.seed)  # fmt: skip
+    results = run_demo(opts)
+    text = open(results["paths"]["results_md"]).read()
+    print(text.split("## The paper's orderings")[0].rstrip())
+    for name, path in results["paths"].items():
+        print(f"{name}: {path}")
     print(
-        f"datasets: {args.output_dir}/synthetic_conditioned, {args.output_dir}/synthetic_unconditional"
+        f"datasets: {args.output_dir}/arms/crop/synthetic, {args.output_dir}/arms/unconditional/synthetic"
     )
-    print(f"summary:  {args.output_dir}/summary.json  ({result['wall_minutes']} minutes)")
     return 0
 
 
@@ -63,7 +57,7 @@ def htd_register_commands(registry) -> None:
         add_arguments,
         run,
         help="train, generate and score on real tissue in minutes (offline)",
-        description="Sample heterogeneous real patches, train the small controlnet_ldm for a bounded time, generate from held-out real masks with real crops, and write a figure and Frechet distances (crop-conditioned vs unconditional).",
+        description="Sample heterogeneous real patches, train a shared autoencoder, the crop-conditioned model and a separately trained unconditional model (the demo budget of `htd experiment`), generate from the same training layouts, and write results.md with Frechet distances and a figure.",
         order=80,
     )
     registry.register("demo", command)

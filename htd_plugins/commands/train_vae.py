@@ -42,6 +42,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--learning-rate", type=float, help="AdamW learning rate (default: the preset's)"
     )
+    p.add_argument(
+        "--adversarial-weight",
+        type=float,
+        default=0.0,
+        help="weight of a PatchGAN adversarial term, times LDM's adaptive weight (default 0: "
+        "off; LDM used 0.5)",
+    )
+    p.add_argument(
+        "--adversarial-start",
+        type=int,
+        default=0,
+        help="step from which the adversarial term and discriminator updates start (default 0)",
+    )
     p.add_argument("--max-minutes", type=float, help="stop (and save) after this wall time")
     p.add_argument("--limit", type=int, help="use at most this many images")
     p.add_argument("--seed", type=int, default=0)
@@ -89,12 +102,14 @@ def run(args: argparse.Namespace) -> int:
     from htd_core.outputs import check_output
     from htd_core.threads import configure_threads, report
     from htd_plugins.backbones.ldm.autoencoder import build_vae, reconstruction_error, train_vae
+    from htd_plugins.backbones.ldm.discriminator import check_options
     from htd_plugins.backbones.ldm.presets import get_preset
     from htd_plugins.backbones.ldm.progress import BoundedProgress
     from htd_plugins.backbones.ldm.training import Clock
 
     output = Path(args.output)
     check_output(output, KIND, what="OUTPUT")  # before any work: never replace a user's files
+    check_options(args.adversarial_weight, args.adversarial_start)
     preset = get_preset(args.preset)
     workload = "large" if preset.name == "paper" else "small"
     print(report("train-vae", configure_threads(args.threads, workload=workload)), file=sys.stderr)
@@ -109,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
         vae, images, steps=steps, batch_size=args.batch_size,
         learning_rate=args.learning_rate or preset.train.get("vae_learning_rate", 1e-3),
         crop_size=args.crop_size or preset.train.get("vae_crop_size"), seed=args.seed,
-        checkpoint=checkpoint, clock=clock,
+        checkpoint=checkpoint, clock=clock, adversarial_weight=args.adversarial_weight,
+        adversarial_start=args.adversarial_start,
         progress=lambda step, loss: bar.update(step + 1, loss=f"{loss:.4f}"),
     )  # fmt: skip
     bar.close()

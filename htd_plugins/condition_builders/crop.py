@@ -57,9 +57,14 @@ class CropBuilder(ConditionBuilder):
         fixed_size: one side for every class (at ``reference_mpp``), instead of the rule above.
         d_range: (min, max) crop side at ``reference_mpp``; the paper uses 50-200 px at 0.5 um/px.
         min_inside: fraction of the crop square that must be the class (default 0.9).
-        placement: ``same`` keeps the crop where it was cut; ``elsewhere`` moves it to another
-            random valid position inside the class region, so the model cannot copy in place.
-            Crops from a bank or explicit crops always go to a random valid position.
+        placement: ``elsewhere`` (default) moves a crop cut from the sample to another random
+            valid position inside its class region (preferring one that does not overlap the
+            cut), so in training the model cannot learn to copy the crop's pixels back in
+            place: at generation crops come from a bank or the user, and sit wherever they fit.
+            ``same`` keeps the crop where it was cut; it is there for ablations, but gives that
+            copy shortcut: with test conditions cut from real images, generated images then
+            hold real pixels at their real positions, which flatters FD. Crops from a bank or
+            explicit crops always go to a random valid position.
         on_small: region cannot hold d_i: ``shrink`` to the largest fitting square of at least
             ``min_size``, else leave C_i empty; ``empty`` leaves it empty at once.
         min_size: floor of the crop side when shrinking (pixels at ``reference_mpp``).
@@ -80,7 +85,7 @@ class CropBuilder(ConditionBuilder):
         fixed_size: int | None = None,
         d_range: tuple[int, int] | list[int] = (50, 200),
         min_inside: float = 0.9,
-        placement: str = "same",
+        placement: str = "elsewhere",
         on_small: str = "shrink",
         min_size: int = 16,
         reference_mpp: float = 0.5,

@@ -29,7 +29,8 @@ class EmbeddingBuilder(ConditionBuilder):
         encoder: a registered encoder name or an :class:`~htd_core.Encoder` instance.
         encoder_options: options of the named encoder (``{"weights": "/path/uni.bin"}``).
         crop_options: options of the :class:`CropBuilder` that picks the crops (``crops``,
-            ``d_base``, ``min_inside``...).
+            ``d_base``, ``min_inside``...). Its ``placement`` does not change the tokens (they
+            carry no position), only the provenance's ``placed_x``, ``placed_y``.
         bank: a :class:`CropBank` or the path of a saved one, for layouts without an image;
             given to the cropper (over any ``crop_options["bank"]``). ``htd generate
             --crop-bank`` passes it, as to every builder that takes ``bank``.

@@ -146,7 +146,7 @@ def _split_left_right(
 ) -> DemoData:  # fmt: skip
     """Held-out patches from the right quarter of the image, training ones from the rest.
 
-    The description names the slide by its opaque id: it goes into the demo's summary.json.
+    The description names the slide by its opaque id: it goes into the demo's results.md and results.json.
     """
     from htd_core.images import opaque_id
 

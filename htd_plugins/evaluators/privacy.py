@@ -18,6 +18,7 @@ means near-copies. The ``top_k`` closest pairs are drawn as a figure.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,17 @@ class PrivacyEvaluator(Evaluator):
                 )
             )
         return out
+
+    def reset_synthetic(self, output_dir: str | Path | None = None) -> None:
+        """Forget the synthetic samples only: the real ones (and their features, the costly
+        part) stay, so several synthetic sets are audited against one real set.
+
+        Args:
+            output_dir: where the next audit's figures and CSV go (None: unchanged).
+        """
+        self._synthetic = []
+        if output_dir is not None:
+            self.options = replace(self.options, output_dir=Path(output_dir))
 
     def update(
         self,

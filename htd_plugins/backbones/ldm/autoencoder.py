@@ -104,6 +104,9 @@ def train_vae(
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 200,
     clock: Any = None,
+    adversarial_weight: float = 0.0,
+    adversarial_start: int = 0,
+    discriminator_learning_rate: float | None = None,
 ) -> dict[str, Any]:
     """Train ``vae`` in place on uint8 ``images`` (N x H x W x 3) with L1 + L2 + KL losses.
 
@@ -113,12 +116,20 @@ def train_vae(
     ``checkpoint`` (written atomically every ``checkpoint_every`` steps) continues exactly.
     Training stops at ``steps`` or when ``max_seconds`` (or the given ``clock``, a
     :class:`~htd_plugins.backbones.ldm.training.Clock`) is spent.
-    Returns a summary and sets the measured scaling factor in the autoencoder's config.
+    With ``adversarial_weight`` > 0, from step ``adversarial_start`` on, a seeded PatchGAN
+    discriminator (learning rate ``discriminator_learning_rate``, default ``learning_rate``)
+    adds LDM's adversarial term (:mod:`~htd_plugins.backbones.ldm.discriminator`); its state is
+    checkpointed too. At 0 (the default) nothing changes: same draws, same weights.
+    Returns a summary (with ``final_discriminator_loss`` when adversarial) and sets the
+    measured scaling factor in the autoencoder's config. Raises InputError on no images or an
+    adversarial option out of range.
     """
+    from htd_plugins.backbones.ldm.discriminator import Adversary, check_options
     from htd_plugins.backbones.ldm.training import Clock
 
     if len(images) == 0:
         raise InputError("no images to train the autoencoder on")
+    check_options(adversarial_weight, adversarial_start, discriminator_learning_rate)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     vae.to(device).train()
     n, h, w, _ = images.shape
@@ -126,6 +137,12 @@ def train_vae(
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     crop -= crop % factor
     opt = torch.optim.AdamW(vae.parameters(), lr=learning_rate, weight_decay=0.0)
+    adversary = None
+    if adversarial_weight > 0:
+        adversary = Adversary(
+            crop, weight=adversarial_weight, start=adversarial_start, seed=seed, device=device,
+            learning_rate=discriminator_learning_rate or learning_rate,
+        )  # fmt: skip
     losses: list[float] = []
     clock = clock if clock is not None else Clock(max_seconds)
     first = 0
@@ -134,6 +151,8 @@ def train_vae(
         vae.load_state_dict(state["vae"])
         opt.load_state_dict(state["optimizer"])
         first = int(state["step"])
+        if adversary is not None:
+            adversary.load_state_dict(state, first)
         if first < steps:
             _note(f"autoencoder: resuming from step {first} of {steps} ({Path(checkpoint).name})")
     step = first - 1
@@ -154,23 +173,31 @@ def train_vae(
         dist = vae.encode(x).latent_dist
         z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen).to(device)
         recon = vae.decode(z).sample
-        loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + kl_weight * dist.kl().mean()
-        if not torch.isfinite(loss):
+        reconstruction = F.l1_loss(recon, x) + F.mse_loss(recon, x)
+        loss = total = reconstruction + kl_weight * dist.kl().mean()
+        adversarial = adversary is not None and step >= adversary.start
+        if adversarial:
+            total = loss + adversary.generator_term(
+                recon, reconstruction, vae.decoder.conv_out.weight
+            )
+        if not torch.isfinite(total):
             raise InputError(
-                f"autoencoder loss became {loss.item()} at step {step}: lower learning_rate"
+                f"autoencoder loss became {total.item()} at step {step}: lower learning_rate"
             )
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         opt.step()
-        losses.append(float(loss.detach()))
+        if adversarial:
+            adversary.update(x, recon)
+        losses.append(float(loss.detach()))  # reconstruction + KL, with or without adversary
         if progress is not None:
             progress(step, losses[-1])
         stop = clock.expired()
         if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or stop):
-            atomic_save_torch(
-                checkpoint,
-                {"step": step + 1, "vae": vae.state_dict(), "optimizer": opt.state_dict()},
-            )
+            saved = {"step": step + 1, "vae": vae.state_dict(), "optimizer": opt.state_dict()}
+            if adversary is not None:
+                saved.update(adversary.state_dict())
+            atomic_save_torch(checkpoint, saved)
         if stop:
             break
     vae.eval()
@@ -181,6 +208,7 @@ def train_vae(
         "final_loss": float(np.mean(losses[-10:])) if losses else None,
         "scaling_factor": scaling,
         "seconds": round(clock.elapsed, 1),
+        **(adversary.summary() if adversary is not None else {}),
     }
 
 
@@ -237,13 +265,15 @@ def prepare_vae(
 
     A new autoencoder trains for ``opts.vae_steps`` or until its share of ``clock`` (the whole
     fit's bound; the share is ``TrainOptions.vae_seconds``, counted from when it starts) is
-    spent.
+    spent. Training, and the autoencoder given to ``backbone``, are on ``device`` (the fit's
+    accelerator's: the backbone's ``device`` option).
     """
     from htd_core.io import atomic_write_folder
     from htd_plugins.backbones.ldm.progress import BoundedProgress
     from htd_plugins.backbones.ldm.training import Clock
 
-    if backbone.vae is not None:
+    if backbone.vae is not None:  # a second fit (or a loaded model): on this fit's device
+        backbone.vae = backbone.vae.to(device).eval().requires_grad_(False)
         return {"source": "existing", "scaling_factor": float(backbone.vae.config.scaling_factor)}
     options, preset = backbone.options, backbone.preset
     saved = Path(opts.output_dir) / "vae" if opts.output_dir else None
@@ -266,6 +296,8 @@ def prepare_vae(
             learning_rate=opts.vae_learning_rate, crop_size=preset.train.get("vae_crop_size"),
             seed=opts.seed, device=device, clock=clock,
             progress=lambda step, loss: bar.update(step + 1, loss=f"{loss:.4f}"),
+            adversarial_weight=opts.vae_adversarial_weight,
+            adversarial_start=opts.vae_adversarial_start,
         )  # fmt: skip
         bar.close()
         if options["scaling_factor"]:

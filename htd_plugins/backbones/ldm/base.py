@@ -145,6 +145,10 @@ class LatentDiffusionBackbone(Backbone):
 
         ``max_minutes`` bounds the whole call: reading the samples, the autoencoder (its share:
         ``TrainOptions.vae_seconds``) and the diffusion training, which gets what is left.
+        Training runs on the backbone's ``device`` (``cpu`` stays on the CPU where CUDA is
+        present), and the trained denoiser and autoencoder are left there, unwrapped from
+        accelerate's mixed-precision autocast: generation right after ``fit`` equals generation
+        by the saved and reloaded model.
         """
         from htd_plugins.backbones.ldm.augment import Augmentation
         from htd_plugins.backbones.ldm.autoencoder import prepare_vae
@@ -178,7 +182,7 @@ class LatentDiffusionBackbone(Backbone):
             **{k: v for k, v in opts.trajectory_config().items() if k != "augment"},
             "augment": vars(augment),
         }  # fmt: skip
-        accelerator = make_accelerator(opts)
+        accelerator = make_accelerator(opts, self.device)
         images = np.stack([d.image[: self.image_size, : self.image_size] for d in data])
         vae_summary = prepare_vae(
             self, images, opts, accelerator.device, accelerator.is_main_process,
@@ -209,10 +213,12 @@ class LatentDiffusionBackbone(Backbone):
             warmup_steps=opts.warmup_steps or 0, condition_dropout=self.options["condition_dropout"],
             config=config, clock=clock,
         )  # fmt: skip
-        self.denoiser = accelerator.unwrap_model(self.denoiser)
+        # without accelerate's autocast wrapper of forward: generation now runs as after a reload
+        self.denoiser = accelerator.unwrap_model(self.denoiser, keep_fp32_wrapper=False)
         if ema is not None:
             ema.copy_to(self.denoiser)
-        self.denoiser.eval()
+        self.denoiser.to(self.device).eval()
+        self.vae.to(self.device)
         summary = {**summary, "vae": vae_summary, "backbone": self.name, "preset": self.preset.name}
         self.history.append({k: v for k, v in summary.items() if k != "last_checkpoint"})
         if opts.output_dir and accelerator.is_main_process:

@@ -308,15 +308,33 @@ def _checkpoint(accelerator, unwrapped, optimizer, ema, step, config, opts) -> s
     return str(save_checkpoint(opts.output_dir, step, state, keep_last=opts.keep_checkpoints))
 
 
-def make_accelerator(opts: TrainOptions):
-    """An ``Accelerator`` for this run (CPU here, any launch configuration elsewhere)."""
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
+def make_accelerator(opts: TrainOptions, device: torch.device):
+    """An ``Accelerator`` for this run on ``device`` (the backbone's ``device`` option).
 
+    A CPU ``device`` keeps training on the CPU even where CUDA is present (accelerate's
+    ``cpu=True``), and ``mixed_precision="auto"`` then means none. Otherwise the launch
+    configuration decides (one process: the current CUDA device; ``accelerate launch``: one
+    device per process). accelerate keeps one process-wide state that refuses a different
+    device or precision later; in a single process without a launcher that state is reset, so
+    a second fit in one session can change them.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType, ProjectConfiguration
+
+    cpu = torch.device(device).type == "cpu"
+    precision = "no" if cpu and opts.mixed_precision == "auto" else opts.mixed_precision
+    precision = choose_mixed_precision(precision)
+    if PartialState._shared_state and PartialState().distributed_type == DistributedType.NO:
+        on_cpu = PartialState().device.type == "cpu"
+        previous = AcceleratorState._shared_state.get("_mixed_precision", precision)
+        if on_cpu != cpu or previous != precision:
+            AcceleratorState._reset_state(reset_partial_state=True)
     logs = f"{opts.output_dir}/logs" if opts.output_dir else None
     return Accelerator(
+        cpu=cpu,
         gradient_accumulation_steps=opts.gradient_accumulation_steps,
-        mixed_precision=choose_mixed_precision(opts.mixed_precision),
+        mixed_precision=precision,
         log_with="tensorboard" if (opts.tensorboard and opts.output_dir) else None,
         project_config=ProjectConfiguration(project_dir=opts.output_dir, logging_dir=logs),
     )

@@ -57,6 +57,10 @@ class TrainOptions:
         vae_steps: steps of autoencoder training when the backbone has no autoencoder yet.
         vae_max_minutes: the autoencoder's share of ``max_minutes`` (or its own bound when
             ``max_minutes`` is None); default :data:`VAE_SHARE` of ``max_minutes``.
+        vae_adversarial_weight: weight of the autoencoder's PatchGAN adversarial term (0: off;
+            LDM used 0.5), times its adaptive weight (see ``ldm/discriminator.py``).
+        vae_adversarial_start: autoencoder step from which the adversarial term and the
+            discriminator's updates start.
         callbacks: callables ``f(step, loss, denoiser)`` run after every optimizer step.
     """
 
@@ -83,6 +87,8 @@ class TrainOptions:
     vae_steps: int | None = None
     vae_learning_rate: float = 1e-3
     vae_max_minutes: float | None = None
+    vae_adversarial_weight: float = 0.0
+    vae_adversarial_start: int = 0
     progress: bool = True
     callbacks: Sequence[Callable[..., Any]] = ()
 
@@ -90,6 +96,9 @@ class TrainOptions:
     RUNTIME = ("output_dir", "steps", "checkpoint_every", "keep_checkpoints", "resume",
                "tensorboard", "log_every", "max_minutes", "progress", "callbacks",
                "vae_max_minutes")  # fmt: skip
+    #: Options added after runs were checkpointed: left out of :meth:`trajectory_config` at
+    #: their default, so those checkpoints (which lack them) still resume.
+    LATER = {"vae_adversarial_weight": 0.0, "vae_adversarial_start": 0}
 
     def __post_init__(self) -> None:
         _positive = (
@@ -110,6 +119,11 @@ class TrainOptions:
                 not isinstance(v, int) or v < (0 if name in ("warmup_steps", "vae_steps") else 1)
             ):
                 raise InputError(f"fit option {name}={v!r} must be a positive integer or null")
+        w, start = self.vae_adversarial_weight, self.vae_adversarial_start
+        if isinstance(w, bool) or not isinstance(w, int | float) or not w >= 0:
+            raise InputError(f"fit option vae_adversarial_weight={w!r} must be a number >= 0")
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise InputError(f"fit option vae_adversarial_start={start!r} must be an integer >= 0")
         if not 0 <= self.ema_decay < 1:
             raise InputError(
                 f"fit option ema_decay={self.ema_decay!r} must be in [0, 1) (0 turns EMA off)"
@@ -162,7 +176,12 @@ class TrainOptions:
 
     def trajectory_config(self) -> dict[str, Any]:
         """The options that determine the weights (compared on resume)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.RUNTIME}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in self.RUNTIME
+            and not (f.name in self.LATER and getattr(self, f.name) == self.LATER[f.name])
+        }
 
 
 class EMA:

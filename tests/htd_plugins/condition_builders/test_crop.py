@@ -102,6 +102,30 @@ def test_elsewhere_moves_crops_on_real_masks(shared_data):
     assert moved >= 3
 
 
+def test_default_placement_moves_a_training_crop_off_its_cut():
+    """The default is ``elsewhere``: the sample's pixels are not handed back where they were
+    cut (``same``, the copy shortcut, does exactly that)."""
+    mask = np.zeros((48, 48), np.uint8)
+    mask[:, 16:] = 1  # class b: 48 x 32, room for a 12 px crop at many positions
+    image = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    sample = TissueSample(image, mask, ClassMap(("a", "b")))
+    scaled = image.transpose(2, 0, 1).astype(np.float32) * (2 / 255) - 1
+    assert CropBuilder().placement == "elsewhere"
+    for seed in range(4):
+        for placement in (None, "same"):  # None: the default
+            chosen = {"placement": placement} if placement else {}
+            builder = CropBuilder(fixed_size=12, min_size=4, **chosen)
+            cond, prov = with_provenance(builder.build(sample, seed=seed))
+            p, crop = prov["b"], cond.select("crop:b:").numpy()
+            cut = (slice(None), slice(p["y"], p["y"] + 12), slice(p["x"], p["x"] + 12))
+            placed = (slice(None), slice(p["placed_y"], p["placed_y"] + 12),
+                      slice(p["placed_x"], p["placed_x"] + 12))  # fmt: skip
+            np.testing.assert_allclose(crop[placed], scaled[cut], atol=1e-6)  # a real crop
+            at_cut = np.allclose(crop[cut], scaled[cut], atol=1e-6)
+            moved = (p["y"], p["x"]) != (p["placed_y"], p["placed_x"])
+            assert (moved, at_cut) == ((False, True) if placement == "same" else (True, False))
+
+
 def test_empty_pixel_is_not_mid_grey():
     mask = np.zeros((40, 40), np.uint8)
     image = np.full((40, 40, 3), 127, np.uint8)  # mid-grey tissue scales to about 0

@@ -9,7 +9,6 @@ import torch
 
 from htd_core.images import opaque_id
 from htd_core.types import Condition
-from htd_plugins.demo.report import EMPTY_GREY, crop_view
 from htd_plugins.demo.sources import (
     from_discovery,
     from_image,
@@ -17,6 +16,7 @@ from htd_plugins.demo.sources import (
     stain_map,
     upsample_grid,
 )
+from htd_plugins.experiment.scores import crop_view
 
 
 def test_glas_patches_are_heterogeneous_and_split_by_source(shared_data):
@@ -41,7 +41,7 @@ def test_unannotated_image_gets_stain_maps():
     data = from_image(target, 64, 50, 8, 0, slide_mpp=0.25)
     assert data.train and data.test
     assert {s.meta["slide_id"] for s in data.train + data.test} == {opaque_id(target)}
-    assert "target_image" not in data.source  # the description goes into summary.json
+    assert "target_image" not in data.source  # the description goes into results.json
     assert max(s.meta["x"] for s in data.train) + 64 <= min(s.meta["x"] for s in data.test) + 64
     mask = stain_map(np.asarray(data.train[0].image))
     assert set(np.unique(mask)) <= {0, 1, 2}
@@ -52,8 +52,8 @@ def test_crop_view_shows_only_valid_pixels():
     spatial[0:3, :2, :2] = 1.0
     spatial[6, :2, :2] = 1.0
     names = [f"crop:{c}:{x}" for c in "ab" for x in "rgb"] + ["valid:a", "valid:b"]
-    view = crop_view(Condition(spatial=spatial, channels=names), 2)
-    assert (view[:2, :2] == 255).all() and (view[2:, 2:] == EMPTY_GREY).all()
+    view = crop_view(Condition(spatial=spatial, channels=names), 2, empty=40)
+    assert (view[:2, :2] == 255).all() and (view[2:, 2:] == 40).all()
 
 
 def test_upsample_grid_maps_pixels_to_cells():

@@ -1,0 +1,207 @@
+"""The experiment file: one YAML names a real dataset, its split, the arms, a budget and the
+evaluators (see ``examples/experiments/*.yaml`` and docs/results.md).
+
+.. code-block:: yaml
+
+    name: glas
+    data:
+      sampler: tiles                      # any registered patch sampler
+      options: {root: ${HTD_SHARED_DATA}/glas, patch_size: 160, stride: 64,
+                rule: heterogeneous, mpp: 0.9}
+      train: {split: train}               # sampler options of the training split
+      test: {split: test}                 # ... and of the held-out split
+    arms: [crop, embedding, unconditional]
+    budget: cpu-quick                     # a preset of htd_plugins.experiment.budgets
+    budget_options: {}                    # fields of the budget to override
+    evaluators: [frechet, deeplabv3plus, privacy]
+    seed: 0
+
+An arm is a name of :data:`ARMS` (the paper's conditions) or of a registered condition
+builder (trained alone), or a mapping ``{name, builders, backbone, options}``. Every arm gets
+the same backbone architecture, budget, seed, autoencoder and layouts; only the condition
+differs. ``${NAME}`` is expanded; paths starting with ``./`` or ``../`` are relative to the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from htd_core.errors import ConfigError
+
+#: The paper's arms (Table 1 / Table 2 columns) and two ablations. ``crop`` is the method:
+#: semantic map + one real crop per class, placed away from where it was cut; ``embedding``
+#: gives the same crops as encoder embeddings (cross-attention tokens); ``unconditional`` is a
+#: model of its own with no condition (not the null branch of a conditioned model).
+ARMS: dict[str, dict[str, Any]] = {
+    "crop": {"builders": ["semantic_map", {"name": "crop", "placement": "elsewhere"}]},
+    "embedding": {
+        "builders": [
+            "semantic_map",
+            {
+                "name": "embedding",
+                "encoder": "efficientnet_lite0",
+                "normalize": True,
+                "crop_options": {"placement": "elsewhere"},
+            },
+        ],
+    },  # fmt: skip
+    "unconditional": {"builders": ["unconditional"], "options": {"guidance_scale": 1.0}},
+    "semantic_map": {"builders": ["semantic_map"]},
+    "concat_ldm": {
+        "builders": ["semantic_map", {"name": "crop", "placement": "elsewhere"}],
+        "backbone": "concat_ldm",
+    },
+}
+DEFAULT_ARMS = ("crop", "embedding", "unconditional")
+EVALUATORS = ("frechet", "deeplabv3plus", "privacy")
+KEYS = ("name", "data", "arms", "budget", "budget_options", "evaluators", "encoders", "seed",
+        "model", "fit", "output_dir")  # fmt: skip
+DATA_KEYS = ("sampler", "options", "train", "test")
+
+
+@dataclass
+class Arm:
+    """One arm: its condition builders (component specs) and backbone."""
+
+    name: str
+    builders: list[Any]
+    backbone: str = "controlnet_ldm"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExperimentConfig:
+    """A parsed, validated experiment file (see the module docstring)."""
+
+    name: str
+    data: dict[str, Any]
+    arms: list[Arm]
+    budget: str = "cpu-quick"
+    budget_options: dict[str, Any] = field(default_factory=dict)
+    evaluators: tuple[str, ...] = EVALUATORS
+    encoders: tuple[str, ...] = ()
+    seed: int = 0
+    model: dict[str, Any] = field(default_factory=dict)
+    fit: dict[str, Any] = field(default_factory=dict)
+    output_dir: str | None = None
+    source: str = "<config>"
+
+    def out_dir(self, budget: str | None = None) -> Path:
+        """The output folder (default ``htd-output/experiments/<name>-<budget>``)."""
+        return Path(
+            self.output_dir or f"htd-output/experiments/{self.name}-{budget or self.budget}"
+        )
+
+
+def load_experiment(
+    source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+) -> ExperimentConfig:
+    """Read and check an experiment file (YAML path) or mapping.
+
+    ``overrides`` replace top-level keys (``htd experiment -o arms=[crop,unconditional]``);
+    a dotted key sets one entry of a mapping (``-o budget_options.steps=200``).
+
+    Raises:
+        ConfigError: a missing file, unknown keys (with the closest name), an arm that is
+            neither a paper arm nor a registered condition builder (listing both), an unknown
+            evaluator, or a malformed section; every message names the file and the key.
+    """
+    from htd_core.config import read_yaml_mapping, resolve_paths
+
+    if isinstance(source, Mapping):
+        raw, label, base = dict(source), "<experiment>", None
+    else:
+        raw = read_yaml_mapping(source, "experiment file", ", ".join(KEYS))
+        label, base = str(source), Path(source).parent
+    raw = dict(raw)
+    for key, value in (overrides or {}).items():
+        top, dot, sub = str(key).partition(".")
+        if dot:
+            inner = raw.get(top) or {}
+            if not isinstance(inner, Mapping):
+                raise ConfigError(f"{label}: -o {key}: {top} is not a mapping")
+            raw[top] = {**inner, sub: value}
+        else:
+            raw[top] = value
+    _known(raw, KEYS, f"{label}: key", f"{label}:")
+    data = raw.get("data")
+    if not isinstance(data, Mapping) or "sampler" not in data:
+        raise ConfigError(
+            f"{label}: data: give a mapping with sampler, options, train and test (the sampler "
+            "options of each split)"
+        )
+    _known(data, DATA_KEYS, f"{label}: data key", f"{label}: data:")
+    for key in ("options", "train", "test"):
+        if not isinstance(data.get(key, {}), Mapping):
+            raise ConfigError(f"{label}: data.{key}: expected a mapping of sampler options")
+    data = resolve_paths(dict(data), base, f"{label}: data")
+    name = str(raw.get("name") or (Path(label).stem if base is not None else "experiment"))
+    arms = [_arm(a, f"{label}: arms[{i}]") for i, a in enumerate(raw.get("arms") or DEFAULT_ARMS)]
+    names = [a.name for a in arms]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{label}: arms: each arm once (got {names})")
+    evaluators = tuple(raw.get("evaluators") or EVALUATORS)
+    _known(evaluators, EVALUATORS, f"{label}: evaluator", f"{label}: the experiment runs")
+    for key in ("budget_options", "model", "fit"):
+        if not isinstance(raw.get(key, {}), Mapping):
+            raise ConfigError(f"{label}: {key}: expected a mapping")
+    seed = raw.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"{label}: seed={seed!r} must be an integer >= 0")
+    out = raw.get("output_dir")
+    return ExperimentConfig(
+        name=name, data=data, arms=arms, budget=str(raw.get("budget") or "cpu-quick"),
+        budget_options=dict(raw.get("budget_options") or {}), evaluators=evaluators,
+        encoders=tuple(raw.get("encoders") or ()), seed=seed, model=dict(raw.get("model") or {}),
+        fit=dict(raw.get("fit") or {}), output_dir=None if out is None else str(out), source=label,
+    )  # fmt: skip
+
+
+def _known(keys: Any, allowed: tuple[str, ...], what: str, listing: str) -> None:
+    """Refuse a key not in ``allowed``, with the closest name and the list."""
+    from htd_core.registry import suggest
+
+    for key in keys:
+        if key not in allowed:
+            raise ConfigError(
+                f"{what} {key!r} unknown.{suggest(str(key), list(allowed))} {listing} "
+                f"{', '.join(allowed)}"
+            )
+
+
+def _arm(value: Any, where: str) -> Arm:
+    """An arm from a name or a mapping (see :data:`ARMS`)."""
+    from htd_core.plugins import get_registry
+
+    registered = get_registry("condition_builders").names()
+    if isinstance(value, str):
+        if value in ARMS:
+            spec = ARMS[value]
+            return Arm(value, list(spec["builders"]), spec.get("backbone", "controlnet_ldm"),
+                       dict(spec.get("options", {})))  # fmt: skip
+        if value in registered:
+            return Arm(value, [value])
+        raise ConfigError(
+            f"{where}: arm {value!r} is neither a paper arm ({', '.join(ARMS)}) nor a registered "
+            f"condition builder ({', '.join(registered)}); `htd plugins` lists the builders"
+        )
+    if isinstance(value, Mapping) and value.get("name") and value.get("builders"):
+        unknown = set(value) - {"name", "builders", "backbone", "options"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown arm keys {sorted(unknown)}")
+        builders = value["builders"] if isinstance(value["builders"], list) else [value["builders"]]
+        for b in builders:
+            name = b if isinstance(b, str) else (b.get("name") if isinstance(b, Mapping) else None)
+            if name not in registered:
+                raise ConfigError(
+                    f"{where}: condition builder {name!r} is not registered (registered: "
+                    f"{', '.join(registered)})"
+                )
+        return Arm(str(value["name"]), list(builders), str(value.get("backbone", "controlnet_ldm")),
+                   dict(value.get("options") or {}))  # fmt: skip
+    raise ConfigError(
+        f"{where}: give an arm name ({', '.join(ARMS)}) or {{name, builders, backbone, options}}"
+    )

@@ -1,0 +1,136 @@
+"""``htd experiment``: the file, the budgets and every bad input, refused before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from htd_core.errors import ConfigError, InputError
+from htd_plugins.experiment import BUDGETS, Experiment, get_budget, load_experiment
+from htd_plugins.experiment.data import sample_splits
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def tile_folder(root: Path, names: list[str], two_classes: bool = True) -> Path:
+    """Tiles of H&E-like noise with a left/right two-class mask (or one class)."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for name in names:
+        image = rng.integers(60, 230, (64, 64, 3), dtype=np.uint8)
+        mask = np.zeros((64, 64), np.uint8)
+        if two_classes:
+            mask[:, 32:] = 1
+        Image.fromarray(image).save(root / "images" / f"{name}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{name}.png")
+    return root
+
+
+def config(root: Path, **extra) -> dict:
+    return {
+        "name": "t",
+        "data": {"sampler": "tiles", "options": {"root": str(root), "classes": ["a", "b"],
+                 "rule": "heterogeneous"}, "train": {"match": "train_*"}, "test": {"match": "test_*"}},
+        "arms": ["crop", "unconditional"], "budget": "tiny", **extra,
+    }  # fmt: skip
+
+
+def test_examples_parse_with_the_paper_arms():
+    for name in ("glas", "wsss4luad"):
+        cfg = load_experiment(REPO / "examples" / "experiments" / f"{name}.yaml")
+        assert [a.name for a in cfg.arms] == ["crop", "embedding", "unconditional"]
+        assert cfg.data["train"] == {"split": "train"} and cfg.data["test"] == {"split": "test"}
+        crop = cfg.arms[0].builders[1]
+        assert crop == {"name": "crop", "placement": "elsewhere"}
+
+
+def test_budgets_fix_steps_and_unknown_ones_are_refused():
+    assert {"tiny", "demo", "cpu-quick", "cpu", "gpu"} <= set(BUDGETS)
+    assert get_budget("cpu").steps > get_budget("cpu-quick").steps
+    assert get_budget("gpu").preset == "paper" and get_budget("gpu").image_size == 256
+    with pytest.raises(
+        InputError, match=r"budget 'cpu-quik' does not exist\. Did you mean 'cpu-quick'"
+    ):
+        get_budget("cpu-quik")
+    with pytest.raises(InputError, match="budget option"):
+        get_budget("tiny", stepz=3)
+
+
+def test_an_unregistered_arm_lists_the_registered_builders(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_experiment(config(tmp_path, arms=["crop", "cropp"]))
+    text = str(err.value)
+    assert "'cropp'" in text and "semantic_map" in text and "unconditional" in text
+    assert "embedding" in text  # the paper arms too
+
+
+def test_a_registered_builder_is_an_arm_of_its_own():
+    cfg = load_experiment(config(Path("."), arms=["semantic_map", "unconditional"]))
+    assert [a.builders for a in cfg.arms] == [["semantic_map"], ["unconditional"]]
+
+
+def test_unknown_keys_and_evaluators_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="key .budgte. unknown. Did you mean .budget."):
+        load_experiment({**config(tmp_path), "budgte": "cpu"})
+    with pytest.raises(ConfigError, match="evaluator .fid. unknown"):
+        load_experiment(config(tmp_path, evaluators=["fid"]))
+
+
+def test_a_source_image_in_both_splits_is_named(tmp_path):
+    root = tile_folder(tmp_path / "tiles", ["train_1", "train_2", "test_1"])
+    cfg = config(root)
+    cfg["data"]["test"] = {"match": "train_2*"}  # train_2 is in both
+    with pytest.raises(InputError, match=r"share 1 source image\(s\)") as err:
+        sample_splits(load_experiment(cfg).data, 32, 10, 10, 0)
+    from htd_core.images import opaque_id
+
+    assert opaque_id("train_2") in str(err.value)  # named by its opaque id, never the file name
+
+
+def test_a_dataset_without_heterogeneous_patches_says_what_was_scanned(tmp_path):
+    root = tile_folder(tmp_path / "tiles", ["train_1", "train_2", "test_1"], two_classes=False)
+    with pytest.raises(
+        InputError,
+        match=r"data.train: the tiles sampler gave 0 patches \(2 tile\(s\) scanned; none held >= 2 classes",
+    ):
+        sample_splits(load_experiment(config(root)).data, 32, 10, 10, 0)
+
+
+def test_bad_output_folder_is_refused_before_any_data_is_read(tmp_path):
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep")
+    cfg = config(tmp_path / "no-such-folder")  # would fail when read: the folder check comes first
+    with pytest.raises(InputError, match="already holds files htd did not write"):
+        Experiment(cfg, output_dir=user)
+    assert (user / "notes.txt").read_text() == "keep"
+
+
+def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
+    from htd_core.cli import main
+
+    good = tmp_path / "e.yaml"
+    root = tile_folder(tmp_path / "tiles", ["train_1", "test_1"])
+    import yaml
+
+    good.write_text(yaml.safe_dump(config(root)))
+    for argv, needle in (
+        ([str(tmp_path / "missing.yaml")], "does not exist"),
+        ([str(good), "--budget", "huge"], "budget 'huge' does not exist"),
+    ):
+        code = main(["experiment", *argv, "--output-dir", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_misspelled_arm_option_is_refused_before_any_data_is_read(tmp_path):
+    arm = {"name": "big_crops", "builders": ["semantic_map", {"name": "crop", "d_bse": 120}]}
+    cfg = config(tmp_path / "no-such-folder", arms=[arm])
+    with pytest.raises(ConfigError, match=r"d_bse"):
+        Experiment(cfg, output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,142 @@
+"""``htd experiment`` end to end on real GlaS tiles (tiny budget): tables, separately trained
+arms, the same layouts for every arm, stage reuse, and a kill -9 that changes no number."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from htd_plugins.experiment.stages import Stages, own_folder
+
+
+def experiment_file(folder: Path, shared: Path) -> Path:
+    cfg = {
+        "name": "glas-tiny",
+        "data": {"sampler": "tiles",
+                 "options": {"root": str(shared / "glas"), "patch_size": 160, "stride": 96,
+                             "rule": "heterogeneous", "mpp": 0.9},
+                 "train": {"split": "train"}, "test": {"split": "test"}},
+        "arms": ["crop", "unconditional"],
+        "evaluators": ["frechet", "deeplabv3plus"],
+        "encoders": ["efficientnet_lite0"],
+        "budget": "tiny",
+    }  # fmt: skip
+    path = folder / "glas-tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def htd(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "htd_core.cli", "experiment", *args, "--threads", "1"]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen) -> str:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(shared_data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("experiment")
+    config = experiment_file(folder, Path(shared_data))
+    out = folder / "run"
+    stdout = finish(htd(str(config), "--output-dir", str(out)))
+    return config, out, stdout
+
+
+def test_writes_the_papers_tables_for_separately_trained_arms(uninterrupted):
+    config, out, stdout = uninterrupted
+    md = (out / "results.md").read_text()
+    assert "## Table 1: Frechet distance" in md and "## Table 2: segmentation" in md
+    assert "unconditional (its own model)" in md and "real training patches" in md
+    assert "## The paper's orderings" in md and "results_md:" in stdout
+    results = json.loads((out / "results.json").read_text())
+    fd = results["scores"]["frechet"]
+    assert set(fd) == {"crop", "unconditional"}
+    assert all(fd[a]["sets"]["synthetic"]["efficientnet_lite0"]["fd"] > 0 for a in fd)
+    assert {"real_train_reference", "autoencoder_reconstruction"} <= set(fd["crop"]["sets"])
+    seg = results["scores"]["deeplabv3plus"]
+    assert set(seg["real"]["settings"]) == {"real"}
+    assert set(seg["crop"]["settings"]) == {"synthetic", "real+synthetic"}
+    assert (out / "figure.png").stat().st_size > 1000
+    # each arm its own model on the one shared autoencoder
+    models = {a: Path(results["arms"][a]["model_dir"]) for a in ("crop", "unconditional")}
+    assert models["crop"] != models["unconditional"]
+    cfgs = {a: json.loads((m / "htd_config.json").read_text()) for a, m in models.items()}
+    assert cfgs["unconditional"]["channels"] == [] and cfgs["crop"]["channels"]
+    assert results["autoencoder"]["steps"] == results["budget"]["vae_steps"]
+
+
+def test_every_arm_generates_from_the_same_training_layouts(uninterrupted):
+    from htd_core.dataset import Dataset
+
+    _, out, _ = uninterrupted
+    crop, unconditional = (
+        Dataset(out / "arms" / a / "synthetic") for a in ("crop", "unconditional")
+    )
+    assert len(crop) == len(unconditional) > 0
+    held_out = {r["slide_id"] for r in Dataset(out / "data" / "test").rows}
+    for a, b in zip(crop.rows, unconditional.rows, strict=True):
+        assert a["layout_source_id"] == b["layout_source_id"] and a["seed"] == b["seed"]
+        assert a["layout_source_id"] not in held_out  # layouts from the train split only
+    assert all(json.loads(r["crop_source_ids"]) for r in crop.rows)  # crops were used
+
+
+def test_a_rerun_reuses_every_stage(uninterrupted):
+    config, out, _ = uninterrupted
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "stages").iterdir()}
+    proc = htd(str(config), "--output-dir", str(out))
+    finish(proc)
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "stages").iterdir()}
+    assert before == after
+    assert "train:crop: done before, reused" in (out / "log.txt").read_text()
+
+
+def test_kill_9_and_rerun_gives_the_same_numbers(uninterrupted, tmp_path):
+    config, reference, _ = uninterrupted
+    out = tmp_path / "killed"
+    proc = htd(str(config), "--output-dir", str(out))
+    marker = out / "stages" / "train--crop.json"
+    deadline = time.monotonic() + 300
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (out / "results.json").exists()
+    finish(htd(str(config), "--output-dir", str(out)))
+    log = (out / "log.txt").read_text()
+    assert "autoencoder: done before, reused" in log
+    got = json.loads((out / "results.json").read_text())
+    want = json.loads((reference / "results.json").read_text())
+    assert got["scores"] == want["scores"]
+    assert [got["arms"][a]["final_loss"] for a in got["arms"]] == [
+        want["arms"][a]["final_loss"] for a in want["arms"]
+    ]
+
+
+def test_a_stage_whose_inputs_changed_is_redone(tmp_path):
+    logged = []
+    stages = Stages(tmp_path, logged.append)
+    stages.put("train:crop", "k1", {"steps": 6})
+    assert stages.get("train:crop", "k1") == {"steps": 6} and logged
+    assert stages.get("train:crop", "k2") is None  # other inputs: not reused
+    work = tmp_path / "arms" / "crop" / "train"
+    own_folder(work, "k1")
+    work.mkdir()
+    (work / "checkpoint").write_text("old")
+    own_folder(work, "k1")
+    assert (work / "checkpoint").exists()  # same inputs: resumed
+    own_folder(work, "k2")
+    assert not work.exists()  # stale: removed (htd wrote it), the stage starts afresh
