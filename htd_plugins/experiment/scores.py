@@ -77,13 +77,13 @@ def evaluate_all(
         seg = {}
         key = stage_key("seg", exp.data_key, segmentation_options(exp))
         seg["real"] = exp.stages.get("segmentation:real", key) or exp.stages.put(
-            "segmentation:real", key, segmentation(exp, None)
+            "segmentation:real", key, segmentation(exp, "real", None)
         )
         for name, samples in sets.items():
             key = stage_key("seg", generated[name]["key"], exp.data_key, segmentation_options(exp))
             stage = f"segmentation:{name}"
             seg[name] = exp.stages.get(stage, key) or exp.stages.put(
-                stage, key, segmentation(exp, samples)
+                stage, key, segmentation(exp, name, samples)
             )
         out["deeplabv3plus"] = seg
     if "crop" in sets:
@@ -173,7 +173,11 @@ def frechet_scores(exp: Any, evaluator: Any, samples: Sequence[TissueSample]) ->
     metrics = evaluator.evaluate(real, list(samples))
     out: dict[str, Any] = {"encoders": {}, "n_real": len(test), "sets": {}}
     rows = out["sets"]
-    for key, enc in metrics["encoders"].items():
+    order = list(getattr(evaluator, "keys", [])) or sorted(metrics["encoders"])
+    for key in sorted(
+        metrics["encoders"], key=lambda k: order.index(k) if k in order else len(order)
+    ):
+        enc = metrics["encoders"][key]
         out["encoders"][key] = enc["label"]
         rows.setdefault("synthetic", {})[key] = {
             "fd": round(enc["fd"], 2), "kid": round(enc["kid"], 5), "n": enc["n_synthetic"],
@@ -185,14 +189,14 @@ def frechet_scores(exp: Any, evaluator: Any, samples: Sequence[TissueSample]) ->
     return out
 
 
-def segmentation(exp: Any, samples: Sequence[TissueSample] | None) -> dict[str, Any]:
+def segmentation(exp: Any, name: str, samples: Sequence[TissueSample] | None) -> dict[str, Any]:
     """DeepLabv3+ on the real training patches (``samples`` None) or on the synthetic set and
     real + synthetic; scored on the held-out patches."""
     from htd_core.plugins import create
 
     settings = ("real",) if samples is None else ("synthetic", "real+synthetic")
     what = "real training patches" if samples is None else f"{len(samples)} synthetic patches"
-    exp.log(f"segmentation: DeepLabv3+ on {what} ({', '.join(settings)})")
+    exp.log(f"segmentation:{name}: DeepLabv3+ on {what} ({', '.join(settings)})")
     ev = create("evaluators", "deeplabv3plus", settings=settings, **segmentation_options(exp))
     real = list(exp.data.train) + list(exp.data.test)  # meta split = train / test
     return ev.evaluate(real, list(samples or []))
