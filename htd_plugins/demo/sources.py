@@ -25,6 +25,7 @@ import numpy as np
 
 from htd_core.errors import InputError
 from htd_core.types import ClassMap, TissueSample
+from htd_plugins.experiment.data import resize_sample, subset
 
 #: Resolution the demo works at (microns per pixel of its 64 px patches).
 DEMO_MPP = 2.0
@@ -83,9 +84,9 @@ def from_tiles(folder: Path, patch_size: int, max_train: int, max_test: int, see
             "patch_samplers", "tiles", root=folder, split=split, patch_size=cut, stride=64,
             rule="heterogeneous", mpp=0.9,
         )  # fmt: skip
-        parts[split] = [resize_sample(s, patch_size, 0.9 * cut / patch_size) for s in sampler]
-    train = _subset(parts["train"], list(range(len(parts["train"]))), max_train, seed)
-    test = _subset(parts["test"], list(range(len(parts["test"]))), max_test, seed + 1)
+        parts[split] = [resize_sample(s, patch_size) for s in sampler]  # mpp scaled from 0.9
+    train = subset(parts["train"], max_train, seed)
+    test = subset(parts["test"], max_test, seed + 1)
     n = len(parts["train"]) + len(parts["test"])
     return DemoData(train, test, f"GlaS tiles ({n} heterogeneous patches; official split)")
 
@@ -157,8 +158,8 @@ def _split_left_right(
     width = image.shape[1]
     test_idx = [i for i, s in enumerate(samples) if s.meta["x"] >= 0.75 * width]
     train_idx = [i for i, s in enumerate(samples) if s.meta["x"] + patch_size <= 0.75 * width]
-    train = _subset(samples, train_idx, max_train, seed)
-    test = _subset(samples, test_idx, max_test, seed + 1)
+    train = subset([samples[i] for i in train_idx], max_train, seed)
+    test = subset([samples[i] for i in test_idx], max_test, seed + 1)
     return DemoData(train, test, f"slide {opaque_id(path)} ({len(samples)} patches, {what})")
 
 
@@ -223,23 +224,3 @@ def stain_map(image: np.ndarray) -> np.ndarray:
     cut = threshold_otsu(haem[tissue]) if tissue.sum() > 16 else np.inf
     mask = np.where(background, 2, np.where(haem > cut, 0, 1)).astype(np.uint8)
     return mask
-
-
-def resize_sample(sample: TissueSample, size: int, mpp: float) -> TissueSample:
-    """Downscale a patch (area filter for the image, nearest for the mask)."""
-    from PIL import Image
-
-    image = np.asarray(Image.fromarray(sample.image).resize((size, size), Image.Resampling.BOX))
-    mask = np.asarray(Image.fromarray(sample.mask).resize((size, size), Image.Resampling.NEAREST))
-    return TissueSample(image, mask, sample.class_map, {**sample.meta, "mpp": mpp})
-
-
-def _subset(
-    samples: list[TissueSample], indices: list[int], limit: int, seed: int
-) -> list[TissueSample]:
-    chosen = (
-        sorted(np.random.default_rng(seed).permutation(indices)[:limit].tolist())
-        if len(indices) > limit
-        else indices
-    )
-    return [samples[i] for i in chosen]

@@ -62,11 +62,11 @@ def sample_splits(data: dict[str, Any], image_size: int, max_train: int, n_test:
     for part in ("train", "test"):
         options = {**(data.get("options") or {}), **(data.get(part) or {})}
         sampler = create("patch_samplers", data["sampler"], **options)
-        samples = [_resize(s, image_size) for s in sampler]
+        samples = [resize_sample(s, image_size) for s in sampler]
         if not samples:
             raise InputError(_no_patches(where, part, data["sampler"], sampler, options))
         limit = max_train if part == "train" else n_test
-        samples = _subset(samples, limit, seed + (part == "test"))
+        samples = subset(samples, limit, seed + (part == "test"))
         parts[part] = [_tag(s, part) for s in samples]
     train, test = parts["train"], parts["test"]
     if train[0].class_map != test[0].class_map:
@@ -114,8 +114,9 @@ def write_splits(data: ExperimentData, folder: Path) -> None:
         atomic_write_folder(folder / part, write, kind="experiment-data")
 
 
-def _resize(sample: TissueSample, size: int) -> TissueSample:
-    """``sample`` at ``size`` x ``size`` px (area filter / nearest), its ``mpp`` scaled."""
+def resize_sample(sample: TissueSample, size: int) -> TissueSample:
+    """``sample`` at ``size`` x ``size`` px (a non-square one centre-cropped first; area filter
+    for the image, nearest for the mask), its ``meta["mpp"]`` scaled to match."""
     from PIL import Image
 
     h, w = sample.mask.shape[:2]
@@ -139,7 +140,8 @@ def _resize(sample: TissueSample, size: int) -> TissueSample:
     return TissueSample(image, mask, sample.class_map, meta)
 
 
-def _subset(samples: list[TissueSample], limit: int, seed: int) -> list[TissueSample]:
+def subset(samples: list[TissueSample], limit: int, seed: int) -> list[TissueSample]:
+    """At most ``limit`` of ``samples``, a seeded random choice kept in the original order."""
     if len(samples) <= limit:
         return samples
     chosen = sorted(np.random.default_rng(seed).permutation(len(samples))[:limit].tolist())
