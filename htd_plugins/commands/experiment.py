@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--budget",
         help="budget preset overriding the file's: tiny, demo, cpu-quick (~30 min on 2 CPU "
-        "cores), cpu (~2 h), gpu (the paper preset at 256 px)",
+        "cores), cpu (~1.5 h), gpu (the paper preset at 256 px)",
     )
     p.add_argument(
         "--output-dir", help="output folder (default: the file's output_dir, else "

@@ -14,7 +14,8 @@ per encoder:
 - real vs real: the other real samples (the training images) against the same reference, as
   many as the synthetic set has (a seeded subset), so a good number can be told from a bad one;
 - reconstruction FD (``model``): the reference images passed through the model's autoencoder
-  against the reference itself, the floor no generated set can beat.
+  against the reference itself: what the autoencoder's round trip alone costs (every
+  generated image is decoded by it; not a strict floor, a generated set can score below it).
 """
 
 from __future__ import annotations

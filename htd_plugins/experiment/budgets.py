@@ -39,6 +39,9 @@ class Budget:
         vae_adversarial_weight: weight of the autoencoder's PatchGAN term (0: off; see
             :mod:`htd_plugins.backbones.ldm.discriminator`).
         vae_adversarial_start: autoencoder step at which that term starts.
+        n_privacy: synthetic patches of each arm the privacy audit checks at most (a seeded
+            subset; None: all). The audit embeds 10 views of each (image, masked image, crop
+            windows), so on a CPU it costs more than generating the set.
         segmentation: options of the ``deeplabv3plus`` evaluator (its own ``budget`` preset
             and overrides).
     """
@@ -57,6 +60,7 @@ class Budget:
     checkpoint_every: int = 250
     vae_adversarial_weight: float = 0.0
     vae_adversarial_start: int = 0
+    n_privacy: int | None = None
     segmentation: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,7 +69,9 @@ class Budget:
 
 
 #: The presets. ``tiny`` is for tests (seconds); ``demo`` is what ``make demo`` runs;
-#: ``cpu-quick`` about 30 minutes and ``cpu`` about 2 hours for three arms on 2 CPU cores;
+#: ``cpu-quick`` about 30 minutes (measured 43) and ``cpu`` about 1.5 hours for three arms on
+#: 2 CPU cores (``cpu`` had 4000 steps per arm, projected at 2.2 h per dataset: two datasets
+#: did not fit one working session);
 #: ``gpu`` the paper-sized model at 256 px for a lent GPU.
 BUDGETS: dict[str, Budget] = {
     "tiny": Budget(
@@ -83,8 +89,8 @@ BUDGETS: dict[str, Budget] = {
         segmentation={"budget": "small", "steps": 150, "input_size": 64},
     ),
     "cpu": Budget(
-        "cpu", preset="small", image_size=64, vae_steps=5000, steps=4000, max_train=1500,
-        n_test=200, checkpoint_every=500,
+        "cpu", preset="small", image_size=64, vae_steps=5000, steps=2000, max_train=1500,
+        n_test=200, checkpoint_every=500, n_privacy=500,
         segmentation={"budget": "small", "steps": 400, "input_size": 64},
     ),
     "gpu": Budget(

@@ -185,9 +185,10 @@ def markdown(results: Mapping[str, Any], figure: Path | None) -> str:
     lines.append("")
     lines += diagnostics(results)
     if scores.get("privacy"):
-        head = ["arm", "images: fraction below", "crops: fraction below", "encoder"]
+        head = ["arm", "images: fraction below", "crops: fraction below", "n audited", "encoder"]
         rows = [[a, _cell(_below(scores["privacy"][a], "image"), 3),
-                 _cell(_below(scores["privacy"][a], "crop"), 3), scores["privacy"][a].get("encoder")]
+                 _cell(_below(scores["privacy"][a], "crop"), 3),
+                 scores["privacy"][a].get("n_synthetic"), scores["privacy"][a].get("encoder")]
                 for a in arms]  # fmt: skip
         lines += ["## Privacy audit", "",
                   "Fraction of synthetic images (and of their crop regions) nearer to a training "
@@ -209,7 +210,8 @@ def markdown(results: Mapping[str, Any], figure: Path | None) -> str:
 
 
 def diagnostics(results: Mapping[str, Any]) -> list[str]:
-    """Why an ordering may miss: the autoencoder's floor, and whether the crops are used."""
+    """Why an ordering may miss: the autoencoder's reconstruction row, and whether the crops are
+    used."""
     scores, arms = results["scores"], list(results["arms"])
     lines = ["## Diagnostics", ""]
     fd = scores.get("frechet", {})

@@ -135,3 +135,35 @@ def test_a_misspelled_arm_option_is_refused_before_any_data_is_read(tmp_path):
     with pytest.raises(ConfigError, match=r"d_bse"):
         Experiment(cfg, output_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_privacy_audit_subset_is_seeded_ordered_and_capped():
+    from htd_plugins.experiment.scores import audit_subset
+
+    rows = list(range(50))
+    picked = audit_subset(rows, 12, seed=0)
+    assert len(picked) == 12 and picked == sorted(picked) and len(set(picked)) == 12
+    assert audit_subset(rows, 12, seed=0) == picked
+    assert audit_subset(rows, 12, seed=1) != picked
+    assert audit_subset(rows, None, seed=0) is rows and audit_subset(rows, 50, seed=0) is rows
+
+
+def test_the_privacy_table_says_how_many_patches_each_arm_had_audited():
+    from htd_plugins.experiment.results import markdown
+
+    feature = {"image": {"unmasked": {"fraction_below": 0.0}},
+               "crop": {"unmasked": {"fraction_below": 0.25}}}  # fmt: skip
+    results = {
+        "name": "x", "data": "d", "data_key": "k", "seed": 0, "orderings": [],
+        "budget": {"name": "cpu", "preset": "small", "image_size": 64, "steps": 2,
+                   "num_inference_steps": 2, "guidance_scale": 2.0},
+        "autoencoder": {"steps": 2}, "machine": {"platform": "p", "cpus": 2,
+                                                 "torch_threads": 1, "gpu": None,
+                                                 "load_average": [0.0]},
+        "arms": {"crop": {"steps": 2}}, "generated": {"crop": {"n": 900}},
+        "scores": {"privacy": {"crop": {"feature": feature, "n_synthetic": 500,
+                                        "encoder": "efficientnet_lite0"}}},
+    }  # fmt: skip
+    md = markdown(results, None)
+    assert "| crop | 0.000 | 0.250 | 500 | efficientnet_lite0 |" in md
+    assert "n audited" in md and "900 patches per arm" in md
