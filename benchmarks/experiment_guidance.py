@@ -6,7 +6,8 @@ same training layouts and seeds at several classifier-free guidance scales.
 
 Reads the run's data, model and feature cache (nothing in the run is changed; the images go
 to a temporary folder) and prints one JSON line per scale: FD and KID per encoder against the
-held-out patches, with the wall time and the load average.
+held-out patches, with the wall time and the load average. ``--max-layouts N`` takes the first
+N training layouts (a cheaper sweep; its FD is comparable across its scales only).
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ def main() -> None:
     parser.add_argument("--budget", required=True)
     parser.add_argument("--arm", default="crop")
     parser.add_argument("--scales", default="1,2,4")
+    parser.add_argument(
+        "--max-layouts", type=int, default=None,
+        help="the first N training layouts only (FD depends on N: compare scales at one N, "
+        "not with the run's own table)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     from htd_core.pipeline import Pipeline
@@ -36,7 +42,7 @@ def main() -> None:
     exp.load_data()
     trained = json.loads((exp.out / "stages" / f"train--{args.arm}.json").read_text())["result"]
     pipe = Pipeline.from_pretrained(trained["model_dir"])
-    layouts = exp.layouts()
+    layouts = exp.layouts()[: args.max_layouts]
     evaluator = frechet_evaluator(exp, trained, len(layouts))
     for scale in (float(s) for s in args.scales.split(",")):
         start = time.perf_counter()
