@@ -10,7 +10,8 @@ loads a model or trains anything, and writes inside :func:`output_folder` (or af
 * a non-empty folder that is not an htd output of the same kind (no marker, see
   :data:`htd_core.io.MARKER`, or another kind's): refused, naming it and what it holds;
 * an htd output of the same kind: resumed;
-* a missing or empty folder: a new output.
+* a missing or empty folder (or one holding only the temp file of a marker write that a kill
+  interrupted before its rename): a new output.
 
 A run that fails before it wrote any result leaves nothing behind: :func:`output_folder`
 removes the folders it created (and its marker) when the block raises and they hold nothing
@@ -66,8 +67,8 @@ def check_output(
         return False
     if not writable(path):
         raise InputError(f"{what} {path} is not writable: choose a writable folder")
-    if not any(path.iterdir()):
-        return False
+    if all(_marker_temp(p) for p in path.iterdir()):
+        return False  # empty, or only the temp of a marker write killed before its rename
     if is_htd_output(path, kind, legacy):
         return True
     entries = sorted(p.name for p in path.iterdir())
@@ -90,7 +91,16 @@ def start_output(
     path.mkdir(parents=True, exist_ok=True)
     if read_marker(path) is None:
         write_marker(path, kind)
+    for stale in filter(_marker_temp, path.iterdir()):  # ours: a killed marker write's temp
+        stale.unlink(missing_ok=True)
     return resume
+
+
+def _marker_temp(entry: Path) -> bool:
+    """Whether ``entry`` is the temp file of a marker write (``.htd-output.json.*.tmp``, as
+    :func:`htd_core.io.atomic_open` names it) that a kill left before its rename."""
+    name = entry.name
+    return name.startswith(f".{MARKER}.") and name.endswith(".tmp") and entry.is_file()
 
 
 @contextlib.contextmanager

@@ -104,6 +104,29 @@ def test_check_output_rules(tmp_path, monkeypatch):
         check_output(tmp_path / "other", "sample")
 
 
+def test_a_marker_write_killed_before_its_rename_does_not_block_the_rerun(tmp_path):
+    from htd_core.io import MARKER, read_marker
+    from htd_core.outputs import start_output
+
+    # kill -9 between mkdir and the marker's rename leaves only the marker's temp file
+    out = tmp_path / "train"
+    out.mkdir()
+    (out / f".{MARKER}.kfoqno76.tmp").write_text("{")
+    assert check_output(out, "training-run") is False
+    assert start_output(out, "training-run") is False
+    assert [p.name for p in out.iterdir()] == [MARKER] and read_marker(out)[
+        "kind"
+    ] == "training-run"
+    # beside a user's file the folder is still not ours, and nothing is removed
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "notes.txt").write_text("x")
+    (user / f".{MARKER}.abc.tmp").write_text("{")
+    with pytest.raises(InputError, match="files htd did not write"):
+        start_output(user, "training-run")
+    assert sorted(p.name for p in user.iterdir()) == [f".{MARKER}.abc.tmp", "notes.txt"]
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
 def test_read_only_folder_is_refused(tmp_path):
     ro = tmp_path / "ro"
