@@ -30,6 +30,9 @@ class Server:
             [sys.executable, "-m", "htd_core.cli", "reader-study", "serve", str(study),
              "--host", "127.0.0.1", "--port", "0", *extra],  # fmt: skip
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            # as from a terminal: a background job of a non-interactive shell (CI wrappers,
+            # `cmd &`) inherits SIGINT ignored, and Ctrl+C could not reach the server
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
         lines: list[str] = []
         found = threading.Event()
