@@ -63,6 +63,13 @@ def _fd(scores: Mapping[str, Any], arm: str, enc: str) -> float | None:
     )
 
 
+def _encoders(fd_arm: Mapping[str, Any]) -> dict[str, str]:
+    """An arm's FD encoders (key: label) in key order: a stage reloaded from its JSON file
+    (keys sorted) and one just computed (the evaluator's order) give the same columns and
+    the same ``orderings`` list."""
+    return dict(sorted(fd_arm.get("encoders", {}).items()))
+
+
 def _iou(scores: Mapping[str, Any], arm: str, setting: str) -> float | None:
     seg = scores.get("deeplabv3plus", {})
     if arm == "real":
@@ -73,7 +80,7 @@ def _iou(scores: Mapping[str, Any], arm: str, setting: str) -> float | None:
 def orderings(scores: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The paper's claims, each ``{"claim", "holds", "values"}`` (holds None: not measured)."""
     out = []
-    encoders = next(iter(scores.get("frechet", {}).values()), {}).get("encoders", {})
+    encoders = _encoders(next(iter(scores.get("frechet", {}).values()), {}))
     for enc, label in encoders.items():
         c, e, u = (_fd(scores, a, enc) for a in ("crop", "embedding", "unconditional"))
         out.append({"claim": f"FD(crop) < FD(embedding) < FD(unconditional), {label}",
@@ -134,7 +141,7 @@ def markdown(results: Mapping[str, Any], figure: Path | None) -> str:
              f"GPU {m['gpu'] or 'none'}, load at the end {m['load_average']}", ""]  # fmt: skip
     fd = scores.get("frechet", {})
     if fd:
-        encoders = next(iter(fd.values()))["encoders"]
+        encoders = _encoders(next(iter(fd.values())))
         n_real = next(iter(fd.values()))["n_real"]
         head = ["condition"] + [f"FD {lab}" for lab in encoders.values()] + \
                [f"KID {lab}" for lab in encoders.values()] + ["paper FD (Camelyon16, RN50-BT)"]  # fmt: skip
@@ -217,7 +224,7 @@ def diagnostics(results: Mapping[str, Any]) -> list[str]:
     fd = scores.get("frechet", {})
     if fd:
         first = next(iter(fd.values()))
-        for enc, label in first["encoders"].items():
+        for enc, label in _encoders(first).items():
             floor = first["sets"].get(RECONSTRUCTION, {}).get(enc, {}).get("fd")
             real = first["sets"].get(REAL_TRAIN, {}).get(enc, {}).get("fd")
             arm_fd = ", ".join(f"{a} {_cell(_fd(scores, a, enc))}" for a in arms)

@@ -167,3 +167,17 @@ def test_the_privacy_table_says_how_many_patches_each_arm_had_audited():
     md = markdown(results, None)
     assert "| crop | 0.000 | 0.250 | 500 | efficientnet_lite0 |" in md
     assert "n audited" in md and "900 patches per arm" in md
+
+
+def test_orderings_do_not_depend_on_the_order_the_encoders_were_stored_in():
+    from htd_plugins.experiment.results import orderings
+
+    def fd(order):
+        sets = {"synthetic": {k: {"fd": v} for k, v in order}}
+        encoders = {k: k.upper() for k, _ in order}
+        return {"frechet": {a: {"sets": sets, "encoders": encoders}
+                            for a in ("crop", "embedding", "unconditional")}}  # fmt: skip
+
+    fresh = orderings(fd([("inception_fid", 1.0), ("efficientnet_lite0", 2.0)]))
+    reloaded = orderings(fd([("efficientnet_lite0", 2.0), ("inception_fid", 1.0)]))
+    assert fresh == reloaded and "EFFICIENTNET_LITE0" in fresh[0]["claim"]
