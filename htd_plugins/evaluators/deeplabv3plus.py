@@ -5,7 +5,8 @@ One evaluation trains the same DeepLabv3+ (same seed, steps, batch and input siz
 real images: per-class IoU and Dice from one confusion matrix over all test pixels (as
 segmentation papers report them), their means over the classes present, and pixel accuracy.
 The gap to (a) says how much the synthetic data is worth. See :mod:`.segmentation.training`
-for the model, losses and metrics.
+for the model and losses, :mod:`.segmentation.metrics` for the metrics (MONAI's confusion-matrix
+metric).
 
 Held-out real images: real samples whose ``meta["split"]`` is ``"test"`` when any sample has a
 split, otherwise a random ``test_fraction`` of the real *source images* (tiles of one image
@@ -27,13 +28,12 @@ from htd_core.errors import InputError
 from htd_core.interfaces.evaluator import ReportContext
 from htd_core.splits import layout_source, partition, split_by_source
 from htd_plugins.evaluators.reporting.leakage import find_overlap, refuse_overlap, row_sources
+from htd_plugins.evaluators.segmentation.metrics import score_predictions, summarise
 from htd_plugins.evaluators.segmentation.training import (
     Budget,
     chance_predictions,
     predict,
     resize_pair,
-    score_predictions,
-    summarise,
     train_model,
 )
 

@@ -1,20 +1,16 @@
-"""Train and score one DeepLabv3+ model (helpers of the ``deeplabv3plus`` evaluator).
+"""Train one DeepLabv3+ model (helpers of the ``deeplabv3plus`` evaluator).
 
 segmentation-models-pytorch's ``DeepLabV3Plus`` with a timm encoder (``tu-*`` names, random
 init: nothing is downloaded), trained with cross-entropy plus segmentation-models-pytorch's
 multiclass Dice loss, both taking the ignore index natively (ignored pixels count for nothing:
-the loss of a batch does not change when ignored pixels are added). Scored as segmentation
-papers score: one confusion matrix accumulated over all test pixels (ignore index excluded,
-torchmetrics), then per-class IoU ``TP / (TP + FP + FN)`` and Dice ``2 TP / (2 TP + FP + FN)``,
-their means over the classes present in the test labels, and pixel accuracy. A per-image mean
-over images that contain a class would hide false positives on images that lack it.
+the loss of a batch does not change when ignored pixels are added). Its scores (one confusion
+matrix over all test pixels, MONAI's confusion-matrix metric) are in :mod:`.metrics`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -86,6 +82,9 @@ def segmentation_loss(ignore_index: int) -> Callable[[torch.Tensor, torch.Tensor
     Pixels labelled ``ignore_index`` add nothing to either term (labels ``[0, 0, 1, 1]`` plus
     four ignored pixels give exactly the loss of ``[0, 0, 1, 1]`` alone).
     """
+    # Not MONAI's losses: DiceCELoss takes no ignore index (its cross-entropy fails on label
+    # 255), and DiceLoss(ignore_index=...) ignores correctly but is another objective: a class
+    # absent from the batch still costs up to 1 (smp leaves it out), per image by default.
     import segmentation_models_pytorch as smp
 
     ce = torch.nn.CrossEntropyLoss(ignore_index=ignore_index)
@@ -147,49 +146,6 @@ def train_model(
     return model, float(np.mean(tail)) if tail else float("nan")
 
 
-def score_predictions(
-    predictions: torch.Tensor, labels: torch.Tensor, *, num_classes: int, ignore_index: int
-) -> dict[str, Any]:
-    """Scores of class-index maps N x H x W against labels N x H x W from one confusion matrix
-    over all pixels (torchmetrics; pixels labelled ``ignore_index`` are left out).
-
-    Returns:
-        ``iou`` and ``dice``: per class, ``TP / (TP + FP + FN)`` and ``2 TP / (2 TP + FP + FN)``
-        over the whole test set, None for a class absent from the labels; ``pixel_accuracy``:
-        correct / labelled pixels; ``confusion``: K x K pixel counts (rows: label, columns:
-        prediction); ``present``: whether each class occurs in the labels.
-    """
-    from torchmetrics.classification import (
-        MulticlassAccuracy,
-        MulticlassConfusionMatrix,
-        MulticlassF1Score,
-        MulticlassJaccardIndex,
-    )
-
-    k, ig = num_classes, ignore_index
-    metrics = {
-        "iou": MulticlassJaccardIndex(k, average="none", ignore_index=ig),
-        "dice": MulticlassF1Score(k, average="none", ignore_index=ig),  # pixel F1 = Dice
-        "pixel_accuracy": MulticlassAccuracy(k, average="micro", ignore_index=ig),
-        "confusion": MulticlassConfusionMatrix(k, ignore_index=ig),
-    }
-    preds, target = predictions.long().clamp(0, k - 1), labels.long()
-    for metric in metrics.values():
-        metric.update(preds, target)
-    values = {name: metric.compute() for name, metric in metrics.items()}
-    confusion = values["confusion"].long()
-    present = (confusion.sum(dim=1) > 0).tolist()
-    out: dict[str, Any] = {
-        key: [float(v) if p else None for v, p in zip(values[key].tolist(), present, strict=True)]
-        for key in ("iou", "dice")
-    }
-    labelled = int(confusion.sum())
-    out["pixel_accuracy"] = float(values["pixel_accuracy"]) if labelled else None
-    out["confusion"] = confusion.tolist()
-    out["present"] = present
-    return out
-
-
 @torch.inference_mode()
 def predict(
     model: torch.nn.Module, images: np.ndarray, batch_size: int = 16, device: str = "cpu"
@@ -208,19 +164,3 @@ def chance_predictions(labels: torch.Tensor, frequencies: np.ndarray, seed: int)
     rng = np.random.default_rng(seed)
     draws = rng.choice(len(frequencies), size=tuple(labels.shape), p=frequencies)
     return torch.from_numpy(draws)
-
-
-def summarise(scores: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """Per-class dicts, their means over the classes present in the test labels, pixel
-    accuracy and the confusion matrix (label -> prediction -> pixels)."""
-    out: dict[str, Any] = {}
-    for key in ("iou", "dice"):
-        present = [v for v in scores[key] if v is not None]
-        out[f"mean_{key}"] = float(np.mean(present)) if present else None
-        out[key] = dict(zip(names, scores[key], strict=True))
-    out["pixel_accuracy"] = scores["pixel_accuracy"]
-    out["confusion"] = {
-        label: dict(zip(names, row, strict=True))
-        for label, row in zip(names, scores["confusion"], strict=True)
-    }
-    return out

@@ -49,7 +49,7 @@ def test_random_split_keeps_source_images_whole(shared_data) -> None:
 def test_ignore_index_pixels_count_for_nothing() -> None:
     import torch
 
-    from htd_plugins.evaluators.segmentation.training import score_predictions
+    from htd_plugins.evaluators.segmentation.metrics import score_predictions
 
     labels = torch.tensor([[[0, 0, 1, 255]]])
     wrong_on_ignored = torch.tensor([[[0, 0, 1, 0]]])
@@ -68,7 +68,7 @@ def test_iou_counts_false_positives_on_images_that_lack_the_class() -> None:
     (a per-image mean over images containing the class gives 0.5 and 1.0)."""
     import torch
 
-    from htd_plugins.evaluators.segmentation.training import score_predictions, summarise
+    from htd_plugins.evaluators.segmentation.metrics import score_predictions, summarise
 
     a = torch.zeros(8, 8, dtype=torch.long)
     b = torch.cat([torch.zeros(4, 8), torch.ones(4, 8)]).long()
