@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def real_patches(n: int, size: int) -> np.ndarray:
     from htd_core.data import shared_data_dir
-    from htd_plugins.discovery.embed import GridOptions, PatchDataset, plan_slide
+    from htd_plugins.discovery.patches import GridOptions, PatchDataset, plan_slide
 
     root = shared_data_dir(required=True)
     slide = root / "slides" / "CMU-1-Small-Region.svs"

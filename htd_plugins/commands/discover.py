@@ -16,6 +16,9 @@ every output by their opaque id (a hash of the file name); ``embed`` prints ``id
 name`` lines on stderr, so only the terminal links the two. Stores keep no slide paths:
 stages that read pixels (``embed`` on resume, ``distill``, ``maps --classifier``) are given
 the slides again.
+
+This module parses the arguments and checks ``--out``; the stages run in
+:mod:`htd_plugins.discovery.cli`.
 """
 
 from __future__ import annotations
@@ -27,10 +30,8 @@ from pathlib import Path
 from htd_core import hookimpl
 from htd_core.interfaces.command import make_command
 from htd_core.threads import add_threads_argument
+from htd_plugins.discovery.cli import process_state, run_cluster, run_distill, run_embed, run_maps
 
-SLIDE_SUFFIXES = {".svs", ".ndpi", ".mrxs", ".tif", ".tiff", ".scn", ".svslide", ".bif", ".vms",
-                  ".jp2", ".png", ".jpg", ".jpeg"}  # fmt: skip
-LIST_SUFFIXES = {".txt", ".lst", ".list"}
 #: stage -> its --out kind (htd_core.outputs) and the files of such an output written before
 #: htd marked its outputs; --out must be new, empty or an htd output of that kind.
 OUTPUTS = {"embed": ("embedding-store", ("store.json",)), "cluster": ("phenotypes", ("sample.f16",)),
@@ -133,186 +134,6 @@ def _slides_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="patches per encoder batch")
     p.add_argument("--workers", type=int, default=2, help="DataLoader reader processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def expand_slides(items: list[Path]) -> list[Path]:
-    """Files as given; folders -> their slide files; .txt lists -> their lines."""
-    out: list[Path] = []
-    for item in items:
-        if item.is_dir():
-            out += sorted(f for f in item.iterdir() if f.suffix.lower() in SLIDE_SUFFIXES)
-        elif item.suffix.lower() in LIST_SUFFIXES and item.is_file():
-            lines = [ln.strip() for ln in item.read_text().splitlines()]
-            out += [(item.parent / ln) if not Path(ln).is_absolute() else Path(ln)
-                    for ln in lines if ln and not ln.startswith("#")]  # fmt: skip
-        else:
-            out.append(item)
-    return out
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    from htd_core.errors import InputError
-
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise InputError(f"--shard {text!r}: expected i/n such as 0/4") from None
-    return i, n
-
-
-def _report_skipped(skipped: dict[str, str]) -> int:
-    for path, reason in skipped.items():
-        print(f"htd discover: skipped {path}: {reason}", file=sys.stderr)
-    return 1 if skipped else 0
-
-
-def run_embed(args: argparse.Namespace) -> int:
-    from htd_core import create
-    from htd_core.errors import InputError
-    from htd_plugins.discovery.embed import GridOptions, embed_slides, select_shard
-    from htd_plugins.discovery.store import EmbeddingStore
-
-    shard = parse_shard(args.shard)
-    slides = expand_slides(args.slides)
-    if not slides:  # an empty folder would otherwise "succeed" with an empty store
-        raise InputError(
-            f"no slide files in {', '.join(map(str, args.slides))} (looked for "
-            f"{', '.join(sorted(SLIDE_SUFFIXES))}): give slide files, folders of them or a list"
-        )
-    select_shard(slides, shard)  # a bad --shard or two slides of one name: before the store
-    if args.stain_target is not None and args.stain_norm is None:
-        raise InputError("--stain-target needs --stain-norm macenko|vahadane|reinhard")
-    options = GridOptions(read_mpp=args.mpp, patch_size=args.patch_size, stride=args.stride,
-                          min_tissue=args.min_tissue, slide_mpp=args.slide_mpp)  # fmt: skip
-    state = process_state(args.device)  # accelerate launch: this process's share of the slides
-    multi_gpu = state.num_processes > 1 and state.device.type != "cpu"
-    device = args.device or (str(state.device) if multi_gpu else None)  # one GPU per process
-    encoder_options = {k: v for k, v in (("weights", args.weights), ("device", device)) if v}
-    encoder = create("encoders", args.encoder, **encoder_options)
-    stain = None
-    if args.stain_norm:
-        from htd_plugins.discovery.stain import fit_target
-
-        stain = fit_target(args.stain_norm, args.stain_target)
-    identity = {"encoder": encoder.name, "weights_id": encoder.weights_id,
-                "embed_dim": encoder.embed_dim, "read_mpp": args.mpp, "patch_size": args.patch_size,
-                "stain": None if stain is None else f"{stain['method']}: {stain['target']}",
-                "stain_target": stain}  # fmt: skip
-    store = EmbeddingStore(args.out, identity)
-    print(f"htd discover embed: encoder {encoder.label}, store {args.out}", file=sys.stderr)
-    process = (state.process_index, state.num_processes)
-    if state.num_processes > 1:
-        mine = len(select_shard(slides, shard, process))
-        print(f"htd discover embed: process {process[0]} of {process[1]} embeds {mine} of "
-              f"{len(slides)} slides", file=sys.stderr)  # fmt: skip
-    report = embed_slides(store, slides, encoder, options, shard=shard,
-                          process=process,
-                          batch_size=args.batch_size, workers=args.workers, progress=not args.quiet)  # fmt: skip
-    for slide_id, name in report.names.items():  # the terminal only: never into a file
-        print(f"{slide_id} <- {name}", file=sys.stderr)
-    for slide_id, meta in report.results.items():
-        print(f"{slide_id}: {meta['n_patches']} patches ({meta['status']})")
-    return _report_skipped(report.skipped)
-
-
-def parse_levels(text: str) -> tuple[int, ...]:
-    from htd_core.errors import InputError
-
-    try:
-        levels = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
-    except ValueError:
-        raise InputError(f"--levels {text!r}: expected integers such as 5,10,20,50,100") from None
-    if not levels or levels[0] < 1:
-        raise InputError(f"--levels {text!r}: give positive granularities")
-    return levels
-
-
-def run_cluster(args: argparse.Namespace) -> int:
-    from htd_plugins.discovery.clustering import cluster_stores
-    from htd_plugins.discovery.kmeans import KMeansOptions
-
-    options = KMeansOptions(
-        n_phenotypes=args.phenotypes, coarse_k=args.coarse_k, split_criterion=args.split_criterion,
-        split_threshold=args.split_threshold, fit_sample=args.fit_sample,
-        min_cluster_size=args.min_cluster_size, seed=args.seed,
-    )  # fmt: skip
-    result = cluster_stores(args.store, args.out, samples_per_slide=args.samples_per_slide,
-                            diversity=args.diversity, levels=parse_levels(args.levels),
-                            options=options, progress=not args.quiet)  # fmt: skip
-    print(f"{result.tree.n_leaves} phenotypes from {result.info['n_sampled']} patches; "
-          f"levels {list(result.levels)}; written to {args.out}")  # fmt: skip
-    return 0
-
-
-def run_maps(args: argparse.Namespace) -> int:
-    from htd_core.errors import InputError
-    from htd_core.images import opaque_id
-    from htd_plugins.discovery.distill import maps_with_classifier
-    from htd_plugins.discovery.maps import maps_from_stores
-
-    if args.classifier is not None:
-        if args.store:
-            raise InputError(
-                "maps takes --store (teacher embeddings) or --classifier (student), not both"
-            )
-        slides = expand_slides(args.slides)
-        if not slides:
-            raise InputError("--classifier reads pixels: pass the slide files, folders or lists")
-        written, skipped = maps_with_classifier(
-            args.classifier, args.clustering, slides, args.out, stride=args.stride,
-            min_tissue=args.min_tissue, slide_mpp=args.slide_mpp, shard=parse_shard(args.shard),
-            batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
-        )  # fmt: skip
-    else:
-        if not args.store:
-            raise InputError("maps needs --store (teacher embeddings) or --classifier (student)")
-        ids = [opaque_id(p) for p in expand_slides(args.slides)] or None  # the store's ids
-        written, skipped = maps_from_stores(args.store, args.clustering, args.out, slide_ids=ids,
-                                            progress=not args.quiet), {}  # fmt: skip
-    for slide_id, levels in written.items():
-        print(f"{slide_id}: maps at k={sorted(levels)} in {args.out}")
-    return _report_skipped(skipped)
-
-
-def run_distill(args: argparse.Namespace) -> int:
-    from htd_plugins.discovery.distill import distill
-
-    config = distill(
-        args.store, args.clustering, args.out, slides=expand_slides(args.slides),
-        input_size=args.input_size, arch=args.arch,
-        depth=args.depth, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction, block=args.block,
-        holdout=args.holdout,
-        max_patches=args.max_patches, workers=args.workers, seed=args.seed,
-        progress=not args.quiet,
-    )  # fmt: skip
-    m, split = config["metrics"], config["split"]
-    levels = ", ".join(f"k={k}: {m[f'top1_k{k}']:.3f} (majority {m[f'majority_baseline_k{k}']:.3f})"
-                       for k in config["levels"])  # fmt: skip
-    held = (f"{len(split['val_slides'])} whole slides" if split["holdout"] == "slides" else
-            f"{split['block']}x{split['block']}-cell blocks, {split['margin_patches']} patches in "
-            f"margins of {max(split['margin_cells'].values())} cells left out")  # fmt: skip
-    print(f"held-out top-1 {m['top1']:.3f} (majority baseline {m['majority_baseline']:.3f}; "
-          f"{levels}); {config['n_train']} train / {config['n_val']} held-out patches "
-          f"(held out: {held}); saved to {args.out}")  # fmt: skip
-    return 0
-
-
-def process_state(device: str | None = None):
-    """accelerate's ``PartialState``: process index and count under ``accelerate launch``
-    (or ``torchrun``), one process otherwise. Without a GPU (or with ``--device cpu``, or
-    ``accelerate launch --cpu``) the processes meet over gloo (accelerate's MULTI_CPU)."""
-    import os
-
-    import torch
-    from accelerate import PartialState
-
-    cpu = (
-        not torch.cuda.is_available()
-        or (device or "").startswith("cpu")
-        or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-    )
-    return PartialState(cpu=cpu)
 
 
 def run(args: argparse.Namespace) -> int:

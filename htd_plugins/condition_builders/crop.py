@@ -12,7 +12,6 @@ concat(M, C_1..C_K, V_1..V_K).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ from htd_core.errors import InputError
 from htd_core.interfaces import require_class_list
 from htd_core.types import CROP_PROVENANCE
 from htd_plugins.condition_builders.crops.bank import BankCrop, CropBank, sample_mpp
+from htd_plugins.condition_builders.crops.explicit import load_crop
+from htd_plugins.condition_builders.crops.provenance import CropChoice, crop_provenance
 from htd_plugins.condition_builders.crops.regions import (
     center_square,
     choose_elsewhere,
@@ -35,16 +36,6 @@ from htd_plugins.condition_builders.crops.regions import (
 
 PLACEMENTS = ("same", "elsewhere")
 ON_SMALL = ("shrink", "empty")
-
-
-@dataclass(frozen=True)
-class CropChoice:
-    """The crop of one class: pixels as placed, top-left corner in the sample, provenance."""
-
-    image: np.ndarray
-    y: int
-    x: int
-    provenance: dict[str, Any]
 
 
 class CropBuilder(ConditionBuilder):
@@ -118,7 +109,7 @@ class CropBuilder(ConditionBuilder):
         self.bank = CropBank.load(bank) if isinstance(bank, str | Path) else bank
         if self.bank is not None and not isinstance(self.bank, CropBank):
             raise InputError(f"crop: bank must be a CropBank or a path, got {type(bank).__name__}")
-        self.crops = {str(k): _load_crop(k, v) for k, v in (crops or {}).items()}
+        self.crops = {str(k): load_crop(k, v) for k, v in (crops or {}).items()}
         self.crops_mpp = crops_mpp
         self.classes = tuple(classes) if classes is not None else None
 
@@ -260,36 +251,6 @@ class CropBuilder(ConditionBuilder):
     def __repr__(self) -> str:
         size = f"fixed_size={self.fixed_size}" if self.fixed_size else f"d_base={self.d_base:g}"
         return f"CropBuilder({size}, placement={self.placement!r})"
-
-
-def crop_provenance(
-    class_map: ClassMap, choices: Mapping[int, CropChoice | None]
-) -> dict[str, dict[str, Any] | None]:
-    """Per class name, where its crop came from: ``source`` (sample | bank | explicit),
-    ``slide_id`` (opaque), ``x``, ``y``, ``size`` (where it was cut, px), ``placed_x``,
-    ``placed_y``, ``placed_size`` (where it sits in the condition); ``None`` for an absent
-    class, ``{"empty": "region too small"}`` for a present class whose region holds no square
-    of at least ``min_size``."""
-    out: dict[str, dict[str, Any] | None] = dict.fromkeys(class_map.names)
-    for i, c in choices.items():
-        out[class_map.names[i]] = c.provenance if c is not None else {"empty": "region too small"}
-    return out
-
-
-def _load_crop(name: object, value: np.ndarray | str | Path) -> np.ndarray:
-    if isinstance(value, str | Path):
-        from PIL import Image
-
-        if not Path(value).is_file():
-            raise InputError(f"crop: explicit crop for {name!r}: file {value} does not exist")
-        value = np.asarray(Image.open(value).convert("RGB"))
-    image = np.asarray(value)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise InputError(
-            f"crop: explicit crop for {name!r} must be uint8 H x W x 3, got {image.dtype} "
-            f"{image.shape}"
-        )
-    return np.ascontiguousarray(center_square(image, min(image.shape[:2])))
 
 
 def _pair(d_range: Any) -> tuple[int, int]:

@@ -18,8 +18,9 @@ import torch
 from htd_core import ClassMap, Condition, ConditionBuilder, Encoder, TissueSample, hookimpl
 from htd_core.errors import InputError
 from htd_core.types import CROP_PROVENANCE
-from htd_plugins.condition_builders.crop import CropBuilder, crop_provenance
+from htd_plugins.condition_builders.crop import CropBuilder
 from htd_plugins.condition_builders.crops.bank import CropBank
+from htd_plugins.condition_builders.crops.provenance import crop_provenance
 
 
 class EmbeddingBuilder(ConditionBuilder):

@@ -1,10 +1,11 @@
 """Self-supervised tissue discovery: pseudo semantic maps for unannotated slides.
 
-Stages (each a module): ``embed`` (tissue grid + float16 embeddings per slide), ``diversity``
-(k-center sample per slide), ``kmeans`` + ``tree`` + ``clustering`` (phenotypes and their
-merge tree), ``maps`` (pseudo maps per granularity), ``classifier`` + ``distill`` (ViT-small
-student). The coarse-to-fine ``curriculum`` sampler that uses them is
-``htd_plugins.samplers.curriculum``. See docs/discovery.md.
+Stages (each a module): ``embed`` (tissue grid + float16 embeddings per slide, the patches
+read by ``patches``), ``diversity`` (k-center sample per slide), ``kmeans`` + ``clustering``
+(phenotypes and their merge tree, :class:`htd_plugins.slides.PhenotypeTree`), ``maps`` (pseudo
+maps per granularity), ``classifier`` + ``distill`` (ViT-small student); ``cli`` runs them for
+``htd discover``. The coarse-to-fine ``curriculum`` sampler reads the merge tree written with
+the maps (``htd_plugins.samplers.curriculum``). See docs/discovery.md.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:  # lazy: the curriculum sampler imports only the tree
+def __getattr__(name: str) -> Any:  # lazy: importing a stage loads no other stage
     if name in _HOME:
         import importlib
 

@@ -26,7 +26,7 @@ from htd_plugins.discovery.diversity import sample_slide
 from htd_plugins.discovery.kmeans import HierarchicalKMeans, KMeansOptions
 from htd_plugins.discovery.store import EmbeddingStore, check_finite, open_stores
 from htd_plugins.discovery.streaming import iter_chunks
-from htd_plugins.discovery.tree import DEFAULT_LEVELS, PhenotypeTree
+from htd_plugins.slides import DEFAULT_LEVELS, PhenotypeTree
 
 FORMAT = "htd-phenotypes/1"
 

@@ -25,17 +25,11 @@ from htd_plugins.discovery.classifier import (
     train_student,
 )
 from htd_plugins.discovery.clustering import Phenotypes
-from htd_plugins.discovery.embed import (
-    GridOptions,
-    PatchDataset,
-    patch_batches,
-    plan_slide,
-    select_shard,
-    slides_by_id,
-)
+from htd_plugins.discovery.embed import select_shard, slides_by_id
 from htd_plugins.discovery.grid import PatchGrid
 from htd_plugins.discovery.holdout import split_patches
 from htd_plugins.discovery.maps import write_slide_maps, write_tree
+from htd_plugins.discovery.patches import GridOptions, PatchDataset, patch_batches, plan_slide
 from htd_plugins.discovery.store import check_finite, open_stores
 
 

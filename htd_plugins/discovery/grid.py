@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from htd_core.errors import InputError
-from htd_plugins.slides import Slide
+from htd_plugins.slides import Slide, tissue_mask
 
 #: Slides read at a resolution finer than their base by more than this factor are refused.
 UPSAMPLE_TOLERANCE = 0.95
@@ -140,11 +140,9 @@ def tissue_fraction(
     """Fraction of tissue per grid cell (rows x cols float32).
 
     Tissue = tiatoolbox's tissue masker on a thumbnail (through the slide helpers'
-    :func:`htd_plugins.slides.tissue.tissue_mask`, which also returns no tissue for a blank
+    :func:`htd_plugins.slides.tissue_mask`, which also returns no tissue for a blank
     slide), AND a saturation floor: glass, dust and grey pen are unsaturated, H&E is not.
     """
-    from htd_plugins.slides.tissue import tissue_mask
-
     width, height = grid.slide_dims
     cell_um = grid.stride * grid.read_mpp
     mask_mpp = max(cell_um / 4, grid.slide_mpp, max(width, height) * grid.slide_mpp / MAX_MASK_SIDE)

@@ -32,8 +32,8 @@ from htd_core.types import IGNORE_INDEX, ClassMap
 from htd_plugins.discovery.clustering import Phenotypes
 from htd_plugins.discovery.grid import PatchGrid
 from htd_plugins.discovery.store import check_finite, open_stores
-from htd_plugins.discovery.tree import class_names, palette
 from htd_plugins.pictures import map_preview
+from htd_plugins.slides import class_names, palette
 
 #: Suffix of the colour preview written beside each map (class colours, enlarged, legend).
 PREVIEW = ".preview.png"

@@ -44,9 +44,10 @@ def pseudo_maps_for_image(
     """
     from htd_core import create
     from htd_plugins.discovery.clustering import cluster_stores
-    from htd_plugins.discovery.embed import GridOptions, embed_slide
+    from htd_plugins.discovery.embed import embed_slide
     from htd_plugins.discovery.kmeans import KMeansOptions
     from htd_plugins.discovery.maps import maps_from_stores
+    from htd_plugins.discovery.patches import GridOptions
     from htd_plugins.discovery.store import EmbeddingStore
 
     out = Path(out)

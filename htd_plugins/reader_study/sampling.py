@@ -19,8 +19,10 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from htd_core.errors import InputError
+from htd_core.images import read_rgb
 from htd_core.io import atomic_open
 from htd_plugins.reader_study.db import DB_NAME, IMAGES_DIR, init_db, is_study
 
@@ -68,20 +70,37 @@ def set_seed(seed: int, name: str) -> int:
 
 
 def strip_and_save(src: Path, dst: Path) -> tuple[int, int]:
-    """Decode ``src``, apply EXIF orientation, drop every metadata chunk, write RGB PNG."""
-    import numpy as np
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    """Decode ``src`` to 8-bit RGB (:func:`htd_core.images.read_rgb`: alpha on white, 16-bit
+    scaled, grey flagged), apply its EXIF orientation, write a PNG without any metadata."""
+    from PIL import Image
 
     try:
-        with Image.open(src) as im:
-            im = ImageOps.exif_transpose(im)
-            pixels = np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise InputError(f"cannot read image {src} ({exc}): remove or fix it") from exc
-    clean = Image.fromarray(pixels, mode="RGB")  # a new image: no info, exif or text
+        pixels = read_rgb(src)
+    except InputError as exc:
+        raise InputError(f"{exc}: remove or fix it") from None
+    clean = upright(Image.fromarray(pixels, mode="RGB"), src)  # a new image: no info, exif, text
     with atomic_open(dst, "wb") as fh:
         clean.save(fh, format="PNG", optimize=False)
     return clean.width, clean.height
+
+
+def upright(image: Any, src: Path) -> Any:
+    """``image`` (the pixels of ``src``) turned as ``src``'s EXIF orientation says, as
+    :func:`PIL.ImageOps.exif_transpose` turns ``src`` itself."""
+    from PIL import ExifTags, Image, UnidentifiedImageError
+
+    try:
+        with Image.open(src) as im:
+            orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+    except (OSError, UnidentifiedImageError, ValueError):  # a TIFF only tifffile decodes
+        return image
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }.get(orientation)  # fmt: skip
+    return image if method is None else image.transpose(method)
 
 
 def check_out(out: Path) -> None:

@@ -6,11 +6,12 @@ sampler's maps at k_max; the trainer calls :meth:`CurriculumSampler.for_step` on
 of the batch it draws at step t (the :class:`~htd_core.PatchSampler` hook), which re-expresses
 the mask at k'(t) *without changing the class list*: every k_max class is written as the
 **representative** of its group at level k'(t), the lowest k_max class id in that group
-(groups are contiguous id ranges, see :mod:`htd_plugins.discovery.tree`). So the semantic-map
-condition always has k_max channels and one backbone trains across the whole curriculum; at
-coarse levels only k'(t) of the channels are ever on, and the crops of a coarse class are cut
-from its whole (merged) region. The granularity depends only on the step, so it does not
-depend on how many patches the sampler yields, and a resumed run continues the schedule.
+(groups are contiguous id ranges, see :class:`htd_plugins.slides.PhenotypeTree`). So the
+semantic-map condition always has k_max channels and one backbone trains across the whole
+curriculum; at coarse levels only k'(t) of the channels are ever on, and the crops of a coarse
+class are cut from its whole (merged) region. The granularity depends only on the step, so it
+does not depend on how many patches the sampler yields, and a resumed run continues the
+schedule.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from htd_core import ClassMap, PatchSampler, TissueSample, hookimpl
 from htd_core.errors import InputError
-from htd_plugins.discovery.tree import PhenotypeTree, class_names
+from htd_plugins.slides import PhenotypeTree, class_names
 
 SNAPS = ("nearest", "down", "up")
 

@@ -16,9 +16,6 @@ one), ``tile_id`` of the tile file itself.
 
 from __future__ import annotations
 
-import fnmatch
-import math
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,16 +25,11 @@ import numpy as np
 
 from htd_core import ClassMap, PatchSampler, TissueSample, hookimpl
 from htd_core.errors import InputError
-from htd_core.images import (
-    IMAGE_SUFFIXES,
-    image_files,
-    image_size,
-    opaque_id,
-    read_index_mask,
-    read_rgb,
-)
+from htd_core.images import opaque_id, read_index_mask, read_rgb
 from htd_core.splits import source_id
-from htd_plugins.slides.composition import CompositionRule, fractions, window_counts
+from htd_plugins.samplers.tile_folders.cutting import code_lut, tile_windows
+from htd_plugins.samplers.tile_folders.selection import select_tiles, small_tiles, tile_pairs
+from htd_plugins.slides.composition import CompositionRule
 
 #: Classes (in mask-code order) and mask encodings of the real tile sets in ``../shared/data``
 #: (see its README), chosen by folder name or ``preset``. ``threshold``: masks are lossy
@@ -170,8 +162,18 @@ class TilesSampler(PatchSampler):
                 raise InputError(f"{name}={value!r}: give a positive integer")
         if self.stride is not None and self.patch_size is None:
             raise InputError("stride is given without patch_size: stride applies to cut patches")
-        self.pairs = self._select(self._pairs())
-        self._small = self._small_tiles() if self.min_size or self.patch_size else set()
+        self.pairs = select_tiles(
+            tile_pairs(self.root, self.images, self.masks, self.dataset), self.root,
+            match=self.match, split=self.split, prefixes=self._split_prefixes,
+            test_fraction=self.test_fraction, split_seed=self.split_seed,
+            source_of=lambda image: self._meta(image)["slide_id"],
+        )  # fmt: skip
+        self._small: set[Path] = set()
+        if self.min_size or self.patch_size:
+            self._small = small_tiles(
+                self.pairs, self.root / self.images, patch_size=self.patch_size,
+                min_size=self.min_size, policy=self.small_tiles,
+            )  # fmt: skip
 
     @property
     def class_map(self) -> ClassMap:
@@ -212,72 +214,6 @@ class TilesSampler(PatchSampler):
         n = len(self.pairs) - len(self._small)
         return n if self.limit is None else min(n, self.limit)
 
-    def _select(self, pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
-        """The pairs ``match`` and ``split`` keep (whole source images on one side)."""
-        from htd_core.splits import split_by_prefix, split_by_source
-
-        if self.match:
-            pairs = [p for p in pairs if fnmatch.fnmatch(p[0].name, self.match)]
-        if self.split is None:
-            return self._nonempty(pairs)
-        prefixes = self._split_prefixes
-        allowed = sorted(prefixes) if prefixes else ["train", "test"]
-        if self.split not in allowed:
-            raise InputError(f"split={self.split!r}: use one of {allowed}")
-        if prefixes:
-            keep = split_by_prefix([p[0].name for p in pairs], prefixes)[self.split]
-        else:
-            if not 0 < self.test_fraction < 1:
-                raise InputError(f"test_fraction={self.test_fraction}: use a value in (0, 1)")
-            sources = [self._meta(p[0])["slide_id"] for p in pairs]
-            train, test = split_by_source(sources, self.test_fraction, self.split_seed)
-            keep = train if self.split == "train" else test
-        return self._nonempty([pairs[i] for i in keep])
-
-    def _nonempty(self, pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
-        if not pairs:
-            raise InputError(
-                f"tile folder {self.root}: no tile matches match={self.match!r} and "
-                f"split={self.split!r}"
-            )
-        return pairs
-
-    def _pairs(self) -> list[tuple[Path, Path]]:
-        if self.dataset is not None:  # the manifest pairs images and masks (complete rows only)
-            return [(self.root / r["image"], self.root / r["mask"]) for r in self.dataset.rows]
-        images = image_files(self.root / self.images)
-        if not images:
-            raise InputError(
-                f"no images ({', '.join(IMAGE_SUFFIXES)}) in {self.root / self.images}"
-            )
-        if not (self.root / self.masks).is_dir():
-            raise InputError(f"tile folder {self.root} has no '{self.masks}/' folder of masks")
-        masks = {p.stem: p for p in image_files(self.root / self.masks)}
-        missing = [p.name for p in images if p.stem not in masks]
-        if missing:
-            raise InputError(
-                f"{len(missing)} image(s) in {self.root / self.images} have no mask of the same "
-                f"name in {self.root / self.masks}, e.g. {missing[:3]}"
-            )
-        return [(p, masks[p.stem]) for p in images]
-
-    def _lut(self, path: Path, codes: np.ndarray) -> np.ndarray:
-        cm = self._class_map
-        lut = np.full(max(int(codes.max()) + 1, 256), cm.ignore_index, np.int64)
-        bad = []
-        for code in np.unique(codes):
-            name = self.code_names.get(int(code))
-            if name in cm.names:
-                lut[code] = cm.names.index(name)
-            elif name != "@ignore" and int(code) != cm.ignore_index:
-                bad.append(int(code))
-        if bad and self.unknown_labels == "error":
-            raise InputError(
-                f"mask {path} has codes {bad} that map to no class ({self.code_names}): add them "
-                "to classes, or set unknown_labels='ignore' (or threshold for grey masks)"
-            )
-        return lut
-
     def load(self, image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
         """uint8 H x W x 3 RGB image and uint8 H x W class-index mask of one pair.
 
@@ -295,7 +231,8 @@ class TilesSampler(PatchSampler):
             if self.threshold is not None
             else raw.astype(np.int64)
         )
-        return image, self._lut(mask_path, codes)[codes].astype(np.uint8)
+        lut = code_lut(mask_path, codes, self.code_names, self._class_map, self.unknown_labels)
+        return image, lut[codes].astype(np.uint8)
 
     def __iter__(self) -> Iterator[TissueSample]:
         produced = 0
@@ -304,7 +241,10 @@ class TilesSampler(PatchSampler):
                 continue
             image, mask = self.load(image_path, mask_path)
             meta = self._meta(image_path)
-            for x, y, w, h in self._windows(mask):
+            windows = tile_windows(
+                mask, len(self._class_map), self.composition_rule, self.patch_size, self.stride
+            )
+            for x, y, w, h in windows:
                 if self.limit is not None and produced >= self.limit:
                     return
                 crop, sub = image[y : y + h, x : x + w], mask[y : y + h, x : x + w]
@@ -313,52 +253,6 @@ class TilesSampler(PatchSampler):
                     np.ascontiguousarray(crop), np.ascontiguousarray(sub), self._class_map, info
                 )
                 produced += 1
-
-    def _small_tiles(self) -> set[Path]:
-        """Tiles smaller than the patches asked for, from the file headers: refused before
-        any sample is made (``small_tiles="error"``), or left out with one warning."""
-        need = self.patch_size or self.min_size
-        what = f"patch_size={self.patch_size}" if self.patch_size else f"min_size={self.min_size}"
-        small = {}
-        for path, _ in self.pairs:
-            w, h = image_size(path)
-            if min(w, h) < need:
-                small[path] = (w, h)
-        if small and self.small_tiles == "error":
-            path, (w, h) = next(iter(small.items()))
-            more = f" (and {len(small) - 1} more)" if len(small) > 1 else ""
-            raise InputError(
-                f"tile {path} is {w} x {h} px, smaller than {what}{more}: remove it, lower "
-                f"{what.split('=')[0]}, or set small_tiles='skip'"
-            )
-        if small:
-            warnings.warn(
-                f"{len(small)} tile(s) of {self.root / self.images} are smaller than {need} px "
-                f"and were skipped (small_tiles='skip'), e.g. {[p.name for p in small][:3]}",
-                stacklevel=3,
-            )
-        return set(small)
-
-    def _windows(self, mask: np.ndarray) -> list[tuple[int, int, int, int]]:
-        """(x, y, width, height) of the whole tile or of its cut patches that pass the rule."""
-        h, w = mask.shape
-        k, rule = len(self._class_map), self.composition_rule
-        if self.patch_size is None:
-            if rule is not None:
-                counts = np.bincount(mask[mask < k].astype(np.int64), minlength=k)[None, :k]
-                if not rule.accept(*fractions(counts, h * w))[0]:
-                    return []
-            return [(0, 0, w, h)]
-        size, stride = self.patch_size, self.stride or self.patch_size
-        if size > min(h, w):
-            return []
-        ys, xs = np.arange(0, h - size + 1, stride), np.arange(0, w - size + 1, stride)
-        yy, xx = np.meshgrid(ys, xs, indexing="ij")
-        xy = np.stack([yy.ravel(), xx.ravel()], axis=1)
-        if rule is not None:
-            counts = window_counts(mask, k, xy, size, math.gcd(size, stride))
-            xy = xy[rule.accept(*fractions(counts, size * size))]
-        return [(int(c), int(r), size, size) for r, c in xy]
 
 
 @hookimpl

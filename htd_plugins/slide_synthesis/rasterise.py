@@ -18,13 +18,13 @@ from htd_plugins.slide_synthesis.layout import UNSET, check_mpp, unknown_class_e
 def _resolver(names: Mapping[str, str], class_map: ClassMap) -> Any:
     """The slide layer's label resolver with the layout's renames (``@ignore``, ``@hole``, and
     CAMELYON16's ``_2`` exclusion group as a hole, as the slide samplers read them)."""
-    from htd_plugins.slides.annotations import LabelResolver
+    from htd_plugins.slides import LabelResolver
 
     return LabelResolver(class_map, {k: v for k, v in names.items() if k != v}, "error")
 
 
 def _labels(store: Any, path: Path, resolver: Any, class_map: ClassMap) -> None:
-    from htd_plugins.slides.annotation_files import store_labels
+    from htd_plugins.slides import store_labels
 
     labels = store_labels(store)
     if not labels:
@@ -35,7 +35,7 @@ def _labels(store: Any, path: Path, resolver: Any, class_map: ClassMap) -> None:
 
 
 def _paint(store: Any, shape: tuple[int, int], cell: float, resolver: Any) -> np.ndarray:
-    from htd_plugins.slides.annotations import paint_store
+    from htd_plugins.slides import paint_store
 
     cells = np.full(shape, UNSET, np.uint8)
     paint_store(store, cells, cell, resolver, np.ones(shape, bool), UNSET)
@@ -51,7 +51,7 @@ def rasterise_canvas(
 ) -> tuple[np.ndarray, float, dict[str, Any]]:
     from shapely.geometry import box
 
-    from htd_plugins.slides.annotation_files import open_store
+    from htd_plugins.slides import open_store
 
     if mpp is None:
         raise InputError(
@@ -75,9 +75,7 @@ def rasterise_slide(
 ) -> tuple[np.ndarray, float, dict[str, Any]]:  # fmt: skip
     from shapely.geometry import box
 
-    from htd_plugins.slides.annotation_files import open_store
-    from htd_plugins.slides.annotations import check_bounds
-    from htd_plugins.slides.wsi import Slide
+    from htd_plugins.slides import Slide, check_bounds, open_store
 
     real = Slide(slide, slide_mpp)
     if mpp is None:

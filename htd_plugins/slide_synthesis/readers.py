@@ -96,7 +96,7 @@ def _read_mask(
 ) -> tuple[np.ndarray, float, dict[str, Any]]:
     import json
 
-    from htd_plugins.slides.label_masks import NO_LABEL, load_code_names, read_label_mask
+    from htd_plugins.slides import NO_LABEL, load_code_names, read_label_mask
 
     codes = read_label_mask(path)
     code_names, _ = load_code_names(label_classes, path)

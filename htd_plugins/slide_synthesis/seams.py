@@ -105,7 +105,7 @@ def embed(encoder: Any, patches: Sequence[np.ndarray]) -> np.ndarray:
 
 def features_fd(fa: np.ndarray, fb: np.ndarray) -> float:
     """Frechet distance between two feature sets N x D."""
-    from htd_plugins.evaluators.distance.fd_math import frechet_distance, statistics
+    from htd_plugins.evaluators import frechet_distance, statistics
 
     if len(fa) < 2 or len(fb) < 2:
         raise InputError(f"FD needs at least 2 patches per set, got {len(fa)} and {len(fb)}")
@@ -176,7 +176,7 @@ def seam_report(
     """
     import json
 
-    from htd_plugins.evaluators.distance.encoding import build_encoder, encoder_spec_name
+    from htd_plugins.evaluators import build_encoder, encoder_spec_name
     from htd_plugins.slide_synthesis.api import output_paths
 
     single = isinstance(slides, str | Path)

@@ -1,1 +1,2 @@
-"""Crop banks and class-region geometry used by the ``crop`` and ``embedding`` builders."""
+"""The ``crop`` and ``embedding`` builders' library: crop banks, class-region geometry,
+explicit crops given by the user, and the provenance of each chosen crop."""

@@ -62,8 +62,9 @@ def cmu_slide(shared_data: Path) -> Path:
 def cmu_run(tmp_path_factory, cmu_slide: Path) -> dict:
     """The whole teacher pipeline on the real CMU slide at low resolution (embed, cluster, maps)."""
     from htd_plugins.discovery.clustering import cluster_stores
-    from htd_plugins.discovery.embed import GridOptions, embed_slides
+    from htd_plugins.discovery.embed import embed_slides
     from htd_plugins.discovery.maps import maps_from_stores
+    from htd_plugins.discovery.patches import GridOptions
     from htd_plugins.discovery.store import EmbeddingStore
 
     root = tmp_path_factory.mktemp("cmu_run")

@@ -11,8 +11,8 @@ from htd_core.errors import InputError
 from htd_core.testing import PatchSamplerConformance
 from htd_plugins.condition_builders.semantic_map import SemanticMapBuilder
 from htd_plugins.discovery.grid import PatchGrid, open_for_grid
-from htd_plugins.discovery.tree import class_names
 from htd_plugins.samplers.curriculum import CurriculumSampler, granularity, load_tree, snap
+from htd_plugins.slides import class_names
 
 
 class MapWindows(PatchSampler):
@@ -118,7 +118,7 @@ def test_fit_trains_each_step_at_its_granularity(through):
     sampler yields (6 here, far fewer than steps x batch)."""
     from htd_core import Pipeline
     from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
-    from htd_plugins.discovery.tree import PhenotypeTree
+    from htd_plugins.slides import PhenotypeTree
 
     centers = np.array([[0.0], [1], [10], [11], [100], [101], [110], [111]])
     tree, _ = PhenotypeTree.build(centers, np.ones(8), levels=(2, 4, 8))

@@ -12,7 +12,8 @@ from PIL import Image
 from htd_core.errors import InputError
 from htd_core.images import opaque_id
 from htd_plugins.discovery import tiatoolbox_sample_image
-from htd_plugins.discovery.embed import GridOptions, embed_slide, embed_slides, select_shard
+from htd_plugins.discovery.embed import embed_slide, embed_slides, select_shard
+from htd_plugins.discovery.patches import GridOptions
 from htd_plugins.discovery.store import EmbeddingStore
 
 #: The real H&E image of the tiatoolbox wheel read at 2 um/px: 250 x 250 px, 100 patches.

@@ -14,7 +14,8 @@ import numpy as np
 from htd_core.images import opaque_id
 from htd_plugins.discovery import tiatoolbox_sample_image
 from htd_plugins.discovery.clustering import cluster_stores
-from htd_plugins.discovery.embed import GridOptions, embed_slides
+from htd_plugins.discovery.embed import embed_slides
+from htd_plugins.discovery.patches import GridOptions
 from htd_plugins.discovery.store import EmbeddingStore
 
 #: The same encoder as conftest's ``TinyEncoder`` (seed 0), in a plugin a subprocess can load.

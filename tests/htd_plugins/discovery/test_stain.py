@@ -11,7 +11,8 @@ from PIL import Image
 from htd_core.errors import InputError
 from htd_core.images import opaque_id
 from htd_plugins.discovery import tiatoolbox_sample_image
-from htd_plugins.discovery.embed import GridOptions, embed_slides
+from htd_plugins.discovery.embed import embed_slides
+from htd_plugins.discovery.patches import GridOptions
 from htd_plugins.discovery.stain import PatchNormalizer, fit_stats, fit_target, stained_pixels
 from htd_plugins.discovery.store import EmbeddingStore
 from htd_plugins.slides import Slide

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from htd_core.errors import InputError
-from htd_plugins.discovery.tree import PhenotypeTree, ward_linkage
+from htd_plugins.slides.phenotypes import PhenotypeTree, ward_linkage
 
 
 def test_unweighted_ward_matches_scipy(make_blobs):

@@ -1,5 +1,8 @@
 """The merge tree over phenotype centroids: nested granularities k in {5, 10, 20, 50, 100}.
 
+Discovery builds it (``htd discover cluster``) and writes it beside its pseudo maps; the
+``curriculum`` sampler reads it back to coarsen those maps. Both use this one definition.
+
 Phenotypes (the leaves) are merged bottom-up by *weighted* Ward linkage: the merge cost of two
 groups A, B is the increase of within-group sum of squares, n_A n_B / (n_A + n_B) |c_A - c_B|^2,
 with n the number of embeddings each phenotype holds. Level k is the state after P - k merges,
