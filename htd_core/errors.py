@@ -6,6 +6,8 @@ without a traceback and exits non-zero. Messages name the offending input and th
 
 from __future__ import annotations
 
+import difflib
+
 
 class HtdError(Exception):
     """Base class of errors caused by user input, configuration or data."""
@@ -40,3 +42,10 @@ class ConfigError(HtdError):
 
 class InputError(HtdError, ValueError):
     """Input data (slide, mask, image, condition) is missing or malformed."""
+
+
+def suggest(name: str, candidates: list[str]) -> str:
+    """`` Did you mean 'x'?`` for the closest of ``candidates`` (difflib), or an empty string:
+    the tail of every "unknown name" message."""
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""

@@ -12,21 +12,15 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from htd_core.config import ComponentSpec, component_list, load_config, resolve_component, spec_of
-from htd_core.errors import ConfigError, InputError
+from htd_core.config import resolve_component
+from htd_core.errors import ConfigError
+from htd_core.generation import GenerationOptions
 from htd_core.interfaces import Backbone, ComposedConditionBuilder, ConditionBuilder, Evaluator
 from htd_core.plugins import PluginManager, get_plugin_manager
-from htd_core.splits import CROP_SOURCES, LAYOUT_SOURCE, crop_sources, layout_source
-from htd_core.types import CROP_PROVENANCE, Condition, TissueSample
+from htd_core.types import Condition, TissueSample
 
 Component = Any  # an instance, a registered name, or {"name": ..., **options}
 
-#: ``Condition.meta`` key of a null condition's (H, W) in pixels: the size of the layout it
-#: stands for (a backbone generates at that size instead of its default).
-NULL_SIZE = "size"
-
-#: The file of a saved pipeline that names its components (a pipeline YAML itself).
-PIPELINE_FILE = "pipeline.yaml"
 #: The output kind of a training run folder (``fit(output_dir=...)``, :mod:`htd_core.outputs`).
 RUN_KIND = "training-run"
 
@@ -85,18 +79,9 @@ class Pipeline:
         Raises:
             ConfigError: naming the file and key of any unknown section, name or option.
         """
-        data, label = load_config(source)
-        sampler, backbone = data.get("sampler"), data.get("backbone")
-        return cls(
-            sampler=ComponentSpec.parse(sampler, f"{label}: sampler") if sampler else None,
-            condition_builders=component_list(
-                data.get("condition_builders"), f"{label}: condition_builders"
-            ),
-            backbone=ComponentSpec.parse(backbone, f"{label}: backbone") if backbone else None,
-            evaluators=component_list(data.get("evaluators"), f"{label}: evaluators"),
-            stage_options={k: data[k] for k in ("fit", "generate", "evaluate") if k in data},
-            manager=manager,
-        )
+        from htd_core.pipeline_files import read_pipeline_config
+
+        return cls(**read_pipeline_config(source), manager=manager)
 
     def _resolve(self, value: Component | None, hook: str, where: str) -> Any:
         return (
@@ -111,7 +96,6 @@ class Pipeline:
             )
         return value
 
-    # -- stages -------------------------------------------------------------------------
     def samples(self, limit: int | None = None) -> Iterable[TissueSample]:
         """The sampler's samples (the first ``limit``)."""
         sampler = self._need("sampler", "samples")
@@ -165,91 +149,106 @@ class Pipeline:
             self._write_pipeline_file(Path(summary["model_dir"]))
         return summary
 
+    def generation_options(
+        self, options: GenerationOptions | Mapping[str, Any] | None = None, **given: Any
+    ) -> GenerationOptions:
+        """THE place generation settings are decided (diffusers keeps them as call arguments).
+
+        The caller's values (``options``, then keywords; ``None`` means "not given") over the
+        pipeline's ``generate:`` defaults (a pipeline YAML's section, saved in a model
+        folder's ``pipeline.yaml``) over :class:`~htd_core.generation.GenerationOptions`'
+        defaults; then the backbone's :meth:`~htd_core.Backbone.check_generation` (which may
+        refuse a value asked for, or fall back from a default it cannot honour). What this
+        returns is what :meth:`iter_generate` passes to the backbone and records.
+
+        Raises:
+            InputError: an unknown option name (closest name and the list) or a bad value.
+        """
+        backbone: Backbone = self._need("backbone", "generate")
+        base = options.to_dict() if isinstance(options, GenerationOptions) else options or {}
+        asked = {**base, **given}
+        resolved = GenerationOptions.layered(self.stage_options.get("generate"), asked)
+        return backbone.check_generation(
+            resolved, frozenset(k for k, v in asked.items() if v is not None)
+        )
+
     def iter_generate(
         self,
         layouts: Sequence[TissueSample],
+        options: GenerationOptions | Mapping[str, Any] | None = None,
         *,
-        seed: int = 0,
         start: int = 0,
-        batch_size: int | None = None,
         unconditional: bool = False,
-        **options: Any,
+        **given: Any,
     ) -> Iterator[TissueSample]:
         """Synthesize one sample per layout, in order, from layout ``start`` on (to resume).
 
-        Layout ``i`` uses seed ``seed + i`` for its condition (crop choice) and its noise, so
-        the result does not depend on ``start``; batches are ``batch_size`` layouts (default:
-        the backbone's ``batch_size`` option) counted from layout 0.
+        Layout ``i`` uses seed ``options.seed + i`` for its condition (crop choice) and its
+        noise, so the result does not depend on ``start``; batches are ``options.batch_size``
+        layouts counted from layout 0 (:func:`htd_core.generation.generate_samples`).
 
         Args:
             layouts: samples whose masks (and, for crops, images) condition the generation;
                 ``image=None`` layouts need a crop source in the builders (a crop bank).
+            options: generation options (or a mapping of some), resolved with ``given`` by
+                :meth:`generation_options`; ``**given``: the same as keywords.
+            start: the first layout to generate (earlier ones were written before).
             unconditional: use the null condition for every layout.
-            **options: generation options over ``stage_options["generate"]``
-                (``guidance_scale``, ``scheduler``, ``num_inference_steps``).
 
         Yields:
-            TissueSample with the synthetic image, the layout's mask and class map, and meta:
-            the layout's meta plus ``seed``, ``guidance_scale``, :data:`CROP_PROVENANCE`
-            (the crops' sources, sizes and positions; None when no crop was used) and the
-            opaque source ids of the layout (``layout_source_id``) and of its crops
-            (``crop_source_ids``), which ``htd evaluate`` checks against the held-out set.
+            TissueSample: the synthetic image, the layout's mask and class map, and the
+            layout's meta plus what was used (``GENERATION_COLUMNS`` of
+            :mod:`htd_core.generation`: seed, guidance as applied, scheduler, steps, crop
+            provenance, the layout's and crops' opaque source ids).
+
+        Raises:
+            InputError: a bad option, or ``start`` < 0.
         """
+        from htd_core.generation import generate_samples
+
         backbone: Backbone = self._need("backbone", "generate")
         builder = None if unconditional else self._need("condition_builder", "generate")
-        opts = {**self.stage_options.get("generate", {}), **options}
-        size = int(batch_size or opts.pop("batch_size", None) or _option(backbone, "batch_size", 8))
-        guidance = opts.get("guidance_scale")
-        guidance = _option(backbone, "guidance_scale", 1.0) if guidance is None else guidance
-        if size < 1 or start < 0:
-            raise InputError(f"batch_size={size} must be >= 1 and start={start} >= 0")
-        first = start - start % size
-        for begin in range(first, len(layouts), size):
-            chunk = list(range(max(begin, start), min(begin + size, len(layouts))))
-            conditions = [
-                # a null condition keeps the layout's size, so the image matches its mask
-                Condition(meta={NULL_SIZE: tuple(layouts[i].mask.shape[:2])})
-                if builder is None
-                else builder.build(layouts[i], seed=seed + i)
-                for i in chunk
-            ]
-            images = backbone.generate(conditions, seed=seed + chunk[0], batch_size=size, **opts)
-            for i, image, cond in zip(chunk, images, conditions, strict=True):
-                layout = layouts[i]
-                prov = cond.meta.get(CROP_PROVENANCE)
-                meta = {**layout.meta, "seed": seed + i, "guidance_scale": guidance,
-                        CROP_PROVENANCE: prov, LAYOUT_SOURCE: layout_source(layout.meta),
-                        CROP_SOURCES: crop_sources(prov)}  # fmt: skip
-                yield TissueSample(image, layout.mask, layout.class_map, meta)
+        opts = self.generation_options(options, **given)
+        yield from generate_samples(backbone, builder, layouts, opts, start)
 
-    def generate(self, layouts: Sequence[TissueSample], **options: Any) -> list[TissueSample]:
+    def generate(
+        self, layouts: Sequence[TissueSample], options: Any = None, **given: Any
+    ) -> list[TissueSample]:
         """All of :meth:`iter_generate` as a list (same arguments)."""
-        return list(self.iter_generate(layouts, **options))
+        return list(self.iter_generate(layouts, options, **given))
 
     def evaluate(
-        self, real: Sequence[TissueSample], synthetic: Sequence[TissueSample]
+        self, real: Sequence[TissueSample], synthetic: Sequence[TissueSample], **options: Any
     ) -> dict[str, dict[str, Any]]:
-        """Each evaluator's metrics, keyed by evaluator name."""
+        """Each evaluator's metrics on ``synthetic`` against ``real`` (held-out samples marked
+        ``meta["split"] == "test"``), keyed by evaluator name, through the one evaluation
+        driver (:class:`htd_core.evaluation.EvaluationDriver`); ``options``: the driver's
+        (``batch_size``, ``progress``...) over ``stage_options["evaluate"]``."""
+        from htd_core.evaluation import EvaluationDriver
+
         if not self.evaluators:
             raise ConfigError("pipeline stage 'evaluate' needs at least one evaluator")
-        return {ev.name: ev.evaluate(real, synthetic) for ev in self.evaluators}
+        opts = {"progress": False, **self.stage_options.get("evaluate", {}), **options}
+        driver = EvaluationDriver(self.evaluators, manager=self.manager, **opts)
+        results = driver.run(real, {"synthetic": synthetic})
+        return {name: by_set["synthetic"] for name, by_set in results.items()}
 
-    # -- persistence --------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> Path:
         """Write the backbone's model folder (diffusers parts + ``htd_config.json``) and
         ``pipeline.yaml`` naming the condition builders and backbone by registered name.
 
-        The sampler and evaluators are not saved: like diffusers pipelines, a saved pipeline
-        is what generation needs.
+        Like diffusers pipelines, a saved pipeline is what generation needs (no sampler, no
+        evaluators); its ``generate:`` options are saved as the folder's generation
+        *defaults*, which :meth:`generation_options` applies below the caller's own.
 
         Raises:
             ConfigError: a component was built by hand (no registered name and options) or
                 has options YAML cannot hold (give paths, not objects, e.g. a crop bank path).
         """
         path = Path(path)
-        self._pipeline_file_text()  # refuse unsavable components before writing weights
+        text = self._pipeline_file_text()  # refuse unsavable components before any weight
         self._need("backbone", "save_pretrained").save(path)
-        self._write_pipeline_file(path)
+        self._write_pipeline_file(path, text)
         return path
 
     @classmethod
@@ -274,106 +273,26 @@ class Pipeline:
         Raises:
             InputError: ``path`` is not a saved pipeline; ConfigError: unknown names in it.
         """
-        path = Path(path)
-        file = path / PIPELINE_FILE
-        if not file.is_file():
-            raise InputError(
-                f"{path} is not a saved pipeline (no {PIPELINE_FILE}): give the model folder "
-                "`htd train` or Pipeline.save_pretrained wrote"
-            )
-        manager = manager or get_plugin_manager()
-        data, label = load_config(file, relative_to_file=False)  # paths as saved
-        backbone_spec = ComponentSpec.parse(data.get("backbone"), f"{label}: backbone")
-        factory = resolve_factory(manager, "htd_register_backbones", backbone_spec)
-        if not callable(getattr(factory, "load", None)):
-            raise ConfigError(f"{label}: backbone {backbone_spec.name!r} has no load()")
-        backbone = factory.load(path, device=device)
-        specs = (
-            component_list(data.get("condition_builders"), f"{label}: condition_builders")
-            if condition_builders is None
-            else _as_list(condition_builders)
-        )
-        registry = manager.registry("htd_register_condition_builders")
-        builders = [
-            resolve_component(s, registry, f"{label}: condition_builders[{i}]", builder_options)
-            for i, s in enumerate(specs)
-        ]
-        return cls(condition_builders=builders, backbone=backbone, manager=manager)
+        from htd_core.pipeline_files import read_pipeline_folder
+
+        parts = read_pipeline_folder(path, condition_builders=condition_builders,
+                                     builder_options=builder_options, device=device,
+                                     manager=manager or get_plugin_manager())  # fmt: skip
+        return cls(**parts)
 
     def _pipeline_file_text(self) -> str:
-        import yaml
+        from htd_core.pipeline_files import pipeline_file_text
 
         backbone = self._need("backbone", "save_pretrained")
         builder = self._need("condition_builder", "save_pretrained")
-        parts = getattr(builder, "builders", [builder])
-        data = {
-            "backbone": {"name": backbone.name},
-            "condition_builders": [spec_of(b, "condition builder").to_config() for b in parts],
-        }
-        try:
-            return yaml.safe_dump(data, sort_keys=False)
-        except yaml.representer.RepresenterError as exc:
-            raise ConfigError(
-                f"cannot save the pipeline: a condition builder option is an object "
-                f"({exc.args[-1]!r}); give it as a path or plain value"
-            ) from None
+        return pipeline_file_text(backbone, builder, self.stage_options.get("generate"))
 
-    def _write_pipeline_file(self, folder: Path) -> None:
+    def _write_pipeline_file(self, folder: Path, text: str | None = None) -> None:
         from htd_core.io import atomic_write_text
+        from htd_core.pipeline_files import PIPELINE_FILE
 
-        atomic_write_text(folder / PIPELINE_FILE, self._pipeline_file_text())
-
-
-def pipeline_id(path: str | Path) -> str:
-    """Content hash (SHA-256, 16 hex digits) of a saved pipeline folder: every file's path
-    relative to the folder and its bytes (weights, configs, ``pipeline.yaml``), in name order;
-    hidden files and the output marker are left out. The same model gives the same id wherever
-    the folder lies; retrained or edited weights give another (``htd generate`` keys resumes on
-    it, ``htd evaluate`` its cached reconstructions).
-
-    Raises:
-        InputError: ``path`` is not a saved pipeline folder.
-    """
-    import hashlib
-
-    from htd_core.io import MARKER
-
-    root = Path(path)
-    if not (root / PIPELINE_FILE).is_file():
-        raise InputError(f"{root} is not a saved pipeline (no {PIPELINE_FILE})")
-    digest = hashlib.sha256()
-    files = sorted(
-        f for f in root.rglob("*")
-        if f.is_file() and f.name != MARKER
-        and not any(part.startswith(".") for part in f.relative_to(root).parts)
-    )  # fmt: skip
-    for f in files:
-        digest.update(f.relative_to(root).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
-                digest.update(block)
-        digest.update(b"\0")
-    return digest.hexdigest()[:16]
-
-
-def resolve_factory(manager: PluginManager, hook: str, spec: ComponentSpec) -> Any:
-    """The registered factory of ``spec.name`` (a ConfigError naming ``spec.where`` if none)."""
-    from htd_core.errors import RegistryError
-
-    try:
-        return manager.registry(hook).entry(spec.name).factory
-    except RegistryError as exc:
-        raise ConfigError(f"{spec.where}.name: {exc}") from None
-
-
-def _option(backbone: Backbone, key: str, default: Any) -> Any:
-    options = getattr(backbone, "options", None) or {}
-    return options.get(key, default)
+        atomic_write_text(folder / PIPELINE_FILE, text or self._pipeline_file_text())
 
 
 def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, list | tuple):
-        return list(value)
-    return [value]
+    return [] if value is None else list(value) if isinstance(value, list | tuple) else [value]

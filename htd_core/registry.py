@@ -8,7 +8,6 @@ or any callable returning an instance of it (checked when the component is creat
 from __future__ import annotations
 
 import contextlib
-import difflib
 import fnmatch
 import inspect
 from collections.abc import Callable, Iterator, Mapping
@@ -21,6 +20,7 @@ from htd_core.errors import (
     HtdError,
     RegistryError,
     UnknownComponentError,
+    suggest,
 )
 
 T = TypeVar("T")
@@ -43,12 +43,6 @@ class Entry(Generic[T]):
 def _first_doc_line(obj: object) -> str:
     doc = inspect.getdoc(obj) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
-
-
-def suggest(name: str, candidates: list[str]) -> str:
-    """Return `` Did you mean 'x'?`` for the closest candidate, or an empty string."""
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 class Registry(Generic[T]):
@@ -183,7 +177,16 @@ class Registry(Generic[T]):
 
 
 def accepted_options(factory: Callable[..., Any]) -> list[str] | None:
-    """Keyword names ``factory`` accepts, or None when it takes ``**kwargs``."""
+    """Keyword names ``factory`` accepts, or None when it takes ``**kwargs``.
+
+    A class that declares its options as a frozen dataclass (class attribute ``Options``,
+    :mod:`htd_core.options`) accepts that dataclass's fields.
+    """
+    from htd_core.options import field_names, options_class
+
+    declared = options_class(factory)
+    if declared is not None:
+        return field_names(declared)
     try:
         params = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):

@@ -126,7 +126,8 @@ def tiny_model(tmp_path_factory) -> Path:
     try:
         pipe = Pipeline(
             condition_builders=["semantic_map", {"name": "crop", "fixed_size": 6, "min_size": 2}],
-            backbone={"name": "controlnet_ldm", "preset": "tiny", "num_inference_steps": 1},
+            backbone={"name": "controlnet_ldm", "preset": "tiny"},
+            stage_options={"generate": {"num_inference_steps": 1}},
         )
         samples = [synthetic_sample(16, seed=s) for s in range(2)]
         pipe.fit(samples, steps=1, vae_steps=1, batch_size=2, progress=False, tensorboard=False)

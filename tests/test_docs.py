@@ -162,7 +162,18 @@ SPECS: dict[str, Spec] = {
         prelude="real_batches = [list(Dataset('out/train'))[:3]]\n"
         "synthetic_batches = [list(Dataset('out/synthetic'))[:3]]\n",
     ),
-    "docs/evaluation.md#4": Spec("from pathlib import Path"),
+    "docs/evaluation.md#4": Spec(
+        "from htd_core.evaluation import EvaluationDriver",
+        subs=(
+            (
+                'EvaluationDriver(["frechet",',
+                f'EvaluationDriver([{{"name": "frechet", "encoders": ["{FAST_ENCODER}"]}},',
+            ),
+        ),
+        prelude="real = list(Dataset('out/train'))[:6]\n"
+        "dual = uncond = list(Dataset('out/synthetic'))[:3]\n",
+    ),
+    "docs/evaluation.md#5": Spec("from pathlib import Path"),
     "docs/plugins.md#0": Spec("from htd_core import ClassMap"),
     "docs/plugins.md#1": Spec("import argparse"),
     "docs/plugins.md#2": Spec(

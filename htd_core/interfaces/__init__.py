@@ -9,15 +9,18 @@ from htd_core.interfaces.condition_builder import (
 )
 from htd_core.interfaces.encoder import Encoder
 from htd_core.interfaces.evaluator import Evaluator, ReportContext, RunSettings, markdown_table
+from htd_core.interfaces.latent import Autoencoder, LatentBackbone
 from htd_core.interfaces.patch_sampler import PatchSampler
 
 __all__ = [
+    "Autoencoder",
     "Backbone",
     "Command",
     "ComposedConditionBuilder",
     "ConditionBuilder",
     "Encoder",
     "Evaluator",
+    "LatentBackbone",
     "PatchSampler",
     "ReportContext",
     "RunSettings",

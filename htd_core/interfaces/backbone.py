@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from htd_core.generation import GenerationOptions
 from htd_core.interfaces.condition_builder import ConditionBuilder
 from htd_core.types import ClassMap, Condition, TissueSample
 
@@ -17,20 +18,25 @@ class Backbone(ABC):
     """Learns p(image | condition) and samples from it.
 
     ``fit`` consumes samples and builds their conditions with ``builder``; ``generate`` takes
-    prebuilt conditions (a null condition means unconditional). Weights go to ``save`` /
-    ``load`` folders that other tools (diffusers) can read part by part.
+    prebuilt conditions (a null condition means unconditional) and the
+    :class:`~htd_core.generation.GenerationOptions` of the call, whole: a backbone keeps no
+    generation setting of its own (``Pipeline.generation_options`` decides them). Weights go
+    to ``save`` / ``load`` folders that other tools (diffusers) can read part by part.
 
     Attributes:
         name: the registered name; ``save`` records it so a folder names its backbone.
         options: the constructor's options as a JSON-serialisable mapping (``save`` records
-            them; generation defaults such as ``guidance_scale`` are read from here).
+            them): what the model *is* (size, autoencoder, prediction type...), never how one
+            call samples from it.
         class_map: the classes the model was trained on (None before ``fit`` or ``load``);
             generation refuses layouts of other classes.
+        mpp: um/px of the training patches (None when unknown).
     """
 
     name: str = "backbone"
     options: dict[str, Any]
     class_map: ClassMap | None = None
+    mpp: float | None = None
 
     @abstractmethod
     def fit(
@@ -43,11 +49,27 @@ class Backbone(ABC):
         """
 
     @abstractmethod
-    def generate(
-        self, conditions: Sequence[Condition], *, seed: int = 0, **options: Any
-    ) -> np.ndarray:
-        """Images N x H x W x 3 uint8, one per condition; image ``i`` depends only on
-        ``seed + i`` and its condition, so a generation can resume part-way."""
+    def generate(self, conditions: Sequence[Condition], options: GenerationOptions) -> np.ndarray:
+        """Images N x H x W x 3 uint8, one per condition, sampled exactly as ``options`` say;
+        image ``i`` depends only on ``options.seed + i`` and its condition, so a generation
+        can resume part-way."""
+
+    def check_generation(
+        self, options: GenerationOptions, asked: frozenset[str] = frozenset()
+    ) -> GenerationOptions:
+        """The options this model samples with when given ``options`` (the default: as they
+        are). Called once per call by ``Pipeline.generation_options``, never by ``generate``.
+
+        Args:
+            options: the resolved options.
+            asked: the fields the caller gave explicitly (the rest are defaults): a backbone
+                may refuse an impossible value asked for and fall back, with a warning, from
+                a default it cannot honour (e.g. guidance on a model with no null branch).
+
+        Raises:
+            InputError: an option this backbone cannot honour (an unknown scheduler...).
+        """
+        return options
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x H x W x 3 images passed through the model's autoencoder (encode, decode;

@@ -46,6 +46,8 @@ class RunSettings:
             itself (the ``frechet`` evaluator's reconstruction FD); None when not given.
         allow_overlap: ``--allow-overlap``: synthetic samples whose layout or crop sources are
             held-out images are scored anyway (recorded) instead of refused.
+        seed: the run's seed, for evaluators with random choices (subsets, initialisation);
+            None leaves each its own default.
     """
 
     device: str = "cpu"
@@ -55,6 +57,7 @@ class RunSettings:
     output_dir: Path | None = None
     model: Path | None = None
     allow_overlap: bool = False
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,11 +129,11 @@ class Evaluator(ABC):
     def run_options(cls, run: RunSettings, options: Mapping[str, Any]) -> dict[str, Any]:
         """Constructor keywords this evaluator takes from the run-wide settings.
 
-        ``htd evaluate`` builds the evaluator with these under the user's own options
-        (``-o NAME.KEY=VALUE`` wins). The default offers ``device``, ``cache_dir``,
-        ``output_dir``, ``model`` and ``allow_overlap`` to a constructor with a keyword of that
-        name (when the setting is set); override it to take ``run.encoders`` / ``run.weights``
-        or to rename a setting.
+        The evaluation driver (:mod:`htd_core.evaluation`) builds the evaluator with these
+        under the user's own options (``-o NAME.KEY=VALUE`` wins). The default offers
+        ``device``, ``cache_dir``, ``output_dir``, ``model``, ``allow_overlap`` and ``seed``
+        to a constructor with a keyword of that name (when the setting is set); override it to
+        take ``run.encoders`` / ``run.weights`` or to rename a setting.
 
         Args:
             run: the run-wide settings.
@@ -203,7 +206,7 @@ def evaluator_options(
 
 def _generic_settings(run: RunSettings) -> dict[str, Any]:
     offered = {"device": run.device, "cache_dir": run.cache_dir, "output_dir": run.output_dir,
-               "model": run.model, "allow_overlap": run.allow_overlap or None}  # fmt: skip
+               "model": run.model, "allow_overlap": run.allow_overlap or None, "seed": run.seed}  # fmt: skip
     return {k: v for k, v in offered.items() if v is not None}
 
 

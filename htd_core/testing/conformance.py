@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from htd_core.errors import InputError
+from htd_core.generation import GenerationOptions
 from htd_core.interfaces import Backbone, ConditionBuilder, Encoder, Evaluator, PatchSampler
 from htd_core.testing.samples import synthetic_sample
 from htd_core.types import ClassMap, Condition, TissueSample
@@ -230,9 +231,12 @@ class EvaluatorConformance:
 
 
 class BackboneConformance:
-    """Override ``make_backbone``, ``make_builder`` and ``make_samples`` (tiny preset)."""
+    """Override ``make_backbone``, ``make_builder`` and ``make_samples`` (tiny preset);
+    ``generation`` is the :class:`~htd_core.generation.GenerationOptions` the checks sample
+    with (few steps; each check replaces its seed)."""
 
     fit_options: dict[str, Any] = {}
+    generation = GenerationOptions(num_inference_steps=2)
 
     def make_backbone(self) -> Backbone:
         raise NotImplementedError
@@ -247,19 +251,20 @@ class BackboneConformance:
         backbone, builder, samples = self.make_backbone(), self.make_builder(), self.make_samples()
         backbone.fit(samples, builder, **self.fit_options)
         conds = [builder.build(s, seed=0) for s in samples[:2]]
-        images = backbone.generate(conds, seed=3)
+        seeded = self.generation.replace(seed=3)
+        images = backbone.generate(conds, seeded)
         assert images.dtype == np.uint8 and images.shape == (2, *samples[0].size, 3)
-        assert np.array_equal(images, backbone.generate(conds, seed=3))  # deterministic per seed
-        null = backbone.generate([Condition()], seed=0)  # the unconditional baseline
+        assert np.array_equal(images, backbone.generate(conds, seeded))  # deterministic per seed
+        null = backbone.generate([Condition()], self.generation.replace(seed=0))  # unconditional
         assert null.dtype == np.uint8 and null.ndim == 4 and null.shape[0] == 1
         extra = len(conds[0].channels) + 1  # a condition the model was not trained on
         wrong = Condition(
             torch.zeros(extra, *samples[0].size), channels=[f"x{i}" for i in range(extra)]
         )
         with pytest.raises(InputError):
-            backbone.generate([wrong], seed=0)
+            backbone.generate([wrong], self.generation.replace(seed=0))
         backbone.save(tmp_path / "model")
-        again = type(backbone).load(tmp_path / "model").generate(conds, seed=3)
+        again = type(backbone).load(tmp_path / "model").generate(conds, seeded)
         assert np.abs(images.astype(int) - again.astype(int)).max() <= 1
 
 

@@ -39,7 +39,7 @@ class ConcatLDM(LatentDiffusionBackbone):
             build_unet,
         )
 
-        latent_size = self.image_size // self.preset.vae_factor
+        latent_size = self.image_size // self.require_autoencoder().factor
         extra = self.preset.rescaler_channels if num_channels else 0
         parts: dict[str, nn.Module] = {
             "unet": build_unet(self.preset, latent_channels + extra, latent_channels, latent_size),

@@ -10,12 +10,15 @@ Saved folders load in diffusers' ``StableDiffusionControlNetPipeline`` (``model_
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
 from htd_core import hookimpl
+from htd_core.errors import InputError
 from htd_plugins.backbones.ldm.base import Denoiser, LatentDiffusionBackbone
+from htd_plugins.backbones.ldm.options import LatentDiffusionOptions
 
 
 class ControlNetDenoiser(Denoiser):
@@ -38,10 +41,11 @@ class ControlNetDenoiser(Denoiser):
         )[0]  # fmt: skip
 
 
-class ControlNetLDM(LatentDiffusionBackbone):
-    """Latent diffusion + ControlNet on the pixel-resolution condition (the paper's model).
+@dataclass(frozen=True)
+class ControlNetOptions(LatentDiffusionOptions):
+    """:class:`~htd_plugins.backbones.ldm.options.LatentDiffusionOptions` plus:
 
-    Args (besides the shared ones of ``LatentDiffusionBackbone``):
+    Attributes:
         zero_init: start the ControlNet's output convolutions at zero, as ControlNet does to
             protect a pretrained UNet. Off by default: here UNet and ControlNet are trained
             together from scratch, and PyTorch's default initialisation lets gradients reach
@@ -49,29 +53,23 @@ class ControlNetLDM(LatentDiffusionBackbone):
             few hundred steps instead of not at all).
     """
 
-    name = "controlnet_ldm"
-    part_names = ("unet", "token_encoder")
+    zero_init: bool = False
 
-    def __init__(
-        self,
-        preset: str = "small",
-        vae: str | None = None,
-        image_size: int | None = None,
-        prediction_type: str = "epsilon",
-        condition_dropout: float = 0.1,
-        guidance_scale: float = 2.0,
-        scheduler: str = "ddim",
-        num_inference_steps: int = 25,
-        batch_size: int = 16,
-        scaling_factor: float | None = None,
-        device: str = "auto",
-        zero_init: bool = False,
-    ) -> None:
-        super().__init__(
-            preset, vae, image_size, prediction_type, condition_dropout, guidance_scale,
-            scheduler, num_inference_steps, batch_size, scaling_factor, device,
-        )  # fmt: skip
-        self.options["zero_init"] = bool(zero_init)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.zero_init, bool):
+            raise InputError(f"zero_init={self.zero_init!r} must be true or false")
+
+
+class ControlNetLDM(LatentDiffusionBackbone):
+    """Latent diffusion + ControlNet on the pixel-resolution condition (the paper's model).
+
+    Options: :class:`ControlNetOptions` (keywords, e.g. ``ControlNetLDM(preset="tiny")``).
+    """
+
+    name = "controlnet_ldm"
+    Options = ControlNetOptions
+    part_names = ("unet", "token_encoder")
 
     def build_parts(
         self, num_channels: int, token_dim: int, latent_channels: int
@@ -80,7 +78,7 @@ class ControlNetLDM(LatentDiffusionBackbone):
 
         from htd_plugins.backbones.ldm.modules import build_token_encoder, build_unet
 
-        latent_size = self.image_size // self.preset.vae_factor
+        latent_size = self.image_size // self.require_autoencoder().factor
         unet = build_unet(self.preset, latent_channels, latent_channels, latent_size)
         parts: dict[str, nn.Module] = {
             "unet": unet,
@@ -92,7 +90,7 @@ class ControlNetLDM(LatentDiffusionBackbone):
                 conditioning_channels=num_channels,
                 conditioning_embedding_out_channels=self.preset.conditioning_embedding_out_channels,
             )
-            if not self.options["zero_init"]:
+            if not self.config.zero_init:
                 _default_init(controlnet)
             parts["controlnet"] = controlnet
         return parts
@@ -119,7 +117,7 @@ class ControlNetLDM(LatentDiffusionBackbone):
         from htd_core.io import atomic_write_json
         from htd_plugins.backbones.ldm.sampling import make_scheduler
 
-        scheduler = make_scheduler(self.options["scheduler"], self.noise_config)
+        scheduler = make_scheduler("ddim", self.noise_config)  # as model_folder saves it
         if "controlnet" not in self.denoiser.parts:
             return
         none = [None, None]

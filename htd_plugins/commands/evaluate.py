@@ -5,9 +5,10 @@ Sets are folders: an htd dataset (``manifest.csv`` + ``classes.json``, as ``htd 
 layout of ``../shared/data/glas``; read by the ``tiles`` sampler), or ``images/`` alone (no
 masks: enough for evaluators that use images only). Each synthetic set (``--synthetic
 NAME=DIR``, repeatable: one per condition type) is evaluated against the real set by every
-evaluator named. Finished (evaluator, set) results are kept in ``OUT/partial/``, keyed by the
-content of every set (each file's name, size and modification time) and the options: a rerun
-resumes, and a set rewritten with other images is scored afresh.
+evaluator named, through the one evaluation driver (:mod:`htd_core.evaluation`). Finished
+(evaluator, set) results are kept in ``OUT/partial/``, keyed by the content of every set (each
+file's name, size and modification time) and the options: a rerun resumes, and a set
+rewritten with other images is scored afresh.
 
 Leakage guard: with a held-out set (``--real-test``), a synthetic set whose samples were
 generated from held-out layouts or with crops cut from held-out images (their recorded
@@ -24,8 +25,6 @@ folder), whether it runs when no ``--evaluators`` are named, and its section of 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -155,34 +154,13 @@ def _run_settings(args: argparse.Namespace, out: Path) -> Any:
     )  # fmt: skip
 
 
-def _evaluate_one(ev: Any, real: Any, synthetic: Any, batch_size: int, desc: str) -> dict:
-    """Stream the real then the synthetic set through ``ev``; its metrics."""
-    from tqdm import tqdm
-
-    from htd_plugins.evaluators.reporting.sets import batches
-
-    ev.reset()
-    with tqdm(total=len(real) + len(synthetic), desc=desc, unit="img") as bar:
-        for batch in batches(real, batch_size):
-            ev.update(real=batch)
-            bar.update(len(batch))
-        for batch in batches(synthetic, batch_size):
-            ev.update(synthetic=batch)
-            bar.update(len(batch))
-    return ev.aggregate()
-
-
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from htd_core.errors import InputError
-    from htd_core.interfaces.evaluator import evaluator_class, evaluator_options
-    from htd_core.io import atomic_write_json
+    from htd_core.evaluation import EvaluationDriver, EvaluatorRun
     from htd_core.outputs import check_output, start_output
-    from htd_core.plugins import create, get_registry
+    from htd_core.plugins import get_registry
     from htd_core.threads import configure_threads, report
-    from htd_plugins.evaluators.reporting.inputs import check_leakage, open_sets
-    from htd_plugins.evaluators.reporting.report import write_report
+    from htd_plugins.evaluation import check_leakage, open_sets, write_report
 
     reg = get_registry("evaluators")
     names = _evaluator_names(args.evaluators, reg)
@@ -195,53 +173,22 @@ def run(args: argparse.Namespace) -> int:
     overlaps = check_leakage(sets, args.allow_overlap)
     model_id = None
     if args.model:
-        from htd_core.pipeline import pipeline_id
+        from htd_core.pipeline_files import pipeline_id
 
         model_id = pipeline_id(args.model)  # a saved pipeline? and its content, for the keys
     choice = configure_threads(args.threads, workload="large", device=args.device)
     print(report("evaluate", choice), file=sys.stderr)
     real_all, synthetic = sets["real_all"], sets["synthetic"]
-    settings = _run_settings(args, out)
-    factories = {n: reg.entry(n).factory for n in names}
-    # what each evaluator is built with, less its per-set output folder (fingerprinted)
-    resolved = {n: evaluator_options(factories[n], settings, user[n]) for n in names}
+    driver = EvaluationDriver(
+        [EvaluatorRun(n, user[n]) for n in names], settings=_run_settings(args, out),
+        store=out / "partial", figures_dir=out / "figures", batch_size=args.batch_size,
+        force=args.force, log=lambda text: print(f"htd evaluate: {text}", file=sys.stderr),
+    )  # fmt: skip
+    driver.check()  # every evaluator option is checked before any feature is computed
     keys = ("real", "real_test", "match", "match_real", "match_real_test", "match_synthetic")
-    keys += ("limit", "classes")
-    state = [vars(args).get(k) for k in keys] + [real_all.content_key(), resolved, model_id]
-    fingerprint = hashlib.sha256(
-        json.dumps(state, sort_keys=True, default=str).encode()
-    ).hexdigest()
-    for n in names:  # every evaluator option is checked before any feature is computed
-        create("evaluators", n, **evaluator_options(factories[n], settings, user[n]))
+    state = [vars(args).get(k) for k in (*keys, "limit", "classes")] + [model_id]
     start_output(out, KIND, what="--out", legacy=("partial",))
-    results: dict[str, dict[str, Any]] = {n: {} for n in names}
-    output_dirs: dict[str, dict[str, Path]] = {n: {} for n in names}
-    for ev_name in names:
-        for set_name, seq in synthetic.items():
-            folder = out / "figures" / f"{ev_name}-{set_name}"
-            opts = evaluator_options(
-                factories[ev_name], replace(settings, output_dir=folder), user[ev_name]
-            )
-            if opts.get("output_dir") is not None:
-                output_dirs[ev_name][set_name] = Path(opts["output_dir"])
-            partial = out / "partial" / f"{ev_name}--{set_name}.json"
-            stamp = [str(seq.root), len(seq), seq.content_key()]
-            if partial.is_file() and not args.force:
-                saved = json.loads(partial.read_text())
-                if saved.get("fingerprint") == fingerprint and saved.get("synthetic") == stamp:
-                    results[ev_name][set_name] = saved["metrics"]
-                    print(
-                        f"htd evaluate: reusing {ev_name} on {set_name!r} from {partial} "
-                        "(finished earlier with the same inputs; --force recomputes)",
-                        file=sys.stderr,
-                    )
-                    continue
-            ev = create("evaluators", ev_name, **opts)
-            metrics = _evaluate_one(ev, real_all, seq, args.batch_size, f"{ev_name} {set_name}")
-            atomic_write_json(
-                partial, {"fingerprint": fingerprint, "synthetic": stamp, "metrics": metrics}
-            )
-            results[ev_name][set_name] = metrics
+    results = driver.run(real_all, synthetic, extra=state)
     real, real_test = sets["real"], sets["real_test"]
     inputs = {
         "real": str(args.real), "n_real": len(real), "real_test": args.real_test,
@@ -250,13 +197,13 @@ def run(args: argparse.Namespace) -> int:
         "match_real": sets["real_match"],
         "match_real_test": sets["test_match"] if args.real_test else None,
         "match_synthetic": sets["syn_match"], "evaluators": names,
-        "options": json.loads(json.dumps(resolved, default=str)),
+        "options": driver.resolved_options(),
         "model": {"path": str(args.model), "id": model_id} if args.model else None,
         "overlap": overlaps,
     }  # fmt: skip
     write_report(
         out, results, inputs=inputs, real=real_all, synthetic=synthetic,
-        evaluators={n: evaluator_class(factories[n]) for n in names}, output_dirs=output_dirs,
+        evaluators=driver.classes(), output_dirs=driver.output_dirs(),
     )  # fmt: skip
     print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
     return 0

@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from htd_core import hookimpl
+from htd_core.generation import GENERATION_COLUMNS
 from htd_core.interfaces.command import make_command
 from htd_core.threads import add_threads_argument
 
 SETTINGS = "generate.json"
 KIND = "generate"  # output kind (htd_core.outputs): OUTPUT must be new, empty or one of these
-#: Manifest columns beyond ``htd sample``'s: the layout, its seed and guidance, where the crops
-#: came from, and the opaque source ids of the layout and the crops (``htd evaluate`` refuses
-#: synthetic rows whose sources are held-out images).
-EXTRA_COLUMNS = (
-    "layout", "seed", "guidance_scale", "crop_provenance", "layout_source_id", "crop_source_ids",
-)  # fmt: skip
+#: Manifest columns beyond ``htd sample``'s: the layout, and what ``Pipeline.iter_generate``
+#: records of each sample (its seed, guidance, scheduler and steps as used, where the crops
+#: came from, and the opaque source ids of the layout and the crops, which ``htd evaluate``
+#: checks against held-out images).
+EXTRA_COLUMNS = ("layout", *GENERATION_COLUMNS)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,12 +53,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="ignore the layouts' conditions (null condition)",
     )
     p.add_argument(
-        "--scheduler", choices=("ddim", "dpmsolver++"), help="sampler (default: the model's)"
+        "--scheduler",
+        help="sampler, e.g. ddim or dpmsolver++ (default: the model folder's generate: "
+        "defaults, else ddim)",
     )
-    p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (1: none)")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the model's, else 25)")
     p.add_argument(
-        "--batch-size", type=int, help="layouts per batch (default: the model's batch_size)"
+        "--guidance",
+        type=float,
+        help="classifier-free guidance scale, 1: none (default: the model's, else 2)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, help="layouts per batch (default: the model's, else 16)"
     )
     p.add_argument(
         "--seed", type=int, default=0, help="layout i uses seed + i (noise and crop choice)"
@@ -137,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
     from htd_core.errors import InputError
     from htd_core.io import atomic_write_json
     from htd_core.outputs import check_output, output_folder
-    from htd_core.pipeline import Pipeline, pipeline_id
+    from htd_core.pipeline import Pipeline
+    from htd_core.pipeline_files import pipeline_id
     from htd_core.threads import configure_threads, report
 
     model, output = Path(args.model), Path(args.output)
@@ -155,11 +162,17 @@ def run(args: argparse.Namespace) -> int:
     if class_map is None:
         raise InputError(f"{model} records no class map; re-save it with a current htd")
     layouts = read_layouts(args, class_map, output)
+    options = pipe.generation_options(  # decided once; the manifest records them as used
+        guidance_scale=args.guidance, scheduler=args.scheduler, num_inference_steps=args.steps,
+        batch_size=args.batch_size, seed=args.seed,
+    )  # fmt: skip
+    used = {
+        k: v for k, v in options.to_dict().items() if k != "batch_size"
+    }  # batching: same images
     settings = {  # the model by content (weights + config), not by path: retrained = another
         "model": pipeline_id(model), "layouts": relative_to(args.dataset or args.masks, output),
         "crop_bank": args.crop_bank and relative_to(args.crop_bank, output),
-        "unconditional": args.unconditional, "scheduler": args.scheduler, "steps": args.steps,
-        "guidance": args.guidance, "seed": args.seed,
+        "unconditional": args.unconditional, "generation": used,
         # and the layouts and crop bank by content: rewritten files are other inputs
         "layouts_content": files_key(_layout_files(args)),
         "crop_bank_content": files_key(_bank_files(args.crop_bank)) if args.crop_bank else None,
@@ -168,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.dataset or args.masks}: no layouts to generate from")
     if not args.unconditional:  # a builder that cannot serve these layouts fails before OUT exists
         try:
-            pipe.build_conditions(layouts[:1], seed=args.seed)
+            pipe.build_conditions(layouts[:1], seed=options.seed)
         except InputError as exc:
             if not args.masks or args.crop_bank:
                 raise
@@ -194,12 +207,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"{output} was generated with other options ({', '.join(diff)}): use them, or another folder"
         )
-    options = {
-        k: v
-        for k, v in (("guidance_scale", args.guidance), ("scheduler", args.scheduler),
-                     ("num_inference_steps", args.steps))
-        if v is not None
-    }  # fmt: skip
     with (
         output_folder(output, KIND, what="OUTPUT", legacy=(SETTINGS,)),
         DatasetWriter(output, class_map, extra_columns=EXTRA_COLUMNS) as writer,
@@ -212,9 +219,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         samples = pipe.iter_generate(
-            layouts, seed=args.seed, start=start, batch_size=args.batch_size,
-            unconditional=args.unconditional, **options,
-        )  # fmt: skip
+            layouts, options, start=start, unconditional=args.unconditional
+        )
         for sample in tqdm(samples, total=len(layouts), initial=start, desc="generate"):
             writer.write(sample)
     print(f"synthetic dataset: {output} ({len(layouts)} samples)")

@@ -3,7 +3,9 @@
 No pretrained histology autoencoder can be downloaded offline, so the backbones' latent space
 is learned from the patches themselves. DATA is a dataset folder (``htd sample``) or a folder
 of images; OUTPUT is a diffusers ``AutoencoderKL`` folder (with the measured latent scaling
-factor in its config) to pass as the backbone's ``vae`` option. Resumable: a checkpoint beside
+factor in its config) to pass as the backbone's ``autoencoder`` option. It is trained by the
+one autoencoder training of htd, ``LatentBackbone.train_autoencoder`` (as ``fit`` and the
+experiment do), with the preset's options unless given. Resumable: a checkpoint beside
 OUTPUT lets a rerun continue. OUTPUT must be new, empty, or an autoencoder htd wrote (replaced):
 an existing file, or a folder holding anything else, is refused before any work.
 """
@@ -27,37 +29,52 @@ KIND = "autoencoder"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of ``htd train-vae``."""
+    """Arguments of ``htd train-vae`` (defaults: the backbone preset's autoencoder training)."""
+    from htd_core.options import int_at_least, number_at_least
+
     p.add_argument("data", help="dataset folder (htd sample) or folder of images")
     p.add_argument("output", help="autoencoder folder to write (diffusers format)")
     p.add_argument(
         "--preset", default="small", help="architecture: tiny, small or paper (default small)"
     )
-    p.add_argument("--steps", type=int, help="training steps (default: the preset's vae_steps)")
-    p.add_argument("--image-size", type=int, help="patch side used (default: the preset's)")
     p.add_argument(
-        "--crop-size", type=int, help="random crop side per step (default: the preset's)"
-    )
-    p.add_argument("--batch-size", type=int, default=16)
+        "--backbone", default="controlnet_ldm",
+        help="the latent backbone whose autoencoder is trained (default controlnet_ldm; "
+        "concat_ldm has the same one)",
+    )  # fmt: skip
+    p.add_argument("--steps", type=int_at_least(0), help="training steps (default: the preset's)")
     p.add_argument(
-        "--learning-rate", type=float, help="AdamW learning rate (default: the preset's)"
+        "--image-size", type=int_at_least(1), help="patch side used (default: the preset's)"
     )
+    p.add_argument(
+        "--crop-size",
+        type=int_at_least(1),
+        help="random crop side per step (default: the preset's)",
+    )
+    p.add_argument(
+        "--batch-size", type=int_at_least(1), help="crops per step (default: the preset's)"
+    )
+    p.add_argument(
+        "--learning-rate", type=number_at_least(0, above=True),
+        help="AdamW learning rate (default: the preset's)",
+    )  # fmt: skip
     p.add_argument(
         "--adversarial-weight",
-        type=float,
-        default=0.0,
+        type=number_at_least(0),
         help="weight of a PatchGAN adversarial term, times LDM's adaptive weight (default 0: "
         "off; LDM used 0.5)",
     )
     p.add_argument(
         "--adversarial-start",
-        type=int,
-        default=0,
+        type=int_at_least(0),
         help="step from which the adversarial term and discriminator updates start (default 0)",
     )
-    p.add_argument("--max-minutes", type=float, help="stop (and save) after this wall time")
-    p.add_argument("--limit", type=int, help="use at most this many images")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--max-minutes", type=number_at_least(0, above=True),
+        help="stop (and save) after this wall time",
+    )  # fmt: skip
+    p.add_argument("--limit", type=int_at_least(1), help="use at most this many images")
+    p.add_argument("--seed", type=int_at_least(0), default=0)
     add_threads_argument(p)
 
 
@@ -98,44 +115,38 @@ def read_images(folder: Path, size: int, limit: int | None) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from htd_core.io import atomic_write_folder
+    from htd_core.errors import ConfigError
+    from htd_core.interfaces import LatentBackbone
     from htd_core.outputs import check_output
+    from htd_core.plugins import create
     from htd_core.threads import configure_threads, report
-    from htd_plugins.backbones.ldm.autoencoder import build_vae, reconstruction_error, train_vae
-    from htd_plugins.backbones.ldm.discriminator import check_options
-    from htd_plugins.backbones.ldm.presets import get_preset
-    from htd_plugins.backbones.ldm.progress import BoundedProgress
-    from htd_plugins.backbones.ldm.training import Clock
 
     output = Path(args.output)
     check_output(output, KIND, what="OUTPUT")  # before any work: never replace a user's files
-    check_options(args.adversarial_weight, args.adversarial_start)
-    preset = get_preset(args.preset)
-    workload = "large" if preset.name == "paper" else "small"
+    backbone = create("backbones", args.backbone, preset=args.preset, image_size=args.image_size)
+    if not isinstance(backbone, LatentBackbone):
+        raise ConfigError(f"--backbone {args.backbone}: not a latent backbone (no autoencoder)")
+    options = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+               "learning_rate": args.learning_rate, "crop_size": args.crop_size,
+               "adversarial_weight": args.adversarial_weight,
+               "adversarial_start": args.adversarial_start}  # fmt: skip
+    options = {k: v for k, v in options.items() if v is not None}
+    workload = "large" if args.preset == "paper" else "small"
     print(report("train-vae", configure_threads(args.threads, workload=workload)), file=sys.stderr)
-    size = args.image_size or preset.image_size
-    images = read_images(Path(args.data), size, args.limit)
+    images = read_images(Path(args.data), backbone.image_size, args.limit)
     checkpoint = output.with_name(f".{output.name}.checkpoint.pt")
-    vae = build_vae(preset.vae, size, seed=args.seed)
-    steps = args.steps or preset.train.get("vae_steps", 1000)
-    clock = Clock(args.max_minutes and args.max_minutes * 60)
-    bar = BoundedProgress("autoencoder", steps, clock)  # counts down to the bound that stops it
-    summary = train_vae(
-        vae, images, steps=steps, batch_size=args.batch_size,
-        learning_rate=args.learning_rate or preset.train.get("vae_learning_rate", 1e-3),
-        crop_size=args.crop_size or preset.train.get("vae_crop_size"), seed=args.seed,
-        checkpoint=checkpoint, clock=clock, adversarial_weight=args.adversarial_weight,
-        adversarial_start=args.adversarial_start,
-        progress=lambda step, loss: bar.update(step + 1, loss=f"{loss:.4f}"),
-    )  # fmt: skip
-    bar.close()
-    summary["reconstruction_mae"] = round(reconstruction_error(vae, images[:64]), 2)
+    summary = backbone.train_autoencoder(
+        images, checkpoint=checkpoint, max_minutes=args.max_minutes, **options
+    )
+    sample = images[:64]
+    error = np.abs(backbone.reconstruct(sample).astype(np.float64) - sample).mean()
+    summary["reconstruction_mae"] = round(float(error), 2)
     summary["images"] = len(images)
-    atomic_write_folder(output, vae.save_pretrained, kind=KIND)
-    if summary["steps"] >= (args.steps or preset.train.get("vae_steps", 1000)):
+    backbone.autoencoder.save(output)
+    if summary["steps"] >= summary["options"]["steps"]:
         checkpoint.unlink(missing_ok=True)
     print(json.dumps(summary, indent=2))
-    print(f"autoencoder: {output} (use it as the backbone option vae: {output})")
+    print(f"autoencoder: {output} (use it as the backbone option autoencoder: {output})")
     return 0
 
 
@@ -145,7 +156,7 @@ def htd_register_commands(registry) -> None:
         add_arguments,
         run,
         help="train a small KL autoencoder on patches (resumable)",
-        description="Train the preset's AutoencoderKL on a dataset or image folder and save it in diffusers format, for the backbone option `vae: OUTPUT`.",
+        description="Train the preset's AutoencoderKL on a dataset or image folder and save it in diffusers format, for the backbone option `autoencoder: OUTPUT`.",
         order=40,
     )
     registry.register("train-vae", command)

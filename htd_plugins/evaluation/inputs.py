@@ -47,7 +47,7 @@ def set_globs(specs: list[str], names: list[str], default: str | None) -> dict[s
 def open_sets(args: argparse.Namespace) -> dict[str, Any]:
     """The real, held-out real and synthetic sets, with the globs that chose their files."""
     from htd_core.errors import InputError
-    from htd_plugins.evaluators.reporting.sets import Concat, open_set
+    from htd_plugins.evaluation.sets import Concat, open_set
 
     if not args.synthetic:
         raise InputError("give at least one --synthetic [NAME=]DIR to evaluate")
@@ -81,11 +81,7 @@ def open_sets(args: argparse.Namespace) -> dict[str, Any]:
 
 def check_leakage(sets: dict[str, Any], allow: bool) -> dict[str, dict[str, Any]]:
     """Refuse (or, when ``allow``, return) synthetic sets that use held-out sources."""
-    from htd_plugins.evaluators.reporting.leakage import (
-        find_overlap,
-        held_out_sources,
-        refuse_overlap,
-    )
+    from htd_core.leakage import find_overlap, held_out_sources, refuse_overlap
 
     if sets["real_test"] is None:
         return {}

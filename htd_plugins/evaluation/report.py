@@ -18,9 +18,7 @@ from htd_core.interfaces import Evaluator
 from htd_core.interfaces.evaluator import ReportContext
 from htd_core.io import atomic_write_json, atomic_write_text
 from htd_core.types import TissueSample
-from htd_plugins.evaluators.privacy_audit.distances import crop_region
-from htd_plugins.evaluators.reporting.crops import note_tile, real_crops_view
-from htd_plugins.evaluators.reporting.figures import save_grid
+from htd_plugins.evaluation.crops import note_tile, real_crops_view
 
 
 def example_rows(
@@ -49,6 +47,8 @@ def example_rows(
         if crops is None and why is not None:
             crops = note_tile(why)
         elif crops is None and s.image is not None:  # boxes only: outline them, no pixels claimed
+            from htd_plugins.evaluators import crop_region
+
             region = crop_region(s.meta, s.mask.shape)
             if region is not None:
                 crops = _outline(s.image, region)
@@ -162,15 +162,29 @@ def write_report(
             rows.append(row)
             labels.append(f"{name} #{i}")
     if rows:
+        from htd_plugins.evaluators import save_grid
+
         title = " | ".join(dict.fromkeys(k for row in rows for k in row))
         save_grid(fig_dir / "examples.png", rows, row_labels=labels, title=title)
         lines += ["## Examples", "", f"![examples]({figure_dir}/examples.png)", ""]
-
-    for name, by_set in results.items():
-        context = ReportContext(
-            name=name, report_dir=out, figure_dir=fig_dir, output_dirs=output_dirs.get(name, {})
-        )
-        section = evaluators.get(name, Evaluator).report_section(by_set, context)
-        lines += [section.rstrip("\n"), ""]
+    lines += evaluator_sections(results, evaluators, out, fig_dir, output_dirs)
     atomic_write_text(out / "report.md", "\n".join(lines))
     return doc
+
+
+def evaluator_sections(
+    results: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    evaluators: Mapping[str, type[Evaluator]],
+    report_dir: Path,
+    figure_dir: Path,
+    output_dirs: Mapping[str, Mapping[str, Path]] | None = None,
+) -> list[str]:
+    """Each evaluator's own section (:meth:`htd_core.Evaluator.report_section`), in the
+    order of ``results``, as Markdown lines; figures go to ``figure_dir`` (existing)."""
+    lines: list[str] = []
+    for name, by_set in results.items():
+        context = ReportContext(name=name, report_dir=report_dir, figure_dir=figure_dir,
+                                output_dirs=(output_dirs or {}).get(name, {}))  # fmt: skip
+        section = evaluators.get(name, Evaluator).report_section(by_set, context)
+        lines += [section.rstrip("\n"), ""]
+    return lines

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -191,12 +191,6 @@ def _no_files(key: Any) -> list[Path]:
     from htd_core.errors import InputError
 
     raise InputError(f"cannot key the content of item {key!r}: its set lists no files")
-
-
-def batches(seq: Sequence[Any], size: int) -> Iterator[list[Any]]:
-    """Consecutive lists of at most ``size`` items."""
-    for start in range(0, len(seq), size):
-        yield [seq[i] for i in range(start, min(start + size, len(seq)))]
 
 
 class Concat(Sequence):

@@ -17,7 +17,10 @@ images into training), unless ``allow_overlap`` is set, which records the overla
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,23 +29,20 @@ import torch
 from htd_core import ClassMap, Evaluator, TissueSample, hookimpl
 from htd_core.errors import InputError
 from htd_core.interfaces.evaluator import ReportContext
+from htd_core.io import atomic_write_json
+from htd_core.leakage import find_overlap, refuse_overlap, row_sources
+from htd_core.options import preset
 from htd_core.splits import layout_source, partition, split_by_source
-from htd_plugins.evaluators.reporting.leakage import find_overlap, refuse_overlap, row_sources
 from htd_plugins.evaluators.segmentation.metrics import score_predictions, summarise
 from htd_plugins.evaluators.segmentation.training import (
-    Budget,
+    BUDGETS,
     chance_predictions,
+    check_encoder,
     predict,
     resize_pair,
     train_model,
 )
 
-#: Presets: ``tiny`` for tests (seconds), ``small`` for CPU runs (minutes), ``paper`` for GPU.
-BUDGETS = {
-    "tiny": Budget(steps=2, input_size=32, batch_size=2, encoder="tu-test_resnet"),
-    "small": Budget(steps=300, input_size=128, batch_size=8, encoder="tu-resnet18"),
-    "paper": Budget(steps=20000, input_size=256, batch_size=16, lr=5e-4, encoder="tu-resnet50"),
-}
 SETTINGS = ("real", "synthetic", "real+synthetic")
 _NO_MASKS = (
     "deeplabv3plus: the synthetic set has no masks (no masks/ folder, or every mask pixel is the "
@@ -66,6 +66,10 @@ class DeepLabV3PlusEvaluator(Evaluator):
         augment: random flips and 90-degree rotations during training.
         allow_overlap: train on synthetic samples generated from held-out layouts or with
             held-out crops anyway (the result records the overlap) instead of refusing them.
+        cache_dir: folder where the ``real`` setting's result is kept, keyed by everything it
+            depends on (the real images and masks, the budget, seed, device, augmentation):
+            it does not depend on the synthetic set, so scoring several synthetic sets trains
+            it once (None: no cache).
     """
 
     name = "deeplabv3plus"
@@ -84,27 +88,13 @@ class DeepLabV3PlusEvaluator(Evaluator):
         device: str = "cpu",
         augment: bool = True,
         allow_overlap: bool = False,
+        cache_dir: str | Path | None = None,
     ) -> None:
-        if budget not in BUDGETS:
-            raise InputError(f"deeplabv3plus: budget={budget!r}; choose one of {list(BUDGETS)}")
-        base = BUDGETS[budget]
-        self.budget = Budget(
-            steps=int(steps if steps is not None else base.steps),
-            input_size=int(input_size if input_size is not None else base.input_size),
-            batch_size=int(batch_size if batch_size is not None else base.batch_size),
-            lr=float(lr if lr is not None else base.lr),
-            encoder=str(encoder or base.encoder),
-        )
-        for field, value, low in (("steps", self.budget.steps, 1), ("input_size", self.budget.input_size, 32), ("batch_size", self.budget.batch_size, 2)):  # fmt: skip
-            if value < low:
-                raise InputError(f"deeplabv3plus: {field}={value}; use an integer >= {low}")
-        if self.budget.input_size % 16:  # DeepLabv3+'s output stride: smp refuses it later
-            size = self.budget.input_size
-            raise InputError(
-                f"deeplabv3plus: input_size={size} must be a multiple of 16 (the network's "
-                f"output stride), e.g. {size - size % 16 or 16} or {size + 16 - size % 16}"
-            )
-        _check_encoder(self.budget.encoder)
+        given = {"steps": steps, "input_size": input_size, "batch_size": batch_size, "lr": lr,
+                 "encoder": encoder}  # fmt: skip
+        self.budget = preset(BUDGETS, budget, {k: v for k, v in given.items() if v is not None},
+                             "deeplabv3plus budget")  # fmt: skip
+        check_encoder(self.budget.encoder)
         self.settings = (settings,) if isinstance(settings, str) else tuple(settings)
         bad = [s for s in self.settings if s not in SETTINGS]
         if bad or not self.settings:
@@ -116,6 +106,7 @@ class DeepLabV3PlusEvaluator(Evaluator):
         self.test_fraction = float(test_fraction)
         self.seed, self.device, self.augment = int(seed), device, bool(augment)
         self.budget_name, self.allow_overlap = budget, bool(allow_overlap)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.reset()
 
     def reset(self) -> None:
@@ -207,6 +198,14 @@ class DeepLabV3PlusEvaluator(Evaluator):
         results: dict[str, Any] = {}
         for setting in self.settings:
             pairs = sets[setting]
+            cached = (
+                self._cache_path(sets["real"], test_images, test_labels)
+                if setting == "real"
+                else None
+            )
+            if cached is not None and cached.is_file():
+                results[setting] = json.loads(cached.read_text())
+                continue
             model, loss = train_model(
                 np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]),
                 num_classes=len(cm), ignore_index=ignore, budget=self.budget,
@@ -219,6 +218,8 @@ class DeepLabV3PlusEvaluator(Evaluator):
                 "n_train": len(pairs),
                 "final_loss": loss,
             }
+            if cached is not None:
+                atomic_write_json(cached, results[setting])
         chance = summarise(
             score_predictions(
                 chance_predictions(test_labels, _frequencies(sets, len(cm), ignore), self.seed),
@@ -243,6 +244,21 @@ class DeepLabV3PlusEvaluator(Evaluator):
                 out[f"gap_{setting}_vs_real"] = other - base
         return out
 
+    def _cache_path(self, train: list, test_images: np.ndarray, test_labels: Any) -> Path | None:
+        """``cache_dir/deeplabv3plus-real-<key>.json``: the key hashes every input of the
+        ``real`` setting (None without a cache)."""
+        if self.cache_dir is None:
+            return None
+        h = hashlib.sha256(json.dumps([
+            "deeplabv3plus-real-1", vars(self.budget), self.seed, str(self.device), self.augment,
+            list(self._class_map.names), self._class_map.ignore_index,
+        ], sort_keys=True, default=str).encode())  # fmt: skip
+        for image, mask in train:
+            h.update(np.ascontiguousarray(image).tobytes() + np.ascontiguousarray(mask).tobytes())
+        h.update(np.ascontiguousarray(test_images).tobytes())
+        h.update(test_labels.numpy().tobytes())
+        return self.cache_dir / f"deeplabv3plus-real-{h.hexdigest()[:24]}.json"
+
     @classmethod
     def report_section(
         cls, results: Mapping[str, Mapping[str, Any]], context: ReportContext
@@ -260,24 +276,6 @@ def _frequencies(sets: dict[str, list], k: int, ignore: int) -> np.ndarray:
         v = m[m != ignore]
         counts += np.bincount(v.ravel(), minlength=k)[:k]
     return counts / counts.sum() if counts.sum() else np.full(k, 1.0 / k)
-
-
-def _check_encoder(name: str) -> None:
-    """Refuse an encoder that segmentation-models-pytorch (or timm, for ``tu-``) does not have,
-    before any set is read."""
-    import segmentation_models_pytorch as smp
-
-    if name.startswith("tu-"):
-        import timm
-
-        known = timm.list_models(name[3:])
-    else:
-        known = [n for n in smp.encoders.get_encoder_names() if n == name]
-    if not known:
-        raise InputError(
-            f"deeplabv3plus: encoder={name!r} is not a segmentation-models-pytorch encoder "
-            "(or a timm model written tu-<name>), e.g. tu-resnet18"
-        )
 
 
 @hookimpl

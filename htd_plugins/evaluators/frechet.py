@@ -31,7 +31,7 @@ from htd_core import Evaluator, TissueSample, hookimpl
 from htd_core.errors import InputError
 from htd_core.interfaces import Encoder
 from htd_core.interfaces.evaluator import ReportContext, RunSettings
-from htd_plugins.evaluators.distance import fd_math
+from htd_plugins.evaluators.distance import estimators, fd_math
 from htd_plugins.evaluators.distance.encoding import (
     EncoderSpec,
     build_encoder,
@@ -39,6 +39,7 @@ from htd_plugins.evaluators.distance.encoding import (
     encoder_spec_name,
     sample_images,
     size_note,
+    unique_keys,
 )
 from htd_plugins.evaluators.distance.feature_cache import FeatureCache, embed_cached, image_key
 from htd_plugins.evaluators.distance.reconstruction import Reconstructor
@@ -62,7 +63,9 @@ class FrechetEvaluator(Evaluator):
         kid: also report the Kernel Inception Distance (keeps both sets' features in memory).
         fd_inf_points: number of subset sizes fitted for FD-infinity.
         kid_subsets: random subsets averaged for KID.
-        kid_subset_size: samples per KID subset (capped at the smaller set's size).
+        kid_subset_size: samples per KID subset (capped at the smaller set's size); None:
+            half the smaller set (at least 2, at most 1000), so the subsets differ and
+            ``kid_std`` means something.
         seed: seed of the FD-infinity and KID subsets and of the real-vs-real subset.
         model: a saved pipeline folder (or a backbone object) whose autoencoder gives the
             reconstruction FD of the reference set (None: not measured).
@@ -87,7 +90,7 @@ class FrechetEvaluator(Evaluator):
         kid: bool = False,
         fd_inf_points: int = 15,
         kid_subsets: int = 100,
-        kid_subset_size: int = 1000,
+        kid_subset_size: int | None = None,
         seed: int = 0,
         model: str | Path | Any | None = None,
     ) -> None:
@@ -97,7 +100,7 @@ class FrechetEvaluator(Evaluator):
                 "frechet: encoders is empty; name at least one, e.g. ['inception_fid']"
             )
         self.encoder_specs = specs
-        self.keys = _unique_keys([encoder_spec_name(s) for s in specs])
+        self.keys = unique_keys([encoder_spec_name(s) for s in specs])
         self.weights = dict(weights or {})
         unknown = sorted(set(self.weights) - set(self.keys))
         if unknown:
@@ -108,7 +111,7 @@ class FrechetEvaluator(Evaluator):
             ("batch_size", batch_size, 1),
             ("fd_inf_points", fd_inf_points, 3),
             ("kid_subsets", kid_subsets, 1),
-            ("kid_subset_size", kid_subset_size, 2),
+            ("kid_subset_size", 2 if kid_subset_size is None else kid_subset_size, 2),
         ):
             if int(value) < low:
                 raise InputError(f"frechet: {opt}={value}; use an integer >= {low}")
@@ -117,7 +120,8 @@ class FrechetEvaluator(Evaluator):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.fd_inf, self.kid = bool(fd_inf), bool(kid)
         self.fd_inf_points, self.kid_subsets = int(fd_inf_points), int(kid_subsets)
-        self.kid_subset_size, self.seed = int(kid_subset_size), int(seed)
+        self.kid_subset_size = None if kid_subset_size is None else int(kid_subset_size)
+        self.seed = int(seed)
         self.reconstructor = None if model is None else Reconstructor(model, device)
         self._encoders: dict[str, Encoder] = {}
         self._caches: dict[str, tuple[FeatureCache | None, FeatureCache | None]] = {}
@@ -247,7 +251,7 @@ class FrechetEvaluator(Evaluator):
                                      st.recon["test" if held_out else "other"], n_syn,
                                      self.seed, enc.label, notes))  # fmt: skip
         for n, what in ((n_ref, "reference"), (n_syn, "synthetic")):
-            msg = fd_math.sample_size_warning(
+            msg = estimators.sample_size_warning(
                 n, enc.embed_dim, f"{enc.label} {what} set", fd_inf_computed=self.fd_inf
             )
             if msg:
@@ -256,22 +260,13 @@ class FrechetEvaluator(Evaluator):
         if note:
             notes.append(note)
         syn = np.concatenate(st.synthetic_features) if st.synthetic_features else None
-        if self.fd_inf and syn is not None:
-            inf = fd_math.fd_infinity(
-                mu_r, root_r, syn, num_points=self.fd_inf_points, seed=self.seed
-            )
-            result.update(
-                fd_inf=inf["fd_inf"], fd_inf_slope=inf["slope"], fd_inf_n_min=inf["n_min"]
-            )
-        if self.kid and syn is not None:
-            real = np.concatenate(st.test_features) if held_out else other
-            kid = fd_math.kernel_inception_distance(
-                real, syn, num_subsets=self.kid_subsets,
-                subset_size=self.kid_subset_size, seed=self.seed,
-            )  # fmt: skip
-            result.update(
-                kid=kid["kid"], kid_std=kid["kid_std"], kid_subset_size=kid["subset_size"]
-            )
+        if syn is not None:
+            real = np.concatenate(st.test_features) if held_out and self.kid else other
+            result.update(estimators.optional_estimates(
+                mu_r, root_r, real, syn, fd_inf=self.fd_inf, kid=self.kid,
+                fd_inf_points=self.fd_inf_points, kid_subsets=self.kid_subsets,
+                kid_subset_size=self.kid_subset_size, seed=self.seed,
+            ))  # fmt: skip
         return result
 
     # -- declared to htd evaluate and its report ------------------------------------------
@@ -297,16 +292,6 @@ class FrechetEvaluator(Evaluator):
         from htd_plugins.evaluators.distance.section import frechet_section
 
         return frechet_section(results, context)
-
-
-def _unique_keys(names: list[str]) -> list[str]:
-    """Encoder names, suffixed ``#2``, ``#3`` when one is listed more than once."""
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
-    return out
 
 
 @hookimpl

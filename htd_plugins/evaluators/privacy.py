@@ -18,7 +18,6 @@ means near-copies. The ``top_k`` closest pairs are drawn as a figure.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from htd_plugins.evaluators.distance.encoding import (
     embed_images,
     encoder_spec_name,
 )
+from htd_plugins.evaluators.distance.feature_cache import FeatureCache, embed_cached, image_key
 from htd_plugins.evaluators.privacy_audit import distances as pm
 from htd_plugins.evaluators.privacy_audit.entries import AuditOptions, Entry, require_entries
 
@@ -56,6 +56,9 @@ class PrivacyEvaluator(Evaluator):
         quantile: real-vs-real quantile used as the "too close" threshold.
         top_k: closest pairs listed and drawn.
         output_dir: folder for figures and per-sample CSV (None: none written).
+        cache_dir: folder of the real-set feature cache shared with ``frechet`` (one file per
+            encoder, rows keyed by image content): the real images and their windows are
+            embedded once for every synthetic set and rerun (None: no cache).
     """
 
     name = "privacy"
@@ -71,6 +74,7 @@ class PrivacyEvaluator(Evaluator):
         quantile: float = 0.05,
         top_k: int = 8,
         output_dir: str | Path | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
         if batch_size < 1:
             raise InputError(f"privacy: batch_size={batch_size}; use an integer >= 1")
@@ -85,6 +89,8 @@ class PrivacyEvaluator(Evaluator):
         self.batch_size = int(batch_size)
         self.pixel_size, self.crop_grid = self.options.pixel_size, self.options.crop_grid
         self._encoder = None
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._cache: FeatureCache | None = None
         self.reset()
 
     @property
@@ -99,9 +105,18 @@ class PrivacyEvaluator(Evaluator):
         self._real: list[Entry] = []
         self._synthetic: list[Entry] = []
 
+    def _embed(self, images: list[np.ndarray], real: bool) -> np.ndarray:
+        """Features of ``images``; real ones through the feature cache when there is one."""
+        if not real or self.cache_dir is None:
+            return embed_images(self.encoder, images, self.batch_size)
+        if self._cache is None:
+            self._cache = FeatureCache(self.cache_dir, self.encoder)
+        keys = [image_key(im) for im in images]
+        return embed_cached(self.encoder, self._cache, images, keys, self.batch_size)
+
     # -- accumulation -------------------------------------------------------------------
     def _embed_windows(
-        self, images: list[np.ndarray], regions: list[np.ndarray | None]
+        self, images: list[np.ndarray], regions: list[np.ndarray | None], real: bool = False
     ) -> np.ndarray:
         """Features (N * grid^2) x D of every window; windows wholly inside a region are NaN."""
         wins, drop = [], []
@@ -113,7 +128,7 @@ class PrivacyEvaluator(Evaluator):
                 if reg is None
                 else [bool(w.all()) for w in pm.windows(reg, self.crop_grid)]
             )
-        feats = embed_images(self.encoder, wins, self.batch_size).astype(np.float64)
+        feats = self._embed(wins, real).astype(np.float64)
         feats[np.asarray(drop, bool)] = np.nan
         return feats
 
@@ -127,12 +142,14 @@ class PrivacyEvaluator(Evaluator):
                 raise InputError(f"privacy: {what} sample {i} has no image (a layout)")
         images = [s.image for s in samples]
         regions = [pm.crop_region(s.meta, s.image.shape[:2]) if masked else None for s in samples]
-        feats = embed_images(self.encoder, images, self.batch_size)
+        feats = self._embed(images, what == "real")
         has_regions = any(r is not None for r in regions)
         filled = [pm.fill_region(im, r) for im, r in zip(images, regions, strict=True)]
         masked_feats = embed_images(self.encoder, filled, self.batch_size) if has_regions else feats
         grid = self.crop_grid
-        win_feats = self._embed_windows(images, [None] * len(images)) if grid else None
+        win_feats = (
+            self._embed_windows(images, [None] * len(images), what == "real") if grid else None
+        )
         win_masked = self._embed_windows(images, regions) if grid and has_regions else win_feats
         out = []
         for i, (s, reg) in enumerate(zip(samples, regions, strict=True)):
@@ -156,17 +173,6 @@ class PrivacyEvaluator(Evaluator):
             )
         return out
 
-    def reset_synthetic(self, output_dir: str | Path | None = None) -> None:
-        """Forget the synthetic samples only: the real ones (and their features, the costly
-        part) stay, so several synthetic sets are audited against one real set.
-
-        Args:
-            output_dir: where the next audit's figures and CSV go (None: unchanged).
-        """
-        self._synthetic = []
-        if output_dir is not None:
-            self.options = replace(self.options, output_dir=Path(output_dir))
-
     def update(
         self,
         *,
@@ -185,6 +191,8 @@ class PrivacyEvaluator(Evaluator):
         ref = [r for r in self._real if r.split != "test"]
         held_out = [r for r in self._real if r.split == "test"]
         require_entries(ref, self._synthetic)  # before building an encoder for its label
+        if self._cache is not None:
+            self._cache.save()
         return audit(self.options, ref, held_out, self._synthetic, encoder=self.encoder)
 
     # -- declared to htd evaluate and its report ------------------------------------------

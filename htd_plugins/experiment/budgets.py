@@ -3,7 +3,8 @@
 A budget fixes every count that decides the numbers: the model preset and patch side, the
 autoencoder's steps (trained once, shared by every arm), the diffusion steps of each arm (the
 same for all), how many real patches train and test, how many synthetic patches each arm
-generates, the sampler, and the DeepLabv3+ training budget. Wall time follows from the machine;
+generates, the generation options (sampler, steps, guidance), and the options of evaluators
+whose cost grows with the budget (the DeepLabv3+ training budget, the privacy audit's subset). Wall time follows from the machine;
 ``results.md`` reports the measured steps/s beside it.
 
 The wall times in the comments were measured on 2 shared CPU cores (see docs/results.md).
@@ -11,10 +12,10 @@ The wall times in the comments were measured on 2 shared CPU cores (see docs/res
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from htd_core.errors import InputError
+from htd_core.options import check_int, check_number, preset
 
 
 @dataclass(frozen=True)
@@ -32,18 +33,19 @@ class Budget:
         n_test: held-out real patches at most (FD reference and segmentation test set).
         n_synthetic: synthetic patches each arm generates (from train layouts; None: as many
             as the real training patches, so DeepLabv3+ trains on sets of the same size).
-        num_inference_steps: sampler steps (DDIM).
-        guidance_scale: classifier-free guidance of the conditioned arms (the unconditional
-            arm has no condition to guide by and samples with 1).
+        num_inference_steps: sampler steps.
+        guidance_scale: classifier-free guidance of the conditioned arms (a null condition is
+            never guided: the unconditional arm samples with 1, and records it).
+        scheduler: the sampler (``ddim``, ``dpmsolver++``).
         checkpoint_every: denoiser checkpoint interval (steps): what a killed run loses at most.
         vae_adversarial_weight: weight of the autoencoder's PatchGAN term (0: off; see
             :mod:`htd_plugins.backbones.ldm.discriminator`).
         vae_adversarial_start: autoencoder step at which that term starts.
-        n_privacy: synthetic patches of each arm the privacy audit checks at most (a seeded
-            subset; None: all). The audit embeds 10 views of each (image, masked image, crop
-            windows), so on a CPU it costs more than generating the set.
-        segmentation: options of the ``deeplabv3plus`` evaluator (its own ``budget`` preset
-            and overrides).
+        evaluators: evaluator name -> its options at this budget (over the experiment's
+            defaults, under the file's own), e.g. the ``deeplabv3plus`` training budget.
+        subsets: evaluator name -> the most synthetic patches of each arm it scores (a seeded
+            subset; absent: all). The privacy audit embeds 10 views of each (image, masked
+            image, crop windows), so on a CPU it costs more than generating the set.
     """
 
     name: str
@@ -57,11 +59,30 @@ class Budget:
     batch_size: int | None = None
     num_inference_steps: int = 25
     guidance_scale: float = 2.0
+    scheduler: str = "ddim"
     checkpoint_every: int = 250
     vae_adversarial_weight: float = 0.0
     vae_adversarial_start: int = 0
-    n_privacy: int | None = None
-    segmentation: dict[str, Any] = field(default_factory=dict)
+    evaluators: dict[str, dict[str, Any]] = field(default_factory=dict)
+    subsets: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "vae_steps", "steps", "max_train", "n_test",
+                     "num_inference_steps", "checkpoint_every"):  # fmt: skip
+            check_int(getattr(self, name), f"budget {name}", 1)
+        for name in ("n_synthetic", "batch_size"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), f"budget {name}", 1)
+        check_number(self.guidance_scale, "budget guidance_scale", 0.0)
+        check_number(self.vae_adversarial_weight, "budget vae_adversarial_weight", 0.0)
+        check_int(self.vae_adversarial_start, "budget vae_adversarial_start", 0)
+        for name, cap in self.subsets.items():
+            check_int(cap, f"budget subsets.{name}", 1)
+
+    def generation(self, seed: int) -> dict[str, Any]:
+        """The generation options every arm samples with (resolved by its pipeline)."""
+        return {"guidance_scale": self.guidance_scale, "scheduler": self.scheduler,
+                "num_inference_steps": self.num_inference_steps, "seed": seed}  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -77,49 +98,37 @@ BUDGETS: dict[str, Budget] = {
     "tiny": Budget(
         "tiny", preset="tiny", image_size=32, vae_steps=6, steps=6, max_train=12, n_test=8,
         n_synthetic=8, batch_size=4, num_inference_steps=2, checkpoint_every=3,
-        segmentation={"budget": "tiny"},
+        evaluators={"deeplabv3plus": {"budget": "tiny"}},
     ),
     "demo": Budget(
         "demo", preset="small", image_size=64, vae_steps=1000, steps=700, max_train=600,
-        n_test=64, n_synthetic=64, segmentation={"budget": "small", "steps": 60, "input_size": 64},
+        n_test=64, n_synthetic=64,
+        evaluators={"deeplabv3plus": {"budget": "small", "steps": 60, "input_size": 64}},
     ),
     "cpu-quick": Budget(
         "cpu-quick", preset="small", image_size=64, vae_steps=1500, steps=800, max_train=600,
         n_test=96,
-        segmentation={"budget": "small", "steps": 150, "input_size": 64},
+        evaluators={"deeplabv3plus": {"budget": "small", "steps": 150, "input_size": 64}},
     ),
     "cpu": Budget(
         "cpu", preset="small", image_size=64, vae_steps=5000, steps=2000, max_train=1500,
-        n_test=200, checkpoint_every=500, n_privacy=500,
-        segmentation={"budget": "small", "steps": 400, "input_size": 64},
+        n_test=200, checkpoint_every=500, subsets={"privacy": 500},
+        evaluators={"deeplabv3plus": {"budget": "small", "steps": 400, "input_size": 64}},
     ),
     "gpu": Budget(
         "gpu", preset="paper", image_size=256, vae_steps=20000, steps=50000, max_train=20000,
         n_test=1000, num_inference_steps=50, checkpoint_every=2000,
-        segmentation={"budget": "paper"},
+        evaluators={"deeplabv3plus": {"budget": "paper"}},
     ),
 }  # fmt: skip
 
 
 def get_budget(name: str, **overrides: Any) -> Budget:
-    """The budget preset ``name``, with fields replaced by ``overrides``.
+    """The budget preset ``name``, with fields replaced by ``overrides`` (the one preset
+    helper, :func:`htd_core.options.preset`).
 
     Raises:
-        InputError: an unknown preset (listing them) or an unknown field.
+        InputError: an unknown preset or field (the closest name and the list), or a value out
+            of range.
     """
-    from htd_core.registry import suggest
-
-    if name not in BUDGETS:
-        raise InputError(
-            f"budget {name!r} does not exist.{suggest(name, list(BUDGETS))} "
-            f"Budgets: {', '.join(BUDGETS)}"
-        )
-    base = BUDGETS[name]
-    known = set(asdict(base)) - {"name"}
-    bad = sorted(set(overrides) - known)
-    if bad:
-        raise InputError(
-            f"budget option(s) {bad} unknown.{suggest(bad[0], sorted(known))} Options: "
-            f"{', '.join(sorted(known))}"
-        )
-    return replace(base, **overrides) if overrides else base
+    return preset(BUDGETS, name, overrides, "budget")

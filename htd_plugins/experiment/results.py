@@ -1,5 +1,11 @@
-"""``results.md`` (the paper's two tables, our numbers beside the paper's), ``results.json`` and
-``figure.png`` (map | crops | one column per arm | real) of an experiment run."""
+"""``results.md`` (the paper's two tables, our numbers beside the paper's), ``results.json``,
+``figure.png`` (map | crops | one column per arm | real) and ``evaluation/report.md`` (every
+evaluator's own section, as ``htd evaluate`` writes it) of an experiment run.
+
+The tables read the metrics of the paper's evaluators (``frechet``, ``deeplabv3plus``,
+``privacy``) when they ran; any other evaluator's results are in ``results.json`` and its
+section of ``evaluation/report.md``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from htd_plugins.experiment.scores import REAL_TRAIN, RECONSTRUCTION
+#: The reference rows of the FD table: the frechet evaluator's metric -> the row's label.
+REFERENCE_ROWS = {
+    "fd_real_train": "real training patches (real vs real)",
+    "fd_reconstruction": "held-out patches through the autoencoder",
+}
 
 #: The paper's numbers quoted by the issue (HeteroTissue-Diffuse, arXiv 2509.17847): Table 1,
 #: FD on Camelyon16 under RN50-BT; Table 2, DeepLabv3+ mIoU on Camelyon16 and PANDA.
@@ -29,18 +39,23 @@ LABELS = {
 }
 
 
-def write_results(exp: Any, results: dict[str, Any]) -> dict[str, str]:
-    """Write ``results.json``, ``results.md`` and ``figure.png``; returns their paths."""
+def write_results(exp: Any, results: dict[str, Any], driver: Any = None) -> dict[str, str]:
+    """Write ``results.json``, ``results.md``, ``figure.png`` and (given the evaluation
+    ``driver``) ``evaluation/report.md``; returns their paths."""
     from htd_core.io import atomic_write_json, atomic_write_text
 
     out = exp.out
     results["machine"] = machine()
     results["orderings"] = orderings(results["scores"])
+    from htd_plugins.experiment.figures import write_evaluation_report, write_figure
+
     figure = write_figure(exp, out / "figure.png")
+    report = write_evaluation_report(exp, results, driver) if driver is not None else None
     atomic_write_json(out / "results.json", results)
-    atomic_write_text(out / "results.md", markdown(results, figure))
+    atomic_write_text(out / "results.md", markdown(results, figure, report))
     return {"results_md": str(out / "results.md"), "results_json": str(out / "results.json"),
-            "figure": str(figure) if figure else ""}  # fmt: skip
+            "figure": str(figure) if figure else "",
+            "evaluation_report": str(report) if report else ""}  # fmt: skip
 
 
 def machine() -> dict[str, Any]:
@@ -52,36 +67,39 @@ def machine() -> dict[str, Any]:
             "load_average": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
 
 
+def _frechet(scores: Mapping[str, Any], arm: str) -> dict[str, Any]:
+    """The frechet evaluator's per-encoder metrics of one arm (empty when it did not run)."""
+    return scores.get("frechet", {}).get(arm, {}).get("encoders", {})
+
+
 def _fd(scores: Mapping[str, Any], arm: str, enc: str) -> float | None:
-    return (
-        scores.get("frechet", {})
-        .get(arm, {})
-        .get("sets", {})
-        .get("synthetic", {})
-        .get(enc, {})
-        .get("fd")
-    )
+    return _frechet(scores, arm).get(enc, {}).get("fd")
 
 
-def _encoders(fd_arm: Mapping[str, Any]) -> dict[str, str]:
-    """An arm's FD encoders (key: label) in key order: a stage reloaded from its JSON file
-    (keys sorted) and one just computed (the evaluator's order) give the same columns and
-    the same ``orderings`` list."""
-    return dict(sorted(fd_arm.get("encoders", {}).items()))
+def _encoders(scores: Mapping[str, Any]) -> dict[str, str]:
+    """The FD encoders (key: label) in key order, the same whether a result was just computed
+    or reloaded from its JSON file (keys sorted)."""
+    first = next(iter(scores.get("frechet", {}).values()), {})
+    return {k: v["label"] for k, v in sorted(first.get("encoders", {}).items())}
+
+
+def _seg(scores: Mapping[str, Any]) -> dict[str, Any]:
+    """The deeplabv3plus evaluator's metrics of the first arm (the ``real`` setting, chance
+    and test set are the same for every arm)."""
+    return next(iter(scores.get("deeplabv3plus", {}).values()), {})
 
 
 def _iou(scores: Mapping[str, Any], arm: str, setting: str) -> float | None:
-    seg = scores.get("deeplabv3plus", {})
     if arm == "real":
-        return seg.get("real", {}).get("settings", {}).get("real", {}).get("mean_iou")
-    return seg.get(arm, {}).get("settings", {}).get(setting, {}).get("mean_iou")
+        return _seg(scores).get("settings", {}).get("real", {}).get("mean_iou")
+    seg = scores.get("deeplabv3plus", {}).get(arm, {})
+    return seg.get("settings", {}).get(setting, {}).get("mean_iou")
 
 
 def orderings(scores: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The paper's claims, each ``{"claim", "holds", "values"}`` (holds None: not measured)."""
     out = []
-    encoders = _encoders(next(iter(scores.get("frechet", {}).values()), {}))
-    for enc, label in encoders.items():
+    for enc, label in _encoders(scores).items():
         c, e, u = (_fd(scores, a, enc) for a in ("crop", "embedding", "unconditional"))
         out.append({"claim": f"FD(crop) < FD(embedding) < FD(unconditional), {label}",
                     "holds": None if None in (c, e, u) else c < e < u, "values": [c, e, u]})  # fmt: skip
@@ -92,7 +110,7 @@ def orderings(scores: Mapping[str, Any]) -> list[dict[str, Any]]:
         _iou(scores, "crop", "synthetic"),
         _iou(scores, "crop", "real+synthetic"),
     )
-    chance = scores.get("deeplabv3plus", {}).get("real", {}).get("chance_mean_iou")
+    chance = _seg(scores).get("chance_mean_iou")
     if real is not None and chance is not None and real <= chance:  # a degenerate model
         real = crop = both = None
     out.append(
@@ -118,7 +136,20 @@ def _cell(value: Any, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def markdown(results: Mapping[str, Any], figure: Path | None) -> str:
+def _generation_line(results: Mapping[str, Any]) -> str:
+    """How the arms sampled, as the generate stages recorded it (the options resolved and
+    used, and the guidance each arm's samples record: a null condition is never guided)."""
+    gens = results["generated"]
+    first = next(iter(gens.values()), {}).get("options", {})
+    guided = {a: g.get("guidance_used") for a, g in gens.items()}
+    per_arm = ", ".join(
+        f"{a} {'/'.join(_cell(v, 1) for v in used)}" for a, used in guided.items() if used
+    )
+    return (f"{first.get('num_inference_steps')} {first.get('scheduler')} steps, guidance "
+            f"{first.get('guidance_scale')} asked; used per arm: {per_arm or '-'}")  # fmt: skip
+
+
+def markdown(results: Mapping[str, Any], figure: Path | None, report: Path | None = None) -> str:
     """The report: setup, Table 1 (FD), Table 2 (IoU), the orderings, privacy, training."""
     b, scores = results["budget"], results["scores"]
     arms = list(results["arms"])
@@ -128,8 +159,8 @@ def markdown(results: Mapping[str, Any], figure: Path | None) -> str:
              f"- model: `{b['preset']}` preset at {b['image_size']} px; autoencoder "
              f"{results['autoencoder']['steps']} steps, shared by every arm (held-out mean L1 "
              f"{_cell(results['autoencoder'].get('reconstruction_mae_test'))}/255); each arm "
-             f"{b['steps']} denoiser steps, seed {results['seed']}; {b['num_inference_steps']} DDIM "
-             f"steps, guidance {b['guidance_scale']} (unconditional: 1)",
+             f"{b['steps']} denoiser steps, seed {results['seed']}",
+             f"- generation: {_generation_line(results)}",
              f"- synthetic sets: {next(iter(results['generated'].values()))['n']} patches per "
              "arm from training layouts (mask and crops of the train split, crops placed "
              "elsewhere), the same layouts and seeds for every arm",
@@ -138,45 +169,47 @@ def markdown(results: Mapping[str, Any], figure: Path | None) -> str:
              f"{results.get('wall_minutes_this_call')} min (stages done before are reused, not "
              "counted); per arm below",
              f"- machine: {m['platform']}, {m['cpus']} CPUs, torch threads {m['torch_threads']}, "
-             f"GPU {m['gpu'] or 'none'}, load at the end {m['load_average']}", ""]  # fmt: skip
-    fd = scores.get("frechet", {})
-    if fd:
-        encoders = _encoders(next(iter(fd.values())))
-        n_real = next(iter(fd.values()))["n_real"]
+             f"GPU {m['gpu'] or 'none'}, load at the end {m['load_average']}"]  # fmt: skip
+    if report is not None:
+        lines.append(f"- every evaluator's own section ({', '.join(scores)}), as `htd evaluate` "
+                     f"writes it: [{report.parent.name}/{report.name}]({report.parent.name}/{report.name})")  # fmt: skip
+    lines.append("")
+    encoders = _encoders(scores)
+    if encoders:
+        first = _frechet(scores, arms[0])
+        n_real = next(iter(first.values()))["n_real"]
         head = ["condition"] + [f"FD {lab}" for lab in encoders.values()] + \
                [f"KID {lab}" for lab in encoders.values()] + ["paper FD (Camelyon16, RN50-BT)"]  # fmt: skip
         rows = []
         for arm in arms:
-            sets = fd[arm]["sets"]
-            rows.append([LABELS.get(arm, arm)] + [_cell(sets["synthetic"][k]["fd"]) for k in encoders]
-                        + [_cell(sets["synthetic"][k].get("kid"), 4) for k in encoders]
+            enc = _frechet(scores, arm)
+            rows.append([LABELS.get(arm, arm)] + [_cell(enc.get(k, {}).get("fd")) for k in encoders]
+                        + [_cell(enc.get(k, {}).get("kid"), 4) for k in encoders]
                         + [_cell(PAPER_FD.get(arm))])  # fmt: skip
-        ref = fd[arms[0]]["sets"]
-        for row, label in ((REAL_TRAIN, "real training patches (real vs real)"),
-                           (RECONSTRUCTION, "held-out patches through the autoencoder")):  # fmt: skip
-            if row in ref:
-                rows.append([label] + [_cell(ref[row].get(k, {}).get("fd")) for k in encoders]
+        for key, label in REFERENCE_ROWS.items():
+            if any(key in first.get(k, {}) for k in encoders):
+                rows.append([label] + [_cell(first.get(k, {}).get(key)) for k in encoders]
                             + ["-"] * len(encoders) + ["-"])  # fmt: skip
         lines += ["## Table 1: Frechet distance to the held-out real patches (lower is better)", "",
                   f"Against {n_real} held-out patches; N synthetic as above.", "",
                   _table(head, rows), ""]  # fmt: skip
-    seg = scores.get("deeplabv3plus", {})
+    seg = _seg(scores)
     if seg:
         head = ["DeepLabv3+ trained on", "mIoU", "mean Dice", "pixel accuracy", "n train",
                 "paper mIoU Camelyon16", "paper mIoU PANDA"]  # fmt: skip
-        real = seg["real"]["settings"]["real"]
+        real = seg["settings"]["real"]
         rows = [["real training patches", _cell(real["mean_iou"], 3), _cell(real.get("mean_dice"), 3),
                  _cell(real.get("pixel_accuracy"), 3), real.get("n_train"), *PAPER_IOU["real"]]]  # fmt: skip
         for arm in arms:
             for setting, what in (("synthetic", ""), ("real+synthetic", "real + ")):
-                s = seg[arm]["settings"].get(setting, {})
+                st = scores["deeplabv3plus"][arm]["settings"].get(setting, {})
                 paper = PAPER_IOU.get(arm, ("-", "-")) if setting == "synthetic" else ("-", "-")
-                rows.append([f"{what}{LABELS.get(arm, arm)} synthetic", _cell(s.get("mean_iou"), 3),
-                             _cell(s.get("mean_dice"), 3), _cell(s.get("pixel_accuracy"), 3),
-                             s.get("n_train"), *paper])  # fmt: skip
+                rows.append([f"{what}{LABELS.get(arm, arm)} synthetic", _cell(st.get("mean_iou"), 3),
+                             _cell(st.get("mean_dice"), 3), _cell(st.get("pixel_accuracy"), 3),
+                             st.get("n_train"), *paper])  # fmt: skip
         lines += ["## Table 2: segmentation of the held-out real patches", "",
-                  f"Chance mIoU {_cell(seg['real'].get('chance_mean_iou'), 3)}; "
-                  f"{seg['real'].get('n_test')} test patches from {seg['real'].get('n_test_sources')} "
+                  f"Chance mIoU {_cell(seg.get('chance_mean_iou'), 3)}; "
+                  f"{seg.get('n_test')} test patches from {seg.get('n_test_sources')} "
                   "source images. The unconditional arm's images are not conditioned on the masks "
                   "they are paired with (each carries its layout's mask), so its rows measure "
                   "unpaired data.", "", _table(head, rows), ""]  # fmt: skip
@@ -191,12 +224,11 @@ def markdown(results: Mapping[str, Any], figure: Path | None) -> str:
         )
     lines.append("")
     lines += diagnostics(results)
-    if scores.get("privacy"):
+    privacy = scores.get("privacy", {})
+    if privacy:
         head = ["arm", "images: fraction below", "crops: fraction below", "n audited", "encoder"]
-        rows = [[a, _cell(_below(scores["privacy"][a], "image"), 3),
-                 _cell(_below(scores["privacy"][a], "crop"), 3),
-                 scores["privacy"][a].get("n_synthetic"), scores["privacy"][a].get("encoder")]
-                for a in arms]  # fmt: skip
+        rows = [[a, _cell(_below(privacy[a], "image"), 3), _cell(_below(privacy[a], "crop"), 3),
+                 privacy[a].get("n_synthetic"), privacy[a].get("encoder")] for a in arms]  # fmt: skip
         lines += ["## Privacy audit", "",
                   "Fraction of synthetic images (and of their crop regions) nearer to a training "
                   "patch, in the encoder's feature space, than the 5 % quantile of held-out real "
@@ -221,18 +253,16 @@ def diagnostics(results: Mapping[str, Any]) -> list[str]:
     used."""
     scores, arms = results["scores"], list(results["arms"])
     lines = ["## Diagnostics", ""]
-    fd = scores.get("frechet", {})
-    if fd:
-        first = next(iter(fd.values()))
-        for enc, label in _encoders(first).items():
-            floor = first["sets"].get(RECONSTRUCTION, {}).get(enc, {}).get("fd")
-            real = first["sets"].get(REAL_TRAIN, {}).get(enc, {}).get("fd")
-            arm_fd = ", ".join(f"{a} {_cell(_fd(scores, a, enc))}" for a in arms)
-            lines.append(f"- {label}: real vs real {_cell(real)}, held-out patches through the "
-                         f"autoencoder {_cell(floor)}; {arm_fd}. Every generated image is decoded "
-                         "by that autoencoder: an arm near its row is limited by the autoencoder "
-                         "more than by the denoiser.")  # fmt: skip
-    fidelity = scores.get("crop_fidelity")
+    first = _frechet(scores, arms[0]) if arms else {}
+    for enc, label in _encoders(scores).items():
+        floor = first.get(enc, {}).get("fd_reconstruction")
+        real = first.get(enc, {}).get("fd_real_train")
+        arm_fd = ", ".join(f"{a} {_cell(_fd(scores, a, enc))}" for a in arms)
+        lines.append(f"- {label}: real vs real {_cell(real)}, held-out patches through the "
+                     f"autoencoder {_cell(floor)}; {arm_fd}. Every generated image is decoded "
+                     "by that autoencoder: an arm near its row is limited by the autoencoder "
+                     "more than by the denoiser.")  # fmt: skip
+    fidelity = results.get("diagnostics", {}).get("crop_fidelity")
     if fidelity and fidelity.get("n_crops"):
         mae = fidelity["mae"]
         cells = ", ".join(f"{k} {_cell(v, 1)}" for k, v in mae.items())
@@ -252,43 +282,7 @@ def _below(metrics: Mapping[str, Any], level: str) -> float | None:
         return None
 
 
-def _builder_names(arm: Any) -> list[str]:
-    return [b if isinstance(b, str) else str(b.get("name")) for b in arm.builders]
-
-
 def _table(head: list[str], rows: list[list[Any]]) -> str:
     text = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     text += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(text)
-
-
-def write_figure(exp: Any, path: Path, n: int = 8) -> Path | None:
-    """Map | crops | one column per arm | real, for the first ``n`` layouts."""
-    from htd_core.dataset import Dataset
-    from htd_plugins.evaluators.reporting.figures import save_grid
-    from htd_plugins.experiment.scores import crop_view
-
-    layouts = exp.layouts()[:n]
-    arms = [a.name for a in exp.config.arms]
-    sets = {a: Dataset(exp.out / "arms" / a / "synthetic") for a in arms}
-    crop_arm = next((a for a in exp.config.arms if "crop" in _builder_names(a)), None)
-    views = []
-    if crop_arm is not None:
-        from htd_core.pipeline import Pipeline
-
-        pipe = Pipeline.from_pretrained(exp.out / "arms" / crop_arm.name / "train" / "model")
-        conds = pipe.build_conditions(layouts, seed=exp.config.seed)
-        k = len(layouts[0].class_map)
-        views = [crop_view(c, k) for c in conds]
-    rows = []
-    for i, layout in enumerate(layouts):
-        row = {"map": layout.class_map.colorize(layout.mask)}
-        if views:
-            row["crops"] = views[i]
-        for a in arms:
-            row[a] = sets[a][i].image if i < len(sets[a]) else None
-        row["real"] = layout.image
-        rows.append(row)
-    return save_grid(
-        path, rows, title=f"{exp.config.name}: training layouts, each arm, real", tile=1.4
-    )

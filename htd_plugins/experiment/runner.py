@@ -11,9 +11,11 @@ training or generation continues from its last checkpoint or written sample):
    (``OUT/arms/<arm>/train``, its ``model/`` a saved pipeline);
 4. ``generate:<arm>``: one synthetic patch per training layout (mask and crops from the train
    split, crops placed ``elsewhere``), the same layouts and seeds for every arm;
-5. evaluation (:mod:`.scores`): Frechet distance and KID under the real-weight encoders
-   against the held-out patches (with real-vs-real and autoencoder rows), DeepLabv3+ trained on
-   real / synthetic / real + synthetic and scored on the held-out patches, the privacy audit;
+5. evaluation (:mod:`.measure`): every evaluator of the file through the one evaluation
+   driver (the paper's: Frechet distance and KID against the held-out patches with
+   real-vs-real and autoencoder rows, DeepLabv3+ trained on real / synthetic / real +
+   synthetic and scored on the held-out patches, the privacy audit), each result kept and
+   reused while its inputs stay the same;
 6. ``results.md``, ``results.json`` and ``figure.png`` (:mod:`.results`).
 """
 
@@ -61,9 +63,9 @@ class Experiment:
         self.data_source = data_source
         self._log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         check_output(self.out, KIND, what="output folder")
-        from htd_plugins.experiment.scores import check_evaluators
+        from htd_plugins.experiment.measure import evaluation_driver
 
-        check_evaluators(self)  # evaluator options, before any work
+        evaluation_driver(self).check()  # evaluator options, before any work
         for arm in self.config.arms:  # builder and backbone options too
             self.build_pipeline(arm, {"path": None}, classes=None)
         self.stages = Stages(self.out, self.log)
@@ -81,8 +83,8 @@ class Experiment:
     def run(self) -> dict[str, Any]:
         """Run every stage not done yet; returns the results (also in ``results.json``)."""
         from htd_core.outputs import start_output
+        from htd_plugins.experiment.measure import crop_fidelity, evaluate_all
         from htd_plugins.experiment.results import write_results
-        from htd_plugins.experiment.scores import evaluate_all
 
         clock = time.monotonic()
         start_output(self.out, KIND, what="output folder")
@@ -92,14 +94,21 @@ class Experiment:
         vae = self.autoencoder()
         trained = {arm.name: self.train(arm, vae) for arm in self.config.arms}
         generated = {arm.name: self.generate(arm, trained[arm.name]) for arm in self.config.arms}
-        scores = evaluate_all(self, trained, generated)
+        scores, driver = evaluate_all(self, trained, generated)
+        diagnostics = {}
+        if "crop" in generated:
+            from htd_core.dataset import Dataset
+
+            sets = {a: list(Dataset(g["path"])) for a, g in generated.items()}
+            diagnostics["crop_fidelity"] = crop_fidelity(self.layouts(), sets)
         results = {
             "name": self.config.name, "config": self.config.source, "budget": self.budget.to_dict(),
             "data": self.data.description if self.data else "", "data_key": self.data_key,
             "autoencoder": vae, "arms": trained, "generated": generated, "scores": scores,
-            "seed": self.config.seed, "wall_minutes_this_call": round((time.monotonic() - clock) / 60, 2),
+            "diagnostics": diagnostics, "seed": self.config.seed,
+            "wall_minutes_this_call": round((time.monotonic() - clock) / 60, 2),
         }  # fmt: skip
-        paths = write_results(self, results)
+        paths = write_results(self, results, driver)
         self.log(f"done: {paths['results_md']}")
         return {**results, "paths": paths}
 
@@ -123,18 +132,12 @@ class Experiment:
         return data
 
     def autoencoder(self) -> dict[str, Any]:
-        """Stage ``autoencoder``: trained once on the training patches, shared by every arm."""
+        """Stage ``autoencoder``: trained once on the training patches, shared by every arm
+        (``LatentBackbone.train_autoencoder`` of the first arm's backbone; resumable)."""
         import numpy as np
 
-        from htd_core.io import atomic_write_folder
-        from htd_plugins.backbones.ldm.autoencoder import (
-            build_vae,
-            reconstruction_error,
-            train_vae,
-        )
-        from htd_plugins.backbones.ldm.presets import get_preset
-        from htd_plugins.backbones.ldm.progress import BoundedProgress
-        from htd_plugins.backbones.ldm.training import Clock
+        from htd_core.interfaces import LatentBackbone
+        from htd_core.plugins import create
 
         b, seed = self.budget, self.config.seed
         adversarial = (
@@ -149,25 +152,26 @@ class Experiment:
         work = self.out / "work" / "autoencoder"
         own_folder(work, key)
         work.mkdir(parents=True, exist_ok=True)
-        preset = get_preset(b.preset)
+        arm = self.config.arms[0]
+        backbone = create("backbones", arm.backbone, preset=b.preset, image_size=b.image_size,
+                          **{**self.config.model, **arm.options})  # fmt: skip
+        if not isinstance(backbone, LatentBackbone):
+            from htd_core.errors import ConfigError
+
+            raise ConfigError(f"{self.config.source}: arm {arm.name!r}: backbone "
+                              f"{arm.backbone!r} has no autoencoder to share")  # fmt: skip
         images = np.stack([s.image for s in self.data.train])
-        vae = build_vae(preset.vae, b.image_size, seed=seed)
         self.log(f"autoencoder: {b.vae_steps} steps on {len(images)} training patches")
-        clock = Clock(None)
-        bar = BoundedProgress("autoencoder", b.vae_steps, clock)
-        summary = train_vae(
-            vae, images, steps=b.vae_steps, batch_size=preset.train.get("batch_size", 16),
-            learning_rate=preset.train.get("vae_learning_rate", 1e-3),
-            crop_size=preset.train.get("vae_crop_size"), seed=seed,
-            checkpoint=work / "checkpoint.pt", checkpoint_every=max(1, b.checkpoint_every),
-            clock=clock, progress=lambda step, loss: bar.update(step + 1, loss=f"{loss:.4f}"),
-            adversarial_weight=b.vae_adversarial_weight, adversarial_start=b.vae_adversarial_start,
+        summary = backbone.train_autoencoder(
+            images, checkpoint=work / "checkpoint.pt", steps=b.vae_steps, seed=seed,
+            checkpoint_every=max(1, b.checkpoint_every), adversarial_weight=b.vae_adversarial_weight,
+            adversarial_start=b.vae_adversarial_start,
         )  # fmt: skip
-        bar.close()
         test = np.stack([s.image for s in self.data.test])
-        summary["reconstruction_mae_test"] = round(reconstruction_error(vae, test), 3)
+        error = np.abs(backbone.reconstruct(test).astype(np.float64) - test).mean()
+        summary["reconstruction_mae_test"] = round(float(error), 3)
         summary["steps_per_second"] = round(summary["steps"] / max(summary["seconds"], 1e-9), 3)
-        atomic_write_folder(folder, vae.save_pretrained, kind="autoencoder")
+        backbone.autoencoder.save(folder)
         self.log(
             f"autoencoder: mean L1 on held-out patches {summary['reconstruction_mae_test']}/255"
         )
@@ -196,8 +200,7 @@ class Experiment:
             for i, b in enumerate(arm.builders)
         ]
         b = self.budget
-        options = {"preset": b.preset, "image_size": b.image_size, "vae": vae["path"],
-                   "guidance_scale": b.guidance_scale, "num_inference_steps": b.num_inference_steps,
+        options = {"preset": b.preset, "image_size": b.image_size, "autoencoder": vae["path"],
                    **self.config.model, **arm.options}  # fmt: skip
         return Pipeline(
             condition_builders=builders, backbone=create("backbones", arm.backbone, **options)
@@ -233,17 +236,18 @@ class Experiment:
         return [train[order[i % len(train)]] for i in range(n)]
 
     def generate(self, arm: Arm, trained: Mapping[str, Any]) -> dict[str, Any]:
-        """Stage ``generate:<arm>``: writes ``OUT/arms/<arm>/synthetic`` (resumes per sample)."""
+        """Stage ``generate:<arm>``: writes ``OUT/arms/<arm>/synthetic`` (resumes per sample),
+        keyed by the generation options it passes (the budget's), so changing them
+        regenerates; records the options the pipeline resolved and used."""
         from tqdm import tqdm
 
-        from htd_core.dataset import DatasetWriter
+        from htd_core.dataset import Dataset, DatasetWriter
+        from htd_core.generation import GENERATION_COLUMNS
         from htd_core.pipeline import Pipeline
-        from htd_core.splits import CROP_SOURCES, LAYOUT_SOURCE
-        from htd_core.types import CROP_PROVENANCE
 
         layouts = self.layouts()
-        key = stage_key("generate", trained["key"], len(layouts), self.budget.num_inference_steps,
-                        self.budget.guidance_scale, self.config.seed)  # fmt: skip
+        asked = self.budget.generation(self.config.seed)
+        key = stage_key("generate", trained["key"], len(layouts), asked)
         name = f"generate:{arm.name}"
         folder = self.out / "arms" / arm.name / "synthetic"
         done = self.stages.get(name, key)
@@ -251,19 +255,21 @@ class Experiment:
             return done
         own_folder(folder, key)
         pipe = Pipeline.from_pretrained(trained["model_dir"])
-        columns = ("seed", CROP_PROVENANCE, LAYOUT_SOURCE, CROP_SOURCES)
+        options = pipe.generation_options(**asked)
         t0 = time.monotonic()
-        with DatasetWriter(folder, layouts[0].class_map, columns) as writer:
+        with DatasetWriter(folder, layouts[0].class_map, GENERATION_COLUMNS) as writer:
             start = len(writer)
             if start:
                 self.log(f"{name}: resuming at sample {start} of {len(layouts)}")
             bar = tqdm(total=len(layouts), initial=start, desc=name, unit="img", file=sys.stderr)
-            for sample in pipe.iter_generate(layouts, seed=self.config.seed, start=start):
+            for sample in pipe.iter_generate(layouts, options, start=start):
                 writer.write(sample)
                 bar.update(1)
             bar.close()
-        seconds = time.monotonic() - t0
-        result = {"path": str(folder), "n": len(layouts), "seconds": round(seconds, 1), "key": key}
+        used = sorted({float(r["guidance_scale"]) for r in Dataset(folder).rows})
+        result = {"path": str(folder), "n": len(layouts), "key": key,
+                  "seconds": round(time.monotonic() - t0, 1), "options": options.to_dict(),
+                  "guidance_used": used}  # fmt: skip
         return self.stages.put(name, key, result)
 
 

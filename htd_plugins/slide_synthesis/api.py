@@ -99,10 +99,11 @@ def generate_slide(
         rescale: resample a layout whose mpp is more than 25 % from the model's to the model's
             mpp (the slide is then written at the model's mpp); otherwise such a layout is an
             error.
-        guidance_scale, scheduler, num_inference_steps: as ``htd generate`` (default: the
-            model's).
-        batch_size: windows per model call (default: the model's ``batch_size``); the decoder
-            takes a quarter as many tiles per call (a tile is four windows' area).
+        guidance_scale, scheduler, num_inference_steps: generation options, as ``htd
+            generate`` (None: the pipeline's ``generate:`` defaults, else
+            :class:`htd_core.GenerationOptions`'; resolved by ``pipeline.generation_options``).
+        batch_size: windows per model call (None: as the other generation options); the
+            decoder takes a quarter as many tiles per call (a tile is four windows' area).
         decode_tile: autoencoder tile side in latent cells (default: two windows);
             ``decode_overlap``: its blended overlap (0: plain tiles).
         quality: JPEG quality of the slide's tiles (1-100).
@@ -133,11 +134,10 @@ def generate_slide(
             raise InputError(f"{name}={value!r} must be in [0, 1) (0: no overlap, 0.5: half)")
     if decode_tile is not None and not (isinstance(decode_tile, int) and decode_tile >= 1):
         raise InputError(f"decode_tile={decode_tile!r}: give a tile side in latent cells (>= 1)")
+    from htd_core.interfaces import LatentBackbone
+
     backbone, builder = pipeline.backbone, pipeline.condition_builder
-    if (
-        not callable(getattr(backbone, "predict_noise", None))
-        or getattr(backbone, "vae", None) is None
-    ):
+    if not isinstance(backbone, LatentBackbone) or backbone.autoencoder is None:
         raise InputError(
             f"backbone {getattr(backbone, 'name', backbone)!r} has no latent canvas to denoise "
             "in windows: slide synthesis needs a trained latent diffusion backbone "
@@ -147,8 +147,12 @@ def generate_slide(
         raise InputError(
             "the pipeline has no condition builders: load it with Pipeline.from_pretrained"
         )
+    options = pipeline.generation_options(
+        guidance_scale=guidance_scale, scheduler=scheduler, num_inference_steps=num_inference_steps,
+        batch_size=batch_size, seed=seed,
+    )  # fmt: skip
     layout, mpp_note = _at_model_mpp(layout, backbone, model_mpp, rescale)
-    o, f, size = backbone.options, backbone.preset.vae_factor, backbone.image_size
+    f, size = backbone.autoencoder.factor, backbone.image_size
     h, w = layout.size
     if h < size or w < size:
         raise InputError(
@@ -166,8 +170,8 @@ def generate_slide(
                                seed, crops, registry)  # fmt: skip
     settings = {
         "seed": seed, "overlap": overlap, "crops": crops, "mpp": layout.mpp,
-        "scheduler": scheduler or o["scheduler"], "steps": num_inference_steps or o["num_inference_steps"],
-        "guidance_scale": o["guidance_scale"] if guidance_scale is None else guidance_scale,
+        "scheduler": options.scheduler, "steps": options.num_inference_steps,
+        "guidance_scale": options.guidance_scale,
         "decode_tile": int(decode_tile or 2 * size // f), "decode_overlap": decode_overlap,
     }  # fmt: skip
     # every window's condition once, before the expensive work: a missing crop fails now
@@ -176,12 +180,11 @@ def generate_slide(
         for i, (y, x) in enumerate(positions)
     ]
     check = Checkpoint(paths["checkpoint"], {**settings, "layout": _digest(mask),
-                                            "model": _model_digest(backbone), "builders": _specs(builder)})  # fmt: skip
-    bs = batch_size or o["batch_size"]
+                                            "model": backbone.weights_digest(), "builders": _specs(builder)})  # fmt: skip
+    bs = options.batch_size
     latents = denoise_canvas(
-        backbone, windows.build, plan, seed=seed, scheduler=settings["scheduler"],
-        num_inference_steps=settings["steps"], guidance_scale=guidance_scale,
-        batch_size=bs, checkpoint=check, progress=progress, callback=callback,
+        backbone, windows.build, plan, options, checkpoint=check, progress=progress,
+        callback=callback,
     )  # fmt: skip
     write_label_mask(paths["label_mask"], layout.mask, layout.class_map, layout.mpp)
     atomic_write_json(paths["geojson"], layout_geojson(layout.mask, layout.class_map))
@@ -260,17 +263,3 @@ def _specs(builder: Any) -> list[Any]:
 
 def _digest(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
-
-
-def _model_digest(backbone: Any) -> str:
-    """Hash of the denoiser's and autoencoder's weights (a resume must use the same model)."""
-    import torch
-
-    h = hashlib.sha256()
-    for module in (backbone.denoiser, backbone.vae):
-        for name, tensor in module.state_dict().items():
-            h.update(name.encode())
-            h.update(
-                tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-            )
-    return h.hexdigest()[:16]

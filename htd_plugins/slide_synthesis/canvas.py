@@ -101,12 +101,8 @@ def denoise_canvas(
     backbone: Any,
     build: Callable[[int], Any],
     plan: WindowPlan,
+    options: Any,
     *,
-    seed: int,
-    scheduler: str,
-    num_inference_steps: int,
-    guidance_scale: float,
-    batch_size: int,
     checkpoint: Checkpoint | None = None,
     progress: bool = True,
     callback: Callable[[int, int], None] | None = None,
@@ -114,21 +110,24 @@ def denoise_canvas(
     """The denoised latent canvas, 1 x C x ``plan.height`` x ``plan.width``.
 
     Args:
-        backbone: a latent diffusion backbone (``predict_noise``, ``vae``, ``noise_config``).
+        backbone: an :class:`htd_core.LatentBackbone` (``predict_noise``, ``latent_shape``,
+            ``sampling_scheduler``).
         build: window index -> its condition.
-        plan: windows in latent cells (side = model image size / vae factor).
-        seed: the canvas noise comes from ``torch.Generator().manual_seed(seed)``.
+        plan: windows in latent cells (side = model image size / autoencoder factor).
+        options: the :class:`htd_core.GenerationOptions` of the slide (resolved by
+            ``Pipeline.generation_options``): the canvas noise comes from
+            ``torch.Generator().manual_seed(options.seed)``; ``batch_size`` windows per call.
         callback: ``callback(step, total)`` after every completed step (Python only).
     """
     from tqdm.auto import tqdm
 
-    from htd_plugins.backbones.ldm.sampling import make_scheduler, step_options
-
     device = backbone.device
-    sched = make_scheduler(scheduler, backbone.noise_config)
-    sched.set_timesteps(num_inference_steps, device=device)
-    shape = (1, backbone.vae.config.latent_channels, plan.height, plan.width)
-    noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    sched = backbone.sampling_scheduler(options.scheduler)
+    sched.set_timesteps(options.num_inference_steps, device=device)
+    f = backbone.require_autoencoder().factor
+    channels = backbone.latent_shape(plan.window * f, plan.window * f)[0]
+    shape = (1, channels, plan.height, plan.width)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(options.seed))
     latents = (noise * sched.init_noise_sigma).to(device)
     start = 0
     state = checkpoint.load() if checkpoint is not None else None
@@ -138,7 +137,6 @@ def denoise_canvas(
     w = plan.window
     total = sched.timesteps.shape[0]
     weight_sum = torch.from_numpy(plan.weight_sum()).to(device)
-    extra = step_options(sched)
     bar = tqdm(
         total=total * len(plan), initial=start * len(plan), unit="window", disable=not progress,
         desc=f"slide {plan.grid[0]}x{plan.grid[1]} windows x {total} steps",
@@ -148,17 +146,18 @@ def denoise_canvas(
             t = sched.timesteps[k]
             model_input = sched.scale_model_input(latents, t)
             blended = torch.zeros_like(latents)
-            for batch in plan.batches(batch_size):
+            for batch in plan.batches(options.batch_size):
                 where = [plan.position(i) for i in batch]
                 x = torch.cat([model_input[:, :, y : y + w, c : c + w] for y, c in where])
                 out = backbone.predict_noise(
-                    x, t, [build(i) for i in batch], guidance_scale=guidance_scale
+                    x, t, [build(i) for i in batch], guidance_scale=options.guidance_scale
                 )
                 for j, (i, (y, c)) in enumerate(zip(batch, where, strict=True)):
                     weight = torch.from_numpy(plan.weight(i)).to(device)
                     blended[0, :, y : y + w, c : c + w] += out[j] * weight
                 bar.update(len(batch))
-            latents = sched.step(blended / weight_sum, t, latents, **extra, return_dict=False)[0]
+            # DDIM's default eta=0: deterministic, as Backbone.generate samples
+            latents = sched.step(blended / weight_sum, t, latents, return_dict=False)[0]
             if checkpoint is not None:
                 checkpoint.save(k + 1, latents, sched)
             if callback is not None:
@@ -183,10 +182,9 @@ def decode_rows(
         tile: tile side in latent cells (capped at the canvas sides).
         overlap: fraction of the tile shared with neighbours (0: plain tiles, no blending).
     """
-    from htd_plugins.backbones.ldm.autoencoder import to_uint8
-    from htd_plugins.backbones.ldm.sampling import decode
+    from htd_core.interfaces.latent import to_uint8
 
-    f = backbone.preset.vae_factor
+    f = backbone.require_autoencoder().factor
     _, _, h, w = latents.shape
     tile = min(int(tile), h, w)
     if tile < 1:
@@ -209,7 +207,7 @@ def decode_rows(
             z = torch.cat(
                 [latents[:, :, y // f : y // f + tile, x // f : x // f + tile] for x in cols]
             )
-            images = decode(backbone.vae, z).float().permute(0, 2, 3, 1).cpu().numpy()
+            images = backbone.decode_float(z).float().permute(0, 2, 3, 1).cpu().numpy()
             for j, x in enumerate(cols):
                 weight = np.outer(wy[r], wx[b + j]).astype(np.float32)[..., None]
                 rows = slice(int(y) - top, int(y) - top + side)

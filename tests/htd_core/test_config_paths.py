@@ -12,7 +12,7 @@ from htd_core.errors import ConfigError
 YAML = """
 sampler: {name: tiles, root: ../data/glas, classes: [a, b]}
 condition_builders: [semantic_map, {name: crop, bank: ./bank.safetensors}]
-backbone: {name: controlnet_ldm, vae: "${MY_VAE}/vae"}
+backbone: {name: controlnet_ldm, autoencoder: "${MY_VAE}/vae"}
 fit: {output_dir: runs/x}
 """
 
@@ -27,7 +27,7 @@ def test_paths_resolve_against_the_file_not_the_current_folder(tmp_path, monkeyp
     assert data["sampler"]["root"] == os.path.normpath(tmp_path / "data" / "glas")
     assert data["condition_builders"][1]["bank"] == str(tmp_path / "configs" / "bank.safetensors")
     assert data["condition_builders"][0] == "semantic_map"
-    assert data["backbone"]["vae"] == "/models/vae"
+    assert data["backbone"]["autoencoder"] == "/models/vae"
     assert data["fit"]["output_dir"] == "runs/x"  # outputs stay relative to the current folder
 
 
@@ -44,9 +44,9 @@ def test_shared_data_variable_defaults_to_the_data_folder(tmp_path, monkeypatch)
 
 def test_unset_variable_is_named(tmp_path, monkeypatch):
     config = tmp_path / "p.yaml"
-    config.write_text("backbone:\n  name: controlnet_ldm\n  vae: ${NOT_SET_ANYWHERE_13}\n")
+    config.write_text("backbone:\n  name: controlnet_ldm\n  autoencoder: ${NOT_SET_ANYWHERE_13}\n")
     monkeypatch.delenv("NOT_SET_ANYWHERE_13", raising=False)
-    with pytest.raises(ConfigError, match=r"p.yaml: backbone.vae: .*NOT_SET_ANYWHERE_13"):
+    with pytest.raises(ConfigError, match=r"p.yaml: backbone.autoencoder: .*NOT_SET_ANYWHERE_13"):
         load_config(config)
 
 

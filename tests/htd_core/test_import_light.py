@@ -29,3 +29,17 @@ def test_cli_parser_is_light():
 def test_loading_all_plugins_is_light():
     code = "from htd_core.plugins import PluginManager\nPluginManager().registries"
     assert loaded_after(code) == []
+
+
+def test_the_pytest_plugin_costs_nothing_until_a_fixture_is_used():
+    """pytest imports the ``pytest11`` plugin module in every session of the environment: it
+    must not import torch, numpy or the plugin manager (only pytest and the standard library);
+    a fixture imports what it needs when it runs."""
+    code = (
+        "import sys, json\nimport htd_core.testing.fixtures\n"
+        "print(json.dumps([m for m in ('torch', 'numpy', 'htd_core.plugins', 'htd_core.types')"
+        " if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

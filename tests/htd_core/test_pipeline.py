@@ -8,6 +8,7 @@ import pytest
 
 from htd_core import ComposedConditionBuilder, Pipeline
 from htd_core.errors import ConfigError, InputError
+from htd_core.generation import GenerationOptions
 from htd_core.testing import synthetic_sample
 
 
@@ -87,14 +88,15 @@ def test_fit_takes_a_split_and_save_pretrained_needs_registered_components(
     from htd_core import Backbone, create
 
     class Fake(Backbone):
-        name, options = "fake", {"batch_size": 2, "guidance_scale": 1.0}
+        name, options = "fake", {}
 
         def fit(self, samples, builder, **options):
             self.seen = list(samples)
             return {"steps": 1}
 
-        def generate(self, conditions, *, seed=0, **options):
-            return np.full((len(conditions), 8, 8, 3), seed % 256, np.uint8)
+        def generate(self, conditions, options):
+            self.used = options
+            return np.full((len(conditions), 8, 8, 3), options.seed % 256, np.uint8)
 
         def save(self, path):
             Path(path).mkdir(parents=True, exist_ok=True)
@@ -104,15 +106,30 @@ def test_fit_takes_a_split_and_save_pretrained_needs_registered_components(
             return cls()
 
     split = [synthetic_sample(8, seed=s) for s in range(3)]
-    pipe = Pipeline(condition_builders=["semantic_map"], backbone=Fake())
+    # the pipeline's generate: defaults (a YAML's section) batch 2 layouts per call
+    pipe = Pipeline(condition_builders=["semantic_map"], backbone=Fake(),
+                    stage_options={"generate": {"batch_size": 2, "guidance_scale": 1.0}})  # fmt: skip
     assert pipe.fit(split[:2]) == {"steps": 1} and pipe.backbone.seen == split[:2]
     # generation: one sample per layout, seeds seed + i, batches counted from layout 0
     out = pipe.generate(split, seed=10)
     assert [s.meta["seed"] for s in out] == [10, 11, 12]
     assert [int(s.image[0, 0, 0]) for s in out] == [10, 10, 12]  # batch of 2, then 1
+    used = {"guidance_scale": 1.0, "scheduler": "ddim", "num_inference_steps": 25}
+    assert all({k: s.meta[k] for k in used} == used for s in out)  # as used, per sample
     resumed = pipe.generate(split, seed=10, start=1)
     assert [s.meta["seed"] for s in resumed] == [11, 12]
     assert [int(s.image[0, 0, 0]) for s in resumed] == [11, 12]
+    # the caller's options over the generate: defaults over GenerationOptions' defaults
+    out = pipe.generate(split, seed=10, batch_size=3, num_inference_steps=4)
+    assert [int(s.image[0, 0, 0]) for s in out] == [10, 10, 10]  # one batch of 3
+    assert pipe.backbone.used == GenerationOptions(1.0, "ddim", 4, 3, 10)
+    assert pipe.generation_options(GenerationOptions(seed=2)).guidance_scale == 2.0  # given whole
+    with pytest.raises(
+        InputError, match="no option 'num_steps'. Did you mean 'num_inference_steps'"
+    ):
+        pipe.generate(split, num_steps=2)
+    with pytest.raises(InputError, match="batch_size=0"):
+        pipe.generate(split, batch_size=0)
     # builders are saved by registered name; one built by hand is refused before writing
     builder = create("condition_builders", "semantic_map")
     hand = Pipeline(condition_builders=[builder], backbone=Fake())
@@ -144,7 +161,7 @@ def test_fit_checks_output_dir_first_and_names_classes_no_sample_holds(tmp_path,
             list(samples)
             return {"steps": 1}
 
-        def generate(self, conditions, *, seed=0, **options):
+        def generate(self, conditions, options):
             return np.zeros((len(conditions), 8, 8, 3), np.uint8)
 
         def save(self, path):

@@ -248,7 +248,7 @@ def _classes() -> dict[str, type]:
         def fit(self, samples, builder, **options):
             return {"steps": 0}
 
-        def generate(self, conditions, *, seed=0, **options):
+        def generate(self, conditions, options):
             return np.zeros((len(conditions), 4, 4, 3), np.uint8)
 
         def save(self, path):
@@ -298,7 +298,8 @@ def test_each_hook_registers_its_kind(htd_manager, register_plugin):
     import htd_core
 
     register_plugin(EveryKindPlugin(), "every")
-    assert htd_core.create("backbones", "k_backbone").generate([Condition()]).shape == (1, 4, 4, 3)
+    backbone = htd_core.create("backbones", "k_backbone")
+    assert backbone.generate([Condition()], htd_core.GenerationOptions()).shape == (1, 4, 4, 3)
     assert len(htd_core.create("patch_samplers", "k_sampler").take(5)) == 1
     ev = htd_core.create("evaluators", "k_evaluator")
     ev.reset()

@@ -1,5 +1,6 @@
-"""What ``controlnet_ldm`` and ``concat_ldm`` share: a latent diffusion backbone whose
-subclasses differ only in how the spatial condition enters the UNet.
+"""What ``controlnet_ldm`` and ``concat_ldm`` share: a latent diffusion backbone
+(:class:`htd_core.LatentBackbone`) whose subclasses differ only in how the spatial condition
+enters the UNet.
 
 Heavy libraries (diffusers, accelerate) are imported inside methods.
 """
@@ -7,6 +8,8 @@ Heavy libraries (diffusers, accelerate) are imported inside methods.
 from __future__ import annotations
 
 import functools
+import hashlib
+import warnings
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,8 +20,11 @@ import torch
 from torch import nn
 
 from htd_core.errors import InputError
-from htd_core.interfaces import Backbone, ConditionBuilder
+from htd_core.generation import GenerationOptions
+from htd_core.interfaces import ConditionBuilder, LatentBackbone
+from htd_core.options import make_options
 from htd_core.types import ClassMap, Condition, TissueSample
+from htd_plugins.backbones.ldm.options import MOVED, LatentDiffusionOptions
 
 
 class Denoiser(nn.Module):
@@ -43,76 +49,36 @@ class Denoiser(nn.Module):
         """The UNet's prediction with the spatial condition injected (None: no channels)."""
 
 
-class LatentDiffusionBackbone(Backbone):
+class LatentDiffusionBackbone(LatentBackbone):
     """A KL autoencoder + a UNet conditioned on the spatial condition and tokens.
 
     Args:
-        preset: model size, ``tiny`` | ``small`` | ``paper`` (see ``presets.py``).
-        vae: local diffusers folder (or hub id when online) of a pretrained autoencoder;
-            None trains one on the training patches at the start of ``fit``.
-        image_size: training patch side (default: the preset's); larger samples are cropped.
-        prediction_type: ``epsilon`` or ``v_prediction``.
-        condition_dropout: probability of training a sample with the null condition (CFG).
-        guidance_scale: default classifier-free guidance at sampling (1: none).
-        scheduler: default sampler, ``ddim`` or ``dpmsolver++``.
-        num_inference_steps: default sampling steps.
-        batch_size: generation batch size.
-        scaling_factor: latent scale; None measures 1/std of the training latents.
-        device: ``auto`` (GPU when present), ``cpu``, ``cuda``...
+        options: a :class:`~.options.LatentDiffusionOptions` (or the subclass's ``Options``);
+            keywords override its fields (``ControlNetLDM(preset="tiny")``). Generation
+            settings are not options: they are :class:`htd_core.GenerationOptions` per call.
+
+    Raises:
+        InputError: an unknown or invalid option (names it; a former option says where it went).
     """
 
     name = "latent_diffusion"
-    #: Folder names of the trained parts besides ``vae`` (set by subclasses).
+    Options: type[LatentDiffusionOptions] = LatentDiffusionOptions
+    #: Folder names of the trained parts besides the autoencoder (set by subclasses).
     part_names: tuple[str, ...] = ("unet", "token_encoder")
 
-    def __init__(
-        self,
-        preset: str = "small",
-        vae: str | None = None,
-        image_size: int | None = None,
-        prediction_type: str = "epsilon",
-        condition_dropout: float = 0.1,
-        guidance_scale: float = 2.0,
-        scheduler: str = "ddim",
-        num_inference_steps: int = 25,
-        batch_size: int = 16,
-        scaling_factor: float | None = None,
-        device: str = "auto",
-    ) -> None:
+    def __init__(self, options: LatentDiffusionOptions | None = None, **overrides: Any) -> None:
         from htd_plugins.backbones.ldm.presets import get_preset
-        from htd_plugins.backbones.ldm.sampling import SCHEDULERS, checked_guidance
 
-        self.preset = get_preset(preset)
-        self.image_size = int(image_size or self.preset.image_size)
-        if self.image_size % self.preset.size_multiple:
-            raise InputError(
-                f"{self.name} image_size={image_size} must be a multiple of {self.preset.size_multiple}"
-            )
-        if prediction_type not in ("epsilon", "v_prediction"):
-            raise InputError(
-                f"{self.name} prediction_type={prediction_type!r}: use epsilon or v_prediction"
-            )
-        if not 0 <= condition_dropout < 1:
-            raise InputError(f"{self.name} condition_dropout={condition_dropout} must be in [0, 1)")
-        if scheduler not in SCHEDULERS:
-            raise InputError(
-                f"{self.name} scheduler={scheduler!r}: use one of {', '.join(SCHEDULERS)}"
-            )
-        if num_inference_steps < 1 or batch_size < 1 or guidance_scale < 0:
-            raise InputError(
-                f"{self.name}: num_inference_steps and batch_size must be >= 1, guidance_scale >= 0"
-            )
-        guidance_scale = checked_guidance(self.name, guidance_scale, condition_dropout)
-        self.options = {
-            "preset": preset, "vae": None if vae is None else str(vae), "image_size": self.image_size,
-            "prediction_type": prediction_type, "condition_dropout": condition_dropout,
-            "guidance_scale": guidance_scale, "scheduler": scheduler,
-            "num_inference_steps": num_inference_steps, "batch_size": batch_size,
-            "scaling_factor": scaling_factor, "device": device,
-        }  # fmt: skip
-        auto = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(auto if device == "auto" else device)
-        self.vae: Any = None
+        given = {**(options.to_dict() if options is not None else {}), **overrides}
+        self.config = make_options(self.Options, given, self.name, moved=MOVED)
+        self.options = self.config.to_dict()
+        self.preset = get_preset(self.config.preset)
+        self.image_size = int(self.config.image_size or self.preset.image_size)
+        device = self.config.device
+        self.device = torch.device(
+            ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        )
+        self.autoencoder = None
         self.denoiser: Denoiser | None = None
         self.channels: tuple[str, ...] = ()
         self.token_names: tuple[str, ...] = ()
@@ -137,154 +103,117 @@ class LatentDiffusionBackbone(Backbone):
     def part_class(self, name: str) -> type:
         """The diffusers class that loads part ``name``."""
 
-    # -- training -------------------------------------------------------------------------
+    # -- the latent backbone interface ----------------------------------------------------
+    @property
+    def size_multiple(self) -> int:
+        return self.preset.size_multiple
+
     def fit(
         self, samples: Iterable[TissueSample], builder: ConditionBuilder, **options: Any
     ) -> dict[str, Any]:
-        """Train on ``samples`` with conditions from ``builder``; see ``TrainOptions``.
+        """Train on ``samples`` with conditions from ``builder``; see ``TrainOptions`` and
+        :func:`.fitting.fit_latent_diffusion`."""
+        from htd_plugins.backbones.ldm.fitting import fit_latent_diffusion
 
-        ``max_minutes`` bounds the whole call: reading the samples, the autoencoder (its share:
-        ``TrainOptions.vae_seconds``) and the diffusion training, which gets what is left.
-        Training runs on the backbone's ``device`` (``cpu`` stays on the CPU where CUDA is
-        present), and the trained denoiser and autoencoder are left there, unwrapped from
-        accelerate's mixed-precision autocast: generation right after ``fit`` equals generation
-        by the saved and reloaded model.
-        """
-        from htd_plugins.backbones.ldm.augment import Augmentation
-        from htd_plugins.backbones.ldm.autoencoder import prepare_vae
-        from htd_plugins.backbones.ldm.sampling import training_scheduler
-        from htd_plugins.backbones.ldm.trainer import (
-            BatchSource,
-            fingerprint,
-            make_accelerator,
-            prepare_samples,
-            step_transform,
-            train_denoiser,
-        )
-        from htd_plugins.backbones.ldm.training import Clock, TrainOptions
+        return fit_latent_diffusion(self, samples, builder, options)
 
-        opts = TrainOptions.from_options(options, self.preset.train)
-        clock = Clock.minutes(opts.max_minutes)  # the whole fit's wall-time bound
-        given = opts.augment
-        augment = given if isinstance(given, Augmentation) else Augmentation(**(given or {}))
-        data = prepare_samples(samples, self.image_size, opts.max_samples)
-        for_step = step_transform(samples)  # e.g. the curriculum's granularity at step t
-        class_map = data[0].class_map
-        channels = tuple(builder.channels(class_map))
-        token_names = tuple(builder.token_names(class_map))
-        token_dim = int(builder.token_dim or 0) if token_names else 0
-        config = {
-            **{k: v for k, v in self.options.items() if k not in ("device", "batch_size", "guidance_scale",
-                                                               "scheduler", "num_inference_steps")},
-            "backbone": self.name, "channels": list(channels), "token_names": list(token_names),
-            "token_dim": token_dim, "num_samples": len(data), "data": fingerprint(data),
-            "for_step": None if for_step is None else for_step.__qualname__,
-            **{k: v for k, v in opts.trajectory_config().items() if k != "augment"},
-            "augment": vars(augment),
-        }  # fmt: skip
-        accelerator = make_accelerator(opts, self.device)
-        images = np.stack([d.image[: self.image_size, : self.image_size] for d in data])
-        vae_summary = prepare_vae(
-            self, images, opts, accelerator.device, accelerator.is_main_process,
-            clock=clock,
-        )  # fmt: skip
-        if self.denoiser is None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(opts.seed)
-                self.denoiser = self.make_denoiser(
-                    self.build_parts(len(channels), token_dim, self.vae.config.latent_channels)
-                )
-        elif (channels, token_names) != (self.channels, self.token_names):
-            raise InputError(
-                f"{self.name} was trained on channels {list(self.channels)}; cannot continue with "
-                f"{list(channels)}: create a new backbone"
-            )
-        self.channels, self.token_names, self.token_dim = channels, token_names, token_dim
-        self.class_map = class_map
-        self.mpp = training_mpp(data)
-        noise = training_scheduler(1000, "scaled_linear", self.options["prediction_type"])
-        self.denoiser.to(accelerator.device)
-        source = BatchSource(
-            data, builder, self.vae, augment, batch_size=opts.batch_size, image_size=self.image_size,
-            seed=opts.seed, cache=opts.cache_latents, device=accelerator.device, for_step=for_step,
-        )  # fmt: skip
-        summary, ema = train_denoiser(
-            self.denoiser, noise, source, opts, accelerator=accelerator, learning_rate=opts.learning_rate,
-            warmup_steps=opts.warmup_steps or 0, condition_dropout=self.options["condition_dropout"],
-            config=config, clock=clock,
-        )  # fmt: skip
-        # without accelerate's autocast wrapper of forward: generation now runs as after a reload
-        self.denoiser = accelerator.unwrap_model(self.denoiser, keep_fp32_wrapper=False)
-        if ema is not None:
-            ema.copy_to(self.denoiser)
-        self.denoiser.to(self.device).eval()
-        self.vae.to(self.device)
-        summary = {**summary, "vae": vae_summary, "backbone": self.name, "preset": self.preset.name}
-        self.history.append({k: v for k, v in summary.items() if k != "last_checkpoint"})
-        if opts.output_dir and accelerator.is_main_process:
-            summary["model_dir"] = str(Path(opts.output_dir) / "model")
-            self.save(summary["model_dir"])
-        return summary
-
-    # -- generation -----------------------------------------------------------------------
-    def generate(
+    def train_autoencoder(
         self,
-        conditions: Sequence[Condition],
+        images: np.ndarray,
         *,
-        seed: int = 0,
-        guidance_scale: float | None = None,
-        scheduler: str | None = None,
-        num_inference_steps: int | None = None,
-        batch_size: int | None = None,
-    ) -> np.ndarray:
-        """One uint8 image per condition; image ``i`` depends only on ``seed + i`` (its initial
-        noise; not on the batching, up to float rounding), so a generation can resume part-way."""
-        from htd_plugins.backbones.ldm.autoencoder import to_uint8
-        from htd_plugins.backbones.ldm.sampling import (
-            checked_guidance,
-            collate_for_generation,
-            decode,
-            make_scheduler,
-            sample_latents,
+        checkpoint: str | Path | None = None,
+        max_minutes: float | None = None,
+        progress: bool = True,
+        clock: Any = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """A new KL autoencoder of the preset's architecture, trained on ``images`` (uint8
+        N x H x W x 3) with the preset's :class:`~.autoencoder_training.AutoencoderTrainOptions`
+        overridden by ``options``; it becomes :attr:`autoencoder`, on :attr:`device`.
+
+        ``clock`` (a :class:`~.progress.Clock`, for ``fit``'s share of its bound) replaces
+        ``max_minutes``. A ``scaling_factor`` option of the backbone replaces the measured one.
+        """
+        from htd_core.options import override
+        from htd_plugins.backbones.ldm.autoencoder_training import train_kl
+        from htd_plugins.backbones.ldm.kl import KLAutoencoder
+        from htd_plugins.backbones.ldm.progress import BoundedProgress, Clock
+
+        opts = override(self.preset.autoencoder_train, options, f"{self.name} autoencoder")
+        clock = clock if clock is not None else Clock.minutes(max_minutes)
+        ae = KLAutoencoder.build(self.preset.vae, self.image_size, seed=opts.seed)
+        bar = BoundedProgress("autoencoder", opts.steps, clock, disable=not progress)
+        summary = train_kl(
+            ae, images, opts, device=self.device, clock=clock, checkpoint=checkpoint,
+            progress=lambda step, loss: bar.update(step + 1, loss=f"{loss:.4f}"),
+        )  # fmt: skip
+        bar.close()
+        if self.config.scaling_factor:
+            ae.scaling_factor = self.config.scaling_factor
+        self.autoencoder = ae.frozen(self.device)
+        return {**summary, "scaling_factor": ae.scaling_factor, "options": opts.to_dict()}
+
+    def sampling_scheduler(self, name: str) -> Any:
+        from htd_plugins.backbones.ldm.sampling import make_scheduler
+
+        return make_scheduler(name, self.noise_config)
+
+    def check_generation(
+        self, options: GenerationOptions, asked: frozenset[str] = frozenset()
+    ) -> GenerationOptions:
+        """Known scheduler; guidance needs a trained null branch (``condition_dropout`` > 0):
+        asked for on a model without one it is an error, as a default it falls back to 1
+        with a warning."""
+        from htd_plugins.backbones.ldm.sampling import SCHEDULERS
+
+        if options.scheduler not in SCHEDULERS:
+            raise InputError(
+                f"{self.name}: scheduler={options.scheduler!r}: use one of {', '.join(SCHEDULERS)}"
+            )
+        if options.guidance_scale <= 1 or self.config.condition_dropout > 0:
+            return options
+        if "guidance_scale" in asked:
+            raise InputError(
+                f"{self.name}: guidance_scale={options.guidance_scale} needs a trained null "
+                "condition, but this model was trained with condition_dropout=0 (its null "
+                "branch never learned anything): generate with guidance_scale=1 (htd generate "
+                "--guidance 1), or retrain with condition_dropout > 0"
+            )
+        warnings.warn(
+            f"{self.name}: guidance_scale={options.guidance_scale} extrapolates from the null "
+            "condition, which condition_dropout=0 never trains; using guidance_scale=1 (no "
+            "guidance). Train with condition_dropout > 0 (e.g. 0.1) to use guidance",
+            UserWarning,
+            stacklevel=3,
         )
+        return options.replace(guidance_scale=1.0)
+
+    def generate(self, conditions: Sequence[Condition], options: GenerationOptions) -> np.ndarray:
+        """One uint8 image per condition, sampled exactly as ``options`` say (resolved by the
+        caller: this method reads no default); image ``i`` depends only on
+        ``options.seed + i`` (its initial noise; not on the batching, up to float rounding)."""
+        from htd_plugins.backbones.ldm.sampling import sample_latents
 
         self._require_model()
         conditions = list(conditions)
         if not conditions:
             return np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
-        o = self.options
-        sched = make_scheduler(scheduler or o["scheduler"], self.noise_config)
-        g = o["guidance_scale"] if guidance_scale is None else guidance_scale
-        g = checked_guidance(self.name, g, o["condition_dropout"], asked=guidance_scale is not None)
-        steps, bs = num_inference_steps or o["num_inference_steps"], batch_size or o["batch_size"]
-        spatial, tokens, keep, size = collate_for_generation(
-            conditions, self.channels, self.token_names, self.token_dim, self.image_size,
-            self.preset.size_multiple,
-        )  # fmt: skip
-        f = self.preset.vae_factor
-        shape = (self.vae.config.latent_channels, size[0] // f, size[1] // f)
-        out = []
+        sched = self.sampling_scheduler(options.scheduler)
+        spatial, tokens, keep, size = self._collate(conditions)
+        shape = self.latent_shape(*size)
+        out, bs = [], options.batch_size
         for start in range(0, len(conditions), bs):
-            sl = slice(start, start + bs)
-            sp = None if spatial is None else spatial[sl].to(self.device)
-            tk = None if tokens is None else tokens[sl].to(self.device)
-
             end = min(start + bs, len(conditions))
-            gens = [torch.Generator().manual_seed(seed + i) for i in range(start, end)]
-            predict = functools.partial(self._predict, spatial=sp, tokens=tk)
+            sp = None if spatial is None else spatial[start:end].to(self.device)
+            tk = None if tokens is None else tokens[start:end].to(self.device)
+            gens = [torch.Generator().manual_seed(options.seed + i) for i in range(start, end)]
             latents = sample_latents(
-                predict, sched, shape=shape, generators=gens, num_inference_steps=steps,
-                guidance_scale=g, device=self.device, keep=keep[sl],
+                functools.partial(self._predict, spatial=sp, tokens=tk), sched, shape=shape,
+                generators=gens, num_inference_steps=options.num_inference_steps,
+                guidance_scale=options.guidance_scale, device=self.device, keep=keep[start:end],
             )  # fmt: skip
-            out.append(to_uint8(decode(self.vae, latents)))
+            out.append(self.decode(latents))
         return np.concatenate(out)
-
-    def reconstruct(self, images: np.ndarray) -> np.ndarray:
-        """Images through the autoencoder (posterior mean, decoded; same shape)."""
-        from htd_plugins.backbones.ldm.autoencoder import reconstruct_images
-
-        self._require_model()
-        return reconstruct_images(self.vae, images, self.preset.vae_factor)
 
     @torch.no_grad()
     def predict_noise(
@@ -293,41 +222,36 @@ class LatentDiffusionBackbone(Backbone):
         t: Any,
         conditions: Sequence[Condition],
         *,
-        guidance_scale: float | None = None,
+        guidance_scale: float,
     ) -> torch.Tensor:
-        """One guided model evaluation, for callers that run their own sampling loop (slide
-        synthesis denoises overlapping windows of one latent canvas).
-
-        Args:
-            latents: float B x C x h x w noisy latents after ``scheduler.scale_model_input``.
-            t: the scheduler's timestep.
-            conditions: one per row, each of ``h * vae_factor`` x ``w * vae_factor`` px.
-            guidance_scale: as in :meth:`generate` (default: the model's).
-
-        Returns:
-            The model output (epsilon or v, as trained), B x C x h x w on ``self.device``.
-        """
-        from htd_plugins.backbones.ldm.sampling import (
-            checked_guidance,
-            collate_for_generation,
-            guided_output,
-        )
+        from htd_plugins.backbones.ldm.sampling import guided_output
 
         self._require_model()
-        g = self.options["guidance_scale"] if guidance_scale is None else guidance_scale
-        g = checked_guidance(
-            self.name, g, self.options["condition_dropout"], asked=guidance_scale is not None
-        )
-        spatial, tokens, keep, _ = collate_for_generation(
-            list(conditions), self.channels, self.token_names, self.token_dim, self.image_size,
-            self.preset.size_multiple,
-        )  # fmt: skip
+        spatial, tokens, keep, _ = self._collate(list(conditions))
         predict = functools.partial(
             self._predict,
             spatial=None if spatial is None else spatial.to(self.device),
             tokens=None if tokens is None else tokens.to(self.device),
         )
-        return guided_output(predict, latents.to(self.device), t, keep, g)
+        return guided_output(predict, latents.to(self.device), t, keep, guidance_scale)
+
+    def weights_digest(self) -> str:
+        self._require_model()
+        h = hashlib.sha256()
+        for module in (self.denoiser, self.autoencoder.module):
+            for name, tensor in module.state_dict().items():
+                h.update(name.encode())
+                data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+                h.update(data.numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def _collate(self, conditions: list[Condition]) -> Any:
+        """Conditions checked against what the model was trained on, stacked
+        (:func:`.sampling.collate_for_generation`)."""
+        from htd_plugins.backbones.ldm.sampling import collate_for_generation
+
+        return collate_for_generation(conditions, self.channels, self.token_names,
+                                      self.token_dim, self.image_size, self.size_multiple)  # fmt: skip
 
     def _predict(self, x, t, keep, *, spatial, tokens):
         """Denoiser output for latents ``x``; the condition rows are repeated when guidance
@@ -343,12 +267,10 @@ class LatentDiffusionBackbone(Backbone):
     def noise_config(self) -> dict[str, Any]:
         from htd_plugins.backbones.ldm.sampling import training_scheduler
 
-        return dict(
-            training_scheduler(1000, "scaled_linear", self.options["prediction_type"]).config
-        )
+        return dict(training_scheduler(1000, "scaled_linear", self.config.prediction_type).config)
 
     def _require_model(self) -> None:
-        if self.denoiser is None or self.vae is None:
+        if self.denoiser is None or self.autoencoder is None:
             raise InputError(
                 f"{self.name} has no weights yet: call fit() or load a saved model folder"
             )
@@ -371,9 +293,3 @@ class LatentDiffusionBackbone(Backbone):
         from htd_plugins.backbones.ldm.model_folder import load_model
 
         return load_model(cls, path, device)
-
-
-def training_mpp(samples: Sequence[TissueSample]) -> float | None:
-    """Median ``meta['mpp']`` of the training samples (None when none says it)."""
-    values = [float(s.meta["mpp"]) for s in samples if s.meta.get("mpp") not in (None, "")]
-    return float(np.median(values)) if values else None

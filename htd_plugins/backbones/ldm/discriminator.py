@@ -1,4 +1,4 @@
-"""The optional adversarial term of the KL autoencoder's training (``train_vae``).
+"""The optional adversarial term of the KL autoencoder's training (:mod:`.autoencoder_training`).
 
 As the latent diffusion autoencoders (Rombach et al. 2022, ``ldm/modules/losses/
 contperceptual.py``), after Esser et al. 2021 (taming-transformers' ``NLayerDiscriminator`` and
@@ -22,16 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from htd_core.errors import InputError
-
-
-def check_options(weight: float, start: int, learning_rate: float | None = None) -> None:
-    """Raise InputError naming the first adversarial option of ``train_vae`` out of range."""
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0:
-        raise InputError(f"adversarial_weight={weight!r} must be a number >= 0 (0: off)")
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise InputError(f"adversarial_start={start!r} must be an integer >= 0 (a step)")
-    if learning_rate is not None and not learning_rate > 0:
-        raise InputError(f"discriminator_learning_rate={learning_rate!r} must be > 0")
 
 
 class PatchDiscriminator(nn.Module):
@@ -112,7 +102,7 @@ def adaptive_weight(
 
 
 class Adversary:
-    """The discriminator of one ``train_vae`` run: its optimizer (Adam, betas (0.5, 0.9) as
+    """The discriminator of one autoencoder training run: its optimizer (Adam, betas (0.5, 0.9) as
     LDM's), schedule (from step ``start``) and losses; its state goes in the checkpoint."""
 
     def __init__(

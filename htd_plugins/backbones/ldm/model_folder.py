@@ -47,12 +47,12 @@ def save_model(backbone: Any, path: str | Path) -> None:
     from htd_plugins.backbones.ldm.sampling import make_scheduler
 
     def write(tmp: Path) -> None:
-        backbone.vae.save_pretrained(tmp / "vae")
+        backbone.autoencoder.module.save_pretrained(tmp / "vae")
         for name, part in backbone.denoiser.parts.items():
             part.save_pretrained(tmp / name)
-        make_scheduler(backbone.options["scheduler"], backbone.noise_config).save_pretrained(
-            tmp / "scheduler"
-        )
+        # the training noise schedule, as a diffusers pipeline folder needs one (DDIM: the
+        # first sampler; a generation call chooses its own)
+        make_scheduler("ddim", backbone.noise_config).save_pretrained(tmp / "scheduler")
         backbone.write_extra(tmp)
         atomic_write_json(tmp / CONFIG_NAME, {
             "format": 1, "backbone": backbone.name, "htd_version": __version__,
@@ -68,17 +68,24 @@ def save_model(backbone: Any, path: str | Path) -> None:
 
 def load_model(cls: Any, path: str | Path, device: str | None = None) -> Any:
     """A ``cls`` backbone with the weights of model folder ``path`` (diffusers ``from_pretrained``
-    per part)."""
+    per part).
+
+    Folders saved before generation settings became call arguments hold ``guidance_scale``,
+    ``scheduler``, ``num_inference_steps`` and ``batch_size`` among their options: those are
+    not read (a warning says which differ from :class:`htd_core.GenerationOptions`' defaults,
+    so the caller can pass them); a former ``vae`` option is the ``autoencoder`` option.
+    """
     from htd_core.types import ClassMap
-    from htd_plugins.backbones.ldm.autoencoder import load_vae
+    from htd_plugins.backbones.ldm.kl import KLAutoencoder
 
     config = read_model_config(path, ("vae", *cls.part_names))
     if config.get("backbone") != cls.name:
         raise InputError(
             f"{path} holds a {config.get('backbone')!r} model, not {cls.name!r}: load it with that backbone"
         )
-    backbone = cls(**{**config["options"], **({"device": device} if device else {})})
-    backbone.vae = load_vae(Path(path) / "vae").to(backbone.device).eval()
+    options = legacy_options(config["options"], path)
+    backbone = cls(**{**options, **({"device": device} if device else {})})
+    backbone.autoencoder = KLAutoencoder.load(Path(path) / "vae").frozen(backbone.device)
     names = [n for n in config["components"] if n != "vae"]
     parts = {n: backbone.part_class(n).from_pretrained(Path(path) / n) for n in names}
     backbone.denoiser = backbone.make_denoiser(parts).to(backbone.device).eval()
@@ -92,3 +99,28 @@ def load_model(cls: Any, path: str | Path, device: str | None = None) -> Any:
         ClassMap.from_dict(config["class_map"]) if config.get("class_map") else None
     )
     return backbone
+
+
+def legacy_options(options: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The constructor options of a saved folder, from the folder's (possibly older) record."""
+    import warnings
+
+    from htd_core.generation import GenerationOptions
+
+    options = dict(options)
+    if "vae" in options:
+        options["autoencoder"] = options.pop("vae")
+    defaults = GenerationOptions().to_dict()
+    old = {k: options.pop(k) for k in ("guidance_scale", "scheduler", "num_inference_steps",
+                                        "batch_size") if k in options}  # fmt: skip
+    differ = {k: v for k, v in old.items() if v != defaults[k]}
+    if differ:
+        warnings.warn(
+            f"model folder {path} was saved with generation settings {differ} among its "
+            "options; htd no longer reads them from a model (generation settings are call "
+            "arguments): pass them to generate (e.g. htd generate --guidance), or add them to "
+            "the folder's pipeline.yaml as a `generate:` section",
+            UserWarning,
+            stacklevel=3,
+        )
+    return options

@@ -1,8 +1,11 @@
 """Model-size presets of the latent diffusion backbones: ``tiny``, ``small``, ``paper``.
 
 A preset fixes the architecture (diffusers configs of the autoencoder, the UNet and the
-condition path) and sensible training defaults; like timm's tiny ``test_*`` models, ``tiny``
-exists so that tests train, save and sample in seconds on a CPU.
+condition path) and the defaults of training the denoiser (:class:`.training.TrainOptions`) and
+the autoencoder (:class:`.autoencoder_training.AutoencoderTrainOptions`); options given to a
+call override them through the one preset helper (:func:`htd_core.options.override`). Like
+timm's tiny ``test_*`` models, ``tiny`` exists so that tests train, save and sample in seconds
+on a CPU.
 
 - ``tiny``: 16 px patches, f2 autoencoder, a UNet of (16, 32) channels (tests).
 - ``small``: 64 px patches, f4 autoencoder, a UNet of about 2.5 M parameters and a ControlNet
@@ -16,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from htd_core.errors import InputError
-from htd_core.registry import suggest
+from htd_core.options import preset
+from htd_plugins.backbones.ldm.autoencoder_training import AutoencoderTrainOptions
+from htd_plugins.backbones.ldm.training import TrainOptions
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,8 @@ class Preset:
         conditioning_embedding_out_channels: ControlNet conditioning-embedding widths; one entry
             per VAE level so the pixel-resolution condition is downsampled by the VAE's factor.
         rescaler_channels: output channels of ``concat_ldm``'s learned condition rescaler.
-        train: defaults of the training options (overridable per ``fit`` call).
+        train: defaults of the denoiser's training options (``fit``'s options override them).
+        autoencoder_train: defaults of the autoencoder's training options.
     """
 
     name: str
@@ -44,7 +49,8 @@ class Preset:
     cross_attention_dim: int
     conditioning_embedding_out_channels: tuple[int, ...]
     rescaler_channels: int
-    train: dict[str, Any] = field(default_factory=dict)
+    train: TrainOptions = field(default_factory=TrainOptions)
+    autoencoder_train: AutoencoderTrainOptions = field(default_factory=AutoencoderTrainOptions)
 
     @property
     def vae_factor(self) -> int:
@@ -94,7 +100,8 @@ PRESETS: dict[str, Preset] = {
         cross_attention_dim=16,
         conditioning_embedding_out_channels=(8, 16),
         rescaler_channels=4,
-        train={"batch_size": 4, "learning_rate": 1e-3, "warmup_steps": 2, "vae_steps": 4},
+        train=TrainOptions(batch_size=4, learning_rate=1e-3, warmup_steps=2),
+        autoencoder_train=AutoencoderTrainOptions(steps=4, batch_size=4),
     ),
     "small": Preset(
         name="small",
@@ -104,14 +111,10 @@ PRESETS: dict[str, Preset] = {
         cross_attention_dim=64,
         conditioning_embedding_out_channels=(16, 32, 64),
         rescaler_channels=8,
-        train={
-            "batch_size": 16,
-            "learning_rate": 1e-3,
-            "warmup_steps": 50,
-            "vae_steps": 1000,
-            "vae_learning_rate": 2e-3,
-            "vae_crop_size": 32,
-        },
+        train=TrainOptions(batch_size=16, learning_rate=1e-3, warmup_steps=50),
+        autoencoder_train=AutoencoderTrainOptions(
+            steps=1000, batch_size=16, learning_rate=2e-3, crop_size=32
+        ),
     ),
     "paper": Preset(
         name="paper",
@@ -121,16 +124,12 @@ PRESETS: dict[str, Preset] = {
         cross_attention_dim=512,
         conditioning_embedding_out_channels=(32, 64, 128),
         rescaler_channels=16,
-        train={"batch_size": 16, "learning_rate": 1e-4, "warmup_steps": 500, "vae_steps": 20000},
+        train=TrainOptions(batch_size=16, learning_rate=1e-4, warmup_steps=500),
+        autoencoder_train=AutoencoderTrainOptions(steps=20000, batch_size=16),
     ),
 }
 
 
 def get_preset(name: str) -> Preset:
-    """The preset called ``name``; an unknown name lists the presets."""
-    if name not in PRESETS:
-        raise InputError(
-            f"unknown backbone preset {name!r}.{suggest(str(name), list(PRESETS))} "
-            f"Presets: {', '.join(PRESETS)}"
-        )
-    return PRESETS[name]
+    """The preset called ``name``; an unknown name lists the presets (InputError)."""
+    return preset(PRESETS, name, what="backbone preset")

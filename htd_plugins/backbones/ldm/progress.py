@@ -1,8 +1,11 @@
-"""Progress bars of training stages that stop at a step count or a wall-time bound."""
+"""Wall-time budgets (:class:`Clock`) and the progress bars of training stages that stop at a
+step count or a wall-time bound (:class:`BoundedProgress`)."""
 
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -18,7 +21,7 @@ class BoundedProgress:
     Args:
         desc: the stage's name.
         steps: the step count that ends the stage (absolute, for a resumed run too).
-        clock: the stage's :class:`~htd_plugins.backbones.ldm.training.Clock` (None or
+        clock: the stage's :class:`Clock` (None or
             unbounded: steps only).
         start: the step the stage starts at (a resumed run).
         disable: no bar at all.
@@ -68,3 +71,38 @@ class BoundedProgress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+class Clock:
+    """A wall-time budget: a deadline on a monotonic clock (None: unbounded).
+
+    ``Clock.now`` is the time source; tests replace it with a fake clock.
+    """
+
+    now: Callable[[], float] = staticmethod(time.monotonic)
+
+    def __init__(self, seconds: float | None, *, deadline: float | None = None) -> None:
+        self.start = Clock.now()
+        ends = [t for t in (deadline, None if seconds is None else self.start + seconds) if t]
+        self.deadline = min(ends) if ends else None
+        #: Seconds this budget allows from its start (None: unbounded).
+        self.limit = None if self.deadline is None else max(self.deadline - self.start, 0.0)
+
+    @classmethod
+    def minutes(cls, minutes: float | None) -> Clock:
+        return cls(None if minutes is None else minutes * 60)
+
+    def stage(self, seconds: float | None) -> Clock:
+        """A budget for one stage: ``seconds`` from now, never past this clock's deadline."""
+        return Clock(seconds, deadline=self.deadline)
+
+    @property
+    def elapsed(self) -> float:
+        return Clock.now() - self.start
+
+    @property
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else max(self.deadline - Clock.now(), 0.0)
+
+    def expired(self) -> bool:
+        return self.deadline is not None and Clock.now() > self.deadline

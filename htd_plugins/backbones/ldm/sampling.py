@@ -9,7 +9,6 @@ null token), the one condition dropout trained.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -51,32 +50,6 @@ def make_scheduler(name: str, base_config: dict[str, Any]):
     cls = getattr(diffusers, cls_name)
     keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type")
     return cls.from_config({**{k: base_config[k] for k in keys}, **extra})
-
-
-def checked_guidance(
-    backbone: str, guidance_scale: float, condition_dropout: float, *, asked: bool = False
-) -> float:
-    """The guidance scale to sample with. ``guidance_scale > 1`` extrapolates from the null
-    condition's prediction, which a model trained with ``condition_dropout=0`` never learned:
-    asked for at generation time (``asked``) that is an error; as a constructor option (or a
-    saved model's) it falls back to 1 with a warning that says so."""
-    if guidance_scale <= 1 or condition_dropout > 0:
-        return guidance_scale
-    if asked:
-        raise InputError(
-            f"{backbone}: guidance_scale={guidance_scale} needs a trained null condition, but "
-            "this model was trained with condition_dropout=0 (its null branch never learned "
-            "anything): generate with guidance_scale=1 (htd generate --guidance 1), or retrain "
-            "with condition_dropout > 0"
-        )
-    warnings.warn(
-        f"{backbone}: guidance_scale={guidance_scale} extrapolates from the null condition, "
-        "which condition_dropout=0 never trains; using guidance_scale=1 (no guidance). Train "
-        "with condition_dropout > 0 (e.g. 0.1) to use guidance",
-        UserWarning,
-        stacklevel=3,
-    )
-    return 1.0
 
 
 @torch.no_grad()
@@ -141,12 +114,6 @@ def guided_output(
 def step_options(scheduler: Any) -> dict[str, Any]:
     """Keyword options of ``scheduler.step`` for deterministic sampling (DDIM's ``eta=0``)."""
     return {"eta": 0.0} if "eta" in scheduler.step.__code__.co_varnames else {}
-
-
-@torch.no_grad()
-def decode(vae: Any, latents: torch.Tensor) -> torch.Tensor:
-    """Latents (scaled) -> images in [-1, 1], as diffusers pipelines decode them."""
-    return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
 
 
 def collate_for_generation(

@@ -11,7 +11,6 @@ or nodes (each process draws its own micro-batches; gradients are averaged by ac
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -54,7 +53,9 @@ class TrainOptions:
         max_minutes: wall-time bound of the whole ``fit``, autoencoder included: training stops
             (and checkpoints, and saves the model) when it is spent. See :meth:`vae_seconds`
             for the autoencoder's share; the diffusion stage gets what is left.
-        vae_steps: steps of autoencoder training when the backbone has no autoencoder yet.
+        vae_steps: steps of autoencoder training when the backbone has no autoencoder yet
+            (None: the preset's).
+        vae_learning_rate: its learning rate (None: the preset's).
         vae_max_minutes: the autoencoder's share of ``max_minutes`` (or its own bound when
             ``max_minutes`` is None); default :data:`VAE_SHARE` of ``max_minutes``.
         vae_adversarial_weight: weight of the autoencoder's PatchGAN adversarial term (0: off;
@@ -85,7 +86,7 @@ class TrainOptions:
     max_minutes: float | None = None
     max_samples: int | None = None
     vae_steps: int | None = None
-    vae_learning_rate: float = 1e-3
+    vae_learning_rate: float | None = None
     vae_max_minutes: float | None = None
     vae_adversarial_weight: float = 0.0
     vae_adversarial_start: int = 0
@@ -156,23 +157,16 @@ class TrainOptions:
             return self.vae_max_minutes * 60
         return None if self.max_minutes is None else VAE_SHARE * self.max_minutes * 60
 
-    @classmethod
-    def from_options(cls, options: dict[str, Any], defaults: dict[str, Any]) -> TrainOptions:
-        """Build from ``fit``'s keyword options over a preset's ``defaults``; unknown keys are
-        refused with the closest valid name."""
-        from htd_core.registry import suggest
+    def autoencoder_options(self, defaults: Any) -> Any:
+        """The options of the autoencoder this fit trains: the preset's ``defaults``
+        (:class:`~.autoencoder_training.AutoencoderTrainOptions`) with this fit's ``vae_*``
+        options and ``seed``."""
+        from htd_core.options import override
 
-        names = [f.name for f in fields(cls)]
-        for key in options:
-            if key not in names:
-                raise InputError(
-                    f"unknown fit option {key!r}.{suggest(key, names)} Options: {', '.join(names)}"
-                )
-        merged = {
-            **{k: v for k, v in defaults.items() if k in names},
-            **{k: v for k, v in options.items() if v is not None},
-        }
-        return cls(**merged)
+        given = {"steps": self.vae_steps, "learning_rate": self.vae_learning_rate,
+                 "adversarial_weight": self.vae_adversarial_weight,
+                 "adversarial_start": self.vae_adversarial_start, "seed": self.seed}  # fmt: skip
+        return override(defaults, {k: v for k, v in given.items() if v is not None}, "fit")
 
     def trajectory_config(self) -> dict[str, Any]:
         """The options that determine the weights (compared on resume)."""
@@ -272,38 +266,3 @@ def check_finite(loss: torch.Tensor, step: int, last_checkpoint: str | None) -> 
             f"training loss became {value} at step {step}; stopped without saving the broken "
             f"weights ({kept}). Lower learning_rate, or use mixed_precision=no"
         )
-
-
-class Clock:
-    """A wall-time budget: a deadline on a monotonic clock (None: unbounded).
-
-    ``Clock.now`` is the time source; tests replace it with a fake clock.
-    """
-
-    now: Callable[[], float] = staticmethod(time.monotonic)
-
-    def __init__(self, seconds: float | None, *, deadline: float | None = None) -> None:
-        self.start = Clock.now()
-        ends = [t for t in (deadline, None if seconds is None else self.start + seconds) if t]
-        self.deadline = min(ends) if ends else None
-        #: Seconds this budget allows from its start (None: unbounded).
-        self.limit = None if self.deadline is None else max(self.deadline - self.start, 0.0)
-
-    @classmethod
-    def minutes(cls, minutes: float | None) -> Clock:
-        return cls(None if minutes is None else minutes * 60)
-
-    def stage(self, seconds: float | None) -> Clock:
-        """A budget for one stage: ``seconds`` from now, never past this clock's deadline."""
-        return Clock(seconds, deadline=self.deadline)
-
-    @property
-    def elapsed(self) -> float:
-        return Clock.now() - self.start
-
-    @property
-    def remaining(self) -> float | None:
-        return None if self.deadline is None else max(self.deadline - Clock.now(), 0.0)
-
-    def expired(self) -> bool:
-        return self.deadline is not None and Clock.now() > self.deadline

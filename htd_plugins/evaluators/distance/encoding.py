@@ -90,3 +90,13 @@ def size_note(
         f"were resized to {input_size}x{input_size}, so the distance also measures the scale "
         "difference (compare sets cut at the same size and mpp)"
     )
+
+
+def unique_keys(names: list[str]) -> list[str]:
+    """Encoder names, suffixed ``#2``, ``#3`` when one is listed more than once."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
+    return out

@@ -4,7 +4,7 @@ No generated set can be closer to the real images than their own reconstructions
 ``frechet`` evaluator reports the FD of the held-out set's reconstructions against the
 held-out set itself next to the generated sets' FD: how much of the gap is the autoencoder.
 The model is a saved pipeline folder (``htd evaluate --model``) or a backbone object; it is
-loaded on first use, and a folder's content hash (:func:`htd_core.pipeline.pipeline_id`) keys
+loaded on first use, and a folder's content hash (:func:`htd_core.pipeline_files.pipeline_id`) keys
 the cached features of its reconstructions.
 """
 
@@ -31,7 +31,7 @@ class Reconstructor:
     """
 
     def __init__(self, model: str | Path | Any, device: str = "cpu") -> None:
-        from htd_core.pipeline import pipeline_id
+        from htd_core.pipeline_files import pipeline_id
 
         self.device = device
         if isinstance(model, str | Path):

@@ -34,7 +34,7 @@ def fd_rows(results: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, int, di
 def frechet_section(results: Mapping[str, Mapping[str, Any]], context: ReportContext) -> str:
     """One FD table (rows: synthetic sets and reference rows; columns: encoders), FD-infinity
     and KID when computed, a bar chart ``fd.png`` in ``context.figure_dir`` and the notes."""
-    from htd_plugins.evaluators.reporting.figures import save_bar_chart
+    from htd_plugins.evaluators.figures import save_bar_chart
 
     sets = list(results)
     encoders = list(dict.fromkeys(e for s in sets for e in results[s]["encoders"]))

@@ -37,7 +37,7 @@ def write_outputs(
     Returns:
         figure key -> file name inside ``out``.
     """
-    from htd_plugins.evaluators.reporting.figures import save_grid, save_histograms
+    from htd_plugins.evaluators.figures import save_grid, save_histograms
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,19 +15,66 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from htd_core.errors import InputError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
 class Budget:
-    """How long and how large one training run is (identical across the compared settings)."""
+    """How long and how large one training run is (identical across the compared settings).
+
+    Raises:
+        InputError: a value out of range (names it); the encoder is checked where the
+            evaluator is built (:func:`check_encoder` imports segmentation-models-pytorch).
+    """
 
     steps: int
     input_size: int
     batch_size: int
     lr: float = 1e-3
     encoder: str = "tu-resnet18"
+
+    def __post_init__(self) -> None:
+        from htd_core.options import check_int, check_number
+
+        check_int(self.steps, "deeplabv3plus: steps", 1)
+        check_int(self.input_size, "deeplabv3plus: input_size", 32)
+        check_int(self.batch_size, "deeplabv3plus: batch_size", 2)
+        check_number(self.lr, "deeplabv3plus: lr", 0.0, above=True)
+        if self.input_size % 16:  # DeepLabv3+'s output stride: smp refuses it later
+            size = self.input_size
+            raise InputError(
+                f"deeplabv3plus: input_size={size} must be a multiple of 16 (the network's "
+                f"output stride), e.g. {size - size % 16 or 16} or {size + 16 - size % 16}"
+            )
+
+
+#: Presets: ``tiny`` for tests (seconds), ``small`` for CPU runs (minutes), ``paper`` for GPU.
+BUDGETS = {
+    "tiny": Budget(steps=2, input_size=32, batch_size=2, encoder="tu-test_resnet"),
+    "small": Budget(steps=300, input_size=128, batch_size=8, encoder="tu-resnet18"),
+    "paper": Budget(steps=20000, input_size=256, batch_size=16, lr=5e-4, encoder="tu-resnet50"),
+}
+
+
+def check_encoder(name: str) -> None:
+    """Refuse an encoder that segmentation-models-pytorch (or timm, for ``tu-``) does not have,
+    before any set is read."""
+    import segmentation_models_pytorch as smp
+
+    if name.startswith("tu-"):
+        import timm
+
+        known = timm.list_models(name[3:])
+    else:
+        known = [n for n in smp.encoders.get_encoder_names() if n == name]
+    if not known:
+        raise InputError(
+            f"deeplabv3plus: encoder={name!r} is not a segmentation-models-pytorch encoder "
+            "(or a timm model written tu-<name>), e.g. tu-resnet18"
+        )
 
 
 def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from htd_core.generation import GenerationOptions
 from htd_core.testing import synthetic_sample
 
 #: Training options that keep a tiny fit to about a second.
 TINY_FIT = {"steps": 3, "vae_steps": 2, "progress": False, "tensorboard": False, "batch_size": 2}
+#: Generation options of the tests' tiny models: few steps, no guidance (each test replaces
+#: what it varies, e.g. ``GEN.replace(seed=5)``).
+GEN = GenerationOptions(num_inference_steps=3, guidance_scale=1.0)
 
 
 def tiny_samples(n: int = 4, size: int = 16):
@@ -22,6 +26,6 @@ def trained_controlnet(tmp_path_factory):
 
     run = tmp_path_factory.mktemp("controlnet") / "run"
     samples, builder = tiny_samples(), SemanticMapBuilder()
-    backbone = ControlNetLDM(preset="tiny", num_inference_steps=3, guidance_scale=1.0)
+    backbone = ControlNetLDM(preset="tiny")
     backbone.fit(samples, builder, output_dir=str(run), **TINY_FIT)
     return backbone, builder, samples, run

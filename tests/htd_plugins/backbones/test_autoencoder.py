@@ -7,55 +7,77 @@ import pytest
 import torch
 
 from htd_core.errors import InputError
-from htd_plugins.backbones.ldm.autoencoder import (
-    build_vae,
-    load_vae,
-    measure_scaling_factor,
-    train_vae,
-)
+from htd_core.interfaces.latent import to_model_range
+from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
+from htd_plugins.backbones.ldm.autoencoder_training import AutoencoderTrainOptions, train_kl
+from htd_plugins.backbones.ldm.kl import KLAutoencoder
 from htd_plugins.backbones.ldm.presets import get_preset
+from htd_plugins.backbones.ldm.progress import Clock
 
 
 def images(n: int = 6, size: int = 16) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
 
+def build() -> KLAutoencoder:
+    """A fresh tiny KL autoencoder (seed 0)."""
+    return KLAutoencoder.build(get_preset("tiny").vae, 16)
+
+
+def train(ae: KLAutoencoder, data: np.ndarray, *, checkpoint=None, **options) -> dict:
+    """``ae`` trained on the CPU with ``options`` over AutoencoderTrainOptions' defaults."""
+    opts = AutoencoderTrainOptions(**options)
+    return train_kl(ae, data, opts, device="cpu", clock=Clock(None), checkpoint=checkpoint)
+
+
 def test_training_resumes_exactly_and_measures_scale(tmp_path):
-    cfg, data = get_preset("tiny").vae, images()
-    whole = build_vae(cfg, 16)
-    summary = train_vae(whole, data, steps=4, batch_size=2, crop_size=8)
-    part = build_vae(cfg, 16)
+    """Through the backbone's ``train_autoencoder`` (what fit, train-vae and the experiment
+    call): a run resumed from its checkpoint ends with the weights of an uninterrupted one."""
+    data = images()
+    opts = {"batch_size": 2, "crop_size": 8, "progress": False}
+    whole = ControlNetLDM(preset="tiny", device="cpu")
+    summary = whole.train_autoencoder(data, steps=4, **opts)
     ckpt = tmp_path / "vae.ckpt"
-    train_vae(part, data, steps=2, batch_size=2, crop_size=8, checkpoint=ckpt, checkpoint_every=2)
-    resumed = build_vae(cfg, 16)
-    train_vae(
-        resumed, data, steps=4, batch_size=2, crop_size=8, checkpoint=ckpt, checkpoint_every=2
-    )
-    for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
-        torch.testing.assert_close(a, b, msg=k)
-    assert summary["scaling_factor"] == pytest.approx(whole.config.scaling_factor)
-    assert summary["scaling_factor"] == pytest.approx(measure_scaling_factor(whole, data))
+    part = ControlNetLDM(preset="tiny", device="cpu")
+    part.train_autoencoder(data, steps=2, checkpoint=ckpt, checkpoint_every=2, **opts)
+    resumed = ControlNetLDM(preset="tiny", device="cpu")
+    resumed.train_autoencoder(data, steps=4, checkpoint=ckpt, checkpoint_every=2, **opts)
+    a, b = whole.autoencoder.module.state_dict(), resumed.autoencoder.module.state_dict()
+    for (k, x), y in zip(a.items(), b.values(), strict=True):
+        torch.testing.assert_close(x, y, msg=k)
+    assert summary["steps"] == 4 and summary["options"]["steps"] == 4
+    ae = whole.autoencoder
+    assert summary["scaling_factor"] == pytest.approx(ae.scaling_factor)
+    assert summary["scaling_factor"] == pytest.approx(ae.module.config.scaling_factor)
+    assert summary["scaling_factor"] == pytest.approx(ae.measure_scaling_factor(data))
     with torch.no_grad():
         x = torch.from_numpy(data).permute(0, 3, 1, 2).float() / 127.5 - 1
-        std = float(whole.encode(x).latent_dist.sample(torch.Generator().manual_seed(0)).std())
+        std = float(ae.module.encode(x).latent_dist.sample(torch.Generator().manual_seed(0)).std())
     assert summary["scaling_factor"] == pytest.approx(1 / std, rel=0.1)
+    # the trained autoencoder encodes to the scaled posterior mean and decodes back
+    mean, _ = ae.distribution(to_model_range(data))
+    torch.testing.assert_close(ae.encode(to_model_range(data)), mean * ae.scaling_factor)
+    assert whole.reconstruct(data).shape == data.shape
 
 
 def test_load_errors(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(InputError, match="not a local folder and the hub is offline"):
-        load_vae("someone/some-vae")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # online or not: htd downloads nothing
+    with pytest.raises(InputError, match=r"is not a local folder \(htd downloads nothing\)"):
+        KLAutoencoder.load("someone/some-vae")
     with pytest.raises(InputError, match="no config.json"):
-        load_vae(tmp_path)
-    vae = build_vae(get_preset("tiny").vae, 16)
-    vae.save_pretrained(tmp_path / "sd" / "vae")
-    assert load_vae(tmp_path / "sd").config.latent_channels == 4  # a pipeline folder's vae/
+        KLAutoencoder.load(tmp_path)
+    ae = build()
+    ae.module.save_pretrained(tmp_path / "sd" / "vae")
+    assert KLAutoencoder.load(tmp_path / "sd").latent_channels == 4  # a pipeline folder's vae/
     with pytest.raises(InputError, match="no images"):
-        train_vae(vae, images(0), steps=1)
+        train(ae, images(0), steps=1)
+    with pytest.raises(InputError, match="no images"):
+        ControlNetLDM(preset="tiny", device="cpu").train_autoencoder(images(0), progress=False)
 
 
-def weights(vae) -> list[torch.Tensor]:
-    return [t.clone() for t in vae.state_dict().values()]
+def weights(ae) -> list[torch.Tensor]:
+    module = ae.module if isinstance(ae, KLAutoencoder) else ae
+    return [t.clone() for t in module.state_dict().values()]
 
 
 def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
@@ -63,12 +85,12 @@ def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
 
 
 def test_adversarial_weight_zero_is_todays_training(tmp_path):
-    cfg, data = get_preset("tiny").vae, images()
-    plain = build_vae(cfg, 16)
-    summary = train_vae(plain, data, steps=3, batch_size=2, crop_size=8)
-    off = build_vae(cfg, 16)
+    data = images()
+    plain = build()
+    summary = train(plain, data, steps=3, batch_size=2, crop_size=8)
+    off = build()
     ckpt = tmp_path / "vae.ckpt"
-    train_vae(
+    train(
         off, data, steps=3, batch_size=2, crop_size=8, checkpoint=ckpt, checkpoint_every=3,
         adversarial_weight=0.0, adversarial_start=1, discriminator_learning_rate=1e-2,
     )  # fmt: skip
@@ -78,17 +100,17 @@ def test_adversarial_weight_zero_is_todays_training(tmp_path):
 
 
 def test_adversarial_term_trains_a_discriminator_and_changes_the_autoencoder():
-    cfg, data = get_preset("tiny").vae, images()
-    plain = build_vae(cfg, 16)
-    train_vae(plain, data, steps=3, batch_size=2, crop_size=8)
-    adv = build_vae(cfg, 16)
-    summary = train_vae(adv, data, steps=3, batch_size=2, crop_size=8, adversarial_weight=0.5)
+    data = images()
+    plain = build()
+    train(plain, data, steps=3, batch_size=2, crop_size=8)
+    adv = build()
+    summary = train(adv, data, steps=3, batch_size=2, crop_size=8, adversarial_weight=0.5)
     assert np.isfinite(summary["final_discriminator_loss"])
     assert summary["final_discriminator_loss"] > 0
     assert summary["final_adversarial_weight"] > 0
     assert not same(weights(plain), weights(adv))
-    late = build_vae(cfg, 16)  # starts after the last step: no term, no discriminator update
-    summary = train_vae(
+    late = build()  # starts after the last step: no term, no discriminator update
+    summary = train(
         late, data, steps=3, batch_size=2, crop_size=8, adversarial_weight=0.5,
         adversarial_start=3,
     )  # fmt: skip
@@ -97,26 +119,26 @@ def test_adversarial_term_trains_a_discriminator_and_changes_the_autoencoder():
 
 
 def test_adversarial_training_resumes_exactly(tmp_path):
-    cfg, data = get_preset("tiny").vae, images()
+    data = images()
     adv = {"adversarial_weight": 0.5, "adversarial_start": 1}
-    whole = build_vae(cfg, 16)
-    train_vae(whole, data, steps=5, batch_size=2, crop_size=8, **adv)
+    whole = build()
+    train(whole, data, steps=5, batch_size=2, crop_size=8, **adv)
     ckpt = tmp_path / "vae.ckpt"
     for steps in (3, 5):  # interrupted after 3 steps (2 of them adversarial), then resumed
-        resumed = build_vae(cfg, 16)
-        train_vae(
+        resumed = build()
+        train(
             resumed, data, steps=steps, batch_size=2, crop_size=8, checkpoint=ckpt,
             checkpoint_every=3, **adv,
         )  # fmt: skip
     assert "discriminator_optimizer" in torch.load(ckpt, weights_only=True)
     assert same(weights(whole), weights(resumed))
     plain_ckpt = tmp_path / "plain.ckpt"  # written without the term, past its start: refused
-    train_vae(
-        build_vae(cfg, 16), data, steps=2, batch_size=2, crop_size=8, checkpoint=plain_ckpt,
+    train(
+        build(), data, steps=2, batch_size=2, crop_size=8, checkpoint=plain_ckpt,
         checkpoint_every=2,
     )  # fmt: skip
     with pytest.raises(InputError, match="without the adversarial term"):
-        train_vae(build_vae(cfg, 16), data, steps=3, checkpoint=plain_ckpt, crop_size=8, **adv)
+        train(build(), data, steps=3, checkpoint=plain_ckpt, crop_size=8, **adv)
 
 
 @pytest.mark.parametrize(
@@ -127,7 +149,11 @@ def test_bad_adversarial_options_are_refused(option, value):
     from htd_plugins.backbones.ldm.training import TrainOptions
 
     with pytest.raises(InputError, match=f"{option}="):
-        train_vae(build_vae(get_preset("tiny").vae, 16), images(), steps=1, **{option: value})
+        AutoencoderTrainOptions(steps=1, **{option: value})
+    with pytest.raises(InputError, match=f"{option}="):  # before any training
+        ControlNetLDM(preset="tiny", device="cpu").train_autoencoder(
+            images(), steps=1, progress=False, **{option: value}
+        )
     with pytest.raises(InputError, match=f"fit option vae_{option}="):
         TrainOptions(**{f"vae_{option}": value})
 

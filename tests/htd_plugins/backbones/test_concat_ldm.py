@@ -16,7 +16,7 @@ class TestConcatConformance(BackboneConformance):
     fit_options = TINY_FIT
 
     def make_backbone(self):
-        return ConcatLDM(preset="tiny", num_inference_steps=2)
+        return ConcatLDM(preset="tiny")
 
     def make_builder(self):
         return SemanticMapBuilder()
@@ -28,7 +28,11 @@ def test_rescaler_brings_condition_to_latent_grid():
 
 
 def test_unet_input_is_latents_plus_rescaled_condition():
+    from htd_plugins.backbones.ldm.kl import KLAutoencoder
+
     backbone = ConcatLDM(preset="tiny")
+    # fit builds the parts once the backbone has its autoencoder (its factor sizes the UNet)
+    backbone.autoencoder = KLAutoencoder.build(backbone.preset.vae, backbone.image_size)
     parts = backbone.build_parts(num_channels=3, token_dim=0, latent_channels=4)
     assert parts["unet"].config.in_channels == 4 + backbone.preset.rescaler_channels
     assert parts["rescaler"].config.n_stages == 1  # the tiny autoencoder is f2

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from htd_core.errors import InputError
+from htd_core.generation import GenerationOptions
 from htd_core.testing import BackboneConformance, synthetic_sample
 from htd_core.types import ClassMap, Condition, TissueSample
 from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
 from htd_plugins.condition_builders.semantic_map import SemanticMapBuilder
 
-from .conftest import TINY_FIT
+from .conftest import GEN, TINY_FIT
 
 
 class TestControlNetConformance(BackboneConformance):
     fit_options = TINY_FIT
 
     def make_backbone(self):
-        return ControlNetLDM(preset="tiny", num_inference_steps=2)
+        return ControlNetLDM(preset="tiny")
 
     def make_builder(self):
         return SemanticMapBuilder()
@@ -49,7 +51,8 @@ def test_diffusers_pipeline_reproduces_htd_sample(trained_controlnet, scheduler)
     backbone, builder, samples, run = trained_controlnet
     conds = [builder.build(s, seed=0) for s in samples[:2]]
     ours = backbone.generate(
-        conds, seed=5, scheduler=scheduler, num_inference_steps=3, guidance_scale=1.0
+        conds,
+        GenerationOptions(seed=5, scheduler=scheduler, num_inference_steps=3, guidance_scale=1.0),
     )
     model = run / "model"
     none = dict.fromkeys(
@@ -117,12 +120,12 @@ def test_guidance_on_and_off(trained_controlnet):
     with torch.no_grad():  # stand in for a trained ControlNet: non-zero output convolutions
         for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
             conv.weight.normal_(std=0.3, generator=torch.Generator().manual_seed(0))
-    off = backbone.generate(conds, seed=1, guidance_scale=1.0)
-    on = backbone.generate(conds, seed=1, guidance_scale=4.0)
+    off = backbone.generate(conds, GEN.replace(seed=1, guidance_scale=1.0))
+    on = backbone.generate(conds, GEN.replace(seed=1, guidance_scale=4.0))
     assert not np.array_equal(off, on)
     # the null condition is never guided: scale has no effect on unconditional samples
-    null_a = backbone.generate([Condition()] * 2, seed=1, guidance_scale=1.0)
-    null_b = backbone.generate([Condition()] * 2, seed=1, guidance_scale=4.0)
+    null_a = backbone.generate([Condition()] * 2, GEN.replace(seed=1, guidance_scale=1.0))
+    null_b = backbone.generate([Condition()] * 2, GEN.replace(seed=1, guidance_scale=4.0))
     assert np.array_equal(null_a, null_b)
     # and it differs from the conditional sample of the same seed
     assert not np.array_equal(null_a, off)
@@ -132,27 +135,29 @@ def test_guidance_on_and_off(trained_controlnet):
 def test_generation_is_per_sample_seeded(trained_controlnet):
     backbone, builder, samples, _ = trained_controlnet
     conds = [builder.build(s, seed=0) for s in samples]
-    whole = backbone.generate(conds, seed=2, batch_size=4).astype(int)
+    whole = backbone.generate(conds, GEN.replace(seed=2, batch_size=4)).astype(int)
     # same noise per sample; only float rounding may differ between batch shapes
-    assert np.abs(whole - backbone.generate(conds, seed=2, batch_size=1)).max() <= 1
-    assert np.abs(whole[2:] - backbone.generate(conds[2:], seed=4, batch_size=3)).max() <= 1
-    assert np.abs(whole[2:] - backbone.generate(conds[2:], seed=2, batch_size=3)).max() > 8
+    assert np.abs(whole - backbone.generate(conds, GEN.replace(seed=2, batch_size=1))).max() <= 1
+    tail = backbone.generate(conds[2:], GEN.replace(seed=4, batch_size=3))
+    assert np.abs(whole[2:] - tail).max() <= 1
+    shifted = backbone.generate(conds[2:], GEN.replace(seed=2, batch_size=3))
+    assert np.abs(whole[2:] - shifted).max() > 8
 
 
 def test_condition_channel_count_mismatch(trained_controlnet):
     backbone = trained_controlnet[0]
     bad = Condition(spatial=torch.zeros(5, 16, 16), channels=[f"x{i}" for i in range(5)])
     with pytest.raises(InputError, match=r"5 spatial channels but the model was trained with 3"):
-        backbone.generate([bad])
+        backbone.generate([bad], GEN)
 
 
 def test_map_with_untrained_classes(trained_controlnet):
     backbone = trained_controlnet[0]
     other = synthetic_sample(16, classes=("tumor", "stroma", "necrosis"))
     with pytest.raises(InputError, match=r"\['necrosis'\].*not trained on"):
-        backbone.generate([SemanticMapBuilder().build(other)])
+        backbone.generate([SemanticMapBuilder().build(other)], GEN)
     with pytest.raises(InputError, match="not a multiple"):
-        backbone.generate([SemanticMapBuilder().build(synthetic_sample(18))])
+        backbone.generate([SemanticMapBuilder().build(synthetic_sample(18))], GEN)
 
 
 def test_checkpoint_folder_missing_a_component(trained_controlnet, tmp_path):
@@ -183,16 +188,17 @@ def test_tokens_reach_cross_attention(tmp_path):
             return Condition(tokens=tokens, token_names=("embed:a", "embed:b"))
 
     samples = [synthetic_sample(16, seed=s) for s in range(2)]
-    backbone = ControlNetLDM(preset="tiny", num_inference_steps=2)
+    backbone = ControlNetLDM(preset="tiny")
     backbone.fit(samples, SemanticMapBuilder() + TwoTokens(), **TINY_FIT)
     assert backbone.denoiser.parts["token_encoder"].projection.in_features == 6
     conds = [(SemanticMapBuilder() + TwoTokens()).build(s, seed=1) for s in samples]
-    images = backbone.generate(conds, seed=0)
+    options = GenerationOptions(num_inference_steps=2, seed=0)
+    images = backbone.generate(conds, options)
     backbone.save(tmp_path / "m")
-    again = ControlNetLDM.load(tmp_path / "m").generate(conds, seed=0)
+    again = ControlNetLDM.load(tmp_path / "m").generate(conds, options)
     assert np.abs(images.astype(int) - again.astype(int)).max() <= 1
     with pytest.raises(InputError, match="tokens"):
-        backbone.generate([SemanticMapBuilder().build(samples[0])])
+        backbone.generate([SemanticMapBuilder().build(samples[0])], options)
 
 
 def test_layout_classes_must_match_training(trained_controlnet):
@@ -200,23 +206,39 @@ def test_layout_classes_must_match_training(trained_controlnet):
     assert backbone.class_map == samples[0].class_map
     two = TissueSample(None, np.zeros((16, 16), np.uint8), ClassMap(("a", "b")))
     with pytest.raises(InputError, match="3 spatial channels|2 spatial channels"):
-        backbone.generate([builder.build(two)])
+        backbone.generate([builder.build(two)], GEN)
 
 
 def test_guidance_needs_a_trained_null_condition(trained_controlnet):
     """condition_dropout=0 never trains the null branch: guidance > 1 asked for at generation
-    is refused; as a default option it falls back to 1 with a warning that says so."""
+    is refused; as a default generation option it falls back to 1 with a warning that says
+    so (decided when the generation options are resolved, not at construction)."""
+    from htd_core import Pipeline
+
     trained, builder, samples, _ = trained_controlnet
-    with pytest.warns(UserWarning, match="using guidance_scale=1"):
-        backbone = ControlNetLDM(preset="tiny", num_inference_steps=2, condition_dropout=0.0)
-    assert backbone.options["guidance_scale"] == 1.0
-    backbone.vae, backbone.denoiser = trained.vae, trained.denoiser
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the constructor holds no guidance: nothing to warn
+        backbone = ControlNetLDM(preset="tiny", condition_dropout=0.0)
+    backbone.autoencoder, backbone.denoiser = trained.autoencoder, trained.denoiser
     backbone.channels, backbone.class_map = trained.channels, trained.class_map
     conds = [builder.build(s, seed=0) for s in samples[:1]]
+    default = GEN.replace(guidance_scale=2.0)  # the default guidance, not asked for
+    with pytest.warns(UserWarning, match="using guidance_scale=1"):
+        assert backbone.check_generation(default, frozenset()).guidance_scale == 1.0
     with pytest.raises(InputError, match="condition_dropout=0"):
-        backbone.generate(conds, guidance_scale=3.0)
-    assert backbone.generate(conds, guidance_scale=1.0).shape == (1, 16, 16, 3)
-    assert trained.generate(conds, guidance_scale=3.0).shape == (1, 16, 16, 3)  # dropout 0.1
+        backbone.check_generation(GEN.replace(guidance_scale=3.0), frozenset({"guidance_scale"}))
+    assert backbone.check_generation(GEN, frozenset({"guidance_scale"})) == GEN  # 1: no guidance
+    assert backbone.generate(conds, GEN).shape == (1, 16, 16, 3)
+    guided = GEN.replace(guidance_scale=3.0)
+    assert trained.check_generation(guided, frozenset({"guidance_scale"})) == guided  # dropout 0.1
+    assert trained.generate(conds, guided).shape == (1, 16, 16, 3)
+    # the same through the pipeline, the one place generation options are resolved
+    pipe = Pipeline(condition_builders=builder, backbone=backbone)
+    with pytest.raises(InputError, match="condition_dropout=0"):
+        pipe.generate(samples[:1], guidance_scale=3.0, num_inference_steps=2)
+    with pytest.warns(UserWarning, match="using guidance_scale=1"):
+        out = pipe.generate(samples[:1], num_inference_steps=2)
+    assert out[0].meta["guidance_scale"] == 1.0 and out[0].image.shape == (16, 16, 3)
 
 
 def test_reconstruct_passes_images_through_the_autoencoder(trained_controlnet):

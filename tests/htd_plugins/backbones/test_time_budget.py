@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from htd_core.errors import InputError
-from htd_plugins.backbones.ldm.progress import BoundedProgress
-from htd_plugins.backbones.ldm.training import Clock, TrainOptions
+from htd_plugins.backbones.ldm.progress import BoundedProgress, Clock
+from htd_plugins.backbones.ldm.training import TrainOptions
 
 from .conftest import tiny_samples
 

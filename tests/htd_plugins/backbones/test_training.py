@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from htd_core.errors import InputError
+from htd_core.generation import GenerationOptions
+from htd_core.options import override
 from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
 from htd_plugins.backbones.ldm.checkpoint import list_checkpoints, load_checkpoint
 from htd_plugins.backbones.ldm.trainer import BatchSource
@@ -111,16 +113,16 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_latent_cache_matches_encoding():
     from htd_plugins.backbones.ldm.augment import Augmentation
-    from htd_plugins.backbones.ldm.autoencoder import build_vae
+    from htd_plugins.backbones.ldm.kl import KLAutoencoder
     from htd_plugins.backbones.ldm.presets import get_preset
 
     samples = tiny_samples()
-    vae = build_vae(get_preset("tiny").vae, 16).eval()
-    vae.register_to_config(scaling_factor=0.5)
+    ae = KLAutoencoder.build(get_preset("tiny").vae, 16).frozen("cpu")
+    ae.scaling_factor = 0.5
     kwargs = {"batch_size": 3, "image_size": 16, "seed": 0, "device": torch.device("cpu")}
     aug = Augmentation(dihedral=True, brightness=0.0, hed_sigma=0.0)
-    cached = BatchSource(samples, SemanticMapBuilder(), vae, aug, cache=True, **kwargs)
-    direct = BatchSource(samples, SemanticMapBuilder(), vae, aug, cache=False, **kwargs)
+    cached = BatchSource(samples, SemanticMapBuilder(), ae, aug, cache=True, **kwargs)
+    direct = BatchSource(samples, SemanticMapBuilder(), ae, aug, cache=False, **kwargs)
     for step in range(3):
         lat_c, sp_c, _ = cached.batch(step, 0, 0, 1, 1)
         lat_d, sp_d, _ = direct.batch(step, 0, 0, 1, 1)
@@ -148,7 +150,7 @@ def test_ema_follows_parameters():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"stpes": 3}, r"unknown fit option 'stpes'. Did you mean 'steps'\?"),
+        ({"stpes": 3}, r"fit has no option 'stpes'. Did you mean 'steps'\?"),
         ({"steps": 0}, r"steps=0 must be an integer >= 1"),
         ({"ema_decay": 1.5}, r"ema_decay=1.5"),
         ({"mixed_precision": "fp8"}, r"mixed_precision='fp8'"),
@@ -169,16 +171,29 @@ def test_bad_backbone_options_and_samples():
         ControlNetLDM(preset="tiny").fit(tiny_samples(2, size=8), SemanticMapBuilder(), steps=1)
     with pytest.raises(InputError, match="no training samples"):
         ControlNetLDM(preset="tiny").fit([], SemanticMapBuilder(), steps=1)
-    assert TrainOptions.from_options({}, {"batch_size": 7}).batch_size == 7
+    # fit's options over the preset's: keys not given keep the preset's value
+    assert override(TrainOptions(batch_size=7), {}, "fit").batch_size == 7
+    assert override(ControlNetLDM(preset="tiny").preset.train, {"steps": 5}, "fit").batch_size == 4
+    # generation settings are no longer constructor options: the message says where they went
+    for moved in ("num_inference_steps", "guidance_scale", "scheduler", "batch_size"):
+        with pytest.raises(
+            InputError, match=f"'{moved}' is no longer an option here: it is a generation option"
+        ):
+            ControlNetLDM(preset="tiny", **{moved: 2})
+    with pytest.raises(
+        InputError, match="'vae' is no longer an option here: it is called `autoencoder`"
+    ):
+        ControlNetLDM(preset="tiny", vae="some/folder")
 
 
 def test_v_prediction_trains(tmp_path):
-    backbone = ControlNetLDM(preset="tiny", prediction_type="v_prediction", num_inference_steps=2)
+    backbone = ControlNetLDM(preset="tiny", prediction_type="v_prediction")
     summary = backbone.fit(
         tiny_samples(), SemanticMapBuilder(), **{**RUN, "steps": 2, "cache_latents": True}
     )
     assert np.isfinite(summary["final_loss"])
-    assert backbone.generate([SemanticMapBuilder().build(tiny_samples(1)[0])]).shape == (
+    options = GenerationOptions(num_inference_steps=2)
+    assert backbone.generate([SemanticMapBuilder().build(tiny_samples(1)[0])], options).shape == (
         1,
         16,
         16,

@@ -19,7 +19,7 @@ from htd_core.interfaces import Encoder
 from htd_core.io import atomic_save_image, atomic_write_text
 from htd_core.testing import real_tiles
 from htd_core.types import TissueSample
-from htd_plugins.evaluators.reporting.sets import open_set
+from htd_plugins.evaluation import open_set
 
 
 class PooledEncoder(Encoder):
@@ -383,7 +383,7 @@ def test_model_gives_the_reconstruction_fd(
 ) -> None:
     """--model: FD of the held-out images' autoencoder reconstructions against themselves,
     beside the synthetic set's; reconstructions' features are cached by the model's content."""
-    from htd_core.pipeline import pipeline_id
+    from htd_core.pipeline_files import pipeline_id
     from htd_plugins.backbones import controlnet_ldm
     from htd_plugins.condition_builders import semantic_map
 

@@ -24,7 +24,8 @@ def model(tmp_path_factory):
     crop = {"fixed_size": 6, "min_size": 2}
     pipe = Pipeline(
         condition_builders=["semantic_map", {"name": "crop", **crop}],
-        backbone={"name": "controlnet_ldm", "preset": "tiny", "num_inference_steps": 2},
+        backbone={"name": "controlnet_ldm", "preset": "tiny"},
+        stage_options={"generate": {"num_inference_steps": 2}},
     )
     pipe.fit(samples, steps=2, vae_steps=2, batch_size=2, progress=False, tensorboard=False)
     pipe.save_pretrained(root / "model")
@@ -79,6 +80,10 @@ def test_generate_from_masks_with_crop_bank(model, tmp_path, builtin_manager):
     manifest = rows(out)
     assert manifest[0]["layout"] == "../masks#0"  # relative to the dataset, no file name
     settings = json.loads((out / "generate.json").read_text())
+    # what was used, resolved: --guidance over the model folder's generate: defaults (2 steps)
+    used = {"guidance_scale": 2.0, "scheduler": "ddim", "num_inference_steps": 2, "seed": 0}
+    assert settings["generation"] == used
+    assert {k: manifest[0][k] for k in used} == {k: str(v) for k, v in used.items()}
     assert settings["layouts"] == "../masks"
     assert settings["crop_bank"].startswith("../")
     assert settings["crop_bank"].endswith("/bank.safetensors")
@@ -95,7 +100,7 @@ def test_generate_errors(model, tmp_path, builtin_manager, capsys):
     base = ["generate", str(model / "model"), str(out), "--dataset", str(model / "real")]
     assert main([*base, "--limit", "1"]) == 0
     assert main([*base, "--guidance", "3"]) == 2
-    assert "other options (guidance)" in capsys.readouterr().err
+    assert "other options (generation)" in capsys.readouterr().err
     masks = tmp_path / "masks"
     masks.mkdir()
     bad = synthetic_sample(16).mask.copy()
@@ -253,7 +258,8 @@ def test_crop_bank_reaches_the_embedding_builder(model, tmp_path, builtin_manage
                 "crop_options": {"fixed_size": 6, "min_size": 2},
             },
         ],  # fmt: skip
-        backbone={"name": "controlnet_ldm", "preset": "tiny", "num_inference_steps": 2},
+        backbone={"name": "controlnet_ldm", "preset": "tiny"},
+        stage_options={"generate": {"num_inference_steps": 2}},
     )
     pipe.fit(samples, steps=1, vae_steps=1, batch_size=2, progress=False, tensorboard=False)
     pipe.save_pretrained(tmp_path / "embedding_model")

@@ -29,7 +29,8 @@ def write_config(path: Path, tiles: Path, **fit) -> Path:
     config = {
         "sampler": {"name": "tiles", "root": str(tiles), "classes": ["tumor", "stroma", "normal"]},
         "condition_builders": ["semantic_map"],
-        "backbone": {"name": "controlnet_ldm", "preset": "tiny", "num_inference_steps": 2},
+        "backbone": {"name": "controlnet_ldm", "preset": "tiny"},
+        "generate": {"num_inference_steps": 2},
         "fit": {
             "steps": 2,
             "vae_steps": 2,
@@ -53,6 +54,7 @@ def test_train_writes_model_and_resumes(tmp_path, builtin_manager, capsys):
     assert saved == {
         "backbone": {"name": "controlnet_ldm"},
         "condition_builders": [{"name": "semantic_map"}],
+        "generate": {"num_inference_steps": 2},  # the config's generation defaults
     }
     assert list((out / "logs").rglob("events.out.tfevents.*"))  # TensorBoard
     capsys.readouterr()
@@ -112,5 +114,6 @@ def test_train_vae_writes_a_diffusers_autoencoder(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out.split("\nautoencoder:")[0])
     assert vae.config.scaling_factor == pytest.approx(report["scaling_factor"])
     assert np.isfinite(report["reconstruction_mae"]) and report["images"] == 4
+    assert report["steps"] == 2 and report["options"]["batch_size"] == 2
     assert not list(tmp_path.glob(".vae.checkpoint.pt"))  # finished: no checkpoint left
     assert main(["train-vae", str(tmp_path / "empty"), str(out), "--preset", "tiny"]) == 2

@@ -66,9 +66,10 @@ def test_frechet_takes_the_encoders_and_only_their_weights() -> None:
     assert FrechetEvaluator.default_encoders == ("inception_fid", "efficientnet_lite0")
 
 
-def test_privacy_takes_the_first_encoder_its_weights_and_a_folder() -> None:
+def test_privacy_takes_the_first_encoder_its_weights_a_folder_and_the_cache() -> None:
     assert evaluator_options(PrivacyEvaluator, RUN, {}) == {
         "device": "cuda:1",
+        "cache_dir": Path("cache"),
         "output_dir": Path("figures/x-set"),
         "encoder": "uni",
         "weights": "uni.safetensors",
@@ -78,9 +79,10 @@ def test_privacy_takes_the_first_encoder_its_weights_and_a_folder() -> None:
     assert "weights" not in evaluator_options(PrivacyEvaluator, RunSettings(), {})
 
 
-def test_deeplab_takes_the_device_only() -> None:
+def test_deeplab_takes_the_device_and_the_cache() -> None:
     assert evaluator_options(DeepLabV3PlusEvaluator, RUN, {"budget": "tiny"}) == {
         "device": "cuda:1",
+        "cache_dir": Path("cache"),
         "budget": "tiny",
     }
 

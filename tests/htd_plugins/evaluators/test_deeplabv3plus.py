@@ -147,7 +147,7 @@ def test_real_only_needs_no_synthetic_and_mixed_sizes_are_resized(shared_data) -
 def test_learns_real_glas_above_chance(shared_data) -> None:
     """A short run on real GlaS tiles beats the chance predictor clearly (the longer run in
     benchmarks/deeplabv3plus_glas.py gives the number quoted in docs)."""
-    from htd_plugins.evaluators.reporting.sets import open_set
+    from htd_plugins.evaluation import open_set
 
     glas = shared_data / "glas"
     train = list(open_set(glas, match="train_*", limit=48))  # 12 source images
@@ -198,3 +198,34 @@ def test_options_smp_would_reject_later_are_refused_up_front(options, message) -
     """smp raises only at the first forward pass, after every set was loaded."""
     with pytest.raises(InputError, match=message):
         DeepLabV3PlusEvaluator(budget="tiny", **options)
+
+
+def test_the_real_setting_is_trained_once_for_several_synthetic_sets(
+    shared_data, tmp_path, monkeypatch
+) -> None:
+    """With a ``cache_dir`` the ``real`` setting (which no synthetic set changes) is trained once
+    and its result reused for the next set; other real data or another seed train again."""
+    from htd_plugins.evaluators import deeplabv3plus
+
+    calls = []
+    real_train = deeplabv3plus.train_model
+
+    def counting(*args, **kwargs):
+        calls.append(len(args[0]))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(deeplabv3plus, "train_model", counting)
+    tiles = real_tiles(shared_data, "glas", n=16)
+    real = tiles[:4] + _with_split(tiles[4:8], "test")
+    ev = lambda **o: DeepLabV3PlusEvaluator(budget="tiny", cache_dir=tmp_path, **o)  # noqa: E731
+    first = ev().evaluate(real, tiles[8:12])
+    assert len(calls) == 3  # real, synthetic, real + synthetic
+    second = ev().evaluate(real, tiles[12:16])
+    assert len(calls) == 5  # the real setting came from the cache
+    assert second["settings"]["real"] == first["settings"]["real"]
+    assert second["settings"]["synthetic"] != first["settings"]["synthetic"]
+    assert len(list(tmp_path.glob("deeplabv3plus-real-*.json"))) == 1
+    ev(seed=1).evaluate(real, tiles[8:12])
+    assert len(calls) == 8  # another seed is another real model
+    uncached = DeepLabV3PlusEvaluator(budget="tiny").evaluate(real, tiles[8:12])
+    assert uncached["settings"]["real"] == first["settings"]["real"]  # the cache changes nothing

@@ -9,7 +9,7 @@ import numpy as np
 from htd_core.dataset import Dataset, DatasetWriter
 from htd_core.testing import synthetic_sample
 from htd_core.types import CROP_PROVENANCE, TissueSample
-from htd_plugins.evaluators.reporting.report import example_rows
+from htd_plugins.evaluation import example_rows
 
 
 def _write(folder, samples, columns=()):

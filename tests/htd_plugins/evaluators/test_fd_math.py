@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import linalg
 
-from htd_plugins.evaluators.distance import fd_math
+from htd_plugins.evaluators.distance import estimators, fd_math
 
 
 def _scipy_fd(x: np.ndarray, y: np.ndarray) -> float:
@@ -52,8 +52,8 @@ def test_rank_deficient_covariances_still_match_scipy() -> None:
     mu1, s1 = fd_math.statistics(x)
     mu2, s2 = fd_math.statistics(y)
     assert fd_math.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(_scipy_fd(x, y), rel=1e-5)
-    assert fd_math.sample_size_warning(7, 10, "set") is not None
-    assert fd_math.sample_size_warning(70, 10, "set") is None
+    assert estimators.sample_size_warning(7, 10, "set") is not None
+    assert estimators.sample_size_warning(70, 10, "set") is None
 
 
 def test_cholesky_and_eigen_factors_agree() -> None:
@@ -109,7 +109,7 @@ def test_fd_infinity_removes_the_small_sample_bias() -> None:
     mu_r, s_r = fd_math.statistics(real)
     mu_s, s_s = fd_math.statistics(synthetic)
     fd = fd_math.frechet_distance(mu_r, s_r, mu_s, s_s)
-    inf = fd_math.fd_infinity(mu_r, fd_math.sqrt_covariance(s_r), synthetic, num_points=10)
+    inf = estimators.fd_infinity(mu_r, fd_math.sqrt_covariance(s_r), synthetic, num_points=10)
     assert fd > 0.2  # the O(d^2 / N) bias
     assert abs(inf["fd_inf"]) < fd / 3
     assert inf["slope"] > 0 and inf["points"] == 10
@@ -119,7 +119,7 @@ def test_kid_near_zero_for_one_distribution_and_positive_otherwise() -> None:
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((200, 8)), rng.standard_normal((200, 8))
     c = rng.standard_normal((200, 8)) + 1.0
-    same = fd_math.kernel_inception_distance(a, b, num_subsets=20, subset_size=100)
-    other = fd_math.kernel_inception_distance(a, c, num_subsets=20, subset_size=100)
+    same = estimators.kernel_inception_distance(a, b, num_subsets=20, subset_size=100)
+    other = estimators.kernel_inception_distance(a, c, num_subsets=20, subset_size=100)
     assert abs(same["kid"]) < 3 * same["kid_std"] + 1e-3
     assert other["kid"] > 10 * abs(same["kid"])

@@ -134,3 +134,29 @@ def test_single_source_gives_no_threshold_but_no_crash(tiny_encoder, glas) -> No
     m = PrivacyEvaluator(encoder=tiny_encoder(), pixel_size=16).evaluate(same, glas[8:10])
     assert m["feature"]["image"]["threshold"] is None
     assert any("one source" in n for n in m["notes"])
+
+
+def test_real_features_come_from_the_cache_the_second_time(glas, tiny_encoder, tmp_path) -> None:
+    """With a ``cache_dir`` the real images and their windows are embedded once for every
+    synthetic set (the audit of the second set embeds only its own images); the audit is the
+    same with or without the cache."""
+    encoder = tiny_encoder()
+    seen: list[int] = []
+    forward = encoder.forward
+
+    def counting(pixels):
+        seen.append(len(pixels))
+        return forward(pixels)
+
+    encoder.forward = counting
+    train, synthetic = glas[:8], [_as(s, slide_id=f"gen{i}") for i, s in enumerate(glas[20:24])]
+    options = {"encoder": encoder, "pixel_size": 16, "top_k": 2, "cache_dir": tmp_path}
+    first = PrivacyEvaluator(**options).evaluate(train, synthetic)
+    embedded_first = sum(seen)
+    seen.clear()
+    second = PrivacyEvaluator(**options).evaluate(train, synthetic[:2])
+    # the second run embeds the 2 synthetic images, their masked copies and windows only
+    assert 0 < sum(seen) < embedded_first and sum(seen) <= 2 * (1 + 1 + 2 * 4)
+    plain = PrivacyEvaluator(**{**options, "cache_dir": None}).evaluate(train, synthetic)
+    assert plain["nearest_real"] == first["nearest_real"]
+    assert second["n_synthetic"] == 2

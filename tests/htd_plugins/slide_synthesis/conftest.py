@@ -42,7 +42,8 @@ def slide_model(tmp_path_factory) -> Path:
     data = samples()
     pipe = Pipeline(
         condition_builders=["semantic_map", {"name": "crop", "fixed_size": 6, "min_size": 2}],
-        backbone={"name": "controlnet_ldm", "preset": "tiny", "num_inference_steps": 2},
+        backbone={"name": "controlnet_ldm", "preset": "tiny"},
+        stage_options={"generate": {"num_inference_steps": 2}},  # saved as the model's default
     )
     pipe.fit(data, steps=2, vae_steps=2, batch_size=2, progress=False, tensorboard=False)
     pipe.save_pretrained(root / "model")

@@ -24,12 +24,14 @@ SCRIPT = textwrap.dedent(
     root, size = Path(sys.argv[1]), int(sys.argv[2])
     data = [synthetic_sample(16, classes=("stroma", "gland"), seed=s) for s in range(2)]
     data = [TissueSample(s.image, s.mask, s.class_map, {**s.meta, "mpp": 2.0}) for s in data]
-    pipe = Pipeline(condition_builders=["semantic_map"], backbone={
-        "name": "controlnet_ldm", "preset": "tiny", "num_inference_steps": 1,
-        "guidance_scale": 1.0, "batch_size": 1024})
+    pipe = Pipeline(condition_builders=["semantic_map"],
+                    backbone={"name": "controlnet_ldm", "preset": "tiny"},
+                    stage_options={"generate": {"num_inference_steps": 1, "guidance_scale": 1.0,
+                                                "batch_size": 1024}})
     pipe.fit(data, steps=1, vae_steps=1, batch_size=2, progress=False, tensorboard=False)
     pipe.save_pretrained(root / "model")
     pipe = Pipeline.from_pretrained(root / "model")  # a fresh load, as `htd generate-slide`
+    assert pipe.generation_options().batch_size == 1024  # the saved generate: defaults
     yy, xx = np.mgrid[:size, :size]
     layout = SlideLayout((((yy // 97) + (xx // 131)) % 2).astype(np.uint8), pipe.backbone.class_map, 2.0)
     del yy, xx
@@ -38,7 +40,8 @@ SCRIPT = textwrap.dedent(
     summary = generate_slide(pipe, layout, root / "slide.tif", overlap=0.0, progress=False)
     numpy_peak = tracemalloc.get_traced_memory()[1]
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    latent = 4 * pipe.backbone.vae.config.latent_channels * (size // pipe.backbone.preset.vae_factor) ** 2
+    ae = pipe.backbone.autoencoder
+    latent = 4 * ae.latent_channels * (size // ae.factor) ** 2
     print(json.dumps({"rss_peak_increase": (after - before) * 1024, "python_numpy_peak": numpy_peak,
                       "latent_canvas_bytes": latent, "windows": summary["windows"]["count"]}))
     """

@@ -3,7 +3,7 @@
 The grid is the figure every stage shows: one row per example, one column per named view,
 e.g. ``{"map": ..., "crops": ..., "synthetic": ..., "nearest real": ...}``::
 
-    from htd_plugins.evaluators.reporting.figures import save_grid
+    from htd_plugins.evaluators import save_grid
     save_grid("grid.png", [{"map": cm.colorize(s.mask), "synthetic": s.image} for s in samples])
 """
 

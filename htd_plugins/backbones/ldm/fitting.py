@@ -1,0 +1,167 @@
+"""``fit`` of the latent diffusion backbones: the autoencoder (reused, loaded or trained by
+``train_autoencoder``), then the denoiser on accelerate (:mod:`.trainer`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from htd_core.errors import InputError
+from htd_core.interfaces import ConditionBuilder
+from htd_core.types import TissueSample
+
+#: The autoencoder's checkpoint inside a fit's ``output_dir`` while it trains (removed once
+#: ``output_dir/vae`` is written).
+AUTOENCODER_CHECKPOINT = "autoencoder-checkpoint.pt"
+
+
+def fit_latent_diffusion(
+    backbone: Any, samples: Iterable[TissueSample], builder: ConditionBuilder, options: dict
+) -> dict[str, Any]:
+    """Train ``backbone`` (a :class:`~.base.LatentDiffusionBackbone`) on ``samples`` with
+    conditions from ``builder``; ``options`` are ``TrainOptions`` fields over the preset's.
+
+    ``max_minutes`` bounds the whole call: reading the samples, the autoencoder (its share:
+    ``TrainOptions.vae_seconds``) and the diffusion training, which gets what is left.
+    Training runs on the backbone's ``device`` (``cpu`` stays on the CPU where CUDA is
+    present), and the trained denoiser and autoencoder are left there, unwrapped from
+    accelerate's mixed-precision autocast: generation right after ``fit`` equals generation
+    by the saved and reloaded model.
+    """
+    from htd_core.options import override
+    from htd_plugins.backbones.ldm.augment import Augmentation
+    from htd_plugins.backbones.ldm.loop import make_accelerator, train_denoiser
+    from htd_plugins.backbones.ldm.progress import Clock
+    from htd_plugins.backbones.ldm.sampling import training_scheduler
+    from htd_plugins.backbones.ldm.trainer import (
+        BatchSource,
+        fingerprint,
+        prepare_samples,
+        step_transform,
+    )
+
+    given = {k: v for k, v in options.items() if v is not None}  # None: the preset's
+    opts = override(backbone.preset.train, given, "fit")
+    clock = Clock.minutes(opts.max_minutes)  # the whole fit's wall-time bound
+    augment = (
+        opts.augment
+        if isinstance(opts.augment, Augmentation)
+        else Augmentation(**(opts.augment or {}))
+    )
+    size = backbone.image_size
+    data = prepare_samples(samples, size, opts.max_samples)
+    for_step = step_transform(samples)  # e.g. the curriculum's granularity at step t
+    class_map = data[0].class_map
+    channels = tuple(builder.channels(class_map))
+    token_names = tuple(builder.token_names(class_map))
+    token_dim = int(builder.token_dim or 0) if token_names else 0
+    config = {
+        **{k: v for k, v in backbone.options.items() if k != "device"},
+        "backbone": backbone.name, "channels": list(channels), "token_names": list(token_names),
+        "token_dim": token_dim, "num_samples": len(data), "data": fingerprint(data),
+        "for_step": None if for_step is None else for_step.__qualname__,
+        **{k: v for k, v in opts.trajectory_config().items() if k != "augment"},
+        "augment": vars(augment),
+    }  # fmt: skip
+    accelerator = make_accelerator(opts, backbone.device)
+    images = np.stack([d.image[:size, :size] for d in data])
+    ae_summary = prepare_autoencoder(
+        backbone, images, opts, accelerator.device, accelerator.is_main_process, clock
+    )
+    if backbone.denoiser is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(opts.seed)
+            parts = backbone.build_parts(
+                len(channels), token_dim, backbone.autoencoder.latent_channels
+            )
+            backbone.denoiser = backbone.make_denoiser(parts)
+    elif (channels, token_names) != (backbone.channels, backbone.token_names):
+        raise InputError(
+            f"{backbone.name} was trained on channels {list(backbone.channels)}; cannot continue "
+            f"with {list(channels)}: create a new backbone"
+        )
+    backbone.channels, backbone.token_names, backbone.token_dim = channels, token_names, token_dim
+    backbone.class_map = class_map
+    backbone.mpp = training_mpp(data)
+    noise = training_scheduler(1000, "scaled_linear", backbone.config.prediction_type)
+    backbone.denoiser.to(accelerator.device)
+    source = BatchSource(
+        data, builder, backbone.autoencoder, augment, batch_size=opts.batch_size, image_size=size,
+        seed=opts.seed, cache=opts.cache_latents, device=accelerator.device, for_step=for_step,
+    )  # fmt: skip
+    summary, ema = train_denoiser(
+        backbone.denoiser, noise, source, opts, accelerator=accelerator,
+        learning_rate=opts.learning_rate, warmup_steps=opts.warmup_steps or 0,
+        condition_dropout=backbone.config.condition_dropout, config=config, clock=clock,
+    )  # fmt: skip
+    # without accelerate's autocast wrapper of forward: generation now runs as after a reload
+    backbone.denoiser = accelerator.unwrap_model(backbone.denoiser, keep_fp32_wrapper=False)
+    if ema is not None:
+        ema.copy_to(backbone.denoiser)
+    backbone.denoiser.to(backbone.device).eval()
+    backbone.autoencoder.to(backbone.device)
+    summary = {
+        **summary,
+        "vae": ae_summary,
+        "backbone": backbone.name,
+        "preset": backbone.preset.name,
+    }
+    backbone.history.append({k: v for k, v in summary.items() if k != "last_checkpoint"})
+    if opts.output_dir and accelerator.is_main_process:
+        summary["model_dir"] = str(Path(opts.output_dir) / "model")
+        backbone.save(summary["model_dir"])
+    return summary
+
+
+def prepare_autoencoder(
+    backbone: Any, images: np.ndarray, opts: Any, device: torch.device, is_main: bool, clock: Any
+) -> dict[str, Any]:
+    """Give ``backbone`` its autoencoder, on ``device``: the one it has (a second fit, a
+    loaded model), the one of a run being resumed (``output_dir/vae``), the ``autoencoder``
+    option's, or a new one from :meth:`~.base.LatentDiffusionBackbone.train_autoencoder` on
+    ``images`` (``opts.vae_*`` over the preset's; for its share of ``clock``, resumable from
+    ``output_dir/autoencoder-checkpoint.pt``). Returns a summary. (With several processes each
+    trains the same seeded autoencoder; train it once with ``htd train-vae``.)
+    """
+    from htd_plugins.backbones.ldm.kl import KLAutoencoder
+
+    if backbone.autoencoder is not None:
+        backbone.autoencoder.frozen(device)
+        return {"source": "existing", "scaling_factor": backbone.autoencoder.scaling_factor}
+    out = Path(opts.output_dir) if opts.output_dir else None
+    saved = out / "vae" if out is not None else None
+    given = backbone.config.autoencoder
+    if saved is not None and opts.resume and (saved / "config.json").is_file():
+        ae, summary = KLAutoencoder.load(saved).frozen(device), {"source": str(saved)}
+        if opts.progress:
+            from htd_plugins.backbones.ldm.autoencoder_training import _note
+
+            _note(f"autoencoder: reusing the one trained before in {saved}")
+    elif given:
+        ae, summary = KLAutoencoder.load(given).frozen(device), {"source": given}
+        ae.scaling_factor = backbone.config.scaling_factor or ae.measure_scaling_factor(images)
+    else:
+        checkpoint = out / AUTOENCODER_CHECKPOINT if out is not None and is_main else None
+        if checkpoint is not None and not opts.resume:
+            checkpoint.unlink(missing_ok=True)
+        summary = backbone.train_autoencoder(
+            images, checkpoint=checkpoint, clock=clock.stage(opts.vae_seconds()),
+            progress=opts.progress, **opts.autoencoder_options(backbone.preset.autoencoder_train).to_dict(),
+        )  # fmt: skip
+        ae = backbone.autoencoder.frozen(device)
+    if saved is not None and is_main and not (saved / "config.json").is_file():
+        ae.save(saved)
+    if out is not None and is_main:
+        (out / AUTOENCODER_CHECKPOINT).unlink(missing_ok=True)
+    backbone.autoencoder = ae
+    return {**summary, "scaling_factor": ae.scaling_factor}
+
+
+def training_mpp(samples: Sequence[TissueSample]) -> float | None:
+    """Median ``meta['mpp']`` of the training samples (None when none says it)."""
+    values = [float(s.meta["mpp"]) for s in samples if s.meta.get("mpp") not in (None, "")]
+    return float(np.median(values)) if values else None

@@ -1,1 +1,0 @@
-"""Evaluation sets, report writing and figures shared by ``htd evaluate`` and the demo."""
