@@ -24,16 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class Autoencoder:
-    """The ``model`` the frechet evaluator reconstructs with (``reconstruct(images)``)."""
-
-    def __init__(self, vae, factor: int) -> None:
-        self.vae, self.factor = vae, factor
-
-    def reconstruct(self, images: np.ndarray) -> np.ndarray:
-        from htd_plugins.backbones.ldm.autoencoder import reconstruct_images
-
-        return reconstruct_images(self.vae, images, self.factor)
+def held_out_l1(backbone, images: np.ndarray) -> float:
+    """Mean absolute error (0-255) of the autoencoder's reconstructions of ``images``."""
+    return float(np.abs(backbone.reconstruct(images).astype(np.float64) - images).mean())
 
 
 def main() -> None:
@@ -45,9 +38,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from htd_core.plugins import create
-    from htd_plugins.backbones.ldm.autoencoder import build_vae, reconstruction_error, train_vae
-    from htd_plugins.backbones.ldm.presets import get_preset
+    from htd_core import create
     from htd_plugins.experiment import get_budget, load_experiment
     from htd_plugins.experiment.data import sample_splits
 
@@ -56,28 +47,28 @@ def main() -> None:
     data = sample_splits(cfg.data, budget.image_size, budget.max_train, budget.n_test, args.seed)
     train = np.stack([s.image for s in data.train])
     test = np.stack([s.image for s in data.test])
-    preset = get_preset(budget.preset)
     held_out = [
         type(s)(s.image, s.mask, s.class_map, {**s.meta, "split": "test"}) for s in data.test
     ]
     rows = []
     with tempfile.TemporaryDirectory() as cache:
         for weight in (float(w) for w in args.weights.split(",")):
-            vae = build_vae(preset.vae, budget.image_size, seed=args.seed)
+            # as the experiment's shared autoencoder: its first arm's backbone, the preset's
+            # autoencoder training options (batch, learning rate, crops) but for these
+            backbone = create("backbones", "controlnet_ldm", preset=budget.preset,
+                              image_size=budget.image_size)  # fmt: skip
             start = time.perf_counter()
-            summary = train_vae(
-                vae, train, steps=args.steps, batch_size=preset.train.get("batch_size", 16),
-                learning_rate=preset.train.get("vae_learning_rate", 1e-3),
-                crop_size=preset.train.get("vae_crop_size"), seed=args.seed,
+            summary = backbone.train_autoencoder(
+                train, progress=False, steps=args.steps, seed=args.seed,
                 adversarial_weight=weight, adversarial_start=args.start,
             )  # fmt: skip
             seconds = time.perf_counter() - start
-            ev = create("evaluators", "frechet", cache_dir=Path(cache) / "fd",
-                        model=Autoencoder(vae, preset.vae_factor))  # fmt: skip
+            # the frechet evaluator reconstructs with the backbone's autoencoder
+            ev = create("evaluators", "frechet", cache_dir=Path(cache) / "fd", model=backbone)
             metrics = ev.evaluate(held_out, held_out[:2])  # only the reconstruction row is read
             fd = {k: round(e["fd_reconstruction"], 2) for k, e in metrics["encoders"].items()}
             rows.append({"adversarial_weight": weight, "start": args.start, "steps": args.steps,
-                         "held_out_l1": round(reconstruction_error(vae, test), 2),
+                         "held_out_l1": round(held_out_l1(backbone, test), 2),
                          "reconstruction_fd": fd, "train_seconds": round(seconds, 1),
                          "final_loss": summary["final_loss"],
                          "load": [round(x, 2) for x in os.getloadavg()]})  # fmt: skip

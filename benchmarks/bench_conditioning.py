@@ -102,13 +102,18 @@ def bench_training_share(samples: list[TissueSample]) -> None:
         import torch
 
         from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
+        from htd_plugins.backbones.ldm.kl import KLAutoencoder
         from htd_plugins.backbones.ldm.sampling import training_scheduler
         from htd_plugins.backbones.ldm.training import diffusion_loss
     except ImportError as exc:
         print(f"\ncontrolnet_ldm not importable ({exc}): training-step share not measured")
         return
     backbone = ControlNetLDM(preset="small", device="cpu")
-    size, batch = backbone.image_size, int(backbone.preset.train["batch_size"])
+    size, batch = backbone.image_size, int(backbone.preset.train.batch_size)
+    # the preset's (untrained) autoencoder, as fit gives the backbone one before its
+    # denoiser: its factor and channels shape the latents
+    backbone.autoencoder = KLAutoencoder.build(backbone.preset.vae, size).frozen("cpu")
+    latent_channels, h, w = backbone.latent_shape(size, size)
     dual = SemanticMapBuilder() + CropBuilder()
     small = [
         TissueSample(
@@ -123,11 +128,10 @@ def bench_training_share(samples: list[TissueSample]) -> None:
     conds = [dual.build(s, seed=0) for s in small[:batch]]
     spatial = torch.stack([c.spatial for c in conds] * (batch // len(conds) + 1))[:batch]
     torch.manual_seed(0)
-    denoiser = backbone.make_denoiser(backbone.build_parts(spatial.shape[1], 0, 4))
+    denoiser = backbone.make_denoiser(backbone.build_parts(spatial.shape[1], 0, latent_channels))
     optimizer = torch.optim.AdamW(denoiser.parameters(), lr=1e-4)
     noise = training_scheduler(1000, "scaled_linear", "epsilon")
-    f = backbone.preset.vae_factor
-    latents = torch.randn(batch, 4, size // f, size // f)
+    latents = torch.randn(batch, latent_channels, h, w)
     gen = torch.Generator().manual_seed(0)
 
     def step() -> None:

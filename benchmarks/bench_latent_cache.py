@@ -38,7 +38,7 @@ def main() -> None:
     backbone.fit(samples, builder, steps=1, **common)  # builds the autoencoder and the model
 
     start = time.perf_counter()
-    BatchSource(samples, builder, backbone.vae, Augmentation(), batch_size=16, image_size=64,
+    BatchSource(samples, builder, backbone.autoencoder, Augmentation(), batch_size=16, image_size=64,
                 seed=0, cache=True, device=torch.device("cpu"))  # fmt: skip
     cache_seconds = time.perf_counter() - start
     rates = {}

@@ -31,6 +31,7 @@ def main() -> None:
 
     from diffusers import StableDiffusionControlNetPipeline
 
+    from htd_core import GenerationOptions
     from htd_core.testing import synthetic_sample
     from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
     from htd_plugins.backbones.ldm.modules import TokenEncoder
@@ -39,7 +40,11 @@ def main() -> None:
 
     samples = [synthetic_sample(64, seed=s) for s in range(args.batch)]
     builder = SemanticMapBuilder() + CropBuilder(fixed_size=20, min_size=4)
-    backbone = ControlNetLDM(preset="small", guidance_scale=1.0, num_inference_steps=args.steps)
+    backbone = ControlNetLDM(preset="small")
+    options = GenerationOptions(
+        guidance_scale=1.0, scheduler="ddim", num_inference_steps=args.steps,
+        batch_size=args.batch, seed=0,
+    )  # fmt: skip
     backbone.fit(
         samples, builder, steps=1, vae_steps=1, progress=False, tensorboard=False, batch_size=2
     )
@@ -57,9 +62,7 @@ def main() -> None:
     image = torch.stack([c.spatial for c in conds])
 
     def run_htd() -> np.ndarray:
-        return backbone.generate(
-            conds, seed=0, num_inference_steps=args.steps, batch_size=args.batch
-        )
+        return backbone.generate(conds, options)
 
     def run_diffusers() -> np.ndarray:
         gens = [torch.Generator().manual_seed(i) for i in range(args.batch)]

@@ -53,7 +53,6 @@ def main() -> None:
     from htd_core import Pipeline
     from htd_core.testing import synthetic_sample
     from htd_core.types import TissueSample
-    from htd_plugins.backbones.ldm.sampling import decode
     from htd_plugins.condition_builders import CropBank
     from htd_plugins.slide_synthesis import SlideLayout, generate_slide
     from htd_plugins.slide_synthesis.conditions import WindowConditions
@@ -65,7 +64,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="htd-bench-slide-"))
     pipe = Pipeline(
         condition_builders=["semantic_map", {"name": "crop", "fixed_size": 24, "min_size": 4}],
-        backbone={"name": "controlnet_ldm", "preset": "small", "num_inference_steps": args.steps},
+        backbone={"name": "controlnet_ldm", "preset": "small"},
+        stage_options={"generate": {"num_inference_steps": args.steps}},
     )
     pipe.fit(samples, steps=1, vae_steps=1, batch_size=2, progress=False, tensorboard=False)
     pipe.save_pretrained(root / "model")
@@ -74,16 +74,19 @@ def main() -> None:
         root / "model", builder_options={"bank": str(root / "bank.safetensors")}
     )
     backbone = pipe.backbone
+    # what generate_slide resolves too: the saved generate: defaults over GenerationOptions'
+    options = pipe.generation_options(seed=0)
     layout = SlideLayout(blobs(args.size), backbone.class_map, 2.0)
-    f, side = backbone.preset.vae_factor, backbone.image_size
+    f, side = backbone.autoencoder.factor, backbone.image_size
     plan = WindowPlan.create(args.size // f, args.size // f, side // f, 0.5)
     positions = [tuple(int(v) * f for v in plan.position(i)) for i in range(len(plan))]
     windows = WindowConditions(pipe.condition_builder, layout.mask, layout.class_map, 2.0,
                                positions, side, 0, "window")  # fmt: skip
     conditions = [windows.build(i) for i in range(len(plan))]
-    n, bs = len(plan), backbone.options["batch_size"]
-    print(f"{args.size} x {args.size} px, {n} windows of {side} px, {args.steps} steps, "
-          f"guidance {backbone.options['guidance_scale']}, batch {bs}, {args.threads} thread(s)")  # fmt: skip
+    n, bs = len(plan), options.batch_size
+    print(f"{args.size} x {args.size} px, {n} windows of {side} px, "
+          f"{options.num_inference_steps} {options.scheduler} steps, guidance {options.guidance_scale}, "
+          f"batch {bs}, {args.threads} thread(s)")  # fmt: skip
 
     def run_slide(k: int) -> tuple[float, float]:
         marks: list[float] = []
@@ -94,12 +97,12 @@ def main() -> None:
 
     def run_independent() -> float:
         start = time.perf_counter()
-        backbone.generate(conditions, seed=0, batch_size=bs)
+        backbone.generate(conditions, options)
         total = time.perf_counter() - start
-        z = torch.randn(n, backbone.vae.config.latent_channels, side // f, side // f)
+        z = torch.randn(n, backbone.autoencoder.latent_channels, side // f, side // f)
         start = time.perf_counter()
-        for b in range(0, n, bs):
-            decode(backbone.vae, z[b : b + bs])
+        for b in range(0, n, bs):  # as generate decodes each batch
+            backbone.decode(z[b : b + bs])
         return total - (time.perf_counter() - start)
 
     loops, totals, indep = [], [], []

@@ -99,12 +99,15 @@ def train_workload(args):
 
 
 def generate_workload(args):
+    import htd_core
+
     backbone, builder, samples, _ = _small_model()
     conditions = [builder.build(s, seed=i) for i, s in enumerate(samples[: args.images])]
+    options = htd_core.GenerationOptions(seed=0, num_inference_steps=10, scheduler="ddim")
 
     def run() -> float:
         start = time.perf_counter()
-        backbone.generate(conditions, seed=0, num_inference_steps=10, scheduler="ddim")
+        backbone.generate(conditions, options)
         return len(conditions) / (time.perf_counter() - start)
 
     return run, "images/s", "small"

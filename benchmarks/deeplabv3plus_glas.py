@@ -16,8 +16,8 @@ import time
 
 from htd_core.data import shared_data_dir
 from htd_core.types import TissueSample
+from htd_plugins.evaluation import open_set
 from htd_plugins.evaluators.deeplabv3plus import DeepLabV3PlusEvaluator
-from htd_plugins.evaluators.reporting.sets import open_set
 
 
 def main() -> None:

@@ -32,9 +32,11 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
 
+    from htd_core.evaluation import EvaluationDriver, EvaluatorRun
     from htd_core.pipeline import Pipeline
     from htd_plugins.experiment import Experiment
-    from htd_plugins.experiment.scores import frechet_evaluator, frechet_scores
+    from htd_plugins.experiment.config import EVALUATOR_DEFAULTS
+    from htd_plugins.experiment.measure import evaluation_driver
 
     exp = Experiment(
         args.config, budget=args.budget, output_dir=args.output_dir, log=lambda t: None
@@ -43,15 +45,27 @@ def main() -> None:
     trained = json.loads((exp.out / "stages" / f"train--{args.arm}.json").read_text())["result"]
     pipe = Pipeline.from_pretrained(trained["model_dir"])
     layouts = exp.layouts()[: args.max_layouts]
-    evaluator = frechet_evaluator(exp, trained, len(layouts))
+    # the run's frechet evaluator (its options and run-wide settings: device, encoders, the
+    # feature cache in OUT/cache, the shared autoencoder through the arm's model), alone and
+    # without the run's result store, so nothing the run reports is replaced
+    run_driver = evaluation_driver(exp, trained["model_dir"], log=lambda t: None)
+    frechet = [r for r in run_driver.runs if r.name == "frechet"]
+    frechet = frechet or [EvaluatorRun("frechet", {**EVALUATOR_DEFAULTS["frechet"],
+                                                   **exp.budget.evaluators.get("frechet", {})})]  # fmt: skip
+    driver = EvaluationDriver(frechet, settings=run_driver.settings, progress=False)
+    real = list(exp.data.test) + list(exp.data.train)  # held-out first, marked split=test
     for scale in (float(s) for s in args.scales.split(",")):
         start = time.perf_counter()
-        samples = pipe.generate(layouts, seed=exp.config.seed, guidance_scale=scale)
+        # the run's generation options (sampler, steps, seed) at this guidance
+        options = {**exp.budget.generation(exp.config.seed), "guidance_scale": scale}
+        samples = pipe.generate(layouts, options)
         seconds = time.perf_counter() - start
-        scores = frechet_scores(exp, evaluator, samples)["sets"]["synthetic"]
+        scores = driver.run(real, {"synthetic": samples})["frechet"]["synthetic"]["encoders"]
         print(json.dumps({"arm": args.arm, "guidance_scale": scale, "n": len(samples),
-                          "fd": {k: v["fd"] for k, v in scores.items()},
-                          "kid": {k: v["kid"] for k, v in scores.items()},
+                          "options": {k: v for k, v in options.items() if k != "guidance_scale"},
+                          "fd": {k: round(v["fd"], 2) for k, v in scores.items()},
+                          "kid": {k: round(v["kid"], 5) if "kid" in v else None
+                                  for k, v in scores.items()},
                           "generate_seconds": round(seconds, 1),
                           "load": [round(x, 2) for x in os.getloadavg()]}), flush=True)  # fmt: skip
 

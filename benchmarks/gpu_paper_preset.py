@@ -30,10 +30,11 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    import numpy as np
     import torch
 
+    from htd_core import create
     from htd_core.data import shared_data_dir
-    from htd_core.plugins import create
 
     root = args.data_dir or shared_data_dir(required=True)
     sampler = create(
@@ -49,10 +50,17 @@ def main() -> None:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
+    # the autoencoder first, at the same batch size as the denoiser (fit would use the
+    # preset's autoencoder batch); fit then keeps it
+    size = backbone.image_size
+    images = np.stack([s.image[:size, :size] for s in samples])
+    vae = backbone.train_autoencoder(
+        images, steps=args.vae_steps, batch_size=args.batch_size, progress=True
+    )
     summary = backbone.fit(
         samples, builder, output_dir=tempfile.mkdtemp(prefix="htd-paper-"), steps=args.steps,
-        vae_steps=args.vae_steps, batch_size=args.batch_size, checkpoint_every=max(args.steps, 1),
-        progress=True, tensorboard=False,
+        batch_size=args.batch_size, checkpoint_every=max(args.steps, 1), progress=True,
+        tensorboard=False,
     )  # fmt: skip
     total = time.perf_counter() - start
     parts = backbone.denoiser.parts
@@ -63,9 +71,7 @@ def main() -> None:
         "image_size": 224,
         "batch_size": args.batch_size,
         "mixed_precision": "auto",
-        "vae_steps_per_second": round(
-            summary["vae"]["steps"] / max(summary["vae"]["seconds"], 1e-9), 3
-        ),
+        "vae_steps_per_second": round(vae["steps"] / max(vae["seconds"], 1e-9), 3),
         "diffusion_steps": summary["steps"],
         "diffusion_steps_per_second": summary["steps_per_second"],
         "final_loss": summary["final_loss"],

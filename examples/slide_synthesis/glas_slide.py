@@ -85,7 +85,7 @@ def main() -> None:
     pipe = Pipeline.from_pretrained(args.model, builder_options={"bank": str(bank)})
     layout = read_layout(HERE / "glands.geojson", pipe.backbone.class_map, mpp=MPP,
                          size=(1024, 1024), fill="non_gland")  # fmt: skip
-    window_latent = pipe.backbone.image_size // pipe.backbone.preset.vae_factor
+    window_latent = pipe.backbone.image_size // pipe.backbone.autoencoder.factor
     runs = {
         "blended": {},
         "naive": {"overlap": 0.0, "decode_overlap": 0.0, "decode_tile": window_latent},
