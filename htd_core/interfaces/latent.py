@@ -47,13 +47,11 @@ class Autoencoder(ABC):
         factor: pixels per latent cell along a side (the spatial downsampling; 1: pixel space).
         latent_channels: C of the latents.
         scaling_factor: latents are the encoder's output times this.
-        trainable: ``LatentBackbone.train_autoencoder`` can fit it to patches.
     """
 
     factor: int = 1
     latent_channels: int = 3
     scaling_factor: float = 1.0
-    trainable: bool = False
 
     @abstractmethod
     def distribution(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,8 +7,8 @@ Public names (for the experiment, scripts and tests; the modules are internal):
 - :func:`open_set`: a lazy sequence of samples from a dataset, tile or image folder;
 - :func:`open_sets`, :func:`check_leakage`: ``htd evaluate``'s sets from its arguments, and
   the refusal of synthetic sets made from held-out images;
-- :func:`write_report`, :func:`evaluator_sections`, :func:`example_rows`: ``metrics.json`` +
-  ``report.md``, the evaluators' sections, the example grid's rows.
+- :func:`write_report`, :func:`example_rows`: ``metrics.json`` + ``report.md`` (the
+  evaluators' own sections), the example grid's rows.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 
 __all__ = [
     "check_leakage",
-    "evaluator_sections",
     "example_rows",
     "open_set",
     "open_sets",
@@ -28,7 +27,6 @@ _HOME = {
     "open_sets": "inputs",
     "check_leakage": "inputs",
     "write_report": "report",
-    "evaluator_sections": "report",
     "example_rows": "report",
 }
 

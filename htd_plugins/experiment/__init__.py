@@ -4,7 +4,8 @@ One YAML (:mod:`.config`) names a real dataset and its split by source image, th
 embedding, unconditional, ...), a budget preset (:mod:`.budgets`) and the evaluators; the
 runner (:mod:`.runner`) trains one shared autoencoder and each arm's own model with the same
 budget and seed, generates from the same training layouts, scores every arm against the
-held-out patches (:mod:`.scores`) and writes ``results.md`` / ``results.json`` /
+held-out patches with every evaluator of the file (:mod:`.measure`, through the one evaluation
+driver) and writes ``results.md`` / ``results.json`` /
 ``figure.png`` (:mod:`.results`). Every stage resumes.
 
 >>> from htd_plugins.experiment import run_experiment

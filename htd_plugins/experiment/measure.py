@@ -53,13 +53,13 @@ def evaluation_driver(exp: Any, model_dir: str | Path | None = None, log: Any = 
 
 
 def evaluate_all(
-    exp: Any, trained: Mapping[str, Any], generated: Mapping[str, Any]
+    exp: Any,
+    trained: Mapping[str, Any],
+    generated: Mapping[str, Any],
+    sets: Mapping[str, Sequence[TissueSample]],
 ) -> tuple[dict[str, Any], Any]:
-    """``scores[evaluator][arm] = metrics`` of every arm, and the driver (its classes and
-    output folders write the report sections)."""
-    from htd_core.dataset import Dataset
-
-    sets = {name: list(Dataset(g["path"])) for name, g in generated.items()}
+    """``scores[evaluator][arm] = metrics`` of every arm's synthetic samples (``sets``), and
+    the driver (its classes and output folders write the report sections)."""
     model = next(iter(trained.values()))["model_dir"]  # any arm: the autoencoder is shared
     driver = evaluation_driver(exp, model)
     real = list(exp.data.test) + list(exp.data.train)  # held-out first, marked split=test

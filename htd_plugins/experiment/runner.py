@@ -82,6 +82,7 @@ class Experiment:
     # -- stages ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run every stage not done yet; returns the results (also in ``results.json``)."""
+        from htd_core.dataset import Dataset
         from htd_core.outputs import start_output
         from htd_plugins.experiment.measure import crop_fidelity, evaluate_all
         from htd_plugins.experiment.results import write_results
@@ -94,12 +95,10 @@ class Experiment:
         vae = self.autoencoder()
         trained = {arm.name: self.train(arm, vae) for arm in self.config.arms}
         generated = {arm.name: self.generate(arm, trained[arm.name]) for arm in self.config.arms}
-        scores, driver = evaluate_all(self, trained, generated)
+        sets = {a: list(Dataset(g["path"])) for a, g in generated.items()}
+        scores, driver = evaluate_all(self, trained, generated, sets)
         diagnostics = {}
-        if "crop" in generated:
-            from htd_core.dataset import Dataset
-
-            sets = {a: list(Dataset(g["path"])) for a, g in generated.items()}
+        if "crop" in sets:
             diagnostics["crop_fidelity"] = crop_fidelity(self.layouts(), sets)
         results = {
             "name": self.config.name, "config": self.config.source, "budget": self.budget.to_dict(),

@@ -29,8 +29,6 @@ class KLAutoencoder(Autoencoder):
         module: the ``AutoencoderKL``.
     """
 
-    trainable = True
-
     def __init__(self, module: Any) -> None:
         self.module = module
 
