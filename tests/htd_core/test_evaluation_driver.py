@@ -113,8 +113,13 @@ def test_a_subset_caps_the_synthetic_samples_scored(htd_manager, register_plugin
     real, synthetic = sets
     driver = EvaluationDriver([EvaluatorRun("count", subset=4)], progress=False)
     results = driver.run(real, synthetic, seed=1)
-    assert results["count"]["a"]["synthetic"] == 4 and results["count"]["a"]["n_synthetic_scored"] == 4
-    assert results["count"]["b"]["synthetic"] == 3 and "n_synthetic_scored" not in results["count"]["b"]
+    assert (
+        results["count"]["a"]["synthetic"] == 4 and results["count"]["a"]["n_synthetic_scored"] == 4
+    )
+    assert (
+        results["count"]["b"]["synthetic"] == 3
+        and "n_synthetic_scored" not in results["count"]["b"]
+    )
 
 
 def test_bad_evaluators_fail_before_any_work(htd_manager, register_plugin):

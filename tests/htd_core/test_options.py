@@ -30,9 +30,15 @@ SIZES = {"small": Size("small", 8), "large": Size("large", 64, 3)}
 def test_the_preset_helper_names_presets_and_fields_and_validates_overrides():
     assert preset(SIZES, "large") is SIZES["large"]
     assert preset(SIZES, "small", {"depth": 2}) == Size("small", 8, 2)
-    with pytest.raises(InputError, match=r"unknown size 'smal'\. Did you mean 'small'\? Choose one of: small, large"):
+    with pytest.raises(
+        InputError,
+        match=r"unknown size 'smal'\. Did you mean 'small'\? Choose one of: small, large",
+    ):
         preset(SIZES, "smal", what="size")
-    with pytest.raises(InputError, match=r"size 'small' has no option 'sid'\. Did you mean 'side'\? Options: side, depth"):
+    with pytest.raises(
+        InputError,
+        match=r"size 'small' has no option 'sid'\. Did you mean 'side'\? Options: side, depth",
+    ):
         preset(SIZES, "small", {"sid": 3}, what="size")
     with pytest.raises(InputError, match="side=0 must be >= 1"):  # replace() validates again
         override(SIZES["small"], {"side": 0}, "size")
@@ -63,7 +69,9 @@ def test_backbones_share_one_options_declaration():
     assert list(params) == ["self", "options", "overrides"]
     backbone = ControlNetLDM(LatentDiffusionOptions(preset="tiny"), zero_init=True)
     assert backbone.config.preset == "tiny" and backbone.config.zero_init is True
-    with pytest.raises(InputError, match="'vae' is no longer an option here: it is called `autoencoder`"):
+    with pytest.raises(
+        InputError, match="'vae' is no longer an option here: it is called `autoencoder`"
+    ):
         ConcatLDM(vae="some/folder")
     with pytest.raises(InputError, match="condition_dropout=1.5 must be in"):
         ConcatLDM(condition_dropout=1.5)

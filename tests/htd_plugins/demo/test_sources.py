@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from htd_plugins.experiment.measure import crop_view
 
 from htd_core.images import opaque_id
 from htd_core.types import Condition
@@ -17,6 +16,7 @@ from htd_plugins.demo.sources import (
     stain_map,
     upsample_grid,
 )
+from htd_plugins.experiment.measure import crop_view
 
 
 def test_glas_patches_are_heterogeneous_and_split_by_source(shared_data):

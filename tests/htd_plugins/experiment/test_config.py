@@ -55,7 +55,9 @@ def test_budgets_fix_steps_and_unknown_ones_are_refused():
     assert get_budget("gpu").preset == "paper" and get_budget("gpu").image_size == 256
     with pytest.raises(InputError, match=r"unknown budget 'cpu-quik'\. Did you mean 'cpu-quick'"):
         get_budget("cpu-quik")
-    with pytest.raises(InputError, match="budget 'tiny' has no option 'stepz'. Did you mean 'steps'"):
+    with pytest.raises(
+        InputError, match="budget 'tiny' has no option 'stepz'. Did you mean 'steps'"
+    ):
         get_budget("tiny", stepz=3)
     with pytest.raises(InputError, match="budget steps=0 must be an integer >= 1"):
         get_budget("tiny", steps=0)

@@ -94,7 +94,9 @@ def test_changing_guidance_regenerates_and_rescores_but_reuses_training(
     stored = out / "evaluation" / "results" / "frechet--crop.json"
     key = json.loads(stored.read_text())["key"]
     train = (out / "stages" / "train--crop.json").stat().st_mtime_ns
-    second = run(config(Path(shared_data), ["frechet"], budget_options={"guidance_scale": 4.0}), out)
+    second = run(
+        config(Path(shared_data), ["frechet"], budget_options={"guidance_scale": 4.0}), out
+    )
     assert (out / "stages" / "train--crop.json").stat().st_mtime_ns == train  # training reused
     assert second["arms"]["crop"] == first["arms"]["crop"]
     rows = Dataset(out / "arms" / "crop" / "synthetic").rows
