@@ -17,12 +17,21 @@ from collections.abc import Sequence
 from htd_core.errors import HtdError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with htd's error style: a bad option or value is one line on stderr naming the
+    option, the value and the fix (``htd train-vae: error: argument --batch-size: 0 must be an
+    integer >= 1; see htd train-vae --help``), exit 2; no usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser with one sub-parser per registered command (ordered by ``Command.order``)."""
     from htd_core import __version__
     from htd_core.plugins import get_plugin_manager
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="htd",
         description="HeteroTissue-Diffuse: synthesize heterogeneous H&E tissue with "
         "dual-conditioned diffusion (semantic map + real crops).",

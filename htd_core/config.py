@@ -52,6 +52,8 @@ class ComponentSpec:
     name: str
     options: dict[str, Any] = field(default_factory=dict)
     where: str = ""
+    #: written as a mapping (``{name: ..., ...}``): its name is the key ``name`` of ``where``
+    mapping: bool = False
 
     @classmethod
     def parse(cls, value: Any, where: str) -> ComponentSpec:
@@ -63,7 +65,7 @@ class ComponentSpec:
                     f"{where}: a component mapping needs a 'name' key, got {sorted(value)}"
                 )
             options = {str(k): v for k, v in value.items() if k != "name"}
-            return cls(str(value["name"]), options, where)
+            return cls(str(value["name"]), options, where, mapping=True)
         raise ConfigError(
             f"{where}: expected a component name or a mapping with 'name', got {type(value).__name__}"
         )
@@ -77,7 +79,7 @@ class ComponentSpec:
         try:
             entry = registry.entry(self.name)
         except RegistryError as exc:
-            raise ConfigError(f"{self.where}.name: {exc}") from None
+            raise ConfigError(f"{self.where}{'.name' if self.mapping else ''}: {exc}") from None
         try:
             check_options(entry.factory, self.options, f"{registry.kind} {self.name!r}")
         except RegistryError as exc:

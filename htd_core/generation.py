@@ -34,9 +34,9 @@ class GenerationOptions:
     """How one generation call samples.
 
     Attributes:
-        guidance_scale: classifier-free guidance g (Ho & Salimans 2022): the model output is
-            ``null + g * (cond - null)``; 1 (or less) runs the conditional branch only. A null
-            condition is never guided (what a manifest records for it is 1).
+        guidance_scale: classifier-free guidance g >= 1 (Ho & Salimans 2022): the model output
+            is ``null + g * (cond - null)``; 1 runs the conditional branch only (no guidance).
+            A null condition is never guided (what a manifest records for it is 1).
         scheduler: the sampler's registered name in the backbone (``ddim``, ``dpmsolver++``
             for the latent diffusion backbones).
         num_inference_steps: sampler steps.
@@ -56,7 +56,7 @@ class GenerationOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "guidance_scale", check_number(self.guidance_scale, "guidance_scale", 0.0)
+            self, "guidance_scale", check_number(self.guidance_scale, "guidance_scale", 1.0)
         )
         check_int(self.num_inference_steps, "num_inference_steps", 1)
         check_int(self.batch_size, "batch_size", 1)
@@ -73,17 +73,33 @@ class GenerationOptions:
 
     @classmethod
     def layered(
-        cls, *layers: Mapping[str, Any] | None, what: str = "generation option"
+        cls,
+        *layers: Mapping[str, Any] | None,
+        what: str = "generation option",
+        unconditional: bool = False,
     ) -> GenerationOptions:
         """The defaults overridden by each layer in turn (later layers win; ``None`` values
-        and ``None`` layers are skipped).
+        and ``None`` layers are skipped). ``unconditional`` (null conditions, which are never
+        guided): guidance resolves to 1, and guidance > 1 in the last layer (the caller's) is
+        refused.
 
         Raises:
-            InputError: a key that is not a generation option (closest name and the list).
+            InputError: a key that is not a generation option (closest name and the list), a
+                bad value, or guidance asked for with ``unconditional``.
         """
         merged: dict[str, Any] = {}
         for layer in layers:
             merged.update({k: v for k, v in (layer or {}).items() if v is not None})
+        if unconditional:
+            asked = (layers[-1] or {}).get("guidance_scale") if layers else None
+            if asked is not None and asked > 1:
+                from htd_core.errors import InputError
+
+                raise InputError(
+                    f"guidance_scale={asked} with unconditional generation: a null condition "
+                    "has nothing to guide by; drop the guidance (or give 1)"
+                )
+            merged["guidance_scale"] = 1.0
         return make_options(cls, merged, what)
 
     def replace(self, **changes: Any) -> GenerationOptions:
@@ -122,6 +138,8 @@ def generate_samples(
     size, seed = options.batch_size, options.seed
     for begin in range(start - start % size, len(layouts), size):
         chunk = list(range(max(begin, start), min(begin + size, len(layouts))))
+        if not chunk:  # a finished generation resumed at its end
+            break
         conditions = [
             # a null condition keeps the layout's size, so the image matches its mask
             Condition(meta={NULL_SIZE: tuple(layouts[i].mask.shape[:2])})

@@ -174,6 +174,7 @@ def atomic_write_folder(
     try:
         write(tmp)
         write_marker(tmp, kind)
+        _umask_modes(tmp)  # libraries that write through mkstemp (safetensors) leave 0600
         if not path.exists():
             os.replace(tmp, path)
         elif not any(path.iterdir()):  # the user's empty folder: fill it, keep the folder
@@ -188,6 +189,14 @@ def atomic_write_folder(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _umask_modes(folder: Path) -> None:
+    """Give every file below ``folder`` mode ``0o666 & ~umask`` (as htd's own writes)."""
+    mode = 0o666 & ~current_umask()
+    for entry in folder.rglob("*"):
+        if entry.is_file() and not entry.is_symlink():
+            os.chmod(entry, mode)
 
 
 def _not_ours(path: Path, kind: str) -> str:

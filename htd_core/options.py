@@ -116,11 +116,15 @@ def check_int(value: Any, what: str, low: int = 0) -> int:
 
 
 def check_number(value: Any, what: str, low: float = 0.0, *, above: bool = False) -> float:
-    """``value`` as a float when it is a number (not a bool) >= ``low`` (> ``low`` with
+    """``value`` as a float when it is a finite number (not a bool) >= ``low`` (> ``low`` with
     ``above``); else an InputError naming it."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    import math
+
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or not (value > low if above else value >= low):
-        raise InputError(f"{what}={value!r} must be a number {'>' if above else '>='} {low:g}")
+        raise InputError(
+            f"{what}={value!r} must be a finite number {'>' if above else '>='} {low:g}"
+        )
     return float(value)
 
 

@@ -150,27 +150,31 @@ class Pipeline:
         return summary
 
     def generation_options(
-        self, options: GenerationOptions | Mapping[str, Any] | None = None, **given: Any
+        self,
+        options: GenerationOptions | Mapping[str, Any] | None = None,
+        *,
+        unconditional: bool = False,
+        **given: Any,
     ) -> GenerationOptions:
         """THE place generation settings are decided (diffusers keeps them as call arguments).
 
-        The caller's values (``options``, then keywords; ``None`` means "not given") over the
-        pipeline's ``generate:`` defaults (a pipeline YAML's section, saved in a model
-        folder's ``pipeline.yaml``) over :class:`~htd_core.generation.GenerationOptions`'
-        defaults; then the backbone's :meth:`~htd_core.Backbone.check_generation` (which may
-        refuse a value asked for, or fall back from a default it cannot honour). What this
-        returns is what :meth:`iter_generate` passes to the backbone and records.
+        The caller's values (``options``, then keywords; ``None``: not given) over the
+        pipeline's ``generate:`` defaults (saved in a model folder's ``pipeline.yaml``) over
+        :class:`~htd_core.generation.GenerationOptions`' (``unconditional``: guidance 1, as a
+        null condition is never guided); then :meth:`~htd_core.Backbone.check_generation`.
+        :meth:`iter_generate` passes the result to the backbone and records it.
 
         Raises:
-            InputError: an unknown option name (closest name and the list) or a bad value.
+            InputError: an unknown option (closest name and the list), a bad value, guidance
+                asked for with ``unconditional``, or a value the backbone cannot honour.
         """
         backbone: Backbone = self._need("backbone", "generate")
         base = options.to_dict() if isinstance(options, GenerationOptions) else options or {}
-        asked = {**base, **given}
-        resolved = GenerationOptions.layered(self.stage_options.get("generate"), asked)
-        return backbone.check_generation(
-            resolved, frozenset(k for k, v in asked.items() if v is not None)
+        asked = {k: v for k, v in {**base, **given}.items() if v is not None}
+        resolved = GenerationOptions.layered(
+            self.stage_options.get("generate"), asked, unconditional=unconditional
         )
+        return backbone.check_generation(resolved, frozenset(asked))
 
     def iter_generate(
         self,
@@ -208,7 +212,7 @@ class Pipeline:
 
         backbone: Backbone = self._need("backbone", "generate")
         builder = None if unconditional else self._need("condition_builder", "generate")
-        opts = self.generation_options(options, **given)
+        opts = self.generation_options(options, unconditional=unconditional, **given)
         yield from generate_samples(backbone, builder, layouts, opts, start)
 
     def generate(

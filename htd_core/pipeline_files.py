@@ -154,4 +154,4 @@ def resolve_factory(manager: Any, hook: str, spec: ComponentSpec) -> Any:
     try:
         return manager.registry(hook).entry(spec.name).factory
     except RegistryError as exc:
-        raise ConfigError(f"{spec.where}.name: {exc}") from None
+        raise ConfigError(f"{spec.where}{'.name' if spec.mapping else ''}: {exc}") from None

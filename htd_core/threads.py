@@ -161,3 +161,28 @@ def report(command: str, choice: ThreadChoice) -> str:
     """The line a command prints (on stderr) about its choice."""
     unit = "thread" if choice.threads == 1 else "threads"
     return f"htd {command}: {choice.threads} CPU {unit} ({choice.reason}; --threads N to force)"
+
+
+def check_device(device: str | None, what: str = "--device") -> str | None:
+    """``device`` when this machine has it (``auto`` and None pass); else one InputError line
+    naming it and the fix, before any work (a CUDA device where torch sees none, or a string
+    torch does not read as a device)."""
+    if device in (None, "auto"):
+        return device
+    import torch
+
+    from htd_core.errors import InputError
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise InputError(
+            f"{what} {device!r} is not a torch device: use cpu, cuda or cuda:N"
+        ) from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"{what} {device}: no CUDA device on this machine; use {what} cpu")
+    if kind == "cuda" and torch.device(device).index is not None:
+        count = torch.cuda.device_count()
+        if torch.device(device).index >= count:
+            raise InputError(f"{what} {device}: this machine has {count} CUDA device(s)")
+    return device

@@ -269,7 +269,7 @@ BAD = [
     # 5. plugins
     Case("train: crop blocked by HTD_DISABLED_PLUGINS",
          lambda t, c: ["train", str(config((tiles(t / "tiles").parent) / "p.yaml")), "--output-dir", str(t / "run")],
-         r"condition_builders\[1\].name: condition builder 'crop' is blocked by HTD_DISABLED_PLUGINS",
+         r"condition_builders\[1\]: condition builder 'crop' is blocked by HTD_DISABLED_PLUGINS",
          disabled=frozenset({"crop"})),
 ]  # fmt: skip
 

@@ -139,8 +139,9 @@ def _slides_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the chosen stage (with the thread policy of :mod:`htd_core.threads`)."""
     from htd_core.outputs import check_output, output_folder
-    from htd_core.threads import configure_threads, report
+    from htd_core.threads import check_device, configure_threads, report
 
+    check_device(getattr(args, "device", None))
     kind, legacy = OUTPUTS.get(args.stage, (None, ()))
     state = process_state(args.device) if args.stage == "embed" else None
     if state is not None and state.num_processes > 1 and not state.is_main_process:

@@ -38,6 +38,8 @@ KIND = "evaluation"  # output kind (htd_core.outputs): --out is new, empty or an
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``htd evaluate``."""
+    from htd_core.options import int_at_least
+
     p.add_argument(
         "--real", required=True, help="real set folder (dataset, tile folder or images/)"
     )
@@ -79,8 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--classes",
         help="class names of tile folders that are not presets (comma-separated, mask-code order)",
     )
-    p.add_argument("--limit", type=int, help="use at most this many images of each set")
-    p.add_argument("--batch-size", type=int, default=32, help="samples read per step")
+    p.add_argument("--limit", type=int_at_least(1), help="use at most this many images of each set")
+    p.add_argument("--batch-size", type=int_at_least(1), default=32, help="samples read per step")
     p.add_argument("--device", default="cpu", help="torch device for encoders and models")
     p.add_argument("--cache-dir", help="folder of caches reused across runs (default OUT/cache)")
     p.add_argument("--force", action="store_true", help="recompute results already in OUT/partial")
@@ -159,9 +161,10 @@ def run(args: argparse.Namespace) -> int:
     from htd_core.evaluation import EvaluationDriver, EvaluatorRun
     from htd_core.outputs import check_output, start_output
     from htd_core.plugins import get_registry
-    from htd_core.threads import configure_threads, report
+    from htd_core.threads import check_device, configure_threads, report
     from htd_plugins.evaluation import check_leakage, open_sets, write_report
 
+    check_device(args.device)
     reg = get_registry("evaluators")
     names = _evaluator_names(args.evaluators, reg)
     user = _user_options(args.option, names)

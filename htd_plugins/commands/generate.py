@@ -33,6 +33,8 @@ EXTRA_COLUMNS = ("layout", *GENERATION_COLUMNS)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``htd generate``."""
+    from htd_core.options import int_at_least, number_at_least
+
     p.add_argument("model", help="saved pipeline folder (`htd train`'s model/)")
     p.add_argument("output", help="synthetic dataset folder (created or resumed)")
     src = p.add_mutually_exclusive_group(required=True)
@@ -57,81 +59,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="sampler, e.g. ddim or dpmsolver++ (default: the model folder's generate: "
         "defaults, else ddim)",
     )
-    p.add_argument("--steps", type=int, help="sampling steps (default: the model's, else 25)")
+    p.add_argument(
+        "--steps", type=int_at_least(1), help="sampling steps (default: the model's, else 25)"
+    )
     p.add_argument(
         "--guidance",
-        type=float,
+        type=number_at_least(1),
         help="classifier-free guidance scale, 1: none (default: the model's, else 2)",
     )
     p.add_argument(
-        "--batch-size", type=int, help="layouts per batch (default: the model's, else 16)"
+        "--batch-size",
+        type=int_at_least(1),
+        help="layouts per batch (default: the model's, else 16)",
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="layout i uses seed + i (noise and crop choice)"
+        "--seed",
+        type=int_at_least(0),
+        default=0,
+        help="layout i uses seed + i (noise and crop choice)",
     )
-    p.add_argument("--limit", type=int, help="generate for at most this many layouts")
+    p.add_argument("--limit", type=int_at_least(1), help="generate for at most this many layouts")
     add_threads_argument(p)
-
-
-def read_layouts(args: argparse.Namespace, class_map: Any, output: Path | None = None) -> list[Any]:
-    """Layouts (samples, with images when they come from a dataset). Each one's ``layout``
-    meta is ``<folder>#<i>``: row ``i`` of the dataset, or the ``i``-th mask PNG (sorted) of
-    the folder, the folder given relative to ``output`` (no local absolute path, no file name)."""
-    import numpy as np
-    from PIL import Image
-
-    from htd_core.dataset import Dataset
-    from htd_core.errors import InputError
-    from htd_core.images import image_files
-    from htd_core.splits import opaque_source
-    from htd_core.types import TissueSample
-
-    if args.dataset:
-        data = Dataset(args.dataset)
-        if data.class_map.names != class_map.names:
-            raise InputError(
-                f"dataset {args.dataset} has classes {list(data.class_map.names)} but the model was "
-                f"trained on {list(class_map.names)}"
-            )
-        n = len(data) if args.limit is None else min(args.limit, len(data))
-        where = relative_to(args.dataset, output)
-        return [_with_layout(data[i], f"{where}#{i}") for i in range(n)]
-    paths = image_files(args.masks, match="*.png")[: args.limit]
-    if not paths:
-        raise InputError(f"{args.masks}: no mask PNGs found")
-    out = []
-    lut = {tuple(c): i for i, c in enumerate(class_map.colors)}
-    where = relative_to(args.masks, output)
-    for i, p in enumerate(paths):
-        raw = np.asarray(Image.open(p))
-        if raw.ndim == 3:  # painted in class colours
-            rgb = raw[..., :3].reshape(-1, 3)
-            idx = np.array([lut.get(tuple(v), -1) for v in map(tuple, rgb)]).reshape(raw.shape[:2])
-            if (idx < 0).any():
-                raise InputError(
-                    f"mask {p} has colours that are no class colour {dict(zip(class_map.names, class_map.colors, strict=True))}"
-                )
-            raw = idx.astype(np.uint8)
-        class_map.check_mask(raw, f"mask {p}")
-        meta = {"layout": f"{where}#{i}", "slide_id": opaque_source(p.name)}  # its source image
-        out.append(TissueSample(None, raw.astype(np.uint8), class_map, meta))
-    return out
-
-
-def relative_to(path: str | Path, output: Path | None) -> str:
-    """``path`` relative to the output dataset folder (POSIX separators), as outputs record
-    inputs: a dataset can be moved or shared with its inputs beside it, and holds no local
-    absolute path. Without ``output``: ``path`` as given."""
-    import os
-
-    if output is None:
-        return Path(path).as_posix()
-    return Path(os.path.relpath(Path(path).resolve(), Path(output).resolve())).as_posix()
-
-
-def _with_layout(sample: Any, name: str) -> Any:
-    sample.meta = {**sample.meta, "layout": name}
-    return sample
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,6 +94,14 @@ def run(args: argparse.Namespace) -> int:
     from htd_core.pipeline import Pipeline
     from htd_core.pipeline_files import pipeline_id
     from htd_core.threads import configure_threads, report
+    from htd_plugins.commands.layouts import (
+        bank_files,
+        files_key,
+        layout_files,
+        manifest_rows,
+        read_layouts,
+        relative_to,
+    )
 
     model, output = Path(args.model), Path(args.output)
     check_output(output, KIND, what="OUTPUT", legacy=(SETTINGS,))  # before loading the model
@@ -164,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     layouts = read_layouts(args, class_map, output)
     options = pipe.generation_options(  # decided once; the manifest records them as used
         guidance_scale=args.guidance, scheduler=args.scheduler, num_inference_steps=args.steps,
-        batch_size=args.batch_size, seed=args.seed,
+        batch_size=args.batch_size, seed=args.seed, unconditional=args.unconditional,
     )  # fmt: skip
     used = {
         k: v for k, v in options.to_dict().items() if k != "batch_size"
@@ -174,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
         "crop_bank": args.crop_bank and relative_to(args.crop_bank, output),
         "unconditional": args.unconditional, "generation": used,
         # and the layouts and crop bank by content: rewritten files are other inputs
-        "layouts_content": files_key(_layout_files(args)),
-        "crop_bank_content": files_key(_bank_files(args.crop_bank)) if args.crop_bank else None,
+        "layouts_content": files_key(layout_files(args)),
+        "crop_bank_content": files_key(bank_files(args.crop_bank)) if args.crop_bank else None,
     }  # fmt: skip
     if not layouts:
         raise InputError(f"{args.dataset or args.masks}: no layouts to generate from")
@@ -190,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
                 "give --crop-bank FILE)"
             ) from None
     saved = output / SETTINGS
-    holds_samples = _rows(output / "manifest.csv") > 0  # settings bind only a started output
+    holds_samples = (
+        manifest_rows(output / "manifest.csv") > 0
+    )  # settings bind only a started output
     if holds_samples and saved.is_file() and (old := json.loads(saved.read_text())) != settings:
         diff = [k for k in settings if old.get(k) != settings[k]]
         if {"layouts_content", "crop_bank_content"} & set(diff):
@@ -225,51 +183,6 @@ def run(args: argparse.Namespace) -> int:
             writer.write(sample)
     print(f"synthetic dataset: {output} ({len(layouts)} samples)")
     return 0
-
-
-def _layout_files(args: argparse.Namespace) -> list[Path]:
-    """The files the layouts are read from (a dataset's manifest, class list, images and
-    masks; or the mask PNGs of a folder)."""
-    from htd_core.dataset import Dataset
-    from htd_core.images import image_files
-
-    if args.dataset:
-        root = Path(args.dataset)
-        rows = Dataset(root).rows
-        files = [root / r[k] for r in rows for k in ("image", "mask")]
-        return [root / "manifest.csv", root / "classes.json", *files]
-    return image_files(args.masks, match="*.png")
-
-
-def _bank_files(bank: str) -> list[Path]:
-    """The crop bank's file (``.safetensors`` appended when missing, as CropBank.load does)."""
-    path = Path(bank)
-    if not path.is_file() and path.with_name(path.name + ".safetensors").is_file():
-        path = path.with_name(path.name + ".safetensors")
-    if not path.is_file():
-        from htd_core.errors import InputError
-
-        raise InputError(f"--crop-bank {bank}: no such file (build one with CropBank.save)")
-    return [path]
-
-
-def files_key(paths: list[Path]) -> str:
-    """SHA-256 (16 hex digits) of every file's name, size and modification time."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for path in paths:
-        st = Path(path).stat()
-        digest.update(f"{Path(path).name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def _rows(manifest: Path) -> int:
-    """Sample rows of a dataset manifest (0 when there is none)."""
-    if not manifest.is_file():
-        return 0
-    with open(manifest) as fh:
-        return max(sum(1 for _ in fh) - 1, 0)
 
 
 def _builders_of(config: str | None) -> list[Any] | None:

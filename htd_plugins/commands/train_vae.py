@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the latent backbone whose autoencoder is trained (default controlnet_ldm; "
         "concat_ldm has the same one)",
     )  # fmt: skip
-    p.add_argument("--steps", type=int_at_least(0), help="training steps (default: the preset's)")
+    p.add_argument("--steps", type=int_at_least(1), help="training steps (default: the preset's)")
     p.add_argument(
         "--image-size", type=int_at_least(1), help="patch side used (default: the preset's)"
     )

@@ -149,7 +149,9 @@ def load_experiment(
             raise ConfigError(f"{label}: data.{key}: expected a mapping of sampler options")
     data = resolve_paths(dict(data), base, f"{label}: data")
     name = str(raw.get("name") or (Path(label).stem if base is not None else "experiment"))
-    arms = [_arm(a, f"{label}: arms[{i}]") for i, a in enumerate(raw.get("arms") or DEFAULT_ARMS)]
+    given = raw.get("arms") or DEFAULT_ARMS
+    given = [given] if isinstance(given, str | Mapping) else given  # -o arms=crop: one arm
+    arms = [_arm(a, f"{label}: arms[{i}]") for i, a in enumerate(given)]
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise ConfigError(f"{label}: arms: each arm once (got {names})")

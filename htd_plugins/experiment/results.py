@@ -97,37 +97,35 @@ def _iou(scores: Mapping[str, Any], arm: str, setting: str) -> float | None:
 
 
 def orderings(scores: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The paper's claims, each ``{"claim", "holds", "values"}`` (holds None: not measured)."""
+    """The paper's claims, each ``{"claim", "holds", "values", "unmeasured"}`` (holds None:
+    not measured, for the reason ``unmeasured`` gives)."""
     out = []
+    fd_missing = "an arm it compares did not run"
     for enc, label in _encoders(scores).items():
         c, e, u = (_fd(scores, a, enc) for a in ("crop", "embedding", "unconditional"))
         out.append({"claim": f"FD(crop) < FD(embedding) < FD(unconditional), {label}",
-                    "holds": None if None in (c, e, u) else c < e < u, "values": [c, e, u]})  # fmt: skip
+                    "holds": None if None in (c, e, u) else c < e < u, "values": [c, e, u],
+                    "unmeasured": fd_missing})  # fmt: skip
         out.append({"claim": f"FD(crop) <= FD(unconditional) / 2, {label}",
-                    "holds": None if None in (c, u) else c <= u / 2, "values": [c, u]})  # fmt: skip
+                    "holds": None if None in (c, u) else c <= u / 2, "values": [c, u],
+                    "unmeasured": fd_missing})  # fmt: skip
     real, crop, both = (
         _iou(scores, "real", ""),
         _iou(scores, "crop", "synthetic"),
         _iou(scores, "crop", "real+synthetic"),
     )
     chance = _seg(scores).get("chance_mean_iou")
+    iou_missing = "the crop arm or DeepLabv3+ did not run"
     if real is not None and chance is not None and real <= chance:  # a degenerate model
         real = crop = both = None
-    out.append(
-        {
-            "claim": "IoU(real + crop synthetic) >= IoU(real)",
-            "holds": None if None in (real, both) else both >= real,
-            "values": [both, real],
-        }
-    )
-    out.append(
-        {
-            "claim": "IoU(crop synthetic) within 0.05 of IoU(real)",
-            "holds": None if None in (real, crop) else abs(crop - real) <= 0.05,
-            "values": [crop, real],
-        }
-    )
-    return out  # fmt: skip
+        iou_missing = "DeepLabv3+ trained on real data scored at chance: no verdict"
+    out.append({"claim": "IoU(real + crop synthetic) >= IoU(real)",
+                "holds": None if None in (real, both) else both >= real, "values": [both, real],
+                "unmeasured": iou_missing})  # fmt: skip
+    out.append({"claim": "IoU(crop synthetic) within 0.05 of IoU(real)",
+                "holds": None if None in (real, crop) else abs(crop - real) <= 0.05,
+                "values": [crop, real], "unmeasured": iou_missing})  # fmt: skip
+    return out
 
 
 def _cell(value: Any, digits: int = 2) -> str:
@@ -217,8 +215,9 @@ def markdown(results: Mapping[str, Any], figure: Path | None, report: Path | Non
     if b["name"] == "tiny":
         lines += ["The `tiny` budget checks that the runner works; its verdicts mean nothing.", ""]
     for o in results["orderings"]:
-        verdict = {True: "holds", False: "does not hold", None: "not measured (or "
-                   "DeepLabv3+ on real data at chance)"}[o["holds"]]  # fmt: skip
+        verdict = {True: "holds", False: "does not hold"}.get(
+            o["holds"], f"not measured ({o.get('unmeasured', 'a score is missing')})"
+        )
         lines.append(
             f"- {o['claim']}: **{verdict}** ({', '.join(_cell(v, 3) for v in o['values'])})"
         )

@@ -66,8 +66,8 @@ class Experiment:
         from htd_plugins.experiment.measure import evaluation_driver
 
         evaluation_driver(self).check()  # evaluator options, before any work
-        for arm in self.config.arms:  # builder and backbone options too
-            self.build_pipeline(arm, {"path": None}, classes=None)
+        for arm in self.config.arms:  # builder, backbone and generation options too
+            self.check_arm(arm)
         self.stages = Stages(self.out, self.log)
         self.data: ExperimentData | None = None
         self.data_key = ""
@@ -205,6 +205,20 @@ class Experiment:
             condition_builders=builders, backbone=create("backbones", arm.backbone, **options)
         )
 
+    def check_arm(self, arm: Arm) -> None:
+        """Build the arm's pipeline and resolve the budget's generation options with it, so a
+        bad builder, backbone or generation option fails before any data is read."""
+        from htd_core.errors import ConfigError, HtdError
+
+        pipe = self.build_pipeline(arm, {"path": None}, classes=None)
+        try:
+            pipe.generation_options(**self.budget.generation(self.config.seed))
+        except HtdError as exc:
+            raise ConfigError(
+                f"{self.config.source}: arm {arm.name!r}: the budget's generation options "
+                f"(budget_options.guidance_scale / scheduler / num_inference_steps): {exc}"
+            ) from None
+
     def train(self, arm: Arm, vae: Mapping[str, Any]) -> dict[str, Any]:
         """Stage ``train:<arm>``: the arm's own model (resumes from its last checkpoint)."""
         key = self.arm_key(arm, vae)
@@ -255,6 +269,8 @@ class Experiment:
         own_folder(folder, key)
         pipe = Pipeline.from_pretrained(trained["model_dir"])
         options = pipe.generation_options(**asked)
+        self.log(f"{name}: {len(layouts)} patches from training layouts, {options.scheduler} "
+                 f"{options.num_inference_steps} steps, guidance {options.guidance_scale}")  # fmt: skip
         t0 = time.monotonic()
         with DatasetWriter(folder, layouts[0].class_map, GENERATION_COLUMNS) as writer:
             start = len(writer)

@@ -52,10 +52,9 @@ def test_the_backbone_gets_the_resolved_options_whole_and_the_meta_records_them(
     for i, s in enumerate(out):
         assert (s.meta["seed"], s.meta["guidance_scale"]) == (4 + i, 3.5)
         assert (s.meta["scheduler"], s.meta["num_inference_steps"]) == ("dpmsolver++", 7)
-    # unconditional: null conditions are never guided, and the record says so
-    null = pipe.generate(layouts[:1], unconditional=True, guidance_scale=5.0)
-    assert null[0].meta["guidance_scale"] == 1.0
-    assert backbone.calls[-1].guidance_scale == 5.0  # passed whole; the null rows ignore it
+    # unconditional: null conditions are never guided: resolved, passed and recorded as 1
+    null = pipe.generate(layouts[:1], unconditional=True)
+    assert null[0].meta["guidance_scale"] == 1.0 and backbone.calls[-1].guidance_scale == 1.0
 
 
 def test_bad_or_unknown_generation_options_name_the_option(builtin_manager):
@@ -64,7 +63,7 @@ def test_bad_or_unknown_generation_options_name_the_option(builtin_manager):
         pipe.generation_options(num_inference_steps=0)
     with pytest.raises(InputError, match="has no option 'guidance'. Did you mean 'guidance_scale'"):
         pipe.generation_options(guidance=2.0)
-    with pytest.raises(InputError, match="guidance_scale=-1 must be a number >= 0"):
+    with pytest.raises(InputError, match="guidance_scale=-1 must be a finite number >= 1"):
         GenerationOptions(guidance_scale=-1)
 
 
@@ -119,3 +118,31 @@ def test_htd_generate_unconditional_records_no_guidance(tiny_model, builtin_mana
     rows = Dataset(out).rows
     assert [float(r["guidance_scale"]) for r in rows] == [1.0, 1.0]
     assert {r["num_inference_steps"] for r in rows} == {"2"}  # the folder's default, recorded
+    assert json.loads((out / "generate.json").read_text())["generation"]["guidance_scale"] == 1.0
+    # the same command again: the finished output is resumed at its end, nothing is redone
+    assert main(["generate", str(model), str(out), "--dataset", str(layouts), "--unconditional",
+                 "--threads", "1"]) == 0  # fmt: skip
+    assert len(Dataset(out).rows) == 2
+    # guidance asked for with --unconditional: refused before anything is written
+    other = tmp_path / "asked"
+    code = main(["generate", str(model), str(other), "--dataset", str(layouts), "--unconditional",
+                 "--guidance", "3", "--threads", "1"])  # fmt: skip
+    assert code == 2 and not other.exists()
+
+
+def test_guidance_is_finite_and_at_least_one_and_unconditional_takes_none(builtin_manager):
+    pipe = Pipeline(condition_builders=["semantic_map"], backbone=Recorder())
+    for bad in (0.5, float("inf"), float("nan")):
+        with pytest.raises(InputError, match="guidance_scale=.* must be a finite number >= 1"):
+            pipe.generation_options(guidance_scale=bad)
+    assert pipe.generation_options(unconditional=True).guidance_scale == 1.0  # default 2: none
+    with pytest.raises(InputError, match="unconditional generation: a null condition has nothing"):
+        pipe.generation_options(guidance_scale=3.0, unconditional=True)
+
+
+def test_a_finished_generation_resumed_at_its_end_yields_nothing(builtin_manager):
+    layouts = [synthetic_sample(8, seed=s) for s in range(3)]
+    backbone = Recorder()
+    pipe = Pipeline(condition_builders=["semantic_map"], backbone=backbone)
+    assert list(pipe.iter_generate(layouts, start=3, batch_size=2)) == []  # 3 is not a batch edge
+    assert [s.meta["seed"] for s in pipe.iter_generate(layouts, start=2, batch_size=2)] == [2]

@@ -41,9 +41,18 @@ def test_written_files_and_folders_follow_the_umask(tmp_path, umask_027):
     atomic_save_image(tmp_path / "img.png", np.zeros((4, 4, 3), np.uint8))
     atomic_save_torch(tmp_path / "w.pt", {"x": 1})
     atomic_write_folder(tmp_path / "model", lambda d: (d / "config.json").write_text("{}"))
+
+    def weights(folder):  # safetensors writes through mkstemp: 0600 on its own
+        import torch
+        from safetensors.torch import save_file
+
+        save_file({"w": torch.zeros(2)}, folder / "model.safetensors")
+
+    atomic_write_folder(tmp_path / "weights", weights)
     with open(tmp_path / "plain.txt", "w") as fh:  # what the user's umask gives
         fh.write("x")
-    for name in ("classes.json", "img.png", "w.pt", "model/config.json", "model/" + MARKER):
+    for name in ("classes.json", "img.png", "w.pt", "model/config.json", "model/" + MARKER,
+                 "weights/model.safetensors"):  # fmt: skip
         assert mode(tmp_path / name) == mode(tmp_path / "plain.txt") == 0o640, name
     assert mode(tmp_path / "model") == 0o750
 

@@ -43,7 +43,7 @@ def test_from_yaml(tmp_path, builtin_manager):
     [
         (
             "condition_builders: [semantic_mapp]\n",
-            r"pipeline.yaml: condition_builders\[0\].name: unknown condition builder 'semantic_mapp'. Did you mean 'semantic_map'\?",
+            r"pipeline.yaml: condition_builders\[0\]: unknown condition builder 'semantic_mapp'. Did you mean 'semantic_map'\?",  # a name, not a mapping
         ),
         (
             "condition_builders:\n  - {name: semantic_map, clases: [a]}\n",

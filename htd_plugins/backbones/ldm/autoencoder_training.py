@@ -10,6 +10,7 @@ from its checkpoint continues exactly.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -61,7 +62,7 @@ class AutoencoderTrainOptions:
     checkpoint_every: int = 200
 
     def __post_init__(self) -> None:
-        check_int(self.steps, "autoencoder steps", 0)
+        check_int(self.steps, "autoencoder steps", 1)
         check_int(self.batch_size, "autoencoder batch_size", 1)
         check_number(self.learning_rate, "autoencoder learning_rate", 0.0, above=True)
         if self.crop_size is not None:
@@ -109,10 +110,15 @@ def train_kl(
     if len(images) == 0:
         raise InputError("no images to train the autoencoder on")
     vae = ae.module
-    vae.to(device).train().requires_grad_(True)
     n, h, w, _ = images.shape
-    crop = min(opts.crop_size or h, h, w)
+    if opts.crop_size is not None and opts.crop_size > min(h, w):
+        raise InputError(
+            f"autoencoder crop_size={opts.crop_size} px is larger than the {h} x {w} px patches: "
+            f"give at most {min(h, w)}"
+        )
+    crop = opts.crop_size or min(h, w)
     crop -= crop % ae.factor
+    vae.to(device).train().requires_grad_(True)
     opt = torch.optim.AdamW(vae.parameters(), lr=opts.learning_rate, weight_decay=0.0)
     adversary = None
     if opts.adversarial_weight > 0:
@@ -122,8 +128,21 @@ def train_kl(
         )  # fmt: skip
     losses: list[float] = []
     first = 0
+    # what a resumed run must share with its checkpoint (the adversarial options follow their
+    # own rule: the term may start after the checkpoint's step, see Adversary.load_state_dict)
+    free = ("steps", "checkpoint_every", "adversarial_weight", "adversarial_start",
+            "discriminator_learning_rate")  # fmt: skip
+    trajectory = {k: v for k, v in opts.to_dict().items() if k not in free}
     if checkpoint is not None and Path(checkpoint).is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
+        saved = json.loads(state.get("options", "null") or "null")
+        if saved is not None and saved != json.loads(json.dumps(trajectory)):
+            diff = sorted(k for k in trajectory if saved.get(k) != trajectory[k])
+            raise InputError(
+                f"the autoencoder checkpoint {checkpoint} was trained with other options "
+                f"({', '.join(f'{k}: {saved.get(k)!r} -> {trajectory[k]!r}' for k in diff)}): "
+                "rerun with those options to resume, or delete the checkpoint to start afresh"
+            )
         vae.load_state_dict(state["vae"])
         opt.load_state_dict(state["optimizer"])
         first = int(state["step"])
@@ -169,7 +188,8 @@ def train_kl(
             progress(step, losses[-1])
         stop = clock.expired()
         if checkpoint is not None and ((step + 1) % opts.checkpoint_every == 0 or stop):
-            saved = {"step": step + 1, "vae": vae.state_dict(), "optimizer": opt.state_dict()}
+            saved = {"step": step + 1, "vae": vae.state_dict(), "optimizer": opt.state_dict(),
+                     "options": json.dumps(trajectory)}  # fmt: skip
             if adversary is not None:
                 saved.update(adversary.state_dict())
             atomic_save_torch(checkpoint, saved)

@@ -23,6 +23,7 @@ from htd_core.errors import InputError
 from htd_core.generation import GenerationOptions
 from htd_core.interfaces import ConditionBuilder, LatentBackbone
 from htd_core.options import make_options
+from htd_core.threads import check_device
 from htd_core.types import ClassMap, Condition, TissueSample
 from htd_plugins.backbones.ldm.options import MOVED, LatentDiffusionOptions
 
@@ -74,7 +75,7 @@ class LatentDiffusionBackbone(LatentBackbone):
         self.options = self.config.to_dict()
         self.preset = get_preset(self.config.preset)
         self.image_size = int(self.config.image_size or self.preset.image_size)
-        device = self.config.device
+        device = check_device(self.config.device, f"{self.name} device")
         self.device = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         )
@@ -176,8 +177,8 @@ class LatentDiffusionBackbone(LatentBackbone):
             raise InputError(
                 f"{self.name}: guidance_scale={options.guidance_scale} needs a trained null "
                 "condition, but this model was trained with condition_dropout=0 (its null "
-                "branch never learned anything): generate with guidance_scale=1 (htd generate "
-                "--guidance 1), or retrain with condition_dropout > 0"
+                "branch never learned anything): ask for guidance_scale=1 (no guidance), or "
+                "retrain with condition_dropout > 0"
             )
         warnings.warn(
             f"{self.name}: guidance_scale={options.guidance_scale} extrapolates from the null "

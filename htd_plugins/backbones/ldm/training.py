@@ -117,7 +117,7 @@ class TrainOptions:
         for name in ("batch_size", "warmup_steps", "vae_steps", "max_samples"):
             v = getattr(self, name)
             if v is not None and (
-                not isinstance(v, int) or v < (0 if name in ("warmup_steps", "vae_steps") else 1)
+                not isinstance(v, int) or v < (0 if name == "warmup_steps" else 1)
             ):
                 raise InputError(f"fit option {name}={v!r} must be a positive integer or null")
         w, start = self.vae_adversarial_weight, self.vae_adversarial_start

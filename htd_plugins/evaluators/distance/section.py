@@ -27,7 +27,7 @@ def fd_rows(results: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, int, di
             if "fd_reconstruction" in r:
                 recon.setdefault(r["n_reconstruction"], {})[e] = r["fd_reconstruction"]
     rows += [("real training images (reference)", n, v) for n, v in sorted(train.items())]
-    rows += [("autoencoder reconstructions (floor)", n, v) for n, v in sorted(recon.items())]
+    rows += [("autoencoder reconstructions (reference)", n, v) for n, v in sorted(recon.items())]
     return rows
 
 
@@ -43,15 +43,16 @@ def frechet_section(results: Mapping[str, Mapping[str, Any]], context: ReportCon
         for e in encoders
     }
     first = next(iter(results[sets[0]]["encoders"].values()))
-    reference = first.get("reference", "real")
+    reference = {"held-out real": "the held-out real images", "all real": "all the real images"}
     lines = [
         "## Frechet distance",
         "",
-        f"Each row against the {reference} set ({first['n_real']} images), under each encoder "
-        "(FD depends on the encoder; compare rows within a column). Lower is closer. The real "
-        "training images, at the same N as the synthetic set, show what a good value is; the "
-        "held-out images passed through the model's autoencoder show the floor, since every "
-        "generated image is decoded by it.",
+        f"Each row against {reference.get(first.get('reference'), 'the real images')} "
+        f"({first['n_real']}), under each encoder (FD depends on the encoder; compare rows "
+        "within a column). Lower is closer. The real training images, at the same N as the "
+        "synthetic set, show what a good value is; the held-out images passed through the "
+        "model's autoencoder show what its round trip alone costs (every generated image is "
+        "decoded by it; not a strict floor: a generated set can score below it).",
         "",
     ]
     rows = fd_rows(results)

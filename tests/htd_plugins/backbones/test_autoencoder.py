@@ -96,7 +96,7 @@ def test_adversarial_weight_zero_is_todays_training(tmp_path):
     )  # fmt: skip
     assert same(weights(plain), weights(off))
     assert "final_discriminator_loss" not in summary
-    assert set(torch.load(ckpt, weights_only=True)) == {"step", "vae", "optimizer"}
+    assert set(torch.load(ckpt, weights_only=True)) == {"step", "vae", "optimizer", "options"}
 
 
 def test_adversarial_term_trains_a_discriminator_and_changes_the_autoencoder():
@@ -138,7 +138,9 @@ def test_adversarial_training_resumes_exactly(tmp_path):
         checkpoint_every=2,
     )  # fmt: skip
     with pytest.raises(InputError, match="without the adversarial term"):
-        train(build(), data, steps=3, checkpoint=plain_ckpt, crop_size=8, **adv)
+        train(build(), data, steps=3, batch_size=2, checkpoint=plain_ckpt, crop_size=8, **adv)
+    with pytest.raises(InputError, match=r"other options \(batch_size: 2 -> 16\)"):
+        train(build(), data, steps=3, checkpoint=plain_ckpt, crop_size=8)
 
 
 @pytest.mark.parametrize(
@@ -177,3 +179,22 @@ def test_discriminator_gives_a_patch_map():
     assert not same(weights(a), weights(build_discriminator(32, seed=2)))
     with pytest.raises(InputError, match="at least 8 px"):
         build_discriminator(4)
+
+
+def test_a_checkpoint_of_other_options_or_a_crop_larger_than_the_patches_is_refused(tmp_path):
+    """Resuming an autoencoder checkpoint trained with other options would mix two trainings:
+    refused, naming what differs (steps may grow); a crop larger than the patches is an error
+    naming the largest valid one, not silently the whole patch."""
+    data, ckpt = images(), tmp_path / "vae.ckpt"
+    backbone = ControlNetLDM(preset="tiny", device="cpu")
+    opts = {"batch_size": 2, "checkpoint": ckpt, "checkpoint_every": 1, "progress": False}
+    backbone.train_autoencoder(data, steps=1, crop_size=8, **opts)
+    backbone.train_autoencoder(data, steps=2, crop_size=8, **opts)  # more steps: resumes
+    with pytest.raises(InputError, match=r"other options \(crop_size: 8 -> 12\)"):
+        backbone.train_autoencoder(data, steps=3, crop_size=12, **opts)
+    with pytest.raises(
+        InputError, match="crop_size=40 px is larger than the 16 x 16 px patches: give at most 16"
+    ):
+        backbone.train_autoencoder(data, steps=1, crop_size=40, progress=False)
+    with pytest.raises(InputError, match="autoencoder steps=0 must be an integer >= 1"):
+        backbone.train_autoencoder(data, steps=0, progress=False)

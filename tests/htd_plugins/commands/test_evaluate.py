@@ -400,7 +400,7 @@ def test_model_gives_the_reconstruction_fd(
     assert fd["n_reconstruction"] == 4 and fd["fd_reconstruction"] > 0
     assert doc["inputs"]["model"]["id"] == pipeline_id(tiny_model)
     report = (out / "report.md").read_text()
-    assert "autoencoder reconstructions (floor)" in report
+    assert "autoencoder reconstructions (reference)" in report
     assert "real training images (reference)" in report
     assert (out / "cache" / f"recon-{pipeline_id(tiny_model)}-features-pooled.npz").is_file()
     PooledEncoder.seen = 0

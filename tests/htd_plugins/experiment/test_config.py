@@ -183,3 +183,19 @@ def test_orderings_do_not_depend_on_the_order_the_encoders_were_stored_in():
     fresh = orderings(fd([("inception_fid", 1.0), ("efficientnet_lite0", 2.0)]))
     reloaded = orderings(fd([("efficientnet_lite0", 2.0), ("inception_fid", 1.0)]))
     assert fresh == reloaded and "EFFICIENTNET_LITE0" in fresh[0]["claim"]
+
+
+def test_bad_generation_options_are_refused_before_any_data_is_read(tmp_path):
+    """A scheduler the backbone does not have, or guidance for a model trained without a null
+    branch, fails when the experiment is built (before the data, the autoencoder, training)."""
+    root = tmp_path / "no-such-folder"  # read only if the checks passed
+    with pytest.raises(ConfigError, match=r"arm 'crop'.*scheduler='dpm'"):
+        Experiment(config(root, budget_options={"scheduler": "dpm"}), output_dir=tmp_path / "a")
+    with pytest.raises(ConfigError, match=r"budget_options.guidance_scale.*condition_dropout=0"):
+        Experiment(config(root, model={"condition_dropout": 0.0}), output_dir=tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_one_arm_given_as_a_string_is_one_arm():
+    cfg = load_experiment(config(Path("."), arms="crop"))
+    assert [a.name for a in cfg.arms] == ["crop"]

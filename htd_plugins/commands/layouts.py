@@ -1,0 +1,115 @@
+"""The layouts ``htd generate`` reads (rows of a dataset, or a folder of mask PNGs in class
+indices or class colours) and the content keys of their files, which bind a resumed output to
+the inputs it was started from."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def read_layouts(args: argparse.Namespace, class_map: Any, output: Path | None = None) -> list[Any]:
+    """Layouts (samples, with images when they come from a dataset). Each one's ``layout``
+    meta is ``<folder>#<i>``: row ``i`` of the dataset, or the ``i``-th mask PNG (sorted) of
+    the folder, the folder given relative to ``output`` (no local absolute path, no file name)."""
+    import numpy as np
+    from PIL import Image
+
+    from htd_core.dataset import Dataset
+    from htd_core.errors import InputError
+    from htd_core.images import image_files
+    from htd_core.splits import opaque_source
+    from htd_core.types import TissueSample
+
+    if args.dataset:
+        data = Dataset(args.dataset)
+        if data.class_map.names != class_map.names:
+            raise InputError(
+                f"dataset {args.dataset} has classes {list(data.class_map.names)} but the model was "
+                f"trained on {list(class_map.names)}"
+            )
+        n = len(data) if args.limit is None else min(args.limit, len(data))
+        where = relative_to(args.dataset, output)
+        return [_with_layout(data[i], f"{where}#{i}") for i in range(n)]
+    paths = image_files(args.masks, match="*.png")[: args.limit]
+    if not paths:
+        raise InputError(f"{args.masks}: no mask PNGs found")
+    out = []
+    lut = {tuple(c): i for i, c in enumerate(class_map.colors)}
+    where = relative_to(args.masks, output)
+    for i, p in enumerate(paths):
+        raw = np.asarray(Image.open(p))
+        if raw.ndim == 3:  # painted in class colours
+            rgb = raw[..., :3].reshape(-1, 3)
+            idx = np.array([lut.get(tuple(v), -1) for v in map(tuple, rgb)]).reshape(raw.shape[:2])
+            if (idx < 0).any():
+                raise InputError(
+                    f"mask {p} has colours that are no class colour {dict(zip(class_map.names, class_map.colors, strict=True))}"
+                )
+            raw = idx.astype(np.uint8)
+        class_map.check_mask(raw, f"mask {p}")
+        meta = {"layout": f"{where}#{i}", "slide_id": opaque_source(p.name)}  # its source image
+        out.append(TissueSample(None, raw.astype(np.uint8), class_map, meta))
+    return out
+
+
+def relative_to(path: str | Path, output: Path | None) -> str:
+    """``path`` relative to the output dataset folder (POSIX separators), as outputs record
+    inputs: a dataset can be moved or shared with its inputs beside it, and holds no local
+    absolute path. Without ``output``: ``path`` as given."""
+    import os
+
+    if output is None:
+        return Path(path).as_posix()
+    return Path(os.path.relpath(Path(path).resolve(), Path(output).resolve())).as_posix()
+
+
+def _with_layout(sample: Any, name: str) -> Any:
+    sample.meta = {**sample.meta, "layout": name}
+    return sample
+
+
+def layout_files(args: argparse.Namespace) -> list[Path]:
+    """The files the layouts are read from (a dataset's manifest, class list, images and
+    masks; or the mask PNGs of a folder)."""
+    from htd_core.dataset import Dataset
+    from htd_core.images import image_files
+
+    if args.dataset:
+        root = Path(args.dataset)
+        rows = Dataset(root).rows
+        files = [root / r[k] for r in rows for k in ("image", "mask")]
+        return [root / "manifest.csv", root / "classes.json", *files]
+    return image_files(args.masks, match="*.png")
+
+
+def bank_files(bank: str) -> list[Path]:
+    """The crop bank's file (``.safetensors`` appended when missing, as CropBank.load does)."""
+    path = Path(bank)
+    if not path.is_file() and path.with_name(path.name + ".safetensors").is_file():
+        path = path.with_name(path.name + ".safetensors")
+    if not path.is_file():
+        from htd_core.errors import InputError
+
+        raise InputError(f"--crop-bank {bank}: no such file (build one with CropBank.save)")
+    return [path]
+
+
+def files_key(paths: list[Path]) -> str:
+    """SHA-256 (16 hex digits) of every file's name, size and modification time."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        st = Path(path).stat()
+        digest.update(f"{Path(path).name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def manifest_rows(manifest: Path) -> int:
+    """Sample rows of a dataset manifest (0 when there is none)."""
+    if not manifest.is_file():
+        return 0
+    with open(manifest) as fh:
+        return max(sum(1 for _ in fh) - 1, 0)
