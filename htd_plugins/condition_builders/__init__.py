@@ -1,8 +1,11 @@
 """Condition builders: ``semantic_map``, ``unconditional``, ``crop`` and ``embedding``.
 
-Public names (for scripts and plugins; everything in submodules is internal):
+Public names (for scripts, plugins and applications; everything in submodules is internal):
 
-- :class:`CropBank`: real tissue crops per class, to generate from layouts without images.
+- :class:`CropBank`: real tissue crops per class, to generate from layouts without images and
+  to draw crops from outside a training sample's window (``placement="outside"``);
+- :func:`crop_overlaps_window`: whether a placed crop (its provenance) holds pixels of the
+  target sample's own window (the copy shortcut the ``outside`` placement rules out).
 
 Builders themselves are created by registered name:
 ``htd_core.create("condition_builders", "crop", bank=...)``.
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CropBank"]
+__all__ = ["CropBank", "crop_overlaps_window"]
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing a builder plugin stays cheap
@@ -20,4 +23,8 @@ def __getattr__(name: str) -> Any:  # lazy: importing a builder plugin stays che
         from htd_plugins.condition_builders.crops.bank import CropBank
 
         return CropBank
+    if name == "crop_overlaps_window":
+        from htd_plugins.condition_builders.crops.references import crop_overlaps_window
+
+        return crop_overlaps_window
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,10 +21,12 @@ import torch
 from htd_core import ClassMap, Condition, ConditionBuilder, TissueSample, hookimpl
 from htd_core.errors import InputError
 from htd_core.interfaces import require_class_list
+from htd_core.options import check_number
 from htd_core.types import CROP_PROVENANCE
-from htd_plugins.condition_builders.crops.bank import BankCrop, CropBank, sample_mpp
+from htd_plugins.condition_builders.crops.bank import CropBank, sample_mpp
 from htd_plugins.condition_builders.crops.explicit import load_crop
 from htd_plugins.condition_builders.crops.provenance import CropChoice, crop_provenance
+from htd_plugins.condition_builders.crops.references import draw_outside
 from htd_plugins.condition_builders.crops.regions import (
     center_square,
     choose_elsewhere,
@@ -32,9 +34,10 @@ from htd_plugins.condition_builders.crops.regions import (
     class_integrals,
     region_complexity,
     resize_square,
+    size_range,
 )
 
-PLACEMENTS = ("same", "elsewhere")
+PLACEMENTS = ("outside", "elsewhere", "same")
 ON_SMALL = ("shrink", "empty")
 
 
@@ -47,15 +50,21 @@ class CropBuilder(ConditionBuilder):
         alpha: how much region complexity enlarges the crop (0: always d_base).
         fixed_size: one side for every class (at ``reference_mpp``), instead of the rule above.
         d_range: (min, max) crop side at ``reference_mpp``; the paper uses 50-200 px at 0.5 um/px.
+        max_fraction: cap on the crop side as a fraction of the sample's side (default 1: the
+            side). At a small model size the paper's 50-200 px (brought to the patch's mpp, or
+            taken as they are when the patch records none) may not fit: a square larger than
+            half the patch cannot lie in a class region that covers 20-80 % of it (the
+            heterogeneous rule), so ``htd experiment`` caps at 0.5.
         min_inside: fraction of the crop square that must be the class (default 0.9).
-        placement: ``elsewhere`` (default) moves a crop cut from the sample to another random
-            valid position inside its class region (preferring one that does not overlap the
-            cut), so in training the model cannot learn to copy the crop's pixels back in
-            place: at generation crops come from a bank or the user, and sit wherever they fit.
-            ``same`` keeps the crop where it was cut; it is there for ablations, but gives that
-            copy shortcut: with test conditions cut from real images, generated images then
-            hold real pixels at their real positions, which flatters FD. Crops from a bank or
-            explicit crops always go to a random valid position.
+        placement: where a sample's crops come from. ``outside``: from ``bank`` (crops of
+            the training samples with their geometry), from the sample's own source image but
+            outside its window, else from another source, as the provenance says
+            (:mod:`.crops.references`): the target never contains its own condition.
+            ``elsewhere`` (the default, needing no bank): cut from the sample, moved to another
+            valid position of its class region (at 64 px the region often holds one square
+            only, so it may still overlap its cut). ``same``: kept where cut (ablations only).
+            Bank crops for layouts without an image, and explicit crops, go to a random valid
+            position.
         on_small: region cannot hold d_i: ``shrink`` to the largest fitting square of at least
             ``min_size``, else leave C_i empty; ``empty`` leaves it empty at once.
         min_size: floor of the crop side when shrinking (pixels at ``reference_mpp``).
@@ -75,6 +84,7 @@ class CropBuilder(ConditionBuilder):
         alpha: float = 1.0,
         fixed_size: int | None = None,
         d_range: tuple[int, int] | list[int] = (50, 200),
+        max_fraction: float = 1.0,
         min_inside: float = 0.9,
         placement: str = "elsewhere",
         on_small: str = "shrink",
@@ -86,24 +96,31 @@ class CropBuilder(ConditionBuilder):
         classes: list[str] | tuple[str, ...] | None = None,
         seed: int = 0,
     ) -> None:
-        _positive(d_base=d_base, min_size=min_size, reference_mpp=reference_mpp)
+        for key, value in {"d_base": d_base, "min_size": min_size, "reference_mpp": reference_mpp,
+                           "fixed_size": fixed_size, "crops_mpp": crops_mpp}.items():  # fmt: skip
+            if value is not None:
+                check_number(value, f"crop: {key}", 0.0, above=True)
+        if not (isinstance(max_fraction, int | float) and 0 < max_fraction <= 1):
+            raise InputError(f"crop: max_fraction={max_fraction!r} must be in (0, 1] (default 1)")
         if not (isinstance(alpha, int | float) and alpha >= 0):
             raise InputError(f"crop: alpha={alpha!r} must be a number >= 0")
-        if fixed_size is not None:
-            _positive(fixed_size=fixed_size)
-        if crops_mpp is not None:
-            _positive(crops_mpp=crops_mpp)
-        lo, hi = _pair(d_range)
+        lo, hi = size_range(d_range)
         if not 0 < min_inside <= 1:
             raise InputError(f"crop: min_inside={min_inside!r} must be in (0, 1] (default 0.9)")
         if placement not in PLACEMENTS:
             raise InputError(f"crop: placement={placement!r} is not one of {list(PLACEMENTS)}")
+        if placement == "outside" and bank is None:
+            raise InputError(
+                "crop: placement='outside' draws each crop from a bank of the training samples "
+                "(bank=CropBank.from_samples(train, max_per_class=None) or its saved path): "
+                "give bank=, or use placement='elsewhere'"
+            )
         if on_small not in ON_SMALL:
             raise InputError(f"crop: on_small={on_small!r} is not one of {list(ON_SMALL)}")
         if not (isinstance(seed, int) and seed >= 0):
             raise InputError(f"crop: seed={seed!r} must be an integer >= 0")
         self.d_base, self.alpha, self.fixed_size = float(d_base), float(alpha), fixed_size
-        self.d_range = (lo, hi)
+        self.d_range, self.max_fraction = (lo, hi), float(max_fraction)
         self.min_inside, self.placement, self.on_small = float(min_inside), placement, on_small
         self.min_size, self.reference_mpp, self.seed = min_size, float(reference_mpp), seed
         self.bank = CropBank.load(bank) if isinstance(bank, str | Path) else bank
@@ -141,7 +158,8 @@ class CropBuilder(ConditionBuilder):
             d_ref = self.d_base * (1.0 + self.alpha * region_complexity(sample.mask, k))
         if self.fixed_size is None:
             d_ref = np.clip(d_ref, *self.d_range)
-        return np.clip(np.rint(d_ref * scale), 1, min(sample.size)).astype(int)
+        cap = max(round(self.max_fraction * min(sample.size)), 1)
+        return np.clip(np.rint(d_ref * scale), 1, cap).astype(int)
 
     def select(self, sample: TissueSample, seed: int | None = None) -> dict[int, CropChoice | None]:
         """The crop of each class present in the mask (None: its region holds no square)."""
@@ -177,6 +195,8 @@ class CropBuilder(ConditionBuilder):
         name = sample.class_map.names[k]
         shrink = self.on_small == "shrink"
         floor = min(floor, side)
+        if self.placement == "outside" and name not in self.bank.classes and name not in self.crops:
+            return CropChoice.empty("no crop of this class in the bank")
         external = self._external_crop(sample, name, rng)
         if external is None:  # cut from the sample's own image
             sq = choose_square(integral, side, floor, self.min_inside, shrink, rng)
@@ -215,6 +235,11 @@ class CropBuilder(ConditionBuilder):
                 "slide_id": "",
                 "size": len(self.crops[name]),
             }
+        if self.placement == "outside":
+            items = self.bank.crops(name)
+            i, why = draw_outside(items, sample.meta, sample.size, rng)
+            extra = {"bank_index": i, **({"other_source": why} if why else {})}
+            return np.asarray(items[i].image), {"source": "bank", **items[i].provenance, **extra}
         if sample.image is not None:
             return None
         if self.bank is None:
@@ -223,8 +248,13 @@ class CropBuilder(ConditionBuilder):
                 f"class {name!r} has no crop: pass bank= (a CropBank or its path) or crops="
                 "{class: image} to generate from layouts"
             )
-        drawn: BankCrop = self.bank.draw(name, rng)
-        return np.asarray(drawn.image), {"source": "bank", **drawn.provenance}
+        items = self.bank.crops(name)
+        i = int(rng.integers(len(items)))  # as CropBank.draw: the same draws as before
+        return np.asarray(items[i].image), {
+            "source": "bank",
+            **items[i].provenance,
+            "bank_index": i,
+        }
 
     # -- build -----------------------------------------------------------------------------
     def build(self, sample: TissueSample, *, seed: int | None = None) -> Condition:
@@ -235,7 +265,7 @@ class CropBuilder(ConditionBuilder):
         k = len(sample.class_map)
         h, w = sample.size
         spatial = np.zeros((4 * k, h, w), np.float32)
-        placed = {i: c for i, c in choices.items() if c is not None}
+        placed = {i: c for i, c in choices.items() if c is not None and c.placed}
         for i, c in placed.items():  # touch only the crop windows: the rest stays 0
             rows, cols = slice(c.y, c.y + c.image.shape[0]), slice(c.x, c.x + c.image.shape[1])
             rgb = spatial[3 * i : 3 * i + 3, rows, cols]
@@ -251,22 +281,6 @@ class CropBuilder(ConditionBuilder):
     def __repr__(self) -> str:
         size = f"fixed_size={self.fixed_size}" if self.fixed_size else f"d_base={self.d_base:g}"
         return f"CropBuilder({size}, placement={self.placement!r})"
-
-
-def _pair(d_range: Any) -> tuple[int, int]:
-    try:
-        lo, hi = (int(v) for v in d_range)
-    except (TypeError, ValueError):
-        raise InputError(f"crop: d_range={d_range!r} must be two integers (min, max)") from None
-    if not 0 < lo <= hi:
-        raise InputError(f"crop: d_range={d_range!r} must satisfy 0 < min <= max")
-    return lo, hi
-
-
-def _positive(**values: Any) -> None:
-    for key, value in values.items():
-        if isinstance(value, bool) or not (isinstance(value, int | float) and value > 0):
-            raise InputError(f"crop: {key}={value!r} must be a positive number")
 
 
 @hookimpl

@@ -84,7 +84,7 @@ class EmbeddingBuilder(ConditionBuilder):
     def build(self, sample: TissueSample, *, seed: int | None = None) -> Condition:
         names = self.token_names(sample.class_map)
         choices = self.cropper.select(sample, seed)
-        placed = {i: c for i, c in choices.items() if c is not None}
+        placed = {i: c for i, c in choices.items() if c is not None and c.placed}
         tokens = torch.zeros((len(names), self.token_dim), dtype=torch.float32)
         if placed:
             enc = self.encoder

@@ -13,9 +13,12 @@ per encoder:
 
 - real vs real: the other real samples (the training images) against the same reference, as
   many as the synthetic set has (a seeded subset), so a good number can be told from a bad one;
-- reconstruction FD (``model``): the reference images passed through the model's autoencoder
-  against the reference itself: what the autoencoder's round trip alone costs (every
-  generated image is decoded by it; not a strict floor, a generated set can score below it).
+- reconstruction FD (``model``): the same training images passed through the model's
+  autoencoder against the reference: same N and, like the synthetic set, not the reference's
+  own images, so it reads as what the autoencoder's round trip alone costs a real set (every
+  generated image is decoded by it; not a strict floor, a generated set can score below it);
+- ``bootstrap``: 95 % intervals of FD and KID over resamples of both sets
+  (:mod:`.distance.aggregate`, seeded as :mod:`htd_core.bootstrap` says).
 """
 
 from __future__ import annotations
@@ -31,19 +34,19 @@ from htd_core import Evaluator, TissueSample, hookimpl
 from htd_core.errors import InputError
 from htd_core.interfaces import Encoder
 from htd_core.interfaces.evaluator import ReportContext, RunSettings
-from htd_plugins.evaluators.distance import estimators, fd_math
+from htd_plugins.evaluators.distance import fd_math
+from htd_plugins.evaluators.distance.aggregate import encoder_metrics
 from htd_plugins.evaluators.distance.encoding import (
     EncoderSpec,
     build_encoder,
     embed_images,
     encoder_spec_name,
     sample_images,
-    size_note,
     unique_keys,
 )
 from htd_plugins.evaluators.distance.feature_cache import FeatureCache, embed_cached, image_key
 from htd_plugins.evaluators.distance.reconstruction import Reconstructor
-from htd_plugins.evaluators.distance.references import EncoderState, reference_rows
+from htd_plugins.evaluators.distance.references import EncoderState
 
 #: The encoders used when neither ``encoders`` nor ``htd evaluate --encoders`` names any.
 DEFAULT_ENCODERS = ("inception_fid", "efficientnet_lite0")
@@ -66,9 +69,15 @@ class FrechetEvaluator(Evaluator):
         kid_subset_size: samples per KID subset (capped at the smaller set's size); None:
             half the smaller set (at least 2, at most 1000), so the subsets differ and
             ``kid_std`` means something.
-        seed: seed of the FD-infinity and KID subsets and of the real-vs-real subset.
+        seed: seed of the FD-infinity and KID subsets, the real-vs-real subset and the
+            bootstrap resamples.
         model: a saved pipeline folder (or a backbone object) whose autoencoder gives the
-            reconstruction FD of the reference set (None: not measured).
+            reconstruction row (None: not measured).
+        bootstrap: resamples (with replacement) of the held-out images for 95 % intervals of
+            FD and KID (``fd_ci``, ``kid_ci`` and the resampled values ``fd_bootstrap``,
+            ``kid_bootstrap``; 0: none). The resamples depend only on ``seed`` and the number
+            of held-out images, so two synthetic sets scored against the same held-out set get
+            the same resamples, and differences can be formed resample by resample.
 
     ``htd evaluate`` runs it when no ``--evaluators`` are named, with ``--encoders`` (default
     :data:`DEFAULT_ENCODERS`), their ``--weights``, ``--device``, ``--cache-dir`` and
@@ -93,6 +102,7 @@ class FrechetEvaluator(Evaluator):
         kid_subset_size: int | None = None,
         seed: int = 0,
         model: str | Path | Any | None = None,
+        bootstrap: int = 0,
     ) -> None:
         specs = [encoders] if isinstance(encoders, str | Mapping | Encoder) else list(encoders)
         if not specs:
@@ -112,6 +122,7 @@ class FrechetEvaluator(Evaluator):
             ("fd_inf_points", fd_inf_points, 3),
             ("kid_subsets", kid_subsets, 1),
             ("kid_subset_size", 2 if kid_subset_size is None else kid_subset_size, 2),
+            ("bootstrap", bootstrap, 0),
         ):
             if int(value) < low:
                 raise InputError(f"frechet: {opt}={value}; use an integer >= {low}")
@@ -121,7 +132,7 @@ class FrechetEvaluator(Evaluator):
         self.fd_inf, self.kid = bool(fd_inf), bool(kid)
         self.fd_inf_points, self.kid_subsets = int(fd_inf_points), int(kid_subsets)
         self.kid_subset_size = None if kid_subset_size is None else int(kid_subset_size)
-        self.seed = int(seed)
+        self.seed, self.bootstrap = int(seed), int(bootstrap)
         self.reconstructor = None if model is None else Reconstructor(model, device)
         self._encoders: dict[str, Encoder] = {}
         self._caches: dict[str, tuple[FeatureCache | None, FeatureCache | None]] = {}
@@ -163,18 +174,17 @@ class FrechetEvaluator(Evaluator):
         ]
         keyed = self.cache_dir is not None or self.reconstructor is not None
         real_keys = [image_key(im) for im in real_images] if keyed else []
-        # reconstruct the held-out images (all real ones while none is marked held out)
-        recon_rows = [i for i, h in enumerate(held) if h or not self._any_test]
-        recon_rows = recon_rows if self.reconstructor is not None else []
-        recon = self._reconstruct(states, real_images, real_keys, recon_rows)
         test_rows = [i for i, h in enumerate(held) if h]
         other_rows = [i for i, h in enumerate(held) if not h]
+        # reconstruct the images that are not the held-out reference (unpaired, as generated)
+        recon_rows = other_rows if self.reconstructor is not None else []
+        recon = self._reconstruct(states, real_images, real_keys, recon_rows)
         for st in states:
             if real_images:
                 feats = embed_cached(st.encoder, st.cache, real_images, real_keys, self.batch_size)
                 if test_rows:
                     st.test.update(feats[test_rows])
-                    if self.kid:
+                    if self.kid or self.bootstrap:
                         st.test_features.append(feats[test_rows])
                 if other_rows:
                     st.other.append(feats[other_rows])
@@ -182,16 +192,14 @@ class FrechetEvaluator(Evaluator):
             if recon_rows:  # rows cached for every encoder were not reconstructed: unused
                 images = [recon.get(i, real_images[i]) for i in recon_rows]
                 keys = [real_keys[i] for i in recon_rows]
-                feats = embed_cached(st.encoder, st.recon_cache, images, keys, self.batch_size)
-                for role, rows in (("test", set(test_rows)), ("other", set(other_rows))):
-                    pick = [j for j, i in enumerate(recon_rows) if i in rows]
-                    if pick:
-                        st.recon[role].update(feats[pick])
+                st.recon.append(
+                    embed_cached(st.encoder, st.recon_cache, images, keys, self.batch_size)
+                )
             if synthetic_images:
                 feats = embed_images(st.encoder, synthetic_images, self.batch_size)
                 st.synthetic.update(feats)
                 st.synthetic_sizes |= {im.shape[:2] for im in synthetic_images}
-                if self.kid or self.fd_inf:
+                if self.kid or self.fd_inf or self.bootstrap:
                     st.synthetic_features.append(feats)
 
     def _reconstruct(
@@ -226,48 +234,8 @@ class FrechetEvaluator(Evaluator):
         return {"encoders": per_encoder, "warnings": list(dict.fromkeys(notes))}
 
     def _aggregate_one(self, st: EncoderState, notes: list[str]) -> dict[str, Any]:
-        """FD, the reference rows, FD-infinity and KID of one encoder."""
-        enc = st.encoder
-        other = np.concatenate(st.other) if st.other else np.zeros((0, enc.embed_dim), np.float32)
-        held_out = st.test.n > 0
-        n_ref, n_syn = (st.test.n if held_out else len(other)), st.synthetic.n
-        if n_ref < 2 or n_syn < 2:
-            what = "held-out real" if held_out else "real"
-            raise InputError(
-                f"frechet: got {n_ref} {what} and {n_syn} synthetic images; FD needs at least "
-                "2 of each (an empty set? check the folder and any --limit)"
-            )
-        mu_r, sigma_r = st.test.statistics() if held_out else fd_math.statistics(other)
-        mu_s, sigma_s = st.synthetic.statistics()
-        root_r = fd_math.sqrt_covariance(sigma_r)
-        result: dict[str, Any] = {
-            "label": enc.label, "weights_id": enc.weights_id, "random_weights": enc.is_random,
-            "dim": int(enc.embed_dim), "input_size": int(enc.input_size),
-            "reference": "held-out real" if held_out else "all real",
-            "n_real": int(n_ref), "n_synthetic": int(n_syn),
-            "fd": fd_math.frechet_distance(mu_r, root_r, mu_s, sigma_s),
-        }  # fmt: skip
-        result.update(reference_rows(mu_r, root_r, other if held_out else None,
-                                     st.recon["test" if held_out else "other"], n_syn,
-                                     self.seed, enc.label, notes))  # fmt: skip
-        for n, what in ((n_ref, "reference"), (n_syn, "synthetic")):
-            msg = estimators.sample_size_warning(
-                n, enc.embed_dim, f"{enc.label} {what} set", fd_inf_computed=self.fd_inf
-            )
-            if msg:
-                notes.append(msg)
-        note = size_note(st.real_sizes, st.synthetic_sizes, enc.input_size, enc.label)
-        if note:
-            notes.append(note)
-        syn = np.concatenate(st.synthetic_features) if st.synthetic_features else None
-        if syn is not None:
-            real = np.concatenate(st.test_features) if held_out and self.kid else other
-            result.update(estimators.optional_estimates(
-                mu_r, root_r, real, syn, fd_inf=self.fd_inf, kid=self.kid,
-                fd_inf_points=self.fd_inf_points, kid_subsets=self.kid_subsets,
-                kid_subset_size=self.kid_subset_size, seed=self.seed,
-            ))  # fmt: skip
-        return result
+        """FD, the reference rows, FD-infinity, KID and intervals of one encoder."""
+        return encoder_metrics(self, st, notes)
 
     # -- declared to htd evaluate and its report ------------------------------------------
     @classmethod

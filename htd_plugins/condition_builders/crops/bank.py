@@ -101,8 +101,9 @@ class CropBank:
         min_size: int = 32,
         min_inside: float = 0.9,
         per_sample: int = 1,
-        max_per_class: int = 64,
+        max_per_class: int | None = 64,
         reference_mpp: float = 0.5,
+        max_fraction: float = 1.0,
         seed: int = 0,
     ) -> CropBank:
         """Cut crops from real samples: per class present, ``per_sample`` squares that are at
@@ -112,10 +113,20 @@ class CropBank:
             size: crop side in pixels at ``reference_mpp`` (scaled by each sample's ``mpp``);
                 shrinks to the largest fitting square down to ``min_size`` where needed.
             max_per_class: bank capacity per class; when more candidates come, a seeded
-                reservoir keeps a uniform sample of all of them.
+                reservoir keeps a uniform sample of all of them (None: keep every crop, as a
+                bank of references for ``placement="outside"`` does).
+            max_fraction: at most this fraction of the sample's side (a crop larger than half
+                a patch cannot sit in a class region that covers 20-80 % of it).
+
+        Each crop records where it was cut (``x``, ``y``, ``size`` in the sample) and, when the
+        sample's meta says where the sample lies in its source image (``tile_id``, ``x``,
+        ``y``, ``patch_size``), its ``box`` there, so :mod:`.references` can tell whether it
+        overlaps another sample's window.
         """
         _check_positive(size=size, min_size=min_size, per_sample=per_sample)
-        _check_positive(max_per_class=max_per_class, reference_mpp=reference_mpp)
+        _check_positive(reference_mpp=reference_mpp, max_fraction=max_fraction)
+        if max_per_class is not None:
+            _check_positive(max_per_class=max_per_class)
         if not 0 < min_inside <= 1:
             raise InputError(f"crop bank: min_inside={min_inside} must be in (0, 1]")
         rng = np.random.default_rng(seed)
@@ -131,7 +142,7 @@ class CropBank:
             cm.check_mask(sample.mask, f"mask of sample {n}")
             mpp = sample_mpp(sample, reference_mpp)
             scale = reference_mpp / mpp
-            limit = min(sample.size)
+            limit = max(min(round(max_fraction * min(sample.size)), min(sample.size)), 1)
             side = min(max(round(size * scale), 1), limit)
             floor = min(max(round(min_size * scale), 1), side)
             integrals = class_integrals(sample.mask, len(cm))
@@ -149,7 +160,7 @@ class CropBank:
         options = {
             "size": size, "min_size": min_size, "min_inside": min_inside,
             "per_sample": per_sample, "max_per_class": max_per_class,
-            "reference_mpp": reference_mpp, "seed": seed,
+            "reference_mpp": reference_mpp, "max_fraction": max_fraction, "seed": seed,
         }  # fmt: skip
         return cls(kept, options)
 
@@ -242,6 +253,8 @@ def sample_mpp(sample: TissueSample, default: float) -> float:
 
 
 def _cut(sample: TissueSample, square: tuple[int, int, int], mpp: float | None) -> BankCrop:
+    from htd_plugins.condition_builders.crops.references import source_box
+
     y, x, side = square
     prov: dict[str, Any] = {
         "slide_id": str(sample.meta.get("slide_id", "")), "x": x, "y": y, "size": side,
@@ -250,6 +263,9 @@ def _cut(sample: TissueSample, square: tuple[int, int, int], mpp: float | None) 
     for key in ("x", "y"):
         if key in sample.meta and sample.meta[key] not in ("", None):
             prov[f"patch_{key}"] = sample.meta[key]
+    box = source_box(sample.meta, sample.size, (y, x, side))
+    if box is not None:
+        prov["tile_id"], prov["box"] = box
     return BankCrop(np.ascontiguousarray(sample.image[y : y + side, x : x + side]), prov)
 
 
@@ -258,12 +274,12 @@ def _reservoir(
     crop: BankCrop,
     seen: dict[str, int],
     name: str,
-    capacity: int,
+    capacity: int | None,
     rng: np.random.Generator,
 ) -> None:
     """Algorithm R: after n offers, each offered crop is kept with probability capacity/n."""
     seen[name] = seen.get(name, 0) + 1
-    if len(kept) < capacity:
+    if capacity is None or len(kept) < capacity:
         kept.append(crop)
         return
     j = int(rng.integers(seen[name]))

@@ -21,6 +21,16 @@ class CropChoice:
     x: int
     provenance: dict[str, Any]
 
+    @property
+    def placed(self) -> bool:
+        """Whether the class got pixels (an empty choice carries only why in its provenance)."""
+        return self.image.size > 0
+
+    @classmethod
+    def empty(cls, why: str) -> CropChoice:
+        """No crop for a present class, and why (``{"empty": why}`` in the provenance)."""
+        return cls(np.zeros((0, 0, 3), np.uint8), 0, 0, {"empty": why})
+
 
 def crop_provenance(
     class_map: ClassMap, choices: Mapping[int, CropChoice | None]

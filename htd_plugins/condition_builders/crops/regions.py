@@ -9,6 +9,7 @@ millisecond.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -146,3 +147,16 @@ def resize_square(image: np.ndarray, side: int) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.BILINEAR))
+
+
+def size_range(d_range: Any) -> tuple[int, int]:
+    """(min, max) crop sides from a pair of integers with 0 < min <= max (InputError else)."""
+    from htd_core.errors import InputError
+
+    try:
+        lo, hi = (int(v) for v in d_range)
+    except (TypeError, ValueError):
+        raise InputError(f"crop: d_range={d_range!r} must be two integers (min, max)") from None
+    if not 0 < lo <= hi:
+        raise InputError(f"crop: d_range={d_range!r} must satisfy 0 < min <= max")
+    return lo, hi

@@ -6,9 +6,11 @@ shows, against the same held-out reference and under the same encoder,
 - ``fd_real_train``: real training images vs the held-out images, with as many training
   images as the synthetic set has (a seeded subset; all of them when there are fewer), so
   the N bias is the same as the synthetic row's;
-- ``fd_reconstruction``: the held-out images passed through the model's autoencoder vs the
-  held-out images themselves (every generated image is decoded by that autoencoder, so no
-  generated set is expected below it).
+- ``fd_reconstruction``: the same training images passed through the model's autoencoder vs
+  the held-out images: the same N and, like the synthetic set, images that are not the
+  reference's own (unpaired), so it reads as "what the autoencoder's round trip costs a set
+  of real images"; every generated image is decoded by that autoencoder. Without a held-out
+  set the reference is every real image and the row is their own reconstructions (paired).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from htd_plugins.evaluators.distance.feature_cache import FeatureCache
 @dataclass
 class EncoderState:
     """What one encoder has accumulated since the last reset. ``test``: the held-out real
-    samples; ``other``: features of the other real samples; ``recon``: reconstructions of
-    the held-out samples (``test``) or, while none is marked, of every real one (``other``)."""
+    samples; ``other``: features of the other real samples; ``recon``: features of those
+    other samples' reconstructions, row for row (empty without a model)."""
 
     encoder: Encoder
     cache: FeatureCache | None
@@ -35,12 +37,7 @@ class EncoderState:
     test: fd_math.RunningMoments = field(default_factory=fd_math.RunningMoments)
     test_features: list[np.ndarray] = field(default_factory=list)
     other: list[np.ndarray] = field(default_factory=list)
-    recon: dict[str, fd_math.RunningMoments] = field(
-        default_factory=lambda: {
-            "test": fd_math.RunningMoments(),
-            "other": fd_math.RunningMoments(),
-        }
-    )
+    recon: list[np.ndarray] = field(default_factory=list)
     synthetic: fd_math.RunningMoments = field(default_factory=fd_math.RunningMoments)
     synthetic_features: list[np.ndarray] = field(default_factory=list)
     real_sizes: set[tuple[int, int]] = field(default_factory=set)
@@ -50,8 +47,9 @@ class EncoderState:
 def reference_rows(
     mu_ref: np.ndarray,
     root_ref: fd_math.SqrtCov,
-    train: np.ndarray | None,
-    reconstructions: fd_math.RunningMoments,
+    train: np.ndarray,
+    reconstructions: np.ndarray | None,
+    held_out: bool,
     n_synthetic: int,
     seed: int,
     label: str,
@@ -61,16 +59,19 @@ def reference_rows(
     (those that can be computed) against the reference ``N(mu_ref, root_ref)``.
 
     Args:
-        train: features N x D of the real training images (None: no held-out set, so no
-            real-vs-real row; the report says so).
-        reconstructions: moments of the reference images' reconstructions (empty: no model).
+        train: features N x D of the real images that are not the reference (the training
+            images; every real image when there is no held-out set).
+        reconstructions: features of ``train``'s reconstructions, row for row (None: no
+            model).
+        held_out: the reference is a held-out set (else it is ``train`` itself: no
+            real-vs-real row, and the reconstruction row is paired).
         n_synthetic: the synthetic set's N, which the training subset matches.
-        seed: seed of the training subset.
+        seed: seed of the training subset (the same rows for both rows).
         label: the encoder's label, for notes.
         notes: list the caveats are appended to.
     """
     out: dict[str, Any] = {}
-    if train is not None and len(train) >= 2:
+    if held_out and len(train) >= 2:
         m = min(n_synthetic, len(train))
         subset = np.sort(np.random.default_rng(seed).permutation(len(train))[:m])
         mu, sigma = fd_math.statistics(train[subset])
@@ -81,8 +82,12 @@ def reference_rows(
                 f"{label}: real vs real uses all {m} training images, fewer than the "
                 f"{n_synthetic} synthetic ones (FD is biased upwards at small N)"
             )
-    if reconstructions.n >= 2:
-        mu, sigma = reconstructions.statistics()
+        if reconstructions is not None and len(reconstructions) == len(train):
+            mu, sigma = fd_math.statistics(reconstructions[subset])
+            out["fd_reconstruction"] = fd_math.frechet_distance(mu_ref, root_ref, mu, sigma)
+            out["n_reconstruction"] = int(m)
+    elif reconstructions is not None and len(reconstructions) >= 2:
+        mu, sigma = fd_math.statistics(reconstructions)
         out["fd_reconstruction"] = fd_math.frechet_distance(mu_ref, root_ref, mu, sigma)
-        out["n_reconstruction"] = int(reconstructions.n)
+        out["n_reconstruction"] = int(len(reconstructions))
     return out

@@ -13,7 +13,7 @@ FIGURE = "fd.png"
 def fd_rows(results: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, int, dict[str, float]]]:
     """(row label, N, encoder -> FD) for every synthetic set, then the reference rows: real
     training images at each synthetic set's N (one row per distinct N) and the autoencoder's
-    reconstructions of the reference set."""
+    reconstructions of those training images (``references.reference_rows``)."""
     rows: list[tuple[str, int, dict[str, float]]] = []
     train: dict[int, dict[str, float]] = {}
     recon: dict[int, dict[str, float]] = {}
@@ -27,7 +27,10 @@ def fd_rows(results: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, int, di
             if "fd_reconstruction" in r:
                 recon.setdefault(r["n_reconstruction"], {})[e] = r["fd_reconstruction"]
     rows += [("real training images (reference)", n, v) for n, v in sorted(train.items())]
-    rows += [("autoencoder reconstructions (reference)", n, v) for n, v in sorted(recon.items())]
+    rows += [
+        ("autoencoder reconstructions of training images (reference)", n, v)
+        for n, v in sorted(recon.items())
+    ]
     return rows
 
 

@@ -381,8 +381,8 @@ def tiny_model(tmp_path_factory) -> Path:
 def test_model_gives_the_reconstruction_fd(
     plugins, register_plugin, glas, tiny_model, tmp_path, capsys
 ) -> None:
-    """--model: FD of the held-out images' autoencoder reconstructions against themselves,
-    beside the synthetic set's; reconstructions' features are cached by the model's content."""
+    """--model: FD of training images' autoencoder reconstructions against the held-out set
+    (as many as the synthetic set), beside the synthetic set's; reconstructions' features are cached by the model's content."""
     from htd_core.pipeline_files import pipeline_id
     from htd_plugins.backbones import controlnet_ldm
     from htd_plugins.condition_builders import semantic_map
@@ -400,7 +400,7 @@ def test_model_gives_the_reconstruction_fd(
     assert fd["n_reconstruction"] == 4 and fd["fd_reconstruction"] > 0
     assert doc["inputs"]["model"]["id"] == pipeline_id(tiny_model)
     report = (out / "report.md").read_text()
-    assert "autoencoder reconstructions (reference)" in report
+    assert "autoencoder reconstructions of training images (reference)" in report
     assert "real training images (reference)" in report
     assert (out / "cache" / f"recon-{pipeline_id(tiny_model)}-features-pooled.npz").is_file()
     PooledEncoder.seen = 0

@@ -291,16 +291,59 @@ class Brightener:
         return np.clip(images.astype(np.int64) + 20, 0, 255).astype(np.uint8)
 
 
-def test_reconstruction_fd_of_the_held_out_set(tiny_encoder) -> None:
+def test_reconstruction_row_is_unpaired_at_the_synthetic_n(tiny_encoder) -> None:
+    """The training images' reconstructions (the same seeded subset as real vs real, as many
+    as the synthetic set) against the held-out images: unpaired, like a generated set."""
     train, held = _tinted(10, seed=0), _held_out(_tinted(16, seed=3))
     model, enc = Brightener(), tiny_encoder()
-    ev = FrechetEvaluator(encoders=[enc], model=model)
+    ev = FrechetEvaluator(encoders=[enc], model=model, seed=2)
     out = ev.evaluate(train + held, _tinted(8, seed=1))["encoders"]["tiny"]
+    subset = np.sort(np.random.default_rng(2).permutation(10)[:8])
     recon = [
-        TissueSample(model.reconstruct(s.image[None])[0], s.mask, s.class_map, {}) for s in held
-    ]
-    assert out["n_reconstruction"] == 16
+        TissueSample(model.reconstruct(train[i].image[None])[0], train[i].mask,
+                     train[i].class_map, {})
+        for i in subset
+    ]  # fmt: skip
+    assert out["n_reconstruction"] == out["n_real_train"] == 8
     assert out["fd_reconstruction"] == pytest.approx(_fd(enc, held, recon), rel=1e-9)
-    assert model.seen == 16 + 16  # the held-out images only (and the line above)
+    assert out["fd_reconstruction"] > out["fd_real_train"]  # brightening costs something
+    assert model.seen == 10 + 8  # the training images only (and the lines above)
+    # without a held-out set: every real image against its own reconstruction (paired)
+    alone = FrechetEvaluator(encoders=[enc], model=Brightener()).evaluate(train, held)
+    both = [TissueSample(model.reconstruct(s.image[None])[0], s.mask, s.class_map, {})
+            for s in train]  # fmt: skip
+    assert alone["encoders"]["tiny"]["n_reconstruction"] == 10
+    assert alone["encoders"]["tiny"]["fd_reconstruction"] == pytest.approx(
+        _fd(enc, train, both), rel=1e-9
+    )
     with pytest.raises(InputError, match="neither a saved pipeline"):
         FrechetEvaluator(encoders=[enc], model=42)
+
+
+def test_bootstrap_resamples_both_sets_and_pairs_across_synthetic_sets(tiny_encoder) -> None:
+    """Bootstrap FD of a resample equals the direct FD of the resampled features (the
+    nuclear-norm route is exact); two synthetic sets of one size see the same resamples, so
+    their paired difference has a tighter interval than either would suggest."""
+    from htd_core import bootstrap as boot
+
+    train, held = _tinted(6, seed=0), _held_out(_tinted(24, seed=3))
+    near, far = _tinted(20, tint=20, seed=1), _tinted(20, tint=45, seed=2)
+    enc = tiny_encoder()
+    ev = FrechetEvaluator(encoders=[enc], bootstrap=40, kid=True, kid_subsets=3, seed=5)
+    a = ev.evaluate(train + held, near)["encoders"]["tiny"]
+    b = ev.evaluate(train + held, far)["encoders"]["tiny"]
+    assert a["bootstrap"] == 40 and len(a["fd_bootstrap"]) == len(a["kid_bootstrap"]) == 40
+    ir = boot.resample_indices(5, 24, 40, stream=0)
+    is_ = boot.resample_indices(5, 20, 40, stream=1)
+    for k in (0, 17):
+        expect = _fd(enc, [held[i] for i in ir[k]], [near[i] for i in is_[k]])
+        assert a["fd_bootstrap"][k] == pytest.approx(expect, rel=1e-7)
+    lo, hi = a["fd_ci"]
+    assert lo < a["fd"] < hi  # the interval is shifted onto the full-set value
+    assert a["kid_ci"][0] < a["kid_ci"][1]
+    diff = boot.paired_interval(b["fd_bootstrap"], a["fd_bootstrap"], center=b["fd"] - a["fd"])
+    assert diff[0] > 0  # the far set is farther, beyond resampling noise
+    again = FrechetEvaluator(encoders=[enc], bootstrap=20, seed=5).evaluate(train + held, near)
+    assert again["encoders"]["tiny"]["fd_bootstrap"] == a["fd_bootstrap"][:20]
+    with pytest.raises(InputError, match="bootstrap=-1"):
+        FrechetEvaluator(encoders=[enc], bootstrap=-1)
