@@ -131,8 +131,8 @@ SPECS: dict[str, Spec] = {
         subs=(
             (
                 "glas.yaml --budget cpu-quick",
-                "wsss4luad.yaml --budget tiny -o "
-                "evaluators=[deeplabv3plus] -o arms=[crop,unconditional] --output-dir runs/exp",
+                "wsss4luad.yaml --budget tiny -o evaluators=[deeplabv3plus] -o seeds=[0] "
+                "-o arms=[crop,unconditional] --output-dir runs/exp",
             ),
         ),
     ),  # fmt: skip
@@ -142,7 +142,7 @@ SPECS: dict[str, Spec] = {
             (
                 '"examples/experiments/glas.yaml", {"arms": ["crop", "unconditional"]}',
                 '"examples/experiments/wsss4luad.yaml", {"arms": ["crop", "unconditional"], '
-                '"evaluators": ["deeplabv3plus"]}',
+                '"evaluators": ["deeplabv3plus"], "seeds": [0]}',
             ),
             ('budget="cpu-quick"', 'budget="tiny"'),
         ),

@@ -45,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
     print(text.split("## The paper's orderings")[0].rstrip())
     for name, path in results["paths"].items():
         print(f"{name}: {path}")
-    print(
-        f"datasets: {args.output_dir}/arms/crop/synthetic, {args.output_dir}/arms/unconditional/synthetic"
-    )
+    sets = [
+        f"{args.output_dir}/arms/{a}/seed-{args.seed}/synthetic" for a in ("crop", "unconditional")
+    ]
+    print(f"datasets: {', '.join(sets)}")
     return 0
 
 

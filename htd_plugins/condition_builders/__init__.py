@@ -5,7 +5,9 @@ Public names (for scripts, plugins and applications; everything in submodules is
 - :class:`CropBank`: real tissue crops per class, to generate from layouts without images and
   to draw crops from outside a training sample's window (``placement="outside"``);
 - :func:`crop_overlaps_window`: whether a placed crop (its provenance) holds pixels of the
-  target sample's own window (the copy shortcut the ``outside`` placement rules out).
+  target sample's own window (the copy shortcut the ``outside`` placement rules out);
+- :func:`window_of`: where a sample lies in its source image (from its meta), or None;
+- :func:`placed_crop`: the pixels a crop builder placed, read back from its provenance.
 
 Builders themselves are created by registered name:
 ``htd_core.create("condition_builders", "crop", bank=...)``.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CropBank", "crop_overlaps_window"]
+__all__ = ["CropBank", "crop_overlaps_window", "placed_crop", "window_of"]
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing a builder plugin stays cheap
@@ -23,8 +25,8 @@ def __getattr__(name: str) -> Any:  # lazy: importing a builder plugin stays che
         from htd_plugins.condition_builders.crops.bank import CropBank
 
         return CropBank
-    if name == "crop_overlaps_window":
-        from htd_plugins.condition_builders.crops.references import crop_overlaps_window
+    if name in ("crop_overlaps_window", "placed_crop", "window_of"):
+        from htd_plugins.condition_builders.crops import references
 
-        return crop_overlaps_window
+        return getattr(references, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -195,9 +195,20 @@ class CropBuilder(ConditionBuilder):
         name = sample.class_map.names[k]
         shrink = self.on_small == "shrink"
         floor = min(floor, side)
-        if self.placement == "outside" and name not in self.bank.classes and name not in self.crops:
-            return CropChoice.empty("no crop of this class in the bank")
-        external = self._external_crop(sample, name, rng)
+        if self.placement == "outside" and name not in self.crops:
+            if name not in self.bank.classes:
+                return CropChoice.empty("no crop of this class in the bank")
+            items = self.bank.crops(name)
+            i, why = draw_outside(items, sample.meta, sample.size, rng)
+            if i is None:
+                return CropChoice.empty(str(why))
+            extra = {"bank_index": i, **({"other_source": why} if why else {})}
+            external = (
+                np.asarray(items[i].image),
+                {"source": "bank", **items[i].provenance, **extra},
+            )
+        else:
+            external = self._external_crop(sample, name, rng)
         if external is None:  # cut from the sample's own image
             sq = choose_square(integral, side, floor, self.min_inside, shrink, rng)
             if sq is None:
@@ -235,11 +246,6 @@ class CropBuilder(ConditionBuilder):
                 "slide_id": "",
                 "size": len(self.crops[name]),
             }
-        if self.placement == "outside":
-            items = self.bank.crops(name)
-            i, why = draw_outside(items, sample.meta, sample.size, rng)
-            extra = {"bank_index": i, **({"other_source": why} if why else {})}
-            return np.asarray(items[i].image), {"source": "bank", **items[i].provenance, **extra}
         if sample.image is not None:
             return None
         if self.bank is None:

@@ -6,8 +6,8 @@ experiment runner (:mod:`htd_plugins.experiment`) with the ``demo`` budget.
 2. one shared autoencoder, then two models with the same budget and seed: ``crop`` (semantic
    map + real crops, the method) and ``unconditional`` (a model of its own, not the null
    branch of the conditioned one);
-3. both generate from the same training layouts (crops cut from the training images and
-   placed elsewhere in their class region);
+3. both generate from the same training layouts (each crop from the crop bank of the
+   training patches: the layout's own source image outside its window, else another one);
 4. ``results.md`` / ``results.json`` with the Frechet distance and KID of both sets against the
    held-out real patches under two real-weight encoders (FID Inception, EfficientNet-Lite0),
    beside real training patches at the same N and the held-out patches through the
@@ -37,11 +37,12 @@ def run_demo(opts: DemoOptions, log: Any = None) -> dict[str, Any]:
     from htd_plugins.experiment.config import ARMS, Arm
 
     budget = get_budget(opts.budget)
+    size = budget.image_size or 160  # native: the demo cuts GlaS patches at 160 px
 
     def data() -> ExperimentData:
         from htd_plugins.demo.sources import load_demo_data
 
-        d = load_demo_data(budget.image_size, slide=opts.slide, data_dir=opts.data_dir,
+        d = load_demo_data(size, slide=opts.slide, data_dir=opts.data_dir,
                            max_train=budget.max_train, max_test=budget.n_test, seed=opts.seed,
                            work_dir=opts.output_dir)  # fmt: skip
         tag = [
@@ -53,6 +54,7 @@ def run_demo(opts: DemoOptions, log: Any = None) -> dict[str, Any]:
     arms = [Arm(a, list(ARMS[a]["builders"]), options=dict(ARMS[a].get("options", {})))
             for a in ("crop", "unconditional")]  # fmt: skip
     config = ExperimentConfig(name="demo", data={}, arms=arms, budget=opts.budget,
-                              evaluators=("frechet",), seed=opts.seed,
+                              budget_options={"image_size": size}, evaluators=("frechet",),
+                              seeds=(opts.seed,),
                               output_dir=opts.output_dir, source="htd demo")  # fmt: skip
     return Experiment(config, data_source=data, log=log).run()

@@ -204,7 +204,14 @@ def layouts_from_image(
                 continue
             frac = counts / counts.sum()
             if ((frac >= 0.2) & (frac <= 0.8)).sum() >= 2:
-                meta = {"slide_id": slide_id, "x": x, "y": y, "mpp": mpp}
+                meta = {
+                    "slide_id": slide_id,
+                    "tile_id": slide_id,
+                    "x": x,
+                    "y": y,
+                    "patch_size": patch_size,
+                    "mpp": mpp,
+                }  # its window in the image
                 crop = image[y : y + patch_size, x : x + patch_size].copy()
                 out.append(TissueSample(crop, m.copy(), class_map, meta))
     return out

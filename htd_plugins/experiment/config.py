@@ -10,17 +10,19 @@ evaluators (see ``examples/experiments/*.yaml`` and docs/results.md).
                 rule: heterogeneous, mpp: 0.9}
       train: {split: train}               # sampler options of the training split
       test: {split: test}                 # ... and of the held-out split
-    arms: [crop, embedding, unconditional]
+    arms: [unconditional, semantic_map, embedding, crop]
     budget: cpu-quick                     # a preset of htd_plugins.experiment.budgets
     budget_options: {}                    # fields of the budget to override
-    evaluators: [frechet, deeplabv3plus, privacy]   # any registered evaluator, or
-                                          # {name: ..., **options}
-    seed: 0
+    evaluators: [frechet, deeplabv3plus, layout_adherence, privacy]   # any registered
+                                          # evaluator, or {name: ..., **options}
+    seeds: [0, 1, 2]                      # each arm trained and sampled once per seed
 
 An arm is a name of :data:`ARMS` (the paper's conditions) or of a registered condition
 builder (trained alone), or a mapping ``{name, builders, backbone, options}``. Every arm gets
-the same backbone architecture, budget, seed, autoencoder and layouts; only the condition
-differs. ``${NAME}`` is expanded; paths starting with ``./`` or ``../`` are relative to the file.
+the same backbone architecture, budget, seeds, autoencoder and layouts; only the condition
+differs. ``seeds`` (or one ``seed``) are the training and sampling seeds of each arm; the data,
+the layouts, the crop bank and the shared autoencoder use the first (docs/results.md says why).
+``${NAME}`` is expanded; paths starting with ``./`` or ``../`` are relative to the file.
 """
 
 from __future__ import annotations
@@ -32,12 +34,21 @@ from typing import Any
 
 from htd_core.errors import ConfigError
 
-#: The paper's arms (Table 1 / Table 2 columns) and two ablations. ``crop`` is the method:
-#: semantic map + one real crop per class, placed away from where it was cut; ``embedding``
-#: gives the same crops as encoder embeddings (cross-attention tokens); ``unconditional`` is a
-#: model of its own with no condition (not the null branch of a conditioned model).
+#: How the experiment's crop arms pick crops: from the training split's crop bank (the runner
+#: passes it as ``bank``), from the target's own source image but outside its window, else
+#: another training source (:mod:`htd_plugins.condition_builders.crops.references`), at most
+#: half the patch side (a larger square cannot lie in a class region covering 20-80 % of the
+#: patch, the heterogeneous rule of the paper's Sec. 3), down to 8 px (at 64 px, WSSS4LUAD's
+#: strands hold no 16 px square in 43 % of class instances).
+CROPS: dict[str, Any] = {"placement": "outside", "max_fraction": 0.5, "min_size": 8}
+#: The paper's arms (Table 1 / Table 2 columns) and ablations. ``crop`` is the method:
+#: semantic map + one real crop per class (:data:`CROPS`); ``embedding`` gives the same crops
+#: as encoder embeddings (cross-attention tokens); ``semantic_map`` is the map alone (what the
+#: crops add is crop vs map); ``unconditional`` is a model of its own with no condition (not
+#: the null branch of a conditioned model). ``crop_elsewhere`` is the old placement (cut from
+#: the target, moved), an ablation of the copy shortcut; ``concat_ldm`` another backbone.
 ARMS: dict[str, dict[str, Any]] = {
-    "crop": {"builders": ["semantic_map", {"name": "crop", "placement": "elsewhere"}]},
+    "crop": {"builders": ["semantic_map", {"name": "crop", **CROPS}]},
     "embedding": {
         "builders": [
             "semantic_map",
@@ -45,30 +56,39 @@ ARMS: dict[str, dict[str, Any]] = {
                 "name": "embedding",
                 "encoder": "efficientnet_lite0",
                 "normalize": True,
-                "crop_options": {"placement": "elsewhere"},
+                "crop_options": dict(CROPS),
             },
         ],
     },  # fmt: skip
     "unconditional": {"builders": ["unconditional"]},
     "semantic_map": {"builders": ["semantic_map"]},
+    "crop_elsewhere": {
+        "builders": [
+            "semantic_map",
+            {"name": "crop", "placement": "elsewhere", "min_size": 8, "max_fraction": 0.5},
+        ],
+    },  # fmt: skip
     "concat_ldm": {
-        "builders": ["semantic_map", {"name": "crop", "placement": "elsewhere"}],
+        "builders": ["semantic_map", {"name": "crop", **CROPS}],
         "backbone": "concat_ldm",
     },
 }
-DEFAULT_ARMS = ("crop", "embedding", "unconditional")
+DEFAULT_ARMS = ("unconditional", "semantic_map", "embedding", "crop")
 #: The paper's measurements, run when the file names no evaluators.
-DEFAULT_EVALUATORS = ("frechet", "deeplabv3plus", "privacy")
+DEFAULT_EVALUATORS = ("frechet", "deeplabv3plus", "layout_adherence", "privacy")
 #: The experiment's protocol for evaluators it knows (the file's own options win; a budget's
 #: ``evaluators`` options come between): KID beside FD (less biased at a few hundred images),
-#: the privacy audit in EfficientNet-Lite0's space (real ImageNet weights, ~14x fewer FLOPs
-#: than the FID Inception; it embeds every real patch and its crop windows).
+#: 200 bootstrap resamples of the test images for every interval (:mod:`.summary`), the
+#: privacy audit in EfficientNet-Lite0's space (real ImageNet weights, ~14x fewer FLOPs than
+#: the FID Inception; it embeds every real patch and its crop windows).
 EVALUATOR_DEFAULTS: dict[str, dict[str, Any]] = {
-    "frechet": {"kid": True, "kid_subsets": 50},
+    "frechet": {"kid": True, "kid_subsets": 50, "bootstrap": 200},
+    "deeplabv3plus": {"bootstrap": 200},
+    "layout_adherence": {"bootstrap": 200},
     "privacy": {"encoder": "efficientnet_lite0"},
 }
-KEYS = ("name", "data", "arms", "budget", "budget_options", "evaluators", "encoders", "seed",
-        "model", "fit", "output_dir")  # fmt: skip
+KEYS = ("name", "data", "arms", "budget", "budget_options", "evaluators", "encoders", "seeds",
+        "seed", "model", "fit", "output_dir")  # fmt: skip
 DATA_KEYS = ("sampler", "options", "train", "test")
 
 
@@ -93,11 +113,16 @@ class ExperimentConfig:
     budget_options: dict[str, Any] = field(default_factory=dict)
     evaluators: tuple[Any, ...] = DEFAULT_EVALUATORS
     encoders: tuple[str, ...] = ()
-    seed: int = 0
+    seeds: tuple[int, ...] = (0,)
     model: dict[str, Any] = field(default_factory=dict)
     fit: dict[str, Any] = field(default_factory=dict)
     output_dir: str | None = None
     source: str = "<config>"
+
+    @property
+    def seed(self) -> int:
+        """The first seed: the data, layouts, crop bank and shared autoencoder use it."""
+        return self.seeds[0]
 
     def out_dir(self, budget: str | None = None) -> Path:
         """The output folder (default ``htd-output/experiments/<name>-<budget>``)."""
@@ -159,16 +184,34 @@ def load_experiment(
     for key in ("budget_options", "model", "fit"):
         if not isinstance(raw.get(key, {}), Mapping):
             raise ConfigError(f"{label}: {key}: expected a mapping")
-    seed = raw.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"{label}: seed={seed!r} must be an integer >= 0")
+    seeds = _seeds(raw, label)
     out = raw.get("output_dir")
     return ExperimentConfig(
         name=name, data=data, arms=arms, budget=str(raw.get("budget") or "cpu-quick"),
         budget_options=dict(raw.get("budget_options") or {}), evaluators=evaluators,
-        encoders=tuple(raw.get("encoders") or ()), seed=seed, model=dict(raw.get("model") or {}),
+        encoders=tuple(raw.get("encoders") or ()), seeds=seeds, model=dict(raw.get("model") or {}),
         fit=dict(raw.get("fit") or {}), output_dir=None if out is None else str(out), source=label,
     )  # fmt: skip
+
+
+def _seeds(raw: Mapping[str, Any], label: str) -> tuple[int, ...]:
+    """``seeds: [0, 1, 2]`` or ``seed: 0`` (not both): distinct integers >= 0, at least one."""
+    if "seeds" in raw and "seed" in raw:
+        raise ConfigError(f"{label}: give seeds: [0, 1, 2] or seed: 0, not both")
+    value = raw.get("seeds", [raw.get("seed", 0)])
+    value = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(value, list | tuple) or not value:
+        raise ConfigError(
+            f"{label}: seeds={value!r}: give a non-empty list of integers >= 0, e.g. seeds: [0, 1, 2]"
+        )
+    for s in value:
+        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+            raise ConfigError(
+                f"{label}: seeds: {s!r} is not an integer >= 0; e.g. seeds: [0, 1, 2]"
+            )
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{label}: seeds: each seed once (got {list(value)})")
+    return tuple(value)
 
 
 def _known(keys: Any, allowed: tuple[str, ...], what: str, listing: str) -> None:

@@ -116,10 +116,20 @@ def write_splits(data: ExperimentData, folder: Path) -> None:
 
 def resize_sample(sample: TissueSample, size: int) -> TissueSample:
     """``sample`` at ``size`` x ``size`` px (a non-square one centre-cropped first; area filter
-    for the image, nearest for the mask), its ``meta["mpp"]`` scaled to match."""
+    for the image, nearest for the mask), its ``meta["mpp"]`` scaled to match.
+
+    Raises:
+        InputError: the patch is smaller than ``size`` (it would be upsampled).
+    """
     from PIL import Image
 
     h, w = sample.mask.shape[:2]
+    if min(h, w) < size:
+        raise InputError(
+            f"a {h} x {w} px patch is smaller than the model size {size} px and would be "
+            f"upsampled: cut patches of at least {size} px (data.options.patch_size) or use a "
+            "smaller image_size"
+        )
     if (h, w) == (size, size):
         return sample
     if h != w:

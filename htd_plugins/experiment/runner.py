@@ -4,19 +4,25 @@ Stages (each keyed by a hash of everything it depends on, recorded in ``OUT/stag
 reuses a finished stage whose key matches and redoes one whose inputs changed, and a killed
 training or generation continues from its last checkpoint or written sample):
 
-1. ``data``: both splits by source image (:mod:`.data`), written to ``OUT/data/``;
-2. ``autoencoder``: one KL autoencoder trained on the training patches, shared by every arm
-   (the same latents for all), ``OUT/autoencoder``;
-3. ``train:<arm>``: each arm's own denoiser, same architecture, budget and seed
-   (``OUT/arms/<arm>/train``, its ``model/`` a saved pipeline);
-4. ``generate:<arm>``: one synthetic patch per training layout (mask and crops from the train
-   split, crops placed ``elsewhere``), the same layouts and seeds for every arm;
-5. evaluation (:mod:`.measure`): every evaluator of the file through the one evaluation
-   driver (the paper's: Frechet distance and KID against the held-out patches with
-   real-vs-real and autoencoder rows, DeepLabv3+ trained on real / synthetic / real +
-   synthetic and scored on the held-out patches, the privacy audit), each result kept and
-   reused while its inputs stay the same;
-6. ``results.md``, ``results.json`` and ``figure.png`` (:mod:`.results`).
+1. ``data``: both splits by source image (:mod:`.data`), written to ``OUT/data/``, and the
+   crop bank of the training split (``OUT/data/crop-bank.safetensors``: every training
+   patch's crops with their place in its source image, the reference crops of
+   ``placement: outside``);
+2. ``autoencoder``: one KL autoencoder trained on the training patches with the first seed,
+   shared by every arm and seed (the same latents for all: the seeds measure the denoisers),
+   ``OUT/autoencoder``;
+3. ``train:<arm>@<seed>``: each arm's own denoiser per seed, same architecture and budget
+   (``OUT/arms/<arm>/seed-<seed>/train``, its ``model/`` a saved pipeline; :mod:`.arms`);
+4. ``generate:<arm>@<seed>``: one synthetic patch per training layout (mask of the train
+   split, crops from the bank outside the layout's window), the same layouts for every arm;
+5. evaluation (:mod:`.measure`): every evaluator of the file on every arm and seed through
+   the one evaluation driver (the paper's: Frechet distance and KID against the held-out
+   patches with real-vs-real and autoencoder rows, DeepLabv3+ trained on real / synthetic /
+   real + synthetic, layout adherence, the privacy audit), with bootstrap resamples of the
+   held-out patches, each result kept and reused while its inputs stay the same;
+6. ``results.md``, ``results.json`` and ``figure.png`` (:mod:`.results`): every score as mean
+   and 95 % interval over seeds and resamples, each ordering holds / tie / does not hold
+   (:mod:`.summary`).
 """
 
 from __future__ import annotations
@@ -27,15 +33,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from htd_plugins.experiment.arms import ArmStages, crop_placements
 from htd_plugins.experiment.budgets import Budget, get_budget
-from htd_plugins.experiment.config import Arm, ExperimentConfig, load_experiment
+from htd_plugins.experiment.config import ExperimentConfig, load_experiment
 from htd_plugins.experiment.data import DataSource, ExperimentData
 from htd_plugins.experiment.stages import Stages, own_folder, stage_key
 
 KIND = "experiment"
+#: The reference crops of ``placement: outside`` (:data:`.config.CROPS` sizes): 96 px at
+#: 0.5 um/px (the paper's d_base), two per training patch and class, every one kept.
+BANK = {"size": 96, "min_size": 8, "per_sample": 2, "max_per_class": None, "max_fraction": 0.5}
 
 
-class Experiment:
+class Experiment(ArmStages):
     """One experiment run (see the module docstring).
 
     Args:
@@ -47,8 +57,8 @@ class Experiment:
         log: where progress lines go (default: stderr).
 
     Raises:
-        InputError / ConfigError: a bad file, budget, arm, evaluator option or output folder,
-            all before any data is read.
+        InputError / ConfigError: a bad file, budget, arm, evaluator option, model size or
+            output folder, all before any data is read.
     """
 
     def __init__(self, config: str | Path | Mapping[str, Any] | ExperimentConfig, *,
@@ -62,15 +72,17 @@ class Experiment:
         self.out = Path(output_dir) if output_dir else self.config.out_dir(self.budget.name)
         self.data_source = data_source
         self._log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.image_size = model_size(self.budget, self.config, data_source is not None)
         check_output(self.out, KIND, what="output folder")
         from htd_plugins.experiment.measure import evaluation_driver
 
-        evaluation_driver(self).check()  # evaluator options, before any work
+        evaluation_driver(self, seed=self.config.seed).check()  # options, before any work
         for arm in self.config.arms:  # builder, backbone and generation options too
             self.check_arm(arm)
         self.stages = Stages(self.out, self.log)
         self.data: ExperimentData | None = None
-        self.data_key = ""
+        self.data_key = self.bank_key = ""
+        self.bank_path = self.out / "data" / "crop-bank.safetensors"
 
     def log(self, text: str) -> None:
         self._log(f"htd experiment [{time.strftime('%H:%M:%S')}] {text}")
@@ -82,37 +94,39 @@ class Experiment:
     # -- stages ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run every stage not done yet; returns the results (also in ``results.json``)."""
-        from htd_core.dataset import Dataset
         from htd_core.outputs import start_output
-        from htd_plugins.experiment.measure import crop_fidelity, evaluate_all
+        from htd_plugins.experiment.measure import evaluate_all
         from htd_plugins.experiment.results import write_results
 
         clock = time.monotonic()
         start_output(self.out, KIND, what="output folder")
-        self.log(f"{self.config.name}: budget {self.budget.name}, arms "
-                 f"{[a.name for a in self.config.arms]}, output {self.out}")  # fmt: skip
+        seeds = list(self.config.seeds)
+        self.log(f"{self.config.name}: budget {self.budget.name}, {self.image_size} px, arms "
+                 f"{[a.name for a in self.config.arms]}, seeds {seeds}, output {self.out}")  # fmt: skip
         self.load_data()
         vae = self.autoencoder()
-        trained = {arm.name: self.train(arm, vae) for arm in self.config.arms}
-        generated = {arm.name: self.generate(arm, trained[arm.name]) for arm in self.config.arms}
-        sets = {a: list(Dataset(g["path"])) for a, g in generated.items()}
-        scores, driver = evaluate_all(self, trained, generated, sets)
-        diagnostics = {}
-        if "crop" in sets:
-            diagnostics["crop_fidelity"] = crop_fidelity(self.layouts(), sets)
+        trained: dict[str, dict[int, Any]] = {a.name: {} for a in self.config.arms}
+        generated: dict[str, dict[int, Any]] = {a.name: {} for a in self.config.arms}
+        for seed in seeds:  # every arm at the first seed before any second seed
+            for arm in self.config.arms:
+                trained[arm.name][seed] = self.train(arm, vae, seed)
+                generated[arm.name][seed] = self.generate(arm, trained[arm.name][seed], seed)
+        scores, diagnostics, drivers = evaluate_all(self, trained, generated)
         results = {
             "name": self.config.name, "config": self.config.source, "budget": self.budget.to_dict(),
-            "data": self.data.description if self.data else "", "data_key": self.data_key,
-            "autoencoder": vae, "arms": trained, "generated": generated, "scores": scores,
-            "diagnostics": diagnostics, "seed": self.config.seed,
+            "image_size": self.image_size, "data": self.data.description if self.data else "",
+            "data_key": self.data_key, "crop_bank": self.bank_summary, "autoencoder": vae,
+            "seeds": seeds, "arms": trained, "generated": generated, "scores": scores,
+            "diagnostics": diagnostics,
             "wall_minutes_this_call": round((time.monotonic() - clock) / 60, 2),
         }  # fmt: skip
-        paths = write_results(self, results, driver)
+        paths = write_results(self, results, drivers)
         self.log(f"done: {paths['results_md']}")
         return {**results, "paths": paths}
 
     def load_data(self) -> ExperimentData:
-        """Stage ``data``: sample (always: cheap and deterministic) and write when changed."""
+        """Stage ``data``: sample (always: cheap and deterministic), write when changed, and
+        build the training split's crop bank."""
         from htd_plugins.experiment.data import sample_splits, write_splits
 
         b = self.budget
@@ -120,15 +134,57 @@ class Experiment:
             data = self.data_source()
         else:
             where = f"{self.config.source}: data"
-            data = sample_splits(self.config.data, b.image_size, b.max_train, b.n_test,
+            data = sample_splits(self.config.data, self.image_size, b.max_train, b.n_test,
                                  self.config.seed, where)  # fmt: skip
         self.data, self.data_key = data, data.fingerprint()
         self.log(f"data: {data.description}")
+        self.check_crop_sources(data)
         if self.stages.get("data", self.data_key) is None:
             write_splits(data, self.out / "data")
             self.stages.put("data", self.data_key, {"description": data.description,
                             "n_train": len(data.train), "n_test": len(data.test)})  # fmt: skip
+        self.crop_bank()
         return data
+
+    def crop_bank(self) -> None:
+        """The training split's crop bank (:data:`BANK`), written when the data changed."""
+        from htd_plugins.condition_builders import CropBank
+
+        self.bank_key = stage_key("crop-bank", self.data_key, BANK, self.config.seed)
+        done = self.stages.get("crop-bank", self.bank_key)
+        if done is None or not self.bank_path.is_file():
+            bank = CropBank.from_samples(self.data.train, seed=self.config.seed, **BANK)
+            bank.save(self.bank_path)
+            done = self.stages.put("crop-bank", self.bank_key, {
+                "path": str(self.bank_path), "crops": bank.counts(), "options": BANK})  # fmt: skip
+        self.bank_summary = done
+        self.log(f"crop bank: {done['crops']} crops per class")
+
+    def check_crop_sources(self, data: ExperimentData) -> None:
+        """``placement: outside`` needs each training patch's source (and, to use crops of the
+        same source, its window there): refuse data that cannot serve it, before training.
+
+        Raises:
+            ConfigError: an arm places crops ``outside`` and the training patches record no
+                source id, or a single source without windows (nowhere to draw from).
+        """
+        from htd_core.errors import ConfigError
+        from htd_core.splits import sample_source
+        from htd_plugins.condition_builders import window_of
+
+        outside = [a.name for a in self.config.arms if "outside" in crop_placements(a)]
+        if not outside:
+            return
+        sources = {sample_source(s.meta) for s in data.train}
+        windows = sum(window_of(s.meta, s.size) is not None for s in data.train)
+        if "" in sources or (len(sources) < 2 and not windows):
+            what = "no source id" if "" in sources else "one source and no window in it"
+            raise ConfigError(
+                f"{self.config.source}: arms {outside}: placement: outside draws each crop from "
+                f"the target's source image outside its window, but the training patches "
+                f"record {what} (slide_id; tile_id, x, y): use a sampler that records them "
+                f"(e.g. tiles) or placement: elsewhere"
+            )
 
     def autoencoder(self) -> dict[str, Any]:
         """Stage ``autoencoder``: trained once on the training patches, shared by every arm
@@ -142,7 +198,7 @@ class Experiment:
         adversarial = (
             [b.vae_adversarial_weight, b.vae_adversarial_start] if b.vae_adversarial_weight else []
         )
-        key = stage_key("autoencoder", self.data_key, b.preset, b.image_size, b.vae_steps, seed,
+        key = stage_key("autoencoder", self.data_key, b.preset, self.image_size, b.vae_steps, seed,
                         *adversarial)  # fmt: skip
         folder = self.out / "autoencoder"
         done = self.stages.get("autoencoder", key)
@@ -152,7 +208,7 @@ class Experiment:
         own_folder(work, key)
         work.mkdir(parents=True, exist_ok=True)
         arm = self.config.arms[0]
-        backbone = create("backbones", arm.backbone, preset=b.preset, image_size=b.image_size,
+        backbone = create("backbones", arm.backbone, preset=b.preset, image_size=self.image_size,
                           **{**self.config.model, **arm.options})  # fmt: skip
         if not isinstance(backbone, LatentBackbone):
             from htd_core.errors import ConfigError
@@ -176,116 +232,38 @@ class Experiment:
         )
         return self.stages.put("autoencoder", key, {**summary, "path": str(folder), "key": key})
 
-    def arm_key(self, arm: Arm, vae: Mapping[str, Any]) -> str:
-        b = self.budget
-        return stage_key("train", vae["key"], arm.name, arm.builders, arm.backbone, arm.options,
-                         b.preset, b.image_size, b.steps, b.batch_size, self.config.model,
-                         self.config.fit, self.config.seed)  # fmt: skip
 
-    def build_pipeline(self, arm: Arm, vae: Mapping[str, Any], classes: Any = ...) -> Any:
-        """A fresh pipeline for ``arm`` on the shared autoencoder (``classes``: the data's
-        class names by default; None builds it before the data is read, to check options)."""
-        from htd_core.config import ComponentSpec
-        from htd_core.pipeline import Pipeline
-        from htd_core.plugins import create, get_registry
+def model_size(budget: Budget, config: ExperimentConfig, own_data: bool) -> int:
+    """The model's patch side: the budget's ``image_size``, or (None: native) the data's
+    ``patch_size``. Patches are cut at native resolution and only ever downscaled to it.
 
-        if classes is ...:
-            classes = list(self.data.train[0].class_map.names)
-        reg = get_registry("condition_builders")
-        builders = [
-            ComponentSpec.parse(b, f"{self.config.source}: arms.{arm.name}.builders[{i}]").create(
-                reg, {"classes": classes, "seed": self.config.seed}
-            )
-            for i, b in enumerate(arm.builders)
-        ]
-        b = self.budget
-        options = {"preset": b.preset, "image_size": b.image_size, "autoencoder": vae["path"],
-                   **self.config.model, **arm.options}  # fmt: skip
-        return Pipeline(
-            condition_builders=builders, backbone=create("backbones", arm.backbone, **options)
-        )
+    Raises:
+        ConfigError: ``image_size`` above the data's ``patch_size`` (an upsampling factor
+            above 1), or a native budget whose data gives no ``patch_size``.
+    """
+    from htd_core.errors import ConfigError
 
-    def check_arm(self, arm: Arm) -> None:
-        """Build the arm's pipeline and resolve the budget's generation options with it, so a
-        bad builder, backbone or generation option fails before any data is read."""
-        from htd_core.errors import ConfigError, HtdError
-
-        pipe = self.build_pipeline(arm, {"path": None}, classes=None)
-        try:
-            pipe.generation_options(**self.budget.generation(self.config.seed))
-        except HtdError as exc:
+    data = config.data or {}
+    sizes = {(data.get("options") or {}).get("patch_size")}
+    sizes |= {(data.get(p) or {}).get("patch_size") for p in ("train", "test") if data.get(p)}
+    sizes = {int(s) for s in sizes if isinstance(s, int | float) and not isinstance(s, bool)}
+    native = min(sizes) if sizes else None
+    if budget.image_size is None:
+        if native is None:
             raise ConfigError(
-                f"{self.config.source}: arm {arm.name!r}: the budget's generation options "
-                f"(budget_options.guidance_scale / scheduler / num_inference_steps): {exc}"
-            ) from None
-
-    def train(self, arm: Arm, vae: Mapping[str, Any]) -> dict[str, Any]:
-        """Stage ``train:<arm>``: the arm's own model (resumes from its last checkpoint)."""
-        key = self.arm_key(arm, vae)
-        name = f"train:{arm.name}"
-        folder = self.out / "arms" / arm.name / "train"
-        done = self.stages.get(name, key)
-        if done is not None and Path(done["model_dir"]).is_dir():
-            return done
-        own_folder(folder, key)
-        pipe = self.build_pipeline(arm, vae)
-        b = self.budget
-        self.log(f"{name}: {b.steps} steps ({arm.backbone}, builders {arm.builders})")
-        options = {"steps": b.steps, "seed": self.config.seed, "checkpoint_every": b.checkpoint_every,
-                   "batch_size": b.batch_size, **self.config.fit}  # fmt: skip
-        summary = pipe.fit(self.data.train, output_dir=str(folder), **options)
-        keep = ("steps", "seconds", "steps_per_second", "final_loss", "model_dir", "resumed_from")
-        result = {k: summary.get(k) for k in keep if k in summary}
-        self.log(f"{name}: {result.get('steps')} steps, {result.get('steps_per_second')} steps/s")
-        return self.stages.put(name, key, {**result, "key": key})
-
-    def layouts(self) -> list[Any]:
-        """The training layouts every arm generates from (seeded; cycled when more are asked)."""
-        import numpy as np
-
-        train = self.data.train
-        n = self.budget.n_synthetic or len(train)
-        order = np.random.default_rng(self.config.seed + 7).permutation(len(train)).tolist()
-        return [train[order[i % len(train)]] for i in range(n)]
-
-    def generate(self, arm: Arm, trained: Mapping[str, Any]) -> dict[str, Any]:
-        """Stage ``generate:<arm>``: writes ``OUT/arms/<arm>/synthetic`` (resumes per sample),
-        keyed by the generation options it passes (the budget's), so changing them
-        regenerates; records the options the pipeline resolved and used."""
-        from tqdm import tqdm
-
-        from htd_core.dataset import Dataset, DatasetWriter
-        from htd_core.generation import GENERATION_COLUMNS
-        from htd_core.pipeline import Pipeline
-
-        layouts = self.layouts()
-        asked = self.budget.generation(self.config.seed)
-        key = stage_key("generate", trained["key"], len(layouts), asked)
-        name = f"generate:{arm.name}"
-        folder = self.out / "arms" / arm.name / "synthetic"
-        done = self.stages.get(name, key)
-        if done is not None and folder.is_dir():
-            return done
-        own_folder(folder, key)
-        pipe = Pipeline.from_pretrained(trained["model_dir"])
-        options = pipe.generation_options(**asked)
-        self.log(f"{name}: {len(layouts)} patches from training layouts, {options.scheduler} "
-                 f"{options.num_inference_steps} steps, guidance {options.guidance_scale}")  # fmt: skip
-        t0 = time.monotonic()
-        with DatasetWriter(folder, layouts[0].class_map, GENERATION_COLUMNS) as writer:
-            start = len(writer)
-            if start:
-                self.log(f"{name}: resuming at sample {start} of {len(layouts)}")
-            bar = tqdm(total=len(layouts), initial=start, desc=name, unit="img", file=sys.stderr)
-            for sample in pipe.iter_generate(layouts, options, start=start):
-                writer.write(sample)
-                bar.update(1)
-            bar.close()
-        used = sorted({float(r["guidance_scale"]) for r in Dataset(folder).rows})
-        result = {"path": str(folder), "n": len(layouts), "key": key,
-                  "seconds": round(time.monotonic() - t0, 1), "options": options.to_dict(),
-                  "guidance_used": used}  # fmt: skip
-        return self.stages.put(name, key, result)
+                f"{config.source}: budget {budget.name!r} runs at the data's native patch size, "
+                "but data.options gives no patch_size: set data.options.patch_size or "
+                "budget_options.image_size"
+            )
+        return native
+    if native is not None and not own_data and budget.image_size > native:
+        raise ConfigError(
+            f"{config.source}: budget {budget.name!r} image_size={budget.image_size} is larger "
+            f"than data.options.patch_size={native}: the patches would be upsampled "
+            f"x{budget.image_size / native:.2f}; cut larger patches (patch_size >= "
+            f"{budget.image_size}) or set budget_options.image_size <= {native}"
+        )
+    return int(budget.image_size)
 
 
 def run_experiment(

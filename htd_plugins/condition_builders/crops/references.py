@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from htd_core.errors import InputError
+from htd_plugins.condition_builders.crops.regions import center_square
 
 Box = tuple[float, float, float]  # x, y, side in the source tile's pixels
 
@@ -80,13 +81,14 @@ def crop_overlaps_window(provenance: Mapping[str, Any], meta: Mapping[str, Any],
 
 def draw_outside(
     crops: Sequence[Any], meta: Mapping[str, Any], size: tuple[int, int], rng: np.random.Generator
-) -> tuple[int, str | None]:
+) -> tuple[int | None, str | None]:
     """The index in ``crops`` (one class's bank crops) of the crop for a target sample: from
     its source image and outside its window when any is; else from another source. Returns
-    (index, why it is from another source, or None).
+    (index, why it is from another source, or None), or (None, why) when no crop can serve it
+    (the class is then left empty, as a region too small is).
 
     Raises:
-        InputError: the target names no source (``slide_id``), or no crop can serve it.
+        InputError: the target names no source (``slide_id``).
     """
     source = str(meta.get("slide_id", ""))
     if not source:
@@ -107,8 +109,26 @@ def draw_outside(
     why = ("every crop of this class from the source overlaps the target window" if same
            else "the source has no crop of this class")  # fmt: skip
     if not others:
-        raise InputError(
-            f"crop: placement='outside': {why}, and no other training source has one: build "
-            "the bank from more sources, or use placement='elsewhere'"
-        )
+        return None, f"{why}, and no other source has one"
     return others[int(rng.integers(len(others)))], f"another source: {why}"
+
+
+def placed_crop(
+    provenance: Any, class_name: str, bank: Any, image: np.ndarray | None, mpp: float | None = None
+) -> np.ndarray | None:
+    """The pixels a crop builder placed (float64 d x d x 3), read back from its provenance: a
+    bank crop (``bank_index``) trimmed to its centre as the builder trims it, or a crop cut
+    from the sample (``image``, the sample's pixels). None when absent, empty, or resized when
+    placed (a bank crop of another ``mpp`` than ``mpp``, the sample's)."""
+    if not isinstance(provenance, Mapping) or "placed_size" not in provenance:
+        return None
+    p, d = provenance, int(provenance["placed_size"])
+    if p.get("source") == "sample" and image is not None and int(p["size"]) == d:
+        x, y = int(p["x"]), int(p["y"])
+        return image[y : y + d, x : x + d].astype(np.float64)
+    if p.get("source") == "bank" and bank is not None and "bank_index" in p:
+        crop = np.asarray(bank.crops(class_name)[int(p["bank_index"])].image)
+        if len(crop) < d or (mpp is not None and p.get("mpp") not in (None, mpp)):
+            return None
+        return center_square(crop, d).astype(np.float64)
+    return None

@@ -1,4 +1,5 @@
-"""The downstream segmentation section of ``report.md`` (``DeepLabV3PlusEvaluator``)."""
+"""The report sections of the segmentation evaluators: ``deeplabv3plus`` (downstream
+segmentation) and ``layout_adherence``."""
 
 from __future__ import annotations
 
@@ -19,25 +20,30 @@ def segmentation_section(results: Mapping[str, Mapping[str, Any]], context: Repo
         "## Downstream segmentation (DeepLabv3+)",
         "",
         f"Same model, seed and budget per setting ({b['encoder']}, {b['steps']} steps, batch "
-        f"{b['batch_size']}, {b['input_size']} px); tested on {first['n_test']} held-out real "
+        f"{b['batch_size']}, {b['input_size']} px; each real + synthetic batch is the real "
+        "row's batch, same patches, plus as many synthetic ones); tested on "
+        f"{first['n_test']} held-out real "
         f"images from {first['n_test_sources']} source images. IoU = TP / (TP + FP + FN) and "
         "Dice = 2 TP / (2 TP + FP + FN) per class from one confusion matrix accumulated over all "
         "test pixels (ignored pixels left out); means over the classes present in the test "
-        f"labels. Chance mean IoU: {format_value(first['chance_mean_iou'])}.",
+        f"labels; 95 % intervals from {first.get('n_bootstrap', 0)} bootstrap resamples of the "
+        "held-out images (the same resamples for every setting and set, so gaps are paired). "
+        f"Chance mean IoU: {format_value(first['chance_mean_iou'])}.",
         "",
     ]
     header = [
-        "synthetic set", "trained on", "mean IoU", "mean Dice",
+        "synthetic set", "trained on", "mean IoU", "95 % interval", "mean Dice",
         *[f"IoU {c}" for c in classes], *[f"Dice {c}" for c in classes],
-        "pixel acc.", "n train", "gap vs real",
+        "pixel acc.", "n train", "gap vs real", "gap 95 % interval",
     ]  # fmt: skip
     rows = []
     for name, m in results.items():
         for setting, r in m["settings"].items():
             rows.append([
-                name, setting, r["mean_iou"], r["mean_dice"],
+                name, setting, r["mean_iou"], _interval(r.get("mean_iou_ci")), r["mean_dice"],
                 *[r["iou"][c] for c in classes], *[r["dice"][c] for c in classes],
                 r.get("pixel_accuracy"), r["n_train"], m.get(f"gap_{setting}_vs_real"),
+                _interval(m.get(f"gap_{setting}_vs_real_ci")),
             ])  # fmt: skip
     lines.append(markdown_table(header, rows))
     overlaps = {name: m["overlap"] for name, m in results.items() if m.get("overlap")}
@@ -59,3 +65,45 @@ def segmentation_section(results: Mapping[str, Mapping[str, Any]], context: Repo
             body = [[label, *[matrix[label].get(c) for c in classes]] for label in classes]
             lines.append(markdown_table(["label \\ prediction", *classes], body))
     return "\n".join(lines)
+
+
+def adherence_section(results: Mapping[str, Mapping[str, Any]], context: ReportContext) -> str:
+    """Per synthetic set, a table: adherence (the real-trained network's mean IoU on the
+    synthetic images against their layouts), ceiling (on held-out real images), their ratio
+    and chance, each with its 95 % bootstrap interval and per-class IoU."""
+    first = next(iter(results.values()))
+    classes, b = first["classes"], first["budget"]
+    lines = [
+        "## Layout adherence",
+        "",
+        f"A DeepLabv3+ trained on the {first['n_train']} real training images only "
+        f"({b['encoder']}, {b['steps']} steps, batch {b['batch_size']}, {b['input_size']} px; "
+        "the network of the downstream test's `real` row) segments each synthetic image. "
+        "Adherence: its mean IoU against the mask the image was generated from; ceiling: its "
+        "mean IoU on the held-out real images; ratio = adherence / ceiling (1: layouts as "
+        "legible as real tissue); chance: class maps drawn per pixel from the real class "
+        "frequencies, against the synthetic masks (what an image that ignores its layout "
+        f"scores, about). 95 % intervals from {first.get('n_bootstrap', 0)} bootstrap "
+        "resamples (synthetic images for adherence, held-out images for the ceiling).",
+        "",
+    ]
+    header = ["", "mean IoU", "95 % interval", "n images", *[f"IoU {c}" for c in classes]]
+    for name, m in results.items():
+        adherence, ceiling = m["adherence"], m["ceiling"]
+        rows = [
+            ["adherence", adherence["mean_iou"], _interval(adherence.get("mean_iou_ci")),
+             adherence["n"], *[adherence["iou"][c] for c in classes]],
+            ["ceiling", ceiling["mean_iou"], _interval(ceiling.get("mean_iou_ci")),
+             ceiling["n"], *[ceiling["iou"][c] for c in classes]],
+            ["ratio", m["ratio"], _interval(m.get("ratio_ci")), None, *[None for _ in classes]],
+            ["chance", m["chance_mean_iou"], None, adherence["n"], *[None for _ in classes]],
+        ]  # fmt: skip
+        lines += [f"`{name}`:", "", markdown_table(header, rows)]
+    return "\n".join(lines)
+
+
+def _interval(ci: Any) -> str | None:
+    """``[lo, hi]`` as a table cell (None: ``-``)."""
+    if not ci or ci[0] is None:
+        return None
+    return f"[{format_value(ci[0], 3)}, {format_value(ci[1], 3)}]"

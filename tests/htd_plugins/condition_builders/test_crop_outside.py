@@ -61,8 +61,27 @@ def test_the_same_source_outside_the_window_else_another_source():
     assert i == 0 and "the source has no crop of this class" in why
     with pytest.raises(InputError, match="needs each sample's source id"):
         draw_outside(crops, {"tile_id": "t1", "x": 0, "y": 0}, (64, 64), rng)
-    with pytest.raises(InputError, match="no other training source has one"):
-        draw_outside(crops[:1], target, (64, 64), rng)
+    i, why = draw_outside(crops[:1], target, (64, 64), rng)  # nothing can serve it
+    assert i is None and "overlaps the target window, and no other source has one" in why
+
+
+def test_a_class_no_crop_can_serve_is_left_empty_and_says_why():
+    """Mid-training, a class whose only crops overlap the target is empty, not an error."""
+    from htd_core.types import CROP_PROVENANCE, ClassMap, TissueSample
+    from htd_plugins.condition_builders import CropBank
+
+    cm = ClassMap(("a", "b"))
+    mask = np.zeros((32, 32), np.uint8)
+    mask[:, 16:] = 1
+    meta = {"slide_id": "s", "tile_id": "t1", "x": 0, "y": 0, "patch_size": 32}
+    sample = TissueSample(np.full((32, 32, 3), 128, np.uint8), mask, cm, meta)
+    bank = CropBank(
+        {"a": [_bank_crop("s", "t1", [2, 2, 8])], "b": [_bank_crop("o", "u", [0, 0, 8])]}
+    )
+    cond = CropBuilder(placement="outside", bank=bank, classes=["a", "b"]).build(sample, seed=0)
+    prov = cond.meta[CROP_PROVENANCE]
+    assert "no other source has one" in prov["a"]["empty"]
+    assert prov["b"]["source"] == "bank" and "another source" in prov["b"]["other_source"]
 
 
 def test_outside_needs_a_bank():

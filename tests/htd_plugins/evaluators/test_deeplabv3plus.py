@@ -192,6 +192,9 @@ def test_synthetic_samples_from_held_out_sources_are_refused() -> None:
         ({"input_size": 40}, r"input_size=40 must be a multiple of 16.*32 or 48"),
         ({"encoder": "tu-no_such_model"}, r"encoder='tu-no_such_model'"),
         ({"encoder": "resnet999"}, r"encoder='resnet999'"),
+        ({"encoder": "tu-resnet18", "pretrained": True}, r"no ImageNet weights installed offline"),
+        ({"output_stride": 32}, r"output_stride=32; use 8 or 16"),
+        ({"bootstrap": -1}, r"bootstrap=-1 must be an integer >= 0"),
     ],
 )
 def test_options_smp_would_reject_later_are_refused_up_front(options, message) -> None:
@@ -200,32 +203,72 @@ def test_options_smp_would_reject_later_are_refused_up_front(options, message) -
         DeepLabV3PlusEvaluator(budget="tiny", **options)
 
 
+def count_training(monkeypatch) -> list[str]:
+    """Record every training run, named by the module that asked: ``real`` (the shared real
+    network, :mod:`.segmentation.real_model`) or ``other`` (a setting with synthetic data)."""
+    from htd_plugins.evaluators import deeplabv3plus
+    from htd_plugins.evaluators.segmentation import real_model
+
+    calls: list[str] = []
+    for module, what in ((real_model, "real"), (deeplabv3plus, "other")):
+
+        def counting(*args, _train=module.train_model, _what=what, **kwargs):
+            calls.append(_what)
+            return _train(*args, **kwargs)
+
+        monkeypatch.setattr(module, "train_model", counting)
+    return calls
+
+
 def test_the_real_setting_is_trained_once_for_several_synthetic_sets(
     shared_data, tmp_path, monkeypatch
 ) -> None:
-    """With a ``cache_dir`` the ``real`` setting (which no synthetic set changes) is trained once
-    and its result reused for the next set; other real data or another seed train again."""
-    from htd_plugins.evaluators import deeplabv3plus
-
-    calls = []
-    real_train = deeplabv3plus.train_model
-
-    def counting(*args, **kwargs):
-        calls.append(len(args[0]))
-        return real_train(*args, **kwargs)
-
-    monkeypatch.setattr(deeplabv3plus, "train_model", counting)
+    """With a ``cache_dir`` the ``real`` setting's network (which no synthetic set changes) is
+    trained once and reused for the next set; other real data or another seed train again."""
+    calls = count_training(monkeypatch)
     tiles = real_tiles(shared_data, "glas", n=16)
     real = tiles[:4] + _with_split(tiles[4:8], "test")
     ev = lambda **o: DeepLabV3PlusEvaluator(budget="tiny", cache_dir=tmp_path, **o)  # noqa: E731
     first = ev().evaluate(real, tiles[8:12])
-    assert len(calls) == 3  # real, synthetic, real + synthetic
+    assert calls == ["real", "other", "other"]  # real, synthetic, real + synthetic
     second = ev().evaluate(real, tiles[12:16])
-    assert len(calls) == 5  # the real setting came from the cache
+    assert calls[3:] == ["other", "other"]  # the real network came from the cache
     assert second["settings"]["real"] == first["settings"]["real"]
     assert second["settings"]["synthetic"] != first["settings"]["synthetic"]
-    assert len(list(tmp_path.glob("deeplabv3plus-real-*.json"))) == 1
+    assert len(list(tmp_path.glob("segmentation-real-*.safetensors"))) == 1
     ev(seed=1).evaluate(real, tiles[8:12])
-    assert len(calls) == 8  # another seed is another real model
+    assert calls[5:] == ["real", "other", "other"]  # another seed is another real model
+    ev().evaluate(tiles[:3] + _with_split(tiles[4:8], "test"), tiles[8:12])
+    assert calls[8] == "real"  # other real training images too
     uncached = DeepLabV3PlusEvaluator(budget="tiny").evaluate(real, tiles[8:12])
     assert uncached["settings"]["real"] == first["settings"]["real"]  # the cache changes nothing
+
+
+def test_bootstrap_resamples_are_shared_by_synthetic_sets_and_can_be_turned_off(
+    shared_data, monkeypatch
+) -> None:
+    """Two synthetic sets against one held-out set get the same resamples (a caller pairs
+    them sample by sample); every interval holds its point estimate; bootstrap=0 is off."""
+    from htd_core import bootstrap
+
+    used: list[np.ndarray] = []
+    original = bootstrap.resample_indices
+    monkeypatch.setattr(bootstrap, "resample_indices",
+                        lambda *a, **k: used.append(original(*a, **k)) or used[-1])  # fmt: skip
+    tiles = real_tiles(shared_data, "glas", n=20)
+    real = tiles[:8] + _with_split(tiles[8:16], "test")
+    options = {"budget": "tiny", "steps": 12, "settings": ["synthetic"]}
+    ev = DeepLabV3PlusEvaluator(bootstrap=40, **options)
+    one = ev.evaluate(real, tiles[16:18])
+    two = ev.evaluate(real, tiles[18:20])
+    assert len(used) == 2 and used[0].shape == (40, 8) and (used[0] == used[1]).all()
+    for metrics in (one, two):
+        s = metrics["settings"]["synthetic"]
+        assert len(s["bootstrap"]["mean_iou"]) == 40
+        lo, hi = s["mean_iou_ci"]
+        assert lo <= s["mean_iou"] <= hi
+    assert one["settings"]["synthetic"]["mean_iou"] != two["settings"]["synthetic"]["mean_iou"]
+    off = DeepLabV3PlusEvaluator(bootstrap=0, **options)
+    plain = off.evaluate(real, tiles[16:18])["settings"]["synthetic"]
+    assert "bootstrap" not in plain and "mean_iou_ci" not in plain
+    assert plain["mean_iou"] == one["settings"]["synthetic"]["mean_iou"]

@@ -102,9 +102,10 @@ def test_real_predictions_of_a_tiny_deeplab_on_glas(shared_data) -> None:
 
     pairs = [resize_pair(s.image, s.mask, 64) for s in real_tiles(shared_data, "glas", n=12)]
     images, masks = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-    budget = Budget(steps=6, input_size=64, batch_size=4, lr=3e-3, encoder="tu-test_resnet")
+    budget = Budget(steps=6, input_size=64, batch_size=4, lr=3e-3, encoder="tu-test_resnet",
+                    pretrained=False)  # fmt: skip
     model, _ = train_model(
-        images[:8], masks[:8], num_classes=2, ignore_index=IGNORE, budget=budget, seed=0
+        [(images[:8], masks[:8])], num_classes=2, ignore_index=IGNORE, budget=budget, seed=0
     )
     preds = predict(model, images[8:])
     labels = torch.from_numpy(masks[8:].astype(np.int64))
@@ -112,3 +113,29 @@ def test_real_predictions_of_a_tiny_deeplab_on_glas(shared_data) -> None:
     scores = score_predictions(preds, labels, num_classes=2, ignore_index=IGNORE)
     assert_same(scores, reference(preds, labels, 2, IGNORE))
     assert sum(map(sum, scores["confusion"])) == 4 * 60 * 64
+
+
+def test_per_image_confusions_add_up_and_the_bootstrap_follows_its_contract() -> None:
+    """Per-image counts sum to the test set's matrix; a resample holding every image once
+    gives the point estimate; resamples depend on (seed, n) only, the first rows not on B."""
+    from htd_core.bootstrap import interval, resample_indices
+    from htd_plugins.evaluators.segmentation import bootstrap
+    from htd_plugins.evaluators.segmentation.metrics import summarise
+
+    preds, labels = random_case(seed=3)
+    scores = score_predictions(preds, labels, num_classes=5, ignore_index=IGNORE)
+    per_image = bootstrap.image_confusions(preds, labels, 5, IGNORE)
+    assert per_image.shape == (6, 5, 5) and per_image.sum(0).tolist() == scores["confusion"]
+    point = summarise(scores, tuple("abcde"))["mean_iou"]
+    assert bootstrap.mean_iou(per_image.sum(0)) == pytest.approx(point, abs=1e-12)
+    first = resample_indices(0, 6, 50)
+    assert (first == resample_indices(0, 6, 50)).all()
+    assert (resample_indices(0, 6, 10) == first[:10]).all()
+    assert not (resample_indices(1, 6, 50) == first).all()
+    assert resample_indices(0, 7, 50).shape == (50, 7)
+    samples = bootstrap.bootstrap_mean_iou(per_image, seed=0, b=50)
+    for row, value in zip(first, samples, strict=True):  # each sample is its resample's score
+        assert value == pytest.approx(bootstrap.mean_iou(per_image[row].sum(0)), abs=1e-12)
+    lo, hi = interval(samples)
+    assert lo <= point <= hi and lo < hi
+    assert bootstrap.bootstrap_mean_iou(per_image, seed=0, b=0).shape == (0,)

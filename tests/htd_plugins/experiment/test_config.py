@@ -43,16 +43,17 @@ def test_examples_parse_with_the_paper_arms(monkeypatch, tmp_path):
     monkeypatch.setenv("HTD_SHARED_DATA", str(tmp_path))  # parsing reads no data: works without it
     for name in ("glas", "wsss4luad"):
         cfg = load_experiment(REPO / "examples" / "experiments" / f"{name}.yaml")
-        assert [a.name for a in cfg.arms] == ["crop", "embedding", "unconditional"]
+        assert [a.name for a in cfg.arms] == ["unconditional", "semantic_map", "embedding", "crop"]
         assert cfg.data["train"] == {"split": "train"} and cfg.data["test"] == {"split": "test"}
-        crop = cfg.arms[0].builders[1]
-        assert crop == {"name": "crop", "placement": "elsewhere"}
+        crop = cfg.arms[3].builders[1]
+        assert crop == {"name": "crop", "placement": "outside", "max_fraction": 0.5, "min_size": 8}
+        assert cfg.seeds == (0, 1, 2) and "layout_adherence" in cfg.evaluators
 
 
 def test_budgets_fix_steps_and_unknown_ones_are_refused():
     assert {"tiny", "demo", "cpu-quick", "cpu", "gpu"} <= set(BUDGETS)
     assert get_budget("cpu").steps > get_budget("cpu-quick").steps
-    assert get_budget("gpu").preset == "paper" and get_budget("gpu").image_size == 256
+    assert get_budget("gpu").preset == "paper" and get_budget("gpu").image_size is None  # native
     with pytest.raises(InputError, match=r"unknown budget 'cpu-quik'\. Did you mean 'cpu-quick'"):
         get_budget("cpu-quik")
     with pytest.raises(
@@ -156,16 +157,16 @@ def test_the_privacy_table_says_how_many_patches_each_arm_had_audited():
     feature = {"image": {"unmasked": {"fraction_below": 0.0}},
                "crop": {"unmasked": {"fraction_below": 0.25}}}  # fmt: skip
     results = {
-        "name": "x", "data": "d", "data_key": "k", "seed": 0, "orderings": [],
+        "name": "x", "data": "d", "data_key": "k", "seeds": [0], "orderings": [],
         "budget": {"name": "cpu", "preset": "small", "image_size": 64, "steps": 2},
         "autoencoder": {"steps": 2}, "machine": {"platform": "p", "cpus": 2,
                                                  "torch_threads": 1, "gpu": None,
                                                  "load_average": [0.0]},
-        "arms": {"crop": {"steps": 2}},
-        "generated": {"crop": {"n": 900, "options": {"guidance_scale": 2.0, "scheduler": "ddim",
-                                                     "num_inference_steps": 2}}},
-        "scores": {"privacy": {"crop": {"feature": feature, "n_synthetic": 500,
-                                        "encoder": "efficientnet_lite0"}}},
+        "arms": {"crop": {0: {"steps": 2}}},
+        "generated": {"crop": {0: {"n": 900, "options": {"guidance_scale": 2.0, "scheduler": "ddim",
+                                                         "num_inference_steps": 2}}}},
+        "scores": {"privacy": {"crop": {0: {"feature": feature, "n_synthetic": 500,
+                                            "encoder": "efficientnet_lite0"}}}},
     }  # fmt: skip
     md = markdown(results, None)
     assert "| crop | 0.000 | 0.250 | 500 | efficientnet_lite0 |" in md
@@ -173,16 +174,18 @@ def test_the_privacy_table_says_how_many_patches_each_arm_had_audited():
 
 
 def test_orderings_do_not_depend_on_the_order_the_encoders_were_stored_in():
-    from htd_plugins.experiment.results import orderings
+    from htd_plugins.experiment.claims import orderings
 
     def fd(order):
-        encoders = {k: {"fd": v, "label": k.upper()} for k, v in order}
-        return {"frechet": {a: {"encoders": encoders}
+        encoders = {k: {"fd": v, "kid": v / 100, "label": k.upper()} for k, v in order}
+        return {"frechet": {a: {0: {"encoders": encoders}}
                             for a in ("crop", "embedding", "unconditional")}}  # fmt: skip
 
-    fresh = orderings(fd([("inception_fid", 1.0), ("efficientnet_lite0", 2.0)]))
-    reloaded = orderings(fd([("efficientnet_lite0", 2.0), ("inception_fid", 1.0)]))
+    arms = ["unconditional", "embedding", "crop"]
+    fresh = orderings(fd([("inception_fid", 1.0), ("efficientnet_lite0", 2.0)]), arms)
+    reloaded = orderings(fd([("efficientnet_lite0", 2.0), ("inception_fid", 1.0)]), arms)
     assert fresh == reloaded and "EFFICIENTNET_LITE0" in fresh[0]["claim"]
+    assert "(point values, no interval)" in fresh[0]["verdict"]  # one seed, no resamples
 
 
 def test_bad_generation_options_are_refused_before_any_data_is_read(tmp_path):

@@ -67,13 +67,13 @@ def test_an_experiment_runs_an_evaluator_from_a_plugin(shared_data, builtin_mana
     builtin_manager.register(IntensityPlugin(), "intensity_plugin")
     cfg = config(Path(shared_data), [{"name": "mean_intensity", "scale": 2.0}])
     results = run(cfg, tmp_path / "run")
-    metrics = results["scores"]["mean_intensity"]["crop"]
+    metrics = results["scores"]["mean_intensity"]["crop"][0]
     assert metrics["n_synthetic"] == 8 and metrics["n_real"] > 8  # held-out + training patches
     assert np.isfinite(metrics["difference"])
     report = (tmp_path / "run" / "evaluation" / "report.md").read_text()
     assert "## mean_intensity" in report and "difference" in report  # its own section
     on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert on_disk["scores"]["mean_intensity"]["crop"] == metrics
+    assert on_disk["scores"]["mean_intensity"]["crop"]["0"] == metrics
     # the evaluator's options are checked with the rest, before any data is read
     bad = config(tmp_path / "no-data", [{"name": "mean_intensity", "scael": 2.0}])
     from htd_core.errors import HtdError
@@ -90,22 +90,23 @@ def test_changing_guidance_regenerates_and_rescores_but_reuses_training(
 
     out = tmp_path / "run"
     first = run(config(Path(shared_data), ["frechet"]), out)
-    images = [s.image for s in Dataset(out / "arms" / "crop" / "synthetic")]
-    stored = out / "evaluation" / "results" / "frechet--crop.json"
+    synthetic = out / "arms" / "crop" / "seed-0" / "synthetic"
+    images = [s.image for s in Dataset(synthetic)]
+    stored = out / "evaluation" / "results" / "frechet--crop@0.json"
     key = json.loads(stored.read_text())["key"]
-    train = (out / "stages" / "train--crop.json").stat().st_mtime_ns
+    train = (out / "stages" / "train--crop@0.json").stat().st_mtime_ns
     second = run(
         config(Path(shared_data), ["frechet"], budget_options={"guidance_scale": 4.0}), out
     )
-    assert (out / "stages" / "train--crop.json").stat().st_mtime_ns == train  # training reused
+    assert (out / "stages" / "train--crop@0.json").stat().st_mtime_ns == train  # training reused
     assert second["arms"]["crop"] == first["arms"]["crop"]
-    rows = Dataset(out / "arms" / "crop" / "synthetic").rows
+    rows = Dataset(synthetic).rows
     assert {float(r["guidance_scale"]) for r in rows} == {4.0}  # recorded as used...
-    again = [s.image for s in Dataset(out / "arms" / "crop" / "synthetic")]
+    again = [s.image for s in Dataset(synthetic)]
     assert any(not np.array_equal(a, b) for a, b in zip(images, again, strict=True))  # ...and used
-    assert second["generated"]["crop"]["options"]["guidance_scale"] == 4.0
+    assert second["generated"]["crop"][0]["options"]["guidance_scale"] == 4.0
     assert json.loads(stored.read_text())["key"] != key  # FD re-scored
-    fd = lambda r: r["scores"]["frechet"]["crop"]["encoders"]["efficientnet_lite0"]["fd"]  # noqa: E731
+    fd = lambda r: r["scores"]["frechet"]["crop"][0]["encoders"]["efficientnet_lite0"]["fd"]  # noqa: E731
     assert fd(second) != fd(first)
     md = (out / "results.md").read_text()
     assert "guidance 4.0 asked; used per arm: crop 4.0" in md

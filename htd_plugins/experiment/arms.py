@@ -1,0 +1,160 @@
+"""The per-arm, per-seed stages of an experiment run: ``train:<arm>@<seed>`` and
+``generate:<arm>@<seed>`` (mixed into :class:`.runner.Experiment`).
+
+Each arm is trained and sampled once per seed of the file's ``seeds`` (the seed of its
+denoiser's initialisation and batches, of its crops' draws and of its sampling noise); the
+data, the layouts, the crop bank and the autoencoder are shared by every arm and seed.
+Folders: ``OUT/arms/<arm>/seed-<seed>/{train,synthetic}``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from htd_plugins.experiment.config import Arm
+from htd_plugins.experiment.stages import own_folder, stage_key
+
+
+def arm_folder(out: Path, arm: str, seed: int) -> Path:
+    """``OUT/arms/<arm>/seed-<seed>``."""
+    return out / "arms" / arm / f"seed-{seed}"
+
+
+def crop_placements(arm: Arm) -> list[str]:
+    """The ``placement`` of every crop builder of ``arm`` (``crop`` and ``embedding``'s
+    ``crop_options``; the crop builder's default when unset)."""
+    out = []
+    for b in arm.builders:
+        if not isinstance(b, Mapping):
+            out += ["elsewhere"] if b in ("crop", "embedding") else []
+        elif b.get("name") == "crop":
+            out.append(str(b.get("placement", "elsewhere")))
+        elif b.get("name") == "embedding":
+            out.append(str((b.get("crop_options") or {}).get("placement", "elsewhere")))
+    return out
+
+
+class ArmStages:
+    """Training and generation of each arm and seed (see the module docstring)."""
+
+    def build_pipeline(self, arm: Arm, vae: Mapping[str, Any], seed: int, classes: Any = ...,
+                       bank: Any = None) -> Any:  # fmt: skip
+        """A fresh pipeline for ``arm`` on the shared autoencoder. ``classes``: the data's
+        class names by default (None builds it before the data is read, to check options);
+        ``bank``: the crop bank (its path by default), given to every builder taking one."""
+        from htd_core.config import ComponentSpec
+        from htd_core.pipeline import Pipeline
+        from htd_core.plugins import create, get_registry
+
+        if classes is ...:
+            classes = list(self.data.train[0].class_map.names)
+        bank = str(self.bank_path) if bank is None else bank
+        reg = get_registry("condition_builders")
+        builders = [
+            ComponentSpec.parse(b, f"{self.config.source}: arms.{arm.name}.builders[{i}]").create(
+                reg, {"classes": classes, "seed": seed, "bank": bank}
+            )
+            for i, b in enumerate(arm.builders)
+        ]
+        b = self.budget
+        options = {"preset": b.preset, "image_size": self.image_size, "autoencoder": vae["path"],
+                   **self.config.model, **arm.options}  # fmt: skip
+        return Pipeline(
+            condition_builders=builders, backbone=create("backbones", arm.backbone, **options)
+        )
+
+    def check_arm(self, arm: Arm) -> None:
+        """Build the arm's pipeline (on an empty crop bank) and resolve the budget's
+        generation options with it, so a bad builder, backbone or generation option fails
+        before any data is read."""
+        from htd_core.errors import ConfigError, HtdError
+        from htd_plugins.condition_builders import CropBank
+
+        pipe = self.build_pipeline(arm, {"path": None}, self.config.seed, classes=None,
+                                   bank=CropBank({}))  # fmt: skip
+        try:
+            pipe.generation_options(**self.budget.generation(self.config.seed))
+        except HtdError as exc:
+            raise ConfigError(
+                f"{self.config.source}: arm {arm.name!r}: the budget's generation options "
+                f"(budget_options.guidance_scale / scheduler / num_inference_steps): {exc}"
+            ) from None
+
+    def arm_key(self, arm: Arm, vae: Mapping[str, Any], seed: int) -> str:
+        b = self.budget
+        return stage_key("train", vae["key"], self.bank_key, arm.name, arm.builders, arm.backbone,
+                         arm.options, b.preset, self.image_size, b.steps, b.batch_size,
+                         self.config.model, self.config.fit, seed)  # fmt: skip
+
+    def train(self, arm: Arm, vae: Mapping[str, Any], seed: int) -> dict[str, Any]:
+        """Stage ``train:<arm>@<seed>``: the arm's own model (resumes from its checkpoint)."""
+        key = self.arm_key(arm, vae, seed)
+        name = f"train:{arm.name}@{seed}"
+        folder = arm_folder(self.out, arm.name, seed) / "train"
+        done = self.stages.get(name, key)
+        if done is not None and Path(done["model_dir"]).is_dir():
+            return done
+        own_folder(folder, key)
+        pipe = self.build_pipeline(arm, vae, seed)
+        b = self.budget
+        self.log(f"{name}: {b.steps} steps ({arm.backbone}, builders {arm.builders})")
+        options = {"steps": b.steps, "seed": seed, "checkpoint_every": b.checkpoint_every,
+                   "batch_size": b.batch_size, **self.config.fit}  # fmt: skip
+        summary = pipe.fit(self.data.train, output_dir=str(folder), **options)
+        keep = ("steps", "seconds", "steps_per_second", "final_loss", "model_dir", "resumed_from")
+        result = {k: summary.get(k) for k in keep if k in summary}
+        self.log(f"{name}: {result.get('steps')} steps, {result.get('steps_per_second')} steps/s")
+        return self.stages.put(name, key, {**result, "key": key})
+
+    def layouts(self) -> list[Any]:
+        """The training layouts every arm and seed generates from (seeded by the first seed;
+        cycled when more are asked)."""
+        import numpy as np
+
+        train = self.data.train
+        n = self.budget.n_synthetic or len(train)
+        order = np.random.default_rng(self.config.seed + 7).permutation(len(train)).tolist()
+        return [train[order[i % len(train)]] for i in range(n)]
+
+    def generate(self, arm: Arm, trained: Mapping[str, Any], seed: int) -> dict[str, Any]:
+        """Stage ``generate:<arm>@<seed>``: writes ``.../seed-<seed>/synthetic`` (resumes per
+        sample), keyed by the generation options it passes (the budget's, with ``seed``), so
+        changing them regenerates; records the options the pipeline resolved and used."""
+        from tqdm import tqdm
+
+        from htd_core.dataset import Dataset, DatasetWriter
+        from htd_core.generation import GENERATION_COLUMNS
+        from htd_core.pipeline import Pipeline
+
+        layouts = self.layouts()
+        asked = self.budget.generation(seed)
+        key = stage_key("generate", trained["key"], len(layouts), asked)
+        name = f"generate:{arm.name}@{seed}"
+        folder = arm_folder(self.out, arm.name, seed) / "synthetic"
+        done = self.stages.get(name, key)
+        if done is not None and folder.is_dir():
+            return done
+        own_folder(folder, key)
+        pipe = Pipeline.from_pretrained(trained["model_dir"])
+        options = pipe.generation_options(**asked)
+        self.log(f"{name}: {len(layouts)} patches from training layouts, {options.scheduler} "
+                 f"{options.num_inference_steps} steps, guidance {options.guidance_scale}")  # fmt: skip
+        t0 = time.monotonic()
+        with DatasetWriter(folder, layouts[0].class_map, GENERATION_COLUMNS) as writer:
+            start = len(writer)
+            if start:
+                self.log(f"{name}: resuming at sample {start} of {len(layouts)}")
+            bar = tqdm(total=len(layouts), initial=start, desc=name, unit="img", file=sys.stderr)
+            for sample in pipe.iter_generate(layouts, options, start=start):
+                writer.write(sample)
+                bar.update(1)
+            bar.close()
+        used = sorted({float(r["guidance_scale"]) for r in Dataset(folder).rows})
+        result = {"path": str(folder), "n": len(layouts), "key": key,
+                  "seconds": round(time.monotonic() - t0, 1), "options": options.to_dict(),
+                  "guidance_used": used}  # fmt: skip
+        return self.stages.put(name, key, result)
