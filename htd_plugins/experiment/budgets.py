@@ -102,9 +102,9 @@ def _segmentation(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
 #: 2 CPU cores (``cpu`` had 4000 steps per arm, projected at 2.2 h per dataset: two datasets
 #: did not fit one working session);
 #: DeepLabv3+ (output stride 8, ImageNet EfficientNet-Lite0 encoder) trains 150 steps at
-#: ``cpu-quick`` (a quick reading, not converged: held-out real mIoU GlaS 0.64 vs 0.78 at 2400
-#: steps) and 1200 at ``cpu`` (WSSS4LUAD flat from 300 steps, GlaS within 0.03 of 2400;
-#: benchmarks/segmentation_curve.py, curve in docs/evaluation.md);
+#: ``cpu-quick`` (a quick reading: held-out real mIoU GlaS 0.64, WSSS4LUAD 0.49) and 1200 at
+#: ``cpu`` (0.76 / 0.52; neither converged: 0.78 / 0.59 at 2400 steps, which would double the
+#: evaluation's cost; benchmarks/segmentation_curve.py, curve in docs/evaluation.md);
 #: ``gpu`` the paper-sized model at the data's native patch size (GlaS 160 px of its 224 px
 #: tiles, WSSS4LUAD 128 px: multiples of the paper preset's 32) for a lent GPU.
 BUDGETS: dict[str, Budget] = {

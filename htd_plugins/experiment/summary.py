@@ -117,6 +117,11 @@ def difference(a: Mapping[Any, Mapping[str, Any]], b: Mapping[Any, Mapping[str, 
     return _pool(parts, metric.center)
 
 
+#: Relative distance from an edge within which an interval end touches it (a difference of two
+#: equal values is 0 up to floating-point rounding, not "below 0").
+TOUCH = 1e-9
+
+
 def verdict(est: Estimate, lower: float | None = None, upper: float | None = None) -> str:
     """``holds`` / ``tie`` / ``does not hold`` for the claim "the difference lies in
     (lower, upper)" (module docstring); ``not measured`` without a value."""
@@ -126,9 +131,10 @@ def verdict(est: Estimate, lower: float | None = None, upper: float | None = Non
         inside = (lower is None or est.mean > lower) and (upper is None or est.mean < upper)
         return f"{'holds' if inside else 'does not hold'} (point values, no interval)"
     lo, hi = est.ci
-    if (lower is None or lo > lower) and (upper is None or hi < upper):
+    eps = TOUCH * max(1.0, *(abs(v) for v in (lo, hi)))  # float noise touches the edge
+    if (lower is None or lo > lower + eps) and (upper is None or hi < upper - eps):
         return "holds"
-    if (upper is not None and lo > upper) or (lower is not None and hi < lower):
+    if (upper is not None and lo > upper + eps) or (lower is not None and hi < lower - eps):
         return "does not hold"
     return "tie"  # the interval reaches the edge: it cannot tell
 

@@ -85,6 +85,8 @@ def test_a_tie_is_called_when_intervals_overlap():
     assert sm.verdict(reverse, upper=0.0) == "does not hold"
     # a difference whose interval reaches the edge exactly is a tie, not a verdict
     assert sm.verdict(sm.Estimate(0.0, [0.0, 0.0]), lower=0.0) == "tie"
+    assert sm.verdict(sm.Estimate(0.0, [-1e-17, 1e-17]), lower=0.0) == "tie"  # rounding
+    assert sm.verdict(sm.Estimate(-1e-3, [-2e-3, -1e-4]), lower=0.0) == "does not hold"
     # the experiment's claims read the same way, KID beside FD
     scores = {"frechet": {"crop": _seeds(near), "semantic_map": _seeds(a_bit_worse),
                           "embedding": _seeds(far), "unconditional": _seeds(far)}}  # fmt: skip
