@@ -99,3 +99,38 @@ def test_created_by_name(register_plugin):
     assert cond.tokens.shape == (3, 384) and np.isfinite(cond.tokens.numpy()).all()
     with pytest.raises(HtdError, match="needs weights"):  # registry wraps it in an option error
         htd_core.create("condition_builders", "embedding", encoder="uni")
+
+
+def test_each_distinct_crop_is_embedded_once_and_the_tokens_do_not_change():
+    """Crops drawn from a bank recur across builds: the encoder sees each distinct crop once,
+    and the tokens equal those of a builder that embeds every crop every time."""
+    bank = CropBank.from_samples([synthetic_sample(64, seed=s) for s in range(4)], size=16,
+                                 min_size=4)  # fmt: skip
+    seen: list[int] = []
+    forward = _ENCODER.forward
+
+    def counting(pixels):
+        seen.append(len(pixels))
+        return forward(pixels)
+
+    cached = EmbeddingBuilder(_ENCODER, bank=bank, crop_options={"min_size": 4})
+    plain = EmbeddingBuilder(_ENCODER, bank=bank, crop_options={"min_size": 4}, cache_size=0)
+    samples = [synthetic_sample(64, seed=s) for s in range(4, 8)]
+    builds = [(s, seed) for seed in range(12) for s in samples]
+    try:
+        _ENCODER.forward = counting
+        tokens = [cached.build(s, seed=seed).tokens for s, seed in builds]
+        embedded = sum(seen)
+        seen.clear()
+        reference = [plain.build(s, seed=seed).tokens for s, seed in builds]
+    finally:
+        del _ENCODER.forward
+    assert embedded == len(cached._cache) < sum(seen)  # once per distinct crop, not per use
+    for a, b in zip(tokens, reference, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    small = EmbeddingBuilder(_ENCODER, bank=bank, crop_options={"min_size": 4}, cache_size=3)
+    for s, seed in builds:
+        small.build(s, seed=seed)
+    assert len(small._cache) == 3  # least recently used dropped
+    with pytest.raises(InputError, match="cache_size"):
+        EmbeddingBuilder(_ENCODER, cache_size=-1)
