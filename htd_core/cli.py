@@ -3,7 +3,8 @@
 The core holds no verb: every ``htd <verb>`` is a :class:`htd_core.Command` registered through
 the ``htd_register_commands`` hook (the built-in verbs live in ``htd_plugins.commands``), so a
 pip-installed plugin adds a verb without editing a shared file. User errors (``HtdError``)
-print one line on stderr and exit 2, never a traceback; warnings print as one line too.
+print one line on stderr and exit 2, never a traceback; warnings print as one line too. The
+output locks a command took (:mod:`htd_core.locks`) are released when it ends.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         warnings.formatwarning = previous
+        from htd_core.locks import release_all
+
+        release_all()  # the command's output locks (the kernel drops them at exit anyway)
 
 
 def _one_line_warning(command: str, message, category, filename, lineno, line=None) -> str:

@@ -11,7 +11,13 @@ loads a model or trains anything, and writes inside :func:`output_folder` (or af
   :data:`htd_core.io.MARKER`, or another kind's): refused, naming it and what it holds;
 * an htd output of the same kind: resumed;
 * a missing or empty folder (or one holding only the temp file of a marker write that a kill
-  interrupted before its rename): a new output.
+  interrupted before its rename, or the stale lock of a killed run): a new output;
+* a folder another live process is writing (its lock, :mod:`htd_core.locks`): refused,
+  naming that process.
+
+:func:`start_output` takes the folder's exclusive lock for the life of the run (until
+:func:`release_output`, the end of :func:`output_folder`'s block, the end of the CLI command,
+or the end of the process), so two runs never write one output folder.
 
 A run that fails before it wrote any result leaves nothing behind: :func:`output_folder`
 removes the folders it created (and its marker) when the block raises and they hold nothing
@@ -32,6 +38,7 @@ from pathlib import Path
 
 from htd_core.errors import InputError
 from htd_core.io import MARKER, is_htd_output, read_marker, write_marker
+from htd_core.locks import LOCK, acquire, beside, check_free, release
 
 
 def check_output(
@@ -47,9 +54,12 @@ def check_output(
             outputs (:func:`htd_core.io.is_htd_output`).
 
     Raises:
-        InputError: one line naming ``path``, what is wrong and the fix.
+        InputError: one line naming ``path``, what is wrong and the fix (another process
+            writing it: that process's pid, host and command).
     """
     path = Path(path)
+    if path.parent.is_dir():
+        check_free(beside(path), what, path)
     if path.exists() and not path.is_dir():
         raise InputError(
             f"{what} {path} is a file: htd writes a folder there and never replaces a file; "
@@ -67,8 +77,9 @@ def check_output(
         return False
     if not writable(path):
         raise InputError(f"{what} {path} is not writable: choose a writable folder")
-    if all(_marker_temp(p) for p in path.iterdir()):
-        return False  # empty, or only the temp of a marker write killed before its rename
+    check_free(path / LOCK, what, path)
+    if all(_marker_temp(p) or p.name == LOCK for p in path.iterdir()):
+        return False  # empty, or only what a run killed before its first write left
     if is_htd_output(path, kind, legacy):
         return True
     entries = sorted(p.name for p in path.iterdir())
@@ -84,16 +95,47 @@ def check_output(
 def start_output(
     path: str | Path, kind: str, *, what: str = "output folder", legacy: tuple[str, ...] = ()
 ) -> bool:
-    """Check, create and mark an output folder (once every input and option is validated);
-    returns whether it resumes. :func:`output_folder` does the same and cleans up on failure."""
+    """Check, create, lock and mark an output folder (once every input and option is
+    validated); returns whether it resumes. The lock is held until :func:`release_output` (or
+    the command's or the process's end). :func:`output_folder` does the same, releases the
+    lock at the end of its block and cleans up on failure.
+
+    Raises:
+        InputError: as :func:`check_output`; another process took the lock meanwhile.
+    """
     path = Path(path)
     resume = check_output(path, kind, what=what, legacy=legacy)
     path.mkdir(parents=True, exist_ok=True)
+    acquire(path / LOCK, what, path)
     if read_marker(path) is None:
         write_marker(path, kind)
     for stale in filter(_marker_temp, path.iterdir()):  # ours: a killed marker write's temp
         stale.unlink(missing_ok=True)
     return resume
+
+
+def release_output(path: str | Path) -> None:
+    """Release the lock :func:`start_output` took on ``path`` (deleting the lock file)."""
+    release(Path(path) / LOCK)
+
+
+@contextlib.contextmanager
+def whole_output_lock(path: str | Path, what: str = "output") -> Iterator[None]:
+    """Lock, for the block, an output written whole at its end (an autoencoder folder swapped
+    in by :func:`htd_core.io.atomic_write_folder`, a slide and its sidecars): the lock file is
+    beside it (:func:`htd_core.locks.beside`), with the run's checkpoint. Enter it once inputs
+    are validated, before the first write; it creates the parent folder.
+
+    Raises:
+        InputError: another process holds the lock (named), or it cannot be created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    acquire(beside(path), what, path)
+    try:
+        yield
+    finally:
+        release(beside(path))
 
 
 def _marker_temp(entry: Path) -> bool:
@@ -109,8 +151,12 @@ def output_folder(
 ) -> Iterator[bool]:
     """Create (or reopen) an output folder marked as ``kind``; yields whether it resumes.
 
-    When the block raises, the folders this call created are removed again if they hold
-    nothing but the marker, so a run that fails before writing a result leaves nothing behind.
+    The folder is locked for the block (:func:`start_output`). When the block raises, the
+    folders this call created are removed again if they hold nothing but the marker, so a run
+    that fails before writing a result leaves nothing behind.
+
+    Raises:
+        InputError: as :func:`start_output`.
     """
     path = Path(path)
     created = [p for p in (path, *path.parents) if not p.exists()]
@@ -119,12 +165,14 @@ def output_folder(
     try:
         yield resume
     except BaseException:
+        release_output(path)
         with contextlib.suppress(OSError):
             if marked and [p.name for p in path.iterdir()] == [MARKER]:
                 (path / MARKER).unlink()
             for folder in created:  # deepest first
                 folder.rmdir()  # fails (and stops) on a folder that holds anything
         raise
+    release_output(path)
 
 
 def writable(folder: Path) -> bool:

@@ -369,3 +369,49 @@ def test_suspicious_input_is_used_with_a_warning_naming_it(case, tmp_path, manag
         assert main(argv) == 0, capsys.readouterr().err
     pattern = case.warning.format(tmp=re.escape(str(tmp_path)))
     assert any(re.search(pattern, str(w.message)) for w in caught), [str(w.message) for w in caught]
+
+
+# -- two runs into one output ----------------------------------------------------------------
+
+
+def test_a_second_run_into_a_folder_being_written_refuses_and_the_first_completes(
+    tiny_model, tmp_path, manager_for, monkeypatch, capsys
+):
+    """Issue 27: two `htd generate` into one folder gave 29 rows for 16 layouts."""
+    import subprocess
+    import sys
+
+    from htd_core.dataset import Dataset, DatasetWriter
+    from htd_core.testing import synthetic_sample
+
+    manager_for(())
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for s in range(3):
+        Image.fromarray(synthetic_sample(16, seed=s).mask).save(masks / f"m{s}.png")
+    out = tmp_path / "syn"
+    argv = ["generate", str(tiny_model), str(out), "--masks", str(masks), "--unconditional"]
+    second: dict = {}
+    write = DatasetWriter.write
+
+    def write_then_start_a_second_run(self, sample):
+        if not second:  # while the first run holds the folder, with a sample written
+            root = str(Path(__file__).resolve().parents[1])
+            env = {
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+            }
+            run = subprocess.run([sys.executable, "-m", "htd_core.cli", *argv], env=env,
+                                 capture_output=True, text=True, timeout=600)  # fmt: skip
+            second.update(status=run.returncode, err=run.stderr, rows=len(Dataset(out)))
+        return write(self, sample)
+
+    monkeypatch.setattr(DatasetWriter, "write", write_then_start_a_second_run)
+    assert main(argv) == 0, capsys.readouterr().err
+    errors = [line for line in second["err"].splitlines() if ": error: " in line]
+    assert second["status"] == 2 and "Traceback" not in second["err"], second["err"]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"htd generate: error: OUTPUT {out} is being written by pid {os.getpid()} on "
+    ), second["err"]
+    assert len(Dataset(out)) == 3 and second["rows"] == 0  # the second wrote nothing
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # lock gone

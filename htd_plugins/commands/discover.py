@@ -144,18 +144,19 @@ def run(args: argparse.Namespace) -> int:
     check_device(getattr(args, "device", None))
     kind, legacy = OUTPUTS.get(args.stage, (None, ()))
     state = process_state(args.device) if args.stage == "embed" else None
-    if state is not None and state.num_processes > 1 and not state.is_main_process:
-        state.wait_for_everyone()  # the main process creates and marks --out first
-    if kind:
+    ranks = state is not None and state.num_processes > 1
+    if ranks and not state.is_main_process:
+        state.wait_for_everyone()  # the main process checks, creates, marks and locks --out
+    elif kind:
         check_output(args.out, kind, what="--out", legacy=legacy)  # before any work
-    if state is not None and state.num_processes > 1 and state.is_main_process:
+    if ranks and state.is_main_process:
         from htd_core.outputs import start_output
 
-        start_output(args.out, kind, what="--out", legacy=legacy)
+        start_output(args.out, kind, what="--out", legacy=legacy)  # locked to the end
         state.wait_for_everyone()
     choice = configure_threads(args.threads, workload="large", device=getattr(args, "device", None))
     print(report(f"discover {args.stage}", choice), file=sys.stderr)
-    if not kind:
+    if not kind or ranks:
         return int(args.stage_func(args) or 0)
     with output_folder(args.out, kind, what="--out", legacy=legacy):
         return int(args.stage_func(args) or 0)

@@ -95,21 +95,25 @@ def run(args: argparse.Namespace) -> int:
             if writer:
                 writer.close()
             raise
-        with output_folder(out, KIND, what="OUTPUT", legacy=(FINGERPRINT,)):
+        with output_folder(out, KIND, what="OUTPUT", legacy=(FINGERPRINT,)):  # locked to the end
             writer = writer or DatasetWriter(out, sampler.class_map)
-        if start:
-            print(f"htd sample: resuming {out}: {start} samples already written", file=sys.stderr)
-        known = sampler.expected_samples() if hasattr(sampler, "expected_samples") else None
-        total = (
-            min(v for v in (known, args.limit) if v is not None) if known or args.limit else None
-        )
-        with writer:
-            atomic_write_json(stamp_path, stamp)
-            rest = itertools.chain([first], samples) if first is not None else iter(())
-            _write(rest, writer, args.limit, start, out, total)
-        sheet = contact_sheet(out, out / CONTACT_SHEET)
-        print(f"{out}: contact sheet {sheet} (patches, mask outlines, class fractions)")
-        _warn_empty_classes(out)
+            if start:
+                print(
+                    f"htd sample: resuming {out}: {start} samples already written", file=sys.stderr
+                )
+            known = sampler.expected_samples() if hasattr(sampler, "expected_samples") else None
+            total = (
+                min(v for v in (known, args.limit) if v is not None)
+                if known or args.limit
+                else None
+            )
+            with writer:
+                atomic_write_json(stamp_path, stamp)
+                rest = itertools.chain([first], samples) if first is not None else iter(())
+                _write(rest, writer, args.limit, start, out, total)
+            sheet = contact_sheet(out, out / CONTACT_SHEET)
+            print(f"{out}: contact sheet {sheet} (patches, mask outlines, class fractions)")
+            _warn_empty_classes(out)
     return 0
 
 

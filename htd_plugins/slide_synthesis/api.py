@@ -36,7 +36,12 @@ def check_output(out: str | Path) -> dict[str, Path]:
     """Refuse an output path before any work: a folder that does not exist or is not
     writable, another suffix than .tif/.tiff, or files that exist (htd never replaces a file;
     sidecars of an interrupted run of this slide are replaced only while its checkpoint
-    folder exists)."""
+    folder exists), or a slide another live process is writing (its lock).
+
+    Raises:
+        InputError: one line naming the path and the fix.
+    """
+    from htd_core.locks import beside, check_free
     from htd_core.outputs import writable
 
     paths = output_paths(out)
@@ -52,6 +57,7 @@ def check_output(out: str | Path) -> dict[str, Path]:
         raise InputError(
             f"{slide} exists; htd does not replace it: remove it or choose another --out"
         )
+    check_free(beside(slide), "--out", slide)  # another run writing this slide: named
     if not paths["checkpoint"].is_dir():
         taken = [p.name for k, p in paths.items() if k != "checkpoint" and p.exists()]
         if taken:
@@ -119,6 +125,7 @@ def generate_slide(
     """
     from htd_core import __version__
     from htd_core.io import atomic_write_json
+    from htd_core.outputs import whole_output_lock
     from htd_plugins.slide_synthesis.canvas import Checkpoint, decode_rows, denoise_canvas
     from htd_plugins.slide_synthesis.conditions import WindowConditions
     from htd_plugins.slide_synthesis.outputs import layout_geojson, write_label_mask, write_pyramid
@@ -179,33 +186,34 @@ def generate_slide(
         {"window": i, "x": x, "y": y, "crops": windows.provenance(i)}
         for i, (y, x) in enumerate(positions)
     ]
-    check = Checkpoint(paths["checkpoint"], {**settings, "layout": _digest(mask),
-                                            "model": backbone.weights_digest(), "builders": _specs(builder)})  # fmt: skip
-    bs = options.batch_size
-    latents = denoise_canvas(
-        backbone, windows.build, plan, options, checkpoint=check, progress=progress,
-        callback=callback,
-    )  # fmt: skip
-    write_label_mask(paths["label_mask"], layout.mask, layout.class_map, layout.mpp)
-    atomic_write_json(paths["geojson"], layout_geojson(layout.mask, layout.class_map))
-    bands = decode_rows(backbone, latents, tile=settings["decode_tile"], overlap=decode_overlap,
-                        batch_size=max(1, bs // 4))  # fmt: skip
-    levels = write_pyramid(
-        paths["slide"], bands, height=h, width=w, mpp=layout.mpp, tile=tile, quality=quality
-    )
-    summary = {
-        "format": "htd-synthetic-slide", "htd_version": __version__,
-        "files": {k: p.name for k, p in paths.items() if k != "checkpoint"},
-        "width": w, "height": h, "mpp": layout.mpp, "levels": [list(d) for d in levels],
-        "associated_images": [], "layout": layout.info, "mpp_check": mpp_note,
-        "model": {"backbone": backbone.name, "image_size": size, "classes": list(layout.class_map.names)},
-        "windows": {"grid": list(plan.grid), "count": len(plan), "side_px": size,
-                    "stride_px": _stride(plan) * f, "overlap": overlap},
-        **{k: v for k, v in settings.items() if k not in ("overlap", "mpp")},
-        "crop_provenance": provenance,
-    }  # fmt: skip
-    atomic_write_json(paths["manifest"], summary)
-    check.remove()
+    with whole_output_lock(paths["slide"], "--out"):  # one run per slide and checkpoint
+        check = Checkpoint(paths["checkpoint"], {**settings, "layout": _digest(mask),
+                                                "model": backbone.weights_digest(), "builders": _specs(builder)})  # fmt: skip
+        bs = options.batch_size
+        latents = denoise_canvas(
+            backbone, windows.build, plan, options, checkpoint=check, progress=progress,
+            callback=callback,
+        )  # fmt: skip
+        write_label_mask(paths["label_mask"], layout.mask, layout.class_map, layout.mpp)
+        atomic_write_json(paths["geojson"], layout_geojson(layout.mask, layout.class_map))
+        bands = decode_rows(backbone, latents, tile=settings["decode_tile"], overlap=decode_overlap,
+                            batch_size=max(1, bs // 4))  # fmt: skip
+        levels = write_pyramid(
+            paths["slide"], bands, height=h, width=w, mpp=layout.mpp, tile=tile, quality=quality
+        )
+        summary = {
+            "format": "htd-synthetic-slide", "htd_version": __version__,
+            "files": {k: p.name for k, p in paths.items() if k != "checkpoint"},
+            "width": w, "height": h, "mpp": layout.mpp, "levels": [list(d) for d in levels],
+            "associated_images": [], "layout": layout.info, "mpp_check": mpp_note,
+            "model": {"backbone": backbone.name, "image_size": size, "classes": list(layout.class_map.names)},
+            "windows": {"grid": list(plan.grid), "count": len(plan), "side_px": size,
+                        "stride_px": _stride(plan) * f, "overlap": overlap},
+            **{k: v for k, v in settings.items() if k not in ("overlap", "mpp")},
+            "crop_provenance": provenance,
+        }  # fmt: skip
+        atomic_write_json(paths["manifest"], summary)
+        check.remove()
     return {**summary, "paths": {k: str(p) for k, p in paths.items() if k != "checkpoint"}}
 
 

@@ -115,7 +115,7 @@ def test_check_output_rules(tmp_path, monkeypatch):
 
 def test_a_marker_write_killed_before_its_rename_does_not_block_the_rerun(tmp_path):
     from htd_core.io import MARKER, read_marker
-    from htd_core.outputs import start_output
+    from htd_core.outputs import release_output, start_output
 
     # kill -9 between mkdir and the marker's rename leaves only the marker's temp file
     out = tmp_path / "train"
@@ -123,6 +123,7 @@ def test_a_marker_write_killed_before_its_rename_does_not_block_the_rerun(tmp_pa
     (out / f".{MARKER}.kfoqno76.tmp").write_text("{")
     assert check_output(out, "training-run") is False
     assert start_output(out, "training-run") is False
+    release_output(out)  # the run's lock (held until its end) goes with it
     assert [p.name for p in out.iterdir()] == [MARKER] and read_marker(out)[
         "kind"
     ] == "training-run"

@@ -1,0 +1,127 @@
+"""Output locks: one writer per output folder; a killed writer's lock is taken over."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from htd_core.errors import InputError
+from htd_core.locks import LOCK, acquire, beside, holds, release, release_all
+from htd_core.outputs import check_output, output_folder, release_output, start_output
+
+ROOT = Path(__file__).resolve().parents[2]
+HOLDER = """
+import sys
+from htd_core.outputs import start_output, whole_output_lock
+if sys.argv[2] == "folder":
+    start_output(sys.argv[1], "sample", what="OUTPUT")
+else:
+    held = whole_output_lock(sys.argv[1], "OUTPUT")
+    held.__enter__()
+print("held", flush=True)
+sys.stdin.read()  # until the test closes stdin (or kills us)
+"""
+
+
+def hold(path: Path, how: str = "folder") -> subprocess.Popen:
+    """Another process that locks ``path`` and keeps the lock until killed or stdin closes."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), how],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _no_lock_left():
+    yield
+    release_all()
+
+
+def test_a_folder_another_process_writes_is_refused_naming_it(tmp_path):
+    out = tmp_path / "out"
+    proc = hold(out)
+    try:
+        for call in (check_output, start_output):
+            with pytest.raises(InputError) as err:
+                call(out, "sample", what="OUTPUT")
+            message = str(err.value)
+            assert message.startswith(f"OUTPUT {out} is being written by pid {proc.pid} on ")
+            assert socket.gethostname() in message and "choose another output" in message
+            assert "\n" not in message
+        with pytest.raises(InputError, match=f"pid {proc.pid}"):
+            with output_folder(out, "sample", what="OUTPUT"):
+                pytest.fail("entered a folder another process holds")
+        assert sorted(p.name for p in out.iterdir()) == [LOCK, "htd-output.json"]
+    finally:
+        proc.communicate("")  # the holder ends cleanly: releases and deletes its lock
+    assert sorted(p.name for p in out.iterdir()) == ["htd-output.json"]
+    assert start_output(out, "sample") is True  # free again: resumed
+
+
+def test_the_lock_of_a_killed_run_is_taken_over(tmp_path):
+    out = tmp_path / "out"
+    proc = hold(out)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    record = json.loads((out / LOCK).read_text())
+    assert record["pid"] == proc.pid  # the file stays; the kernel dropped the lock
+    assert check_output(out, "sample") is True
+    assert start_output(out, "sample") is True
+    assert json.loads((out / LOCK).read_text())["pid"] == os.getpid()
+    release_output(out)
+    assert not (out / LOCK).exists()
+
+
+def test_a_folder_left_with_only_a_stale_lock_is_new(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK).write_text('{"pid": 1}')  # a run killed between its lock and its marker
+    assert check_output(out, "sample") is False
+    with pytest.raises(RuntimeError):
+        with output_folder(out, "sample"):
+            raise RuntimeError("failed before writing")
+    assert list(out.iterdir()) == []  # our stale lock and marker gone; the folder was there
+
+
+def test_locks_are_reentrant_within_a_process_and_released_whole(tmp_path):
+    lock = tmp_path / LOCK
+    acquire(lock, "OUTPUT", tmp_path)
+    acquire(lock, "OUTPUT", tmp_path)
+    release(lock)
+    assert holds(lock) and lock.exists()
+    release(lock)
+    assert not holds(lock) and not lock.exists()
+
+
+def test_a_whole_output_is_locked_beside_it(tmp_path):
+    out = tmp_path / "vae"
+    proc = hold(out, "whole")
+    try:
+        assert beside(out).is_file() and not out.exists()
+        with pytest.raises(InputError, match=f"OUTPUT {out} is being written by pid {proc.pid}"):
+            check_output(out, "autoencoder", what="OUTPUT")
+    finally:
+        proc.communicate("")
+    assert not beside(out).exists()
+    check_output(out, "autoencoder", what="OUTPUT")
+
+
+def test_output_folder_releases_its_lock_at_the_end(tmp_path):
+    out = tmp_path / "out"
+    with output_folder(out, "sample"):
+        assert holds(out / LOCK)
+        (out / "result.txt").write_text("x")
+    assert not holds(out / LOCK) and not (out / LOCK).exists()
