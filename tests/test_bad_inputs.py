@@ -415,3 +415,55 @@ def test_a_second_run_into_a_folder_being_written_refuses_and_the_first_complete
     ), second["err"]
     assert len(Dataset(out)) == 3 and second["rows"] == 0  # the second wrote nothing
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # lock gone
+
+
+# -- numbers: every numeric option of every verb is checked at parse time ---------------------
+
+
+def _numeric_options() -> list[tuple[list[str], object]]:
+    """(the verb and stage, the action) of every option of every verb that takes a number."""
+    import argparse
+
+    from htd_core.cli import build_parser
+
+    found = []
+
+    def walk(parser, prefix):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*prefix, name])
+            elif action.option_strings and action.type is not None:
+                found.append((prefix, action))
+
+    walk(build_parser(), [])
+    return found
+
+
+NUMERIC = [(p, a) for p, a in _numeric_options() if getattr(a.type, "__name__", "").startswith(("integer", "number", "int", "float"))]  # fmt: skip
+
+
+def test_every_numeric_option_has_a_checked_range():
+    """A bare ``type=int`` or ``type=float`` accepts 0, -1, nan, inf: each option says its range."""
+    bare = [
+        f"htd {' '.join(p)} {a.option_strings[-1]}" for p, a in NUMERIC if a.type in (int, float)
+    ]
+    assert bare == []
+    assert len(NUMERIC) > 40  # the walk found the verbs' options (and their stages')
+
+
+@pytest.mark.parametrize(
+    ("prefix", "action"), NUMERIC, ids=[f"{' '.join(p)} {a.option_strings[-1]}" for p, a in NUMERIC]
+)
+def test_a_number_out_of_range_is_one_line_at_parse_time(prefix, action, capsys):
+    """0 never silently means "the default": the value below an option's range (or nan) is
+    refused before any work, in one line naming the option and its range, exit 2."""
+    name = action.type.__name__  # "integer >= 1", "number > 0 and < 1", ...
+    low = re.match(r"integer >= (-?\d+)", name)
+    bad = str(int(low.group(1)) - 1) if low else "nan"
+    option = action.option_strings[-1]
+    with pytest.raises(SystemExit) as exc:
+        main([*prefix, option, *[bad] * (action.nargs if isinstance(action.nargs, int) else 1)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1, err
+    assert f"argument {option}" in err[0] and name in err[0] and "Traceback" not in err[0], err[0]

@@ -28,6 +28,8 @@ KIND = "sample"  # output kind (htd_core.outputs): OUTPUT is new, empty or an `h
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``htd sample``."""
+    from htd_core.options import int_at_least
+
     p.add_argument("sampler", help="registered sampler name (see `htd plugins`)")
     p.add_argument("output", help="dataset folder (created; an existing one is resumed)")
     p.add_argument(
@@ -39,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="sampler option; VALUE is YAML (e.g. classes=[tumor,stroma], slide_mpp=2.0)",
     )
     p.add_argument("--config", help="YAML file: a mapping of sampler options (-o overrides it)")
-    p.add_argument("--limit", type=int, help="stop when the dataset holds this many samples")
+    p.add_argument(
+        "--limit", type=int_at_least(1), help="stop when the dataset holds this many samples"
+    )
 
 
 def fingerprint(sampler: str, options: dict[str, Any]) -> dict[str, str]:
@@ -59,8 +63,6 @@ def run(args: argparse.Namespace) -> int:
     from htd_plugins.pictures import contact_sheet
 
     _quiet_logging()
-    if args.limit is not None and args.limit < 1:
-        raise InputError(f"--limit {args.limit}: give a positive number of samples")
     options = parse_options(args.option, args.config)
     out = Path(args.output)
     check_output(out, KIND, what="OUTPUT", legacy=(FINGERPRINT,))  # before opening any slide
