@@ -44,6 +44,28 @@ BASE_COLUMNS = (
 )
 
 
+def read_class_map(path: str | Path) -> ClassMap:
+    """The class list of a ``classes.json`` (a dataset's, a mask folder's).
+
+    Raises:
+        InputError: one line naming ``path``: unreadable, not JSON, or not a valid class list
+            (no names, an empty or duplicated name, a bad colour or ignore index).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        return ClassMap.from_dict(data)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    except (OSError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"{path} is not a class list ({exc}): expected "
+            '{"names": [...], "colors": [[r, g, b], ...], "ignore_index": 255}'
+        ) from None
+
+
 def composition_entropy(fractions: Sequence[float]) -> float:
     """Tissue-diversity entropy H = -sum p_i log p_i (natural log) of class fractions."""
     return float(-sum(p * math.log(p) for p in fractions if p > 0))
@@ -64,17 +86,17 @@ class DatasetWriter:
         self.root = Path(root)
         self.class_map = class_map
         self.columns = (*BASE_COLUMNS, *(f"frac:{n}" for n in class_map.names), *extra_columns)
+        classes_path = self.root / "classes.json"
+        existing = read_class_map(classes_path) if classes_path.exists() else None
+        if existing is not None and existing != class_map:  # checked before any write
+            raise InputError(
+                f"{self.root} already holds a dataset of classes {list(existing.names)} "
+                f"({classes_path}); cannot add samples of classes {list(class_map.names)}: "
+                "choose another folder"
+            )
         (self.root / "images").mkdir(parents=True, exist_ok=True)
         (self.root / "masks").mkdir(parents=True, exist_ok=True)
-        classes_path = self.root / "classes.json"
-        if classes_path.exists():
-            existing = ClassMap.from_dict(json.loads(classes_path.read_text()))
-            if existing != class_map:
-                raise InputError(
-                    f"{self.root} already holds a dataset of classes {list(existing.names)}; "
-                    f"cannot add samples of classes {list(class_map.names)}: choose another folder"
-                )
-        else:
+        if existing is None:
             atomic_write_json(classes_path, class_map.to_dict())
         self.manifest_path = self.root / "manifest.csv"
         self._count = self._recover()
@@ -178,7 +200,7 @@ class Dataset(Sequence[TissueSample]):
                 f"{self.root} is not an htd dataset (needs classes.json and manifest.csv; "
                 "write one with `htd sample` or `htd generate`)"
             )
-        self.class_map = ClassMap.from_dict(json.loads(classes.read_text()))
+        self.class_map = read_class_map(classes)
         with open(manifest, newline="") as fh:
             self.rows = list(csv.DictReader(fh))
 

@@ -77,6 +77,15 @@ def qupath(path: Path, unclassified_around: bool = True) -> Path:
     return path
 
 
+def dataset(root: Path, names: list[str]) -> Path:
+    """A tile folder made an htd dataset (manifest.csv + classes.json of ``names``)."""
+    tiles(root)
+    rows = [f"images/t{i}.png,masks/t{i}.png" for i in range(2)]
+    (root / "manifest.csv").write_text("image,mask\n" + "\n".join(rows) + "\n")
+    (root / "classes.json").write_text(json.dumps({"names": names}))
+    return root
+
+
 def config(path: Path, builders: str = "[semantic_map, crop]") -> Path:
     path.write_text(
         f"sampler: {{name: tiles, root: {path.parent / 'tiles'}, classes: [a, b]}}\n"
@@ -266,6 +275,25 @@ BAD = [
     Case("sample: unknown sampler name",
          lambda t, c: ["sample", "heterogenous", str(t / "ds")],
          r"unknown patch sampler 'heterogenous'. Did you mean 'heterogeneous'"),
+    # 4. class lists: a duplicate or another class list, naming the file or option
+    Case("evaluate: --classes gland,gland (before DeepLabv3+ trains)",
+         lambda t, c: ["evaluate", "--real", str(tiles(t / "tiles")), "--synthetic", f"s={t / 'tiles'}", "--out", str(t / "ev"),
+                       "--classes", "gland,gland", "--evaluators", "deeplabv3plus"],
+         r"--classes 'gland,gland' names class 'gland' twice"),
+    Case("sample tiles: classes=[a, a]",
+         lambda t, c: ["sample", "tiles", str(t / "ds"), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, a]"],
+         r"classes=\['a', 'a'\] names class 'a' twice"),
+    Case("evaluate: a dataset whose classes.json names a class twice",
+         lambda t, c: ["evaluate", "--real", str(dataset(t / "ds", ["a", "a"])), "--synthetic", f"s={tiles(t / 'tiles')}",
+                       "--out", str(t / "ev"), *EVAL],
+         r"{tmp}/ds/classes.json: ClassMap.names names class 'a' twice"),
+    Case("sample tiles: a dataset whose classes.json names a class twice",
+         lambda t, c: ["sample", "tiles", str(t / "out"), "-o", f"root={dataset(t / 'ds', ['a', 'a'])}"],
+         r"{tmp}/ds/classes.json: ClassMap.names names class 'a' twice"),
+    Case("generate --masks: the masks' dataset has another class list (classes.json)",
+         lambda t, c: ["generate", str(c["model"]), str(t / "syn"), "--masks", str(dataset(t / "ds", ["x", "y"]) / "masks"), "--unconditional"],
+         r"--masks {tmp}/ds/masks: {tmp}/ds/classes.json lists classes \['x', 'y'\], but the model was trained on",
+         needs_model=True),
     # 5. plugins
     Case("train: crop blocked by HTD_DISABLED_PLUGINS",
          lambda t, c: ["train", str(config((tiles(t / "tiles").parent) / "p.yaml")), "--output-dir", str(t / "run")],

@@ -51,7 +51,13 @@ def open_sets(args: argparse.Namespace) -> dict[str, Any]:
 
     if not args.synthetic:
         raise InputError("give at least one --synthetic [NAME=]DIR to evaluate")
-    classes = args.classes.split(",") if args.classes else None
+    classes = None
+    if args.classes is not None:  # one rule for every class list (names once each)
+        from htd_core.types import class_names
+
+        classes = list(
+            class_names([c.strip() for c in args.classes.split(",")], f"--classes {args.classes!r}")
+        )
     real_match = args.match_real or args.match
     real = open_set(args.real, match=real_match, limit=args.limit, classes=classes)
     test_match = args.match_real_test or real_match

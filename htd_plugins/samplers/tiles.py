@@ -27,6 +27,7 @@ from htd_core import ClassMap, PatchSampler, TissueSample, hookimpl
 from htd_core.errors import InputError
 from htd_core.images import opaque_id, read_index_mask, read_rgb
 from htd_core.splits import source_id
+from htd_core.types import class_names
 from htd_plugins.samplers.tile_folders.cutting import code_lut, tile_windows
 from htd_plugins.samplers.tile_folders.selection import select_tiles, small_tiles, tile_pairs
 from htd_plugins.slides.composition import CompositionRule
@@ -130,6 +131,9 @@ class TilesSampler(PatchSampler):
             )
         if self.threshold is None:
             self.threshold = spec.get("threshold")
+        if not isinstance(classes, Mapping):  # a list: one class per code, each named once
+            named = [str(c) for c in classes if c != "@ignore"]
+            class_names(named, f"tile folder {self.root}: classes={list(classes)}")
         codes = dict(classes.items()) if isinstance(classes, Mapping) else dict(enumerate(classes))
         self.code_names = {int(k): str(v) for k, v in codes.items()}
         names = [n for n in dict.fromkeys(self.code_names.values()) if n != "@ignore"]
