@@ -206,14 +206,17 @@ class Pipeline:
             provenance, the layout's and crops' opaque source ids).
 
         Raises:
-            InputError: a bad option, or ``start`` < 0.
+            InputError: a bad option, a layout size the backbone cannot generate at, layouts
+                of mixed sizes in one batch (all checked before the first image, at the call,
+                :func:`~htd_core.generation.check_layouts`), or ``start`` < 0.
         """
-        from htd_core.generation import generate_samples
+        from htd_core.generation import check_layouts, generate_samples
 
         backbone: Backbone = self._need("backbone", "generate")
         builder = None if unconditional else self._need("condition_builder", "generate")
         opts = self.generation_options(options, unconditional=unconditional, **given)
-        yield from generate_samples(backbone, builder, layouts, opts, start)
+        check_layouts(backbone, layouts, opts.batch_size)
+        return generate_samples(backbone, builder, layouts, opts, start)
 
     def generate(
         self, layouts: Sequence[TissueSample], options: Any = None, **given: Any

@@ -77,6 +77,22 @@ def qupath(path: Path, unclassified_around: bool = True) -> Path:
     return path
 
 
+def half_mask(root: Path, i: int) -> Path:
+    """Tile ``i``'s mask replaced by one of half its image's size."""
+    mask = root / "masks" / f"t{i}.png"
+    side = Image.open(mask).size[0] // 2
+    Image.fromarray(np.zeros((side, side), np.uint8)).save(mask)
+    return root
+
+
+def masks(folder: Path, sizes: list[tuple[int, int]]) -> Path:
+    """Mask PNGs m0.png, m1.png... of (height, width) ``sizes``, all class 0."""
+    folder.mkdir(parents=True)
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(np.zeros((h, w), np.uint8)).save(folder / f"m{i}.png")
+    return folder
+
+
 def dataset(root: Path, names: list[str]) -> Path:
     """A tile folder made an htd dataset (manifest.csv + classes.json of ``names``)."""
     tiles(root)
@@ -275,6 +291,18 @@ BAD = [
     Case("sample: unknown sampler name",
          lambda t, c: ["sample", "heterogenous", str(t / "ds")],
          r"unknown patch sampler 'heterogenous'. Did you mean 'heterogeneous'"),
+    # 3b. every input's header before the first write (issue 27)
+    Case("sample tiles: a mask half its image's size (nothing written)",
+         lambda t, c: ["sample", "tiles", str(t / "ds"), "-o", f"root={half_mask(tiles(t / 'tiles'), 1)}", "-o", "classes=[a, b]"],
+         r"mask {tmp}/tiles/masks/t1.png is 16 x 16 px but its image {tmp}/tiles/images/t1.png is 32 x 32 px: .*give a 32 x 32 px mask"),
+    Case("generate --masks: one 30x30 layout among 24x40 ones (before OUTPUT is written)",
+         lambda t, c: ["generate", str(c["model"]), str(t / "syn"), "--masks", str(masks(t / "m", [(24, 40), (24, 40), (30, 30), (24, 40)])), "--unconditional"],
+         r"layout {tmp}/m/m2.png is 30x30 px, but this model generates sides that are multiples of 4 px: crop it to 28x28 or pad it to 32x32 px",
+         needs_model=True),
+    Case("generate --masks: two sizes in one batch name a file of each",
+         lambda t, c: ["generate", str(c["model"]), str(t / "syn"), "--masks", str(masks(t / "m", [(16, 16), (16, 16), (24, 24)])), "--unconditional"],
+         r"layouts {tmp}/m/m0.png \(16x16 px\) and {tmp}/m/m2.png \(24x24 px\) fall in one batch of \d+.*--batch-size 1",
+         needs_model=True),
     # 4. class lists: a duplicate or another class list, naming the file or option
     Case("evaluate: --classes gland,gland (before DeepLabv3+ trains)",
          lambda t, c: ["evaluate", "--real", str(tiles(t / "tiles")), "--synthetic", f"s={t / 'tiles'}", "--out", str(t / "ev"),

@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     from htd_core.dataset import DatasetWriter
     from htd_core.errors import InputError
+    from htd_core.generation import check_layouts
     from htd_core.io import atomic_write_json
     from htd_core.outputs import check_output, output_folder
     from htd_core.pipeline import Pipeline
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         bank_files,
         files_key,
         layout_files,
+        layout_names,
         manifest_rows,
         read_layouts,
         relative_to,
@@ -135,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
     }  # fmt: skip
     if not layouts:
         raise InputError(f"{args.dataset or args.masks}: no layouts to generate from")
+    # every layout's size, by its file, before OUTPUT is written (not at layout 17)
+    check_layouts(pipe.backbone, layouts, options.batch_size, layout_names(args, len(layouts)))
     if not args.unconditional:  # a builder that cannot serve these layouts fails before OUT exists
         try:
             pipe.build_conditions(layouts[:1], seed=options.seed)

@@ -56,6 +56,17 @@ def read_layouts(args: argparse.Namespace, class_map: Any, output: Path | None =
     return out
 
 
+def layout_names(args: argparse.Namespace, n: int) -> list[str]:
+    """The files of the first ``n`` layouts (a dataset's mask files, or the mask PNGs), for
+    errors: an error names the file, though outputs never record it."""
+    from htd_core.dataset import Dataset
+    from htd_core.images import image_files
+
+    if args.dataset:
+        return [str(Path(args.dataset) / r["mask"]) for r in Dataset(args.dataset).rows[:n]]
+    return [str(p) for p in image_files(args.masks, match="*.png")[:n]]
+
+
 def check_mask_classes(masks: Path, class_map: Any) -> None:
     """Refuse mask layouts whose own class list (``classes.json`` in the folder, or beside it
     when the folder is a dataset's ``masks/``) differs from the model's: their codes would

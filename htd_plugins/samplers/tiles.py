@@ -29,7 +29,12 @@ from htd_core.images import opaque_id, read_index_mask, read_rgb
 from htd_core.splits import source_id
 from htd_core.types import class_names
 from htd_plugins.samplers.tile_folders.cutting import code_lut, tile_windows
-from htd_plugins.samplers.tile_folders.selection import select_tiles, small_tiles, tile_pairs
+from htd_plugins.samplers.tile_folders.selection import (
+    check_mask_sizes,
+    select_tiles,
+    small_tiles,
+    tile_pairs,
+)
 from htd_plugins.slides.composition import CompositionRule
 
 #: Classes (in mask-code order) and mask encodings of the real tile sets in ``../shared/data``
@@ -172,6 +177,7 @@ class TilesSampler(PatchSampler):
             test_fraction=self.test_fraction, split_seed=self.split_seed,
             source_of=lambda image: self._meta(image)["slide_id"],
         )  # fmt: skip
+        check_mask_sizes(self.pairs)  # from the headers: nothing half-written later
         self._small: set[Path] = set()
         if self.min_size or self.patch_size:
             self._small = small_tiles(
