@@ -66,6 +66,16 @@ def read_class_map(path: str | Path) -> ClassMap:
         ) from None
 
 
+def holds_samples(root: str | Path) -> bool:
+    """Whether the dataset folder ``root`` holds at least one sample row (a failed new output
+    without one is removed whole, :func:`htd_core.outputs.output_folder`)."""
+    manifest = Path(root) / "manifest.csv"
+    if not manifest.is_file():
+        return False
+    with open(manifest) as fh:
+        return sum(1 for line, _ in zip(fh, range(2), strict=False) if line.strip()) > 1
+
+
 def composition_entropy(fractions: Sequence[float]) -> float:
     """Tissue-diversity entropy H = -sum p_i log p_i (natural log) of class fractions."""
     return float(-sum(p * math.log(p) for p in fractions if p > 0))

@@ -135,6 +135,17 @@ def release_all() -> None:
         release(key)
 
 
+def held_outputs() -> list[Path]:
+    """The outputs this process holds locks on (the folder of an in-folder lock, the path of
+    a lock beside an output), most recent first."""
+    outputs = []
+    for key in reversed(list(_HELD)):
+        lock = Path(key)
+        whole = lock.name != LOCK and lock.name.endswith(LOCK)
+        outputs.append(lock.with_name(lock.name[1 : -len(LOCK)]) if whole else lock.parent)
+    return outputs
+
+
 def holds(lock: str | Path) -> bool:
     """Whether this process holds ``lock``."""
     return _key(lock) in _HELD

@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from htd_core.errors import InputError
-from htd_core.io import MARKER, is_htd_output, read_marker, write_marker
+from htd_core.io import DISK_FULL, MARKER, disk_full, is_htd_output, read_marker, write_marker
 from htd_core.locks import LOCK, acquire, beside, check_free, release
 
 
@@ -147,30 +148,48 @@ def _marker_temp(entry: Path) -> bool:
 
 @contextlib.contextmanager
 def output_folder(
-    path: str | Path, kind: str, *, what: str = "output folder", legacy: tuple[str, ...] = ()
+    path: str | Path,
+    kind: str,
+    *,
+    what: str = "output folder",
+    legacy: tuple[str, ...] = (),
+    has_results: Callable[[Path], bool] | None = None,
 ) -> Iterator[bool]:
     """Create (or reopen) an output folder marked as ``kind``; yields whether it resumes.
 
-    The folder is locked for the block (:func:`start_output`). When the block raises, the
-    folders this call created are removed again if they hold nothing but the marker, so a run
-    that fails before writing a result leaves nothing behind.
+        The folder is locked for the block (:func:`start_output`). When the block raises on a new
+        output (the folder was missing or empty) that holds no result yet (``has_results(path)``
+        is false; without it: nothing but the marker), everything in it is removed and the folders
+        this call created too: all of it was written by this run, under its lock, and a run that
+        fails before writing a result leaves nothing behind. A resumed output is never touched.
+    A full disk met in the block (``ENOSPC`` from any writer) becomes one
+    :class:`~htd_core.errors.DiskFullError` line naming ``path``.
 
-    Raises:
-        InputError: as :func:`start_output`.
+        Raises:
+            InputError: as :func:`start_output`.
+            DiskFullError: the disk ran full in the block.
     """
     path = Path(path)
     created = [p for p in (path, *path.parents) if not p.exists()]
-    marked = not path.is_dir() or read_marker(path) is None
     resume = start_output(path, kind, what=what, legacy=legacy)
     try:
         yield resume
-    except BaseException:
+    except BaseException as exc:
         release_output(path)
+        full = isinstance(exc, OSError) and exc.errno in DISK_FULL  # a library's write
+        error = disk_full(path) if full else None  # named before any cleanup
         with contextlib.suppress(OSError):
-            if marked and [p.name for p in path.iterdir()] == [MARKER]:
-                (path / MARKER).unlink()
+            only_marker = [p.name for p in path.iterdir()] == [MARKER]
+            if not resume and (only_marker or (has_results and not has_results(path))):
+                for entry in path.iterdir():
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
             for folder in created:  # deepest first
                 folder.rmdir()  # fails (and stops) on a folder that holds anything
+        if error is not None:
+            raise error from None
         raise
     release_output(path)
 

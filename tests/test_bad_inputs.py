@@ -523,3 +523,106 @@ def test_a_number_out_of_range_is_one_line_at_parse_time(prefix, action, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1, err
     assert f"argument {option}" in err[0] and name in err[0] and "Traceback" not in err[0], err[0]
+
+
+# -- a full disk: one line naming the folder, nothing lost, the rerun resumes -----------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 160 KiB tmpfs at ``tmp_path/disk`` (grown with ``grow(size)``); skipped where this
+    process may not mount one (mounting needs root or CAP_SYS_ADMIN)."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(disk)],
+                           capture_output=True, text=True)  # fmt: skip
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mount.stderr.strip() or 'no mount'})")
+
+    def grow(size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True)
+
+    yield disk, grow
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_is_one_line_naming_the_folder_and_the_rerun_resumes_identically(
+    small_disk, tmp_path, manager_for, capsys
+):
+    disk, grow = small_disk
+    manager_for(())
+    root = tiles(tmp_path / "tiles", sizes=(96,) * 6)
+    argv = ["sample", "tiles", str(disk / "ds"), "-o", f"root={root}", "-o", "classes=[a, b]"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        status = main(argv)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert status == 2 and "Traceback" not in err and len(errors) == 1, err
+    assert re.search(rf"htd sample: error: no space left on device writing {re.escape(str(disk))}"
+                     r"/ds\S* \(\d+(\.\d)? (B|KiB) free there", errors[0]), errors[0]  # fmt: skip
+    assert 0 < len(list((disk / "ds" / "images").iterdir())) < 6  # written whole: kept
+    grow("8m")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(argv) == 0
+        assert main([*argv[:2], str(tmp_path / "fresh"), *argv[3:]]) == 0
+    for name in ("manifest.csv", *(f"images/{i:06d}.png" for i in range(6))):
+        assert (disk / "ds" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes(), name
+
+
+def test_a_full_disk_met_by_a_library_is_one_line_too(tmp_path, manager_for, capsys, monkeypatch):
+    """ENOSPC raised outside htd's atomic writers (a library writing its own file): the CLI
+    names the output folder it holds, and a new output without a sample is removed whole."""
+    import errno
+
+    from htd_core.dataset import DatasetWriter
+
+    manager_for(())
+
+    def full(self, sample):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(DatasetWriter, "write", full)
+    root = tiles(tmp_path / "tiles")
+    before = snapshot(tmp_path)
+    status = main(
+        ["sample", "tiles", str(tmp_path / "ds"), "-o", f"root={root}", "-o", "classes=[a, b]"]
+    )
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert status == 2 and "Traceback" not in err and len(errors) == 1, err
+    assert errors[0].startswith(
+        f"htd sample: error: no space left on device writing {tmp_path}/ds ("
+    )
+    assert snapshot(tmp_path) == before  # nothing written: nothing left
+
+
+def test_a_new_output_that_fails_before_its_first_sample_leaves_nothing(
+    tiny_model, tmp_path, manager_for, monkeypatch, capsys
+):
+    """Issue 27: every failed run left an output folder with 0 rows."""
+    from htd_core.errors import InputError
+
+    manager_for(())
+    layouts = masks(tmp_path / "m", [(16, 16)] * 2)
+
+    def fails(*args, **kwargs):
+        raise InputError("a failure met while generating")
+        yield  # a generator, as the real one
+
+    monkeypatch.setattr("htd_core.generation.generate_samples", fails)
+    before = snapshot(tmp_path)
+    argv = [
+        "generate",
+        str(tiny_model),
+        str(tmp_path / "syn"),
+        "--masks",
+        str(layouts),
+        "--unconditional",
+    ]
+    assert main(argv) == 2
+    assert "a failure met while generating" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before  # no syn/ with classes.json and an empty manifest

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
-    from htd_core.dataset import DatasetWriter
+    from htd_core.dataset import DatasetWriter, holds_samples
     from htd_core.errors import InputError
     from htd_core.generation import check_layouts
     from htd_core.io import atomic_write_json
@@ -100,7 +100,6 @@ def run(args: argparse.Namespace) -> int:
         files_key,
         layout_files,
         layout_names,
-        manifest_rows,
         read_layouts,
         relative_to,
     )
@@ -150,10 +149,8 @@ def run(args: argparse.Namespace) -> int:
                 "give --crop-bank FILE)"
             ) from None
     saved = output / SETTINGS
-    holds_samples = (
-        manifest_rows(output / "manifest.csv") > 0
-    )  # settings bind only a started output
-    if holds_samples and saved.is_file() and (old := json.loads(saved.read_text())) != settings:
+    started = holds_samples(output)  # settings bind only a started output
+    if started and saved.is_file() and (old := json.loads(saved.read_text())) != settings:
         diff = [k for k in settings if old.get(k) != settings[k]]
         if {"layouts_content", "crop_bank_content"} & set(diff):
             raise InputError(
@@ -170,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
             f"{output} was generated with other options ({', '.join(diff)}): use them, or another folder"
         )
     with (
-        output_folder(output, KIND, what="OUTPUT", legacy=(SETTINGS,)),
+        output_folder(output, KIND, what="OUTPUT", legacy=(SETTINGS,), has_results=holds_samples),
         DatasetWriter(output, class_map, extra_columns=EXTRA_COLUMNS) as writer,
     ):
         atomic_write_json(saved, settings)

@@ -141,11 +141,3 @@ def files_key(paths: list[Path]) -> str:
         st = Path(path).stat()
         digest.update(f"{Path(path).name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
-
-
-def manifest_rows(manifest: Path) -> int:
-    """Sample rows of a dataset manifest (0 when there is none)."""
-    if not manifest.is_file():
-        return 0
-    with open(manifest) as fh:
-        return max(sum(1 for _ in fh) - 1, 0)

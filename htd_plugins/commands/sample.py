@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     import itertools
     import warnings
 
-    from htd_core.dataset import DatasetWriter
+    from htd_core.dataset import DatasetWriter, holds_samples
     from htd_core.errors import InputError
     from htd_core.io import atomic_write_json
     from htd_core.outputs import check_output, output_folder
@@ -97,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
             if writer:
                 writer.close()
             raise
-        with output_folder(out, KIND, what="OUTPUT", legacy=(FINGERPRINT,)):  # locked to the end
+        with output_folder(  # locked to the end; removed if it fails before its first sample
+            out, KIND, what="OUTPUT", legacy=(FINGERPRINT,), has_results=holds_samples
+        ):
             writer = writer or DatasetWriter(out, sampler.class_map)
             if start:
                 print(

@@ -158,3 +158,30 @@ def test_a_failed_run_leaves_nothing_behind(tmp_path):
         (target / "result.txt").write_text("1")  # work was written: kept for a resume
         raise RuntimeError("killed")
     assert sorted(os.listdir(target)) == [MARKER, "result.txt"]
+
+
+def test_a_full_disk_is_one_error_naming_the_folder_and_the_size(tmp_path, monkeypatch):
+    """ENOSPC while writing: DiskFullError naming the folder, the space free there and what
+    the file needed; the temp file is gone and the previous file untouched."""
+    import errno
+    import os
+
+    from htd_core.errors import DiskFullError
+    from htd_core.io import atomic_write_bytes
+
+    target = tmp_path / "manifest.csv"
+    target.write_bytes(b"old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(DiskFullError) as err:
+        atomic_write_bytes(target, b"x" * 3000)
+    message = str(err.value)
+    assert message.startswith(f"no space left on device writing {tmp_path} (")
+    assert "free there; manifest.csv alone needs 2.9 KiB more" in message
+    assert "rerun the same command" in message and "\n" not in message
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == [
+        "manifest.csv"
+    ]
