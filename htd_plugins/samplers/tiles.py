@@ -245,10 +245,17 @@ class TilesSampler(PatchSampler):
         return image, lut[codes].astype(np.uint8)
 
     def __iter__(self) -> Iterator[TissueSample]:
-        produced = 0
+        """The samples, tile by tile.
+
+        Raises:
+            InputError: a pair cannot be read (:meth:`load`), or no tile gave a sample (the
+                tiles read and skipped, and the rule that rejected the rest).
+        """
+        produced = read = 0
         for image_path, mask_path in self.pairs:
             if image_path in self._small:
                 continue
+            read += 1
             image, mask = self.load(image_path, mask_path)
             meta = self._meta(image_path)
             windows = tile_windows(
@@ -263,6 +270,20 @@ class TilesSampler(PatchSampler):
                     np.ascontiguousarray(crop), np.ascontiguousarray(sub), self._class_map, info
                 )
                 produced += 1
+        if produced == 0:
+            raise InputError(self._why_empty(read))
+
+    def _why_empty(self, read: int) -> str:
+        """Why no tile gave a sample (the sampler knows; "yielded nothing" would not say)."""
+        cut = f"cut into {self.patch_size} px patches" if self.patch_size else "taken whole"
+        skipped = f", {len(self._small)} skipped as too small" if self._small else ""
+        rule = self.composition_rule
+        why = f"every window was rejected by {rule}" if rule else "no tile is large enough"
+        return (
+            f"0 samples: {read} tile(s) of {self.root} read ({cut}{skipped}); {why}: relax the "
+            "rule (rule='none', min_frac / max_frac, min_classes, min_labeled) or check the "
+            "masks and classes"
+        )
 
 
 @hookimpl

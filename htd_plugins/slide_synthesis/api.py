@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -121,13 +122,15 @@ def generate_slide(
 
     Raises:
         InputError: bad output path, a backbone without a latent canvas, an unknown mpp, an
-            mpp far from the model's (without ``rescale``), a layout smaller than one window.
+            mpp far from the model's (without ``rescale``), a layout smaller than one window,
+            or one whose memory estimate exceeds the memory available (:mod:`.memory`).
     """
     from htd_core import __version__
     from htd_core.io import atomic_write_json
     from htd_core.outputs import whole_output_lock
     from htd_plugins.slide_synthesis.canvas import Checkpoint, decode_rows, denoise_canvas
     from htd_plugins.slide_synthesis.conditions import WindowConditions
+    from htd_plugins.slide_synthesis.memory import check_memory, estimate_memory, gib
     from htd_plugins.slide_synthesis.outputs import layout_geojson, write_label_mask, write_pyramid
     from htd_plugins.slide_synthesis.windows import WindowPlan
 
@@ -171,6 +174,16 @@ def generate_slide(
     if (hp, wp) != (h, w):  # the canvas is whole latent cells: repeat the last rows/columns
         mask = np.pad(mask, ((0, hp - h), (0, wp - w)), mode="edge")
     plan = WindowPlan.create(hp // f, wp // f, size // f, overlap)
+    memory = estimate_memory(
+        hp, wp, factor=f, channels=backbone.autoencoder.latent_channels, window=size,
+        batch_size=options.batch_size, decode_tile=int(decode_tile or 2 * size // f),
+        scheduler=options.scheduler,
+    )  # fmt: skip
+    check_memory(memory, h, w, options.batch_size)  # before the first window
+    if progress:
+        print(f"htd generate-slide: {w} x {h} px, {len(plan)} windows x "
+              f"{options.num_inference_steps} steps, about {gib(memory.total)} of memory "
+              f"({memory.describe()})", file=sys.stderr)  # fmt: skip
     positions = [tuple(int(v) * f for v in plan.position(i)) for i in range(len(plan))]
     registry = pipeline.manager.registry("htd_register_condition_builders")
     windows = WindowConditions(builder, mask, layout.class_map, layout.mpp, positions, size,
