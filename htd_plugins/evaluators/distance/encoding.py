@@ -75,23 +75,6 @@ def sample_images(samples: Sequence[TissueSample] | None, what: str) -> list[np.
     return images
 
 
-def size_note(
-    real_sizes: set[tuple[int, int]],
-    synthetic_sizes: set[tuple[int, int]],
-    input_size: int,
-    label: str,
-) -> str | None:
-    """A note when real and synthetic images differ in size (both resized by the encoder)."""
-    if not real_sizes or not synthetic_sizes or real_sizes == synthetic_sizes:
-        return None
-    fmt = lambda sizes: ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:3])  # noqa: E731
-    return (
-        f"{label}: real images are {fmt(real_sizes)} and synthetic {fmt(synthetic_sizes)}; both "
-        f"were resized to {input_size}x{input_size}, so the distance also measures the scale "
-        "difference (compare sets cut at the same size and mpp)"
-    )
-
-
 def unique_keys(names: list[str]) -> list[str]:
     """Encoder names, suffixed ``#2``, ``#3`` when one is listed more than once."""
     seen: dict[str, int] = {}
