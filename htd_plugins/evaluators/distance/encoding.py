@@ -52,7 +52,12 @@ def build_encoder(spec: EncoderSpec, *, weights: str | None = None, device: str 
 def embed_images(
     encoder: Encoder, images: Sequence[np.ndarray], batch_size: int = 32
 ) -> np.ndarray:
-    """float32 features N x D of uint8 H x W x 3 images of any sizes, in input order."""
+    """float32 features N x D of uint8 H x W x 3 images of any sizes, in input order.
+
+    Raises:
+        InputError: features holding NaN or inf (the encoder's call checks them, naming its
+            weights file).
+    """
     out = np.zeros((len(images), encoder.embed_dim), np.float32)
     by_size: dict[tuple[int, ...], list[int]] = {}
     for i, img in enumerate(images):
