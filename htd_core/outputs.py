@@ -194,6 +194,13 @@ def output_folder(
     release_output(path)
 
 
+def holds_more_than(*scaffold: str) -> Callable[[Path], bool]:
+    """A ``has_results`` for :func:`output_folder`: whether the folder holds an entry other
+    than the ``scaffold`` a run writes before its first result (and the marker and lock)."""
+    known = {*scaffold, MARKER, LOCK}
+    return lambda folder: any(entry.name not in known for entry in folder.iterdir())
+
+
 def writable(folder: Path) -> bool:
     """Whether this process may create entries in ``folder`` (always true for root)."""
     return os.access(folder, os.W_OK | os.X_OK)

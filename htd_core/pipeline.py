@@ -128,7 +128,7 @@ class Pipeline:
         import contextlib
 
         from htd_core.coverage import ClassCoverage
-        from htd_core.outputs import check_output, output_folder
+        from htd_core.outputs import check_output, holds_more_than, output_folder
 
         backbone: Backbone = self._need("backbone", "fit")
         builder = self._need("condition_builder", "fit")
@@ -139,7 +139,13 @@ class Pipeline:
             check_output(run_dir, RUN_KIND, what="output_dir", legacy=("checkpoints",))
         coverage = ClassCoverage(data, "training samples")  # names classes no sample holds
         with (
-            output_folder(run_dir, RUN_KIND, what="output_dir", legacy=("checkpoints",))
+            output_folder(
+                run_dir,
+                RUN_KIND,
+                what="output_dir",
+                legacy=("checkpoints",),
+                has_results=holds_more_than("logs"),  # a checkpoint, the vae, the model
+            )
             if run_dir
             else contextlib.nullcontext()
         ):

@@ -77,6 +77,14 @@ def qupath(path: Path, unclassified_around: bool = True) -> Path:
     return path
 
 
+def codes(path: Path, shape: tuple[int, int] = (64, 64)) -> Path:
+    """A two-code label mask (0 left, 1 right) of (height, width) ``shape``."""
+    mask = np.zeros(shape, np.uint8)
+    mask[:, shape[1] // 2 :] = 1
+    Image.fromarray(mask).save(path)
+    return path
+
+
 def half_mask(root: Path, i: int) -> Path:
     """Tile ``i``'s mask replaced by one of half its image's size."""
     mask = root / "masks" / f"t{i}.png"
@@ -102,10 +110,14 @@ def dataset(root: Path, names: list[str]) -> Path:
     return root
 
 
-def config(path: Path, builders: str = "[semantic_map, crop]") -> Path:
+def config(
+    path: Path,
+    builders: str = "[semantic_map, crop]",
+    backbone: str = "{name: controlnet_ldm, preset: tiny}",
+) -> Path:
     path.write_text(
         f"sampler: {{name: tiles, root: {path.parent / 'tiles'}, classes: [a, b]}}\n"
-        f"condition_builders: {builders}\nbackbone: {{name: controlnet_ldm, preset: tiny}}\n"
+        f"condition_builders: {builders}\nbackbone: {backbone}\n"
         "fit: {steps: 1, vae_steps: 1, batch_size: 2, progress: false, tensorboard: false}\n"
     )
     return path
@@ -239,6 +251,10 @@ BAD = [
     Case("train: --output-dir is a file (before training the autoencoder)",
          lambda t, c: ["train", str(config((tiles(t / "tiles").parent) / "p.yaml")), "--output-dir", str(_file(t))],
          r"--output-dir {tmp}/out is a file"),
+    Case("train: samples smaller than the model's patches, met inside fit (nothing left)",
+         lambda t, c: ["train", str(config(tiles(t / "tiles", (16, 16)).parent / "p.yaml", backbone="{name: controlnet_ldm, preset: tiny, image_size: 32}")),
+                       "--output-dir", str(t / "run")],
+         r"training sample 0 is 16x16 px, smaller than the model's 32 px"),
     Case("train: config without a backbone",
          lambda t, c: ["train", str(_yaml(t / "p.yaml", "sampler: tiles\n")), "--output-dir", str(t / "run")],
          r"{tmp}/p.yaml: `htd train` needs a 'backbone' section"),
@@ -303,6 +319,11 @@ BAD = [
     Case("sample tiles: a mask half its image's size (nothing written)",
          lambda t, c: ["sample", "tiles", str(t / "ds"), "-o", f"root={half_mask(tiles(t / 'tiles'), 1)}", "-o", "classes=[a, b]"],
          r"mask {tmp}/tiles/masks/t1.png is 16 x 16 px but its image {tmp}/tiles/images/t1.png is 32 x 32 px: .*give a 32 x 32 px mask"),
+    Case("sample: the second slide's label mask is not of its slide (nothing written)",
+         lambda t, c: ["sample", "heterogeneous", str(t / "ds"), "-o", f"slide=[{slide(t / 's1.png')}, {slide(t / 's2.png')}]",
+                       "-o", "slide_mpp=0.5", "-o", f"label_mask=[{codes(t / 'm1.png')}, {codes(t / 'm2.png', (16, 64))}]",
+                       "-o", "classes=[tumor, stroma]", "-o", "patch_size=64", "-o", "min_frac=0.0"],
+         r"label mask {tmp}/m2.png is 64 x 16 \(aspect 4.000\) but the slide is 256 x 256"),
     Case("generate --masks: one 30x30 layout among 24x40 ones (before OUTPUT is written)",
          lambda t, c: ["generate", str(c["model"]), str(t / "syn"), "--masks", str(masks(t / "m", [(24, 40), (24, 40), (30, 30), (24, 40)])), "--unconditional"],
          r"layout {tmp}/m/m2.png is 30x30 px, but this model generates sides that are multiples of 4 px: crop it to 28x28 or pad it to 32x32 px",

@@ -185,3 +185,26 @@ def test_a_full_disk_is_one_error_naming_the_folder_and_the_size(tmp_path, monke
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == [
         "manifest.csv"
     ]
+
+
+def test_a_new_output_failing_before_its_first_result_is_removed_whole(tmp_path):
+    """output_folder(has_results=...): scaffold only (logs/, an empty manifest) -> removed;
+    a result (a checkpoint) -> kept for the rerun; a resumed output -> never touched."""
+    from htd_core.outputs import holds_more_than, output_folder
+
+    def fail(out, *entries):
+        with pytest.raises(RuntimeError):
+            with output_folder(out, "training-run", has_results=holds_more_than("logs")):
+                for entry in entries:
+                    (out / entry).parent.mkdir(parents=True, exist_ok=True)
+                    (out / entry).write_text("x")
+                raise RuntimeError("failed")
+
+    fail(tmp_path / "a" / "run", "logs/events")
+    assert list(tmp_path.iterdir()) == []  # the run folder and the parent it created
+    fail(tmp_path / "run", "logs/events", "checkpoints/step-1")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "checkpoints", "htd-output.json", "logs"
+    ]  # fmt: skip
+    fail(tmp_path / "run", "logs/more")  # resumed: what the earlier run wrote stays
+    assert (tmp_path / "run" / "checkpoints" / "step-1").is_file()
