@@ -196,9 +196,16 @@ def output_folder(
 
 def holds_more_than(*scaffold: str) -> Callable[[Path], bool]:
     """A ``has_results`` for :func:`output_folder`: whether the folder holds an entry other
-    than the ``scaffold`` a run writes before its first result (and the marker and lock)."""
+    than the ``scaffold`` a run writes before its first result, the marker, the lock and
+    folders without a file."""
     known = {*scaffold, MARKER, LOCK}
-    return lambda folder: any(entry.name not in known for entry in folder.iterdir())
+
+    def result(entry: Path) -> bool:
+        if entry.is_dir() and not entry.is_symlink():
+            return any(p.is_file() for p in entry.rglob("*"))
+        return True
+
+    return lambda folder: any(e.name not in known and result(e) for e in folder.iterdir())
 
 
 def writable(folder: Path) -> bool:

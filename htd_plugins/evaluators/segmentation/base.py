@@ -149,9 +149,14 @@ class SegmentationEvaluator(Evaluator):
             test = [i for i, s in enumerate(splits) if s == "test"]
             train = [i for i, s in enumerate(splits) if s != "test"]
         else:
-            train, test = split_by_source(
-                [r[2] for r in self._real], self.options.test_fraction, self.options.seed
-            )
+            try:
+                train, test = split_by_source(
+                    [r[2] for r in self._real], self.options.test_fraction, self.options.seed
+                )
+            except InputError as exc:  # which evaluator, and the held-out set that avoids it
+                raise InputError(
+                    f"{self.name}: real set: {exc} (htd evaluate --real-test)"
+                ) from None
         return train, test
 
     def _check_real(self, train: list[int], test: list[int], need_train: bool) -> None:
