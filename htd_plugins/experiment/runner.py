@@ -95,18 +95,16 @@ class Experiment(ArmStages):
     def run(self) -> dict[str, Any]:
         """Run every stage not done yet; returns the results (also in ``results.json``).
 
-        The output folder is locked for the run (:func:`htd_core.outputs.start_output`).
+        The output folder is locked for the run; a new one that fails before any stage's
+        result (its log aside) is removed whole (:func:`htd_core.outputs.output_folder`).
 
         Raises:
             InputError: another process is writing the output folder.
         """
-        from htd_core.outputs import release_output, start_output
+        from htd_core.outputs import holds_more_than, output_folder
 
-        start_output(self.out, KIND, what="output folder")
-        try:
+        with output_folder(self.out, KIND, has_results=holds_more_than("log.txt")):
             return self._run_stages()
-        finally:
-            release_output(self.out)
 
     def _run_stages(self) -> dict[str, Any]:
         from htd_plugins.experiment.measure import evaluate_all
