@@ -77,9 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         warnings.formatwarning = previous
-        from htd_core.locks import release_all
+        from htd_core.outputs import release_outputs
 
-        release_all()  # the command's output locks (the kernel drops them at exit anyway)
+        release_outputs()  # the command's output locks (the kernel drops them at exit anyway)
 
 
 def _one_line_warning(command: str, message, category, filename, lineno, line=None) -> str:

@@ -39,7 +39,12 @@ from pathlib import Path
 
 from htd_core.errors import InputError
 from htd_core.io import DISK_FULL, MARKER, disk_full, is_htd_output, read_marker, write_marker
-from htd_core.locks import LOCK, acquire, beside, check_free, release
+from htd_core.locks import LOCK, acquire, beside, check_free, release, release_all
+
+#: What the first check of each output found (new or resumed), until the run releases it: a
+#: run that finds, once it holds the lock, that another run started the output meanwhile
+#: (between its first check and its lock) refuses instead of mixing into it.
+_FIRST_CHECK: dict[str, bool] = {}
 
 
 def check_output(
@@ -75,14 +80,14 @@ def check_output(
                 f"{what} {path}: cannot create it, {parent} is not writable; choose a writable "
                 "location"
             )
-        return False
+        return _first(path, False)
     if not writable(path):
         raise InputError(f"{what} {path} is not writable: choose a writable folder")
     check_free(path / LOCK, what, path)
     if all(_marker_temp(p) or p.name == LOCK for p in path.iterdir()):
-        return False  # empty, or only what a run killed before its first write left
+        return _first(path, False)  # empty, or only what a run killed before its first write left
     if is_htd_output(path, kind, legacy):
-        return True
+        return _first(path, True)
     entries = sorted(p.name for p in path.iterdir())
     shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
     marker = read_marker(path)
@@ -105,9 +110,20 @@ def start_output(
         InputError: as :func:`check_output`; another process took the lock meanwhile.
     """
     path = Path(path)
-    resume = check_output(path, kind, what=what, legacy=legacy)
+    check_output(path, kind, what=what, legacy=legacy)
     path.mkdir(parents=True, exist_ok=True)
     acquire(path / LOCK, what, path)
+    first = _FIRST_CHECK.get(_key(path))
+    try:
+        resume = check_output(path, kind, what=what, legacy=legacy)  # again, under the lock
+        if first is False and resume:
+            raise InputError(
+                f"{what} {path} was started by another run while this one checked its inputs: "
+                "rerun the same command to resume it (two runs never write one output)"
+            )
+    except BaseException:
+        release_output(path)
+        raise
     if read_marker(path) is None:
         write_marker(path, kind)
     for stale in filter(_marker_temp, path.iterdir()):  # ours: a killed marker write's temp
@@ -118,6 +134,23 @@ def start_output(
 def release_output(path: str | Path) -> None:
     """Release the lock :func:`start_output` took on ``path`` (deleting the lock file)."""
     release(Path(path) / LOCK)
+    _FIRST_CHECK.pop(_key(path), None)
+
+
+def release_outputs() -> None:
+    """Release every output this process holds and forget its checks (a command's end)."""
+    release_all()
+    _FIRST_CHECK.clear()
+
+
+def _first(path: Path, resume: bool) -> bool:
+    """Record what the first check of ``path`` found (:data:`_FIRST_CHECK`); return it."""
+    _FIRST_CHECK.setdefault(_key(path), resume)
+    return resume
+
+
+def _key(path: str | Path) -> str:
+    return str(Path(path).absolute())
 
 
 @contextlib.contextmanager

@@ -13,8 +13,14 @@ from pathlib import Path
 import pytest
 
 from htd_core.errors import InputError
-from htd_core.locks import LOCK, acquire, beside, holds, release, release_all
-from htd_core.outputs import check_output, output_folder, release_output, start_output
+from htd_core.locks import LOCK, acquire, beside, holds, release
+from htd_core.outputs import (
+    check_output,
+    output_folder,
+    release_output,
+    release_outputs,
+    start_output,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLDER = """
@@ -47,7 +53,7 @@ def hold(path: Path, how: str = "folder") -> subprocess.Popen:
 @pytest.fixture(autouse=True)
 def _no_lock_left():
     yield
-    release_all()
+    release_outputs()
 
 
 def test_a_folder_another_process_writes_is_refused_naming_it(tmp_path):
@@ -125,3 +131,16 @@ def test_output_folder_releases_its_lock_at_the_end(tmp_path):
         assert holds(out / LOCK)
         (out / "result.txt").write_text("x")
     assert not holds(out / LOCK) and not (out / LOCK).exists()
+
+
+def test_an_output_another_run_started_between_our_check_and_our_lock_is_refused(tmp_path):
+    """The second run checked a new folder, the first then wrote (and finished) it: the
+    second, once it holds the lock, refuses rather than mixing into it."""
+    out = tmp_path / "out"
+    assert check_output(out, "sample") is False  # our check: a new output
+    proc = hold(out)  # another run starts it...
+    proc.communicate("")  # ...and ends
+    with pytest.raises(InputError, match=f"{out} was started by another run while this one"):
+        start_output(out, "sample")
+    assert not (out / LOCK).exists()  # our lock released with the refusal
+    assert start_output(out, "sample") is True  # checked afresh: a resume
