@@ -14,6 +14,7 @@ appended and fsynced, so a row always has its files. On reopening, files without
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -64,6 +65,28 @@ def read_class_map(path: str | Path) -> ClassMap:
             f"{path} is not a class list ({exc}): expected "
             '{"names": [...], "colors": [[r, g, b], ...], "ignore_index": 255}'
         ) from None
+
+
+@contextlib.contextmanager
+def disk_full_estimate(writer: DatasetWriter, total: int | None) -> Iterator[None]:
+    """Turn a full disk met while ``writer`` writes (htd's writers or a library's) into the one
+    line naming the folder, the space free and what the remaining ``total - len(writer)``
+    samples need, from the mean size of those written (``total`` None: the line without it).
+
+    Raises:
+        DiskFullError: the disk ran full in the block.
+    """
+    from htd_core.errors import DiskFullError
+    from htd_core.io import DISK_FULL, disk_full
+
+    try:
+        yield
+    except (DiskFullError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno not in DISK_FULL:
+            raise
+        left = None if total is None else max(total - len(writer), 0)
+        need = writer.bytes_per_sample() * left if left else None
+        raise disk_full(writer.root, need, f"the remaining {left} sample(s)") from None
 
 
 def holds_samples(root: str | Path) -> bool:
@@ -141,6 +164,15 @@ class DatasetWriter:
 
     def __len__(self) -> int:
         return self._count
+
+    def bytes_per_sample(self) -> int:
+        """The mean size on disk of a written sample's image and mask (0 before the first):
+        what each further sample will need, for a full disk's message."""
+        if not self._count:
+            return 0
+        sizes = [e.stat().st_size for d in ("images", "masks")
+                 for e in os.scandir(self.root / d) if e.is_file()]  # fmt: skip
+        return sum(sizes) // self._count
 
     def write(self, sample: TissueSample) -> int:
         """Write one sample; returns its index."""

@@ -83,9 +83,10 @@ def atomic_open(path: str | Path, mode: str = "wb", size: int | None = None) -> 
         raise
 
 
-def disk_full(path: str | Path, needed: int | None = None) -> Exception:
+def disk_full(path: str | Path, needed: int | None = None, what: str | None = None) -> Exception:
     """The one-line error of a full disk while writing ``path`` (a file or an output folder):
-    the folder, the space free there, and what the file needed when known.
+    the folder, the space free there, and the space ``what`` (default: the file) needs more
+    when known (``needed`` bytes).
 
     Returns:
         DiskFullError, for the caller to raise.
@@ -98,7 +99,8 @@ def disk_full(path: str | Path, needed: int | None = None) -> Exception:
         free = _bytes(shutil.disk_usage(folder).free)
     except OSError:
         free = "unknown"
-    need = f"; {path.name} alone needs {_bytes(needed)} more" if needed and folder != path else ""
+    subject = what or (path.name if folder != path else None)
+    need = f"; about {_bytes(needed)} more needed for {subject}" if needed and subject else ""
     return DiskFullError(
         f"no space left on device writing {folder} ({free} free there{need}): free space on "
         "that disk (or write the output to another), then rerun the same command: it resumes "

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
-    from htd_core.dataset import DatasetWriter, holds_samples
+    from htd_core.dataset import DatasetWriter, disk_full_estimate, holds_samples
     from htd_core.errors import InputError
     from htd_core.generation import check_layouts
     from htd_core.io import atomic_write_json
@@ -180,8 +180,9 @@ def run(args: argparse.Namespace) -> int:
         samples = pipe.iter_generate(
             layouts, options, start=start, unconditional=args.unconditional
         )
-        for sample in tqdm(samples, total=len(layouts), initial=start, desc="generate"):
-            writer.write(sample)
+        with disk_full_estimate(writer, len(layouts)):  # names the space the rest needs
+            for sample in tqdm(samples, total=len(layouts), initial=start, desc="generate"):
+                writer.write(sample)
     print(f"synthetic dataset: {output} ({len(layouts)} samples)")
     return 0
 

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     import itertools
     import warnings
 
-    from htd_core.dataset import DatasetWriter, holds_samples
+    from htd_core.dataset import DatasetWriter, disk_full_estimate, holds_samples
     from htd_core.errors import InputError
     from htd_core.io import atomic_write_json
     from htd_core.outputs import check_output, output_folder
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
                 if known or args.limit
                 else None
             )
-            with writer:
+            with writer, disk_full_estimate(writer, total):
                 atomic_write_json(stamp_path, stamp)
                 rest = itertools.chain([first], samples) if first is not None else iter(())
                 _write(rest, writer, args.limit, start, out, total)

@@ -180,7 +180,7 @@ def test_a_full_disk_is_one_error_naming_the_folder_and_the_size(tmp_path, monke
         atomic_write_bytes(target, b"x" * 3000)
     message = str(err.value)
     assert message.startswith(f"no space left on device writing {tmp_path} (")
-    assert "free there; manifest.csv alone needs 2.9 KiB more" in message
+    assert "free there; about 2.9 KiB more needed for manifest.csv)" in message
     assert "rerun the same command" in message and "\n" not in message
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == [
         "manifest.csv"
