@@ -139,6 +139,13 @@ class TilesSampler(PatchSampler):
         if not isinstance(classes, Mapping):  # a list: one class per code, each named once
             named = [str(c) for c in classes if c != "@ignore"]
             class_names(named, f"tile folder {self.root}: classes={list(classes)}")
+            own = self.dataset.class_map.names if self.dataset is not None else ()
+            if sorted(named) == sorted(own) and tuple(named) != own:  # codes would swap classes
+                raise InputError(
+                    f"classes={named} names the classes of {self.root / 'classes.json'} "
+                    f"({list(own)}) in another order, so its mask codes would change class: "
+                    "leave classes out (the dataset's are used) or give them in its order"
+                )
         codes = dict(classes.items()) if isinstance(classes, Mapping) else dict(enumerate(classes))
         self.code_names = {int(k): str(v) for k, v in codes.items()}
         names = [n for n in dict.fromkeys(self.code_names.values()) if n != "@ignore"]
