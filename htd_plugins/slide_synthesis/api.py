@@ -125,6 +125,8 @@ def generate_slide(
             mpp far from the model's (without ``rescale``), a layout smaller than one window,
             or one whose memory estimate exceeds the memory available (:mod:`.memory`).
     """
+    from tqdm.auto import tqdm
+
     from htd_core import __version__
     from htd_core.io import atomic_write_json
     from htd_core.outputs import whole_output_lock
@@ -132,7 +134,7 @@ def generate_slide(
     from htd_plugins.slide_synthesis.conditions import WindowConditions
     from htd_plugins.slide_synthesis.memory import check_memory, estimate_memory, gib
     from htd_plugins.slide_synthesis.outputs import layout_geojson, write_label_mask, write_pyramid
-    from htd_plugins.slide_synthesis.windows import WindowPlan
+    from htd_plugins.slide_synthesis.windows import WindowPlan, axis_starts
 
     paths = check_output(out)
     if not (isinstance(tile, int) and tile >= 16 and tile % 16 == 0):
@@ -211,6 +213,9 @@ def generate_slide(
         atomic_write_json(paths["geojson"], layout_geojson(layout.mask, layout.class_map))
         bands = decode_rows(backbone, latents, tile=settings["decode_tile"], overlap=decode_overlap,
                             batch_size=max(1, bs // 4))  # fmt: skip
+        rows = len(axis_starts(plan.height, min(settings["decode_tile"], plan.height, plan.width),
+                               decode_overlap))  # fmt: skip
+        bands = tqdm(bands, total=rows, unit="row", desc="decode and write", disable=not progress)
         levels = write_pyramid(
             paths["slide"], bands, height=h, width=w, mpp=layout.mpp, tile=tile, quality=quality
         )
