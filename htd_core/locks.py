@@ -140,9 +140,9 @@ def held_outputs() -> list[Path]:
     a lock beside an output), most recent first."""
     outputs = []
     for key in reversed(list(_HELD)):
-        lock = Path(key)
-        whole = lock.name != LOCK and lock.name.endswith(LOCK)
-        outputs.append(lock.with_name(lock.name[1 : -len(LOCK)]) if whole else lock.parent)
+        lock = Path(key)  # LOCK or LOCK.part inside a folder; .NAME + LOCK beside an output
+        inside = lock.name.startswith(LOCK)
+        outputs.append(lock.parent if inside else lock.with_name(lock.name[1 : -len(LOCK)]))
     return outputs
 
 

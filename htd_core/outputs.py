@@ -48,7 +48,12 @@ _FIRST_CHECK: dict[str, bool] = {}
 
 
 def check_output(
-    path: str | Path, kind: str, *, what: str = "output folder", legacy: tuple[str, ...] = ()
+    path: str | Path,
+    kind: str,
+    *,
+    what: str = "output folder",
+    legacy: tuple[str, ...] = (),
+    part: str | None = None,
 ) -> bool:
     """Validate an output folder location; True when it is an htd ``kind`` output to resume.
 
@@ -58,6 +63,8 @@ def check_output(
         what: how the error names the path (the option: ``"--out"``, ``"OUTPUT"``).
         legacy: files that all exist in a ``kind`` output written before htd marked its
             outputs (:func:`htd_core.io.is_htd_output`).
+        part: the part of a shared output this run writes (``htd discover --shard i/n``: the
+            jobs of one store write disjoint slides); the lock is then the part's own.
 
     Raises:
         InputError: one line naming ``path``, what is wrong and the fix (another process
@@ -83,8 +90,8 @@ def check_output(
         return _first(path, False)
     if not writable(path):
         raise InputError(f"{what} {path} is not writable: choose a writable folder")
-    check_free(path / LOCK, what, path)
-    if all(_marker_temp(p) or p.name == LOCK for p in path.iterdir()):
+    check_free(path / lock_name(part), what, path)
+    if all(_marker_temp(p) or p.name.startswith(LOCK) for p in path.iterdir()):
         return _first(path, False)  # empty, or only what a run killed before its first write left
     if is_htd_output(path, kind, legacy):
         return _first(path, True)
@@ -99,7 +106,12 @@ def check_output(
 
 
 def start_output(
-    path: str | Path, kind: str, *, what: str = "output folder", legacy: tuple[str, ...] = ()
+    path: str | Path,
+    kind: str,
+    *,
+    what: str = "output folder",
+    legacy: tuple[str, ...] = (),
+    part: str | None = None,
 ) -> bool:
     """Check, create, lock and mark an output folder (once every input and option is
     validated); returns whether it resumes. The lock is held until :func:`release_output` (or
@@ -110,19 +122,19 @@ def start_output(
         InputError: as :func:`check_output`; another process took the lock meanwhile.
     """
     path = Path(path)
-    check_output(path, kind, what=what, legacy=legacy)
+    check_output(path, kind, what=what, legacy=legacy, part=part)
     path.mkdir(parents=True, exist_ok=True)
-    acquire(path / LOCK, what, path)
+    acquire(path / lock_name(part), what, path)
     first = _FIRST_CHECK.get(_key(path))
-    try:
-        resume = check_output(path, kind, what=what, legacy=legacy)  # again, under the lock
-        if first is False and resume:
+    try:  # again, under the lock (the parts of a shared output start it together)
+        resume = check_output(path, kind, what=what, legacy=legacy, part=part)
+        if first is False and resume and part is None:
             raise InputError(
                 f"{what} {path} was started by another run while this one checked its inputs: "
                 "rerun the same command to resume it (two runs never write one output)"
             )
     except BaseException:
-        release_output(path)
+        release_output(path, part)
         raise
     if read_marker(path) is None:
         write_marker(path, kind)
@@ -131,10 +143,15 @@ def start_output(
     return resume
 
 
-def release_output(path: str | Path) -> None:
+def release_output(path: str | Path, part: str | None = None) -> None:
     """Release the lock :func:`start_output` took on ``path`` (deleting the lock file)."""
-    release(Path(path) / LOCK)
+    release(Path(path) / lock_name(part))
     _FIRST_CHECK.pop(_key(path), None)
+
+
+def lock_name(part: str | None = None) -> str:
+    """The lock file of an output folder, or of one ``part`` of a shared one."""
+    return LOCK if part is None else f"{LOCK}.{part}"
 
 
 def release_outputs() -> None:
@@ -187,6 +204,7 @@ def output_folder(
     what: str = "output folder",
     legacy: tuple[str, ...] = (),
     has_results: Callable[[Path], bool] | None = None,
+    part: str | None = None,
 ) -> Iterator[bool]:
     """Create (or reopen) an output folder marked as ``kind``; yields whether it resumes.
 
@@ -204,16 +222,17 @@ def output_folder(
     """
     path = Path(path)
     created = [p for p in (path, *path.parents) if not p.exists()]
-    resume = start_output(path, kind, what=what, legacy=legacy)
+    resume = start_output(path, kind, what=what, legacy=legacy, part=part)
     try:
         yield resume
     except BaseException as exc:
-        release_output(path)
+        release_output(path, part)
         full = isinstance(exc, OSError) and exc.errno in DISK_FULL  # a library's write
         error = disk_full(path) if full else None  # named before any cleanup
         with contextlib.suppress(OSError):
             only_marker = [p.name for p in path.iterdir()] == [MARKER]
-            if not resume and (only_marker or (has_results and not has_results(path))):
+            alone = part is None  # a shared output's other parts may be writing
+            if alone and not resume and (only_marker or (has_results and not has_results(path))):
                 for entry in path.iterdir():
                     if entry.is_dir() and not entry.is_symlink():
                         shutil.rmtree(entry)
@@ -224,16 +243,18 @@ def output_folder(
         if error is not None:
             raise error from None
         raise
-    release_output(path)
+    release_output(path, part)
 
 
 def holds_more_than(*scaffold: str) -> Callable[[Path], bool]:
     """A ``has_results`` for :func:`output_folder`: whether the folder holds an entry other
     than the ``scaffold`` a run writes before its first result, the marker, the lock and
     folders without a file."""
-    known = {*scaffold, MARKER, LOCK}
+    known = {*scaffold, MARKER}
 
     def result(entry: Path) -> bool:
+        if entry.name.startswith(LOCK):
+            return False
         if entry.is_dir() and not entry.is_symlink():
             return any(p.is_file() for p in entry.rglob("*"))
         return True

@@ -30,7 +30,14 @@ from pathlib import Path
 from htd_core import hookimpl
 from htd_core.interfaces.command import make_command
 from htd_core.threads import add_threads_argument
-from htd_plugins.discovery.cli import process_state, run_cluster, run_distill, run_embed, run_maps
+from htd_plugins.discovery.cli import (
+    parse_shard,
+    process_state,
+    run_cluster,
+    run_distill,
+    run_embed,
+    run_maps,
+)
 
 #: stage -> its --out kind (htd_core.outputs) and the files of such an output written before
 #: htd marked its outputs; --out must be new, empty or an htd output of that kind.
@@ -189,22 +196,25 @@ def run(args: argparse.Namespace) -> int:
 
     check_device(getattr(args, "device", None))
     kind, legacy = OUTPUTS.get(args.stage, (None, ()))
+    # the jobs of one --shard i/n run write disjoint slides of one --out: each locks its part
+    shard = parse_shard(args.shard) if getattr(args, "shard", None) else (0, 1)
+    part = f"shard-{shard[0]}-of-{shard[1]}" if shard[1] > 1 else None
     state = process_state(args.device) if args.stage == "embed" else None
     ranks = state is not None and state.num_processes > 1
     if ranks and not state.is_main_process:
         state.wait_for_everyone()  # the main process checks, creates, marks and locks --out
     elif kind:
-        check_output(args.out, kind, what="--out", legacy=legacy)  # before any work
+        check_output(args.out, kind, what="--out", legacy=legacy, part=part)  # before any work
     if ranks and state.is_main_process:
         from htd_core.outputs import start_output
 
-        start_output(args.out, kind, what="--out", legacy=legacy)  # locked to the end
+        start_output(args.out, kind, what="--out", legacy=legacy, part=part)  # locked to the end
         state.wait_for_everyone()
     choice = configure_threads(args.threads, workload="large", device=getattr(args, "device", None))
     print(report(f"discover {args.stage}", choice), file=sys.stderr)
     if not kind or ranks:
         return int(args.stage_func(args) or 0)
-    with output_folder(args.out, kind, what="--out", legacy=legacy):
+    with output_folder(args.out, kind, what="--out", legacy=legacy, part=part):
         return int(args.stage_func(args) or 0)
 
 

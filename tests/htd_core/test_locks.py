@@ -27,7 +27,7 @@ HOLDER = """
 import sys
 from htd_core.outputs import start_output, whole_output_lock
 if sys.argv[2] == "folder":
-    start_output(sys.argv[1], "sample", what="OUTPUT")
+    start_output(sys.argv[1], "sample", what="OUTPUT", part=(sys.argv[3:] or [None])[0])
 else:
     held = whole_output_lock(sys.argv[1], "OUTPUT")
     held.__enter__()
@@ -36,14 +36,15 @@ sys.stdin.read()  # until the test closes stdin (or kills us)
 """
 
 
-def hold(path: Path, how: str = "folder") -> subprocess.Popen:
-    """Another process that locks ``path`` and keeps the lock until killed or stdin closes."""
+def hold(path: Path, how: str = "folder", part: str | None = None) -> subprocess.Popen:
+    """Another process that locks ``path`` (or its ``part``) and keeps the lock until killed
+    or stdin closes."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path), how],
+        [sys.executable, "-c", HOLDER, str(path), how, *([part] if part else [])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     assert proc.stdout.readline().strip() == "held"
@@ -144,3 +145,18 @@ def test_an_output_another_run_started_between_our_check_and_our_lock_is_refused
         start_output(out, "sample")
     assert not (out / LOCK).exists()  # our lock released with the refusal
     assert start_output(out, "sample") is True  # checked afresh: a resume
+
+
+def test_the_parts_of_a_shared_output_lock_their_own_part(tmp_path):
+    """`htd discover embed --shard i/n`: the jobs of one store run together, each locking its
+    shard; the same shard twice is refused, naming the job that holds it."""
+    out = tmp_path / "store"
+    proc = hold(out, part="shard-0-of-2")
+    try:
+        assert start_output(out, "sample", part="shard-1-of-2") is True  # the other part
+        with pytest.raises(InputError, match=f"is being written by pid {proc.pid}"):
+            check_output(out, "sample", part="shard-0-of-2")
+        release_output(out, "shard-1-of-2")
+    finally:
+        proc.communicate("")
+    assert sorted(p.name for p in out.iterdir()) == ["htd-output.json"]
