@@ -7,6 +7,10 @@ ends, so the lock of a killed run is stale by construction and the next run take
 the file is only what the refusal quotes. A second run that finds the lock held refuses in
 one line naming the holder (:class:`~htd_core.errors.InputError`, exit 2).
 
+Under a distributed launch (``accelerate launch``, ``torchrun``: ``WORLD_SIZE`` > 1) only the
+main process (``RANK`` 0) locks: the other ranks write what it locked, together
+(:func:`secondary_rank`).
+
 Locks are re-entrant within a process (a command that checks, then starts, then reopens its
 output counts its holds) and released by :func:`release` or :func:`release_all` (the CLI
 calls it when a command ends, and the process at its normal exit), which delete the file
@@ -58,6 +62,8 @@ def acquire(lock: str | Path, what: str, target: str | Path) -> None:
     """
     import fcntl
 
+    if secondary_rank():
+        return  # the main rank holds it for every rank of the launch
     key = _key(lock)
     if key in _HELD:
         _HELD[key][1] += 1
@@ -99,7 +105,7 @@ def check_free(lock: str | Path, what: str, target: str | Path) -> None:
     """
     import fcntl
 
-    if _key(lock) in _HELD:
+    if _key(lock) in _HELD or secondary_rank():
         return
     try:
         fd = os.open(lock, os.O_RDONLY)
@@ -133,6 +139,16 @@ def release_all() -> None:
     for key in list(_HELD):
         _HELD[key][1] = 1
         release(key)
+
+
+def secondary_rank() -> bool:
+    """Whether this process is a rank other than the main one of a distributed launch
+    (``WORLD_SIZE`` > 1 and ``RANK`` > 0, as accelerate and torchrun set them)."""
+    try:
+        world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return False
+    return world > 1 and rank > 0
 
 
 def held_outputs() -> list[Path]:

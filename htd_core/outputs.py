@@ -39,7 +39,15 @@ from pathlib import Path
 
 from htd_core.errors import InputError
 from htd_core.io import DISK_FULL, MARKER, disk_full, is_htd_output, read_marker, write_marker
-from htd_core.locks import LOCK, acquire, beside, check_free, release, release_all
+from htd_core.locks import (
+    LOCK,
+    acquire,
+    beside,
+    check_free,
+    release,
+    release_all,
+    secondary_rank,
+)
 
 #: What the first check of each output found (new or resumed), until the run releases it: a
 #: run that finds, once it holds the lock, that another run started the output meanwhile
@@ -128,7 +136,7 @@ def start_output(
     first = _FIRST_CHECK.get(_key(path))
     try:  # again, under the lock (the parts of a shared output start it together)
         resume = check_output(path, kind, what=what, legacy=legacy, part=part)
-        if first is False and resume and part is None:
+        if first is False and resume and part is None and not secondary_rank():
             raise InputError(
                 f"{what} {path} was started by another run while this one checked its inputs: "
                 "rerun the same command to resume it (two runs never write one output)"
@@ -231,7 +239,7 @@ def output_folder(
         error = disk_full(path) if full else None  # named before any cleanup
         with contextlib.suppress(OSError):
             only_marker = [p.name for p in path.iterdir()] == [MARKER]
-            alone = part is None  # a shared output's other parts may be writing
+            alone = part is None and not secondary_rank()  # other parts or ranks may write
             if alone and not resume and (only_marker or (has_results and not has_results(path))):
                 for entry in path.iterdir():
                     if entry.is_dir() and not entry.is_symlink():

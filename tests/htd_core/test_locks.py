@@ -160,3 +160,23 @@ def test_the_parts_of_a_shared_output_lock_their_own_part(tmp_path):
     finally:
         proc.communicate("")
     assert sorted(p.name for p in out.iterdir()) == ["htd-output.json"]
+
+
+def test_the_other_ranks_of_a_distributed_launch_write_what_the_main_rank_locked(
+    tmp_path, monkeypatch
+):
+    """`accelerate launch htd train`: every rank opens the run folder; rank 0 holds the lock,
+    the others neither take it nor are refused by it."""
+    out = tmp_path / "run"
+    proc = hold(out)  # rank 0
+    try:
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", "1")
+        assert check_output(out, "sample") is True
+        with output_folder(out, "sample") as resume:
+            assert resume is True and not holds(out / LOCK)
+        monkeypatch.setenv("RANK", "0")  # a second main rank is refused as any second run
+        with pytest.raises(InputError, match=f"pid {proc.pid}"):
+            check_output(out, "sample")
+    finally:
+        proc.communicate("")
