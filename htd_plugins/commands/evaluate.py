@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     from htd_core.outputs import check_output, holds_more_than, output_folder
     from htd_core.plugins import get_registry
     from htd_core.threads import check_device, configure_threads, report
-    from htd_plugins.evaluation import check_leakage, open_sets, write_report
+    from htd_plugins.evaluation import check_class_lists, check_leakage, open_sets, write_report
 
     check_device(args.device)
     reg = get_registry("evaluators")
@@ -174,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--cache-dir {args.cache_dir} is a file: give a folder")
     sets = open_sets(args)
     overlaps = check_leakage(sets, args.allow_overlap)
+    masks = [n for n in names if getattr(reg.entry(n).factory, "needs_masks", None)]
+    check_class_lists(sets, masks)  # each classes.json named, before any feature
     model_id = None
     if args.model:
         from htd_core.pipeline_files import pipeline_id
