@@ -3,7 +3,9 @@
 The core holds no verb: every ``htd <verb>`` is a :class:`htd_core.Command` registered through
 the ``htd_register_commands`` hook (the built-in verbs live in ``htd_plugins.commands``), so a
 pip-installed plugin adds a verb without editing a shared file. User errors (``HtdError``)
-print one line on stderr and exit 2, never a traceback; warnings print as one line too.
+print one line on stderr and exit 2, never a traceback (a full disk too: the output folder and
+the space free there); warnings print as one line too. The
+output locks a command took (:mod:`htd_core.locks`) are released when it ends.
 """
 
 from __future__ import annotations
@@ -61,11 +63,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HtdError as exc:
         print(f"htd {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk met outside htd's own writers (a library's file)
+        from htd_core.io import DISK_FULL, disk_full
+        from htd_core.locks import held_outputs
+
+        if exc.errno not in DISK_FULL:
+            raise
+        where = exc.filename or next(iter(held_outputs()), None) or "."
+        print(f"htd {args.command}: error: {disk_full(where)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"htd {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     finally:
         warnings.formatwarning = previous
+        from htd_core.outputs import release_outputs
+
+        release_outputs()  # the command's output locks (the kernel drops them at exit anyway)
 
 
 def _one_line_warning(command: str, message, category, filename, lineno, line=None) -> str:

@@ -14,6 +14,7 @@ appended and fsynced, so a row always has its files. On reopening, files without
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -44,6 +45,60 @@ BASE_COLUMNS = (
 )
 
 
+def read_class_map(path: str | Path) -> ClassMap:
+    """The class list of a ``classes.json`` (a dataset's, a mask folder's).
+
+    Raises:
+        InputError: one line naming ``path``: unreadable, not JSON, or not a valid class list
+            (no names, an empty or duplicated name, a bad colour or ignore index).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        return ClassMap.from_dict(data)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    except (OSError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"{path} is not a class list ({exc}): expected "
+            '{"names": [...], "colors": [[r, g, b], ...], "ignore_index": 255}'
+        ) from None
+
+
+@contextlib.contextmanager
+def disk_full_estimate(writer: DatasetWriter, total: int | None) -> Iterator[None]:
+    """Turn a full disk met while ``writer`` writes (htd's writers or a library's) into the one
+    line naming the folder, the space free and what the remaining ``total - len(writer)``
+    samples need, from the mean size of those written (``total`` None: the line without it).
+
+    Raises:
+        DiskFullError: the disk ran full in the block.
+    """
+    from htd_core.errors import DiskFullError
+    from htd_core.io import DISK_FULL, disk_full
+
+    try:
+        yield
+    except (DiskFullError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno not in DISK_FULL:
+            raise
+        left = None if total is None else max(total - len(writer), 0)
+        need = writer.bytes_per_sample() * left if left else None
+        raise disk_full(writer.root, need, f"the remaining {left} sample(s)") from None
+
+
+def holds_samples(root: str | Path) -> bool:
+    """Whether the dataset folder ``root`` holds at least one sample row (a failed new output
+    without one is removed whole, :func:`htd_core.outputs.output_folder`)."""
+    manifest = Path(root) / "manifest.csv"
+    if not manifest.is_file():
+        return False
+    with open(manifest) as fh:
+        return sum(1 for line, _ in zip(fh, range(2), strict=False) if line.strip()) > 1
+
+
 def composition_entropy(fractions: Sequence[float]) -> float:
     """Tissue-diversity entropy H = -sum p_i log p_i (natural log) of class fractions."""
     return float(-sum(p * math.log(p) for p in fractions if p > 0))
@@ -64,17 +119,17 @@ class DatasetWriter:
         self.root = Path(root)
         self.class_map = class_map
         self.columns = (*BASE_COLUMNS, *(f"frac:{n}" for n in class_map.names), *extra_columns)
+        classes_path = self.root / "classes.json"
+        existing = read_class_map(classes_path) if classes_path.exists() else None
+        if existing is not None and existing != class_map:  # checked before any write
+            raise InputError(
+                f"{self.root} already holds a dataset of classes {list(existing.names)} "
+                f"({classes_path}); cannot add samples of classes {list(class_map.names)}: "
+                "choose another folder"
+            )
         (self.root / "images").mkdir(parents=True, exist_ok=True)
         (self.root / "masks").mkdir(parents=True, exist_ok=True)
-        classes_path = self.root / "classes.json"
-        if classes_path.exists():
-            existing = ClassMap.from_dict(json.loads(classes_path.read_text()))
-            if existing != class_map:
-                raise InputError(
-                    f"{self.root} already holds a dataset of classes {list(existing.names)}; "
-                    f"cannot add samples of classes {list(class_map.names)}: choose another folder"
-                )
-        else:
+        if existing is None:
             atomic_write_json(classes_path, class_map.to_dict())
         self.manifest_path = self.root / "manifest.csv"
         self._count = self._recover()
@@ -109,6 +164,15 @@ class DatasetWriter:
 
     def __len__(self) -> int:
         return self._count
+
+    def bytes_per_sample(self) -> int:
+        """The mean size on disk of a written sample's image and mask (0 before the first):
+        what each further sample will need, for a full disk's message."""
+        if not self._count:
+            return 0
+        sizes = [e.stat().st_size for d in ("images", "masks")
+                 for e in os.scandir(self.root / d) if e.is_file()]  # fmt: skip
+        return sum(sizes) // self._count
 
     def write(self, sample: TissueSample) -> int:
         """Write one sample; returns its index."""
@@ -178,7 +242,7 @@ class Dataset(Sequence[TissueSample]):
                 f"{self.root} is not an htd dataset (needs classes.json and manifest.csv; "
                 "write one with `htd sample` or `htd generate`)"
             )
-        self.class_map = ClassMap.from_dict(json.loads(classes.read_text()))
+        self.class_map = read_class_map(classes)
         with open(manifest, newline="") as fh:
             self.rows = list(csv.DictReader(fh))
 

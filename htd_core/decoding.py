@@ -123,11 +123,12 @@ def _tifffile_pixels(path: Path) -> tuple[np.ndarray, str]:
     return pixels, layout
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image file from its header (no pixel is decoded).
+def image_size(path: str | Path, what: str = "image") -> tuple[int, int]:
+    """(width, height) of an image file (``what``: "image" or "mask", for the error) from its
+    header (no pixel is decoded).
 
     Raises:
         InputError: the file cannot be read as an image (names the file).
     """
-    with opened(path, "image", large=True) as im:
+    with opened(path, what, large=True) as im:
         return im.size

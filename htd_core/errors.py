@@ -44,6 +44,11 @@ class InputError(HtdError, ValueError):
     """Input data (slide, mask, image, condition) is missing or malformed."""
 
 
+class DiskFullError(HtdError):
+    """The disk of an output ran full while writing it (what was written whole is kept, so
+    the same command resumes once there is space; :func:`htd_core.io.disk_full`)."""
+
+
 def suggest(name: str, candidates: list[str]) -> str:
     """`` Did you mean 'x'?`` for the closest of ``candidates`` (difflib), or an empty string:
     the tail of every "unknown name" message."""

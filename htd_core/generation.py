@@ -111,6 +111,43 @@ class GenerationOptions:
         return dataclasses.asdict(self)
 
 
+def check_layouts(
+    backbone: Any,
+    layouts: Sequence[TissueSample],
+    batch_size: int,
+    names: Sequence[str] | None = None,
+) -> None:
+    """Every layout at a size ``backbone`` generates at, and one size per batch (batches
+    count from layout 0, as :func:`generate_samples` makes them), before the first image: a
+    refusal part-way would leave a half-written output.
+
+    Args:
+        names: how errors name layout ``i`` (its file); default its ``meta["layout"]``.
+
+    Raises:
+        InputError: naming the layout (and, for a batch of mixed sizes, two of its layouts
+            and their sizes), what is wrong and a valid value.
+    """
+    from htd_core.errors import InputError
+
+    def name(i: int) -> str:
+        return str(names[i]) if names is not None else str(layouts[i].meta.get("layout", i))
+
+    sizes = [tuple(layout.mask.shape[:2]) for layout in layouts]
+    for i, (h, w) in enumerate(sizes):
+        backbone.check_layout_size(h, w, f"layout {name(i)}")
+    for begin in range(0, len(sizes), batch_size):
+        batch = sizes[begin : begin + batch_size]
+        other = next((begin + k for k, size in enumerate(batch) if size != batch[0]), None)
+        if other is not None:
+            (h0, w0), (h1, w1) = sizes[begin], sizes[other]
+            raise InputError(
+                f"layouts {name(begin)} ({w0}x{h0} px) and {name(other)} ({w1}x{h1} px) fall "
+                f"in one batch of {batch_size}, which shares one size: give layouts of one "
+                "size, or batch size 1 (--batch-size 1)"
+            )
+
+
 def generate_samples(
     backbone: Any,
     builder: Any,

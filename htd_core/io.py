@@ -12,6 +12,7 @@ or resumes only marked folders and never deletes or renames anything else
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -37,35 +38,92 @@ def current_umask() -> int:
     return mask
 
 
+#: The errors of a full disk (or a full quota).
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+def atomic_open(path: str | Path, mode: str = "wb", size: int | None = None) -> Iterator[IO[Any]]:
     """Open a temp file beside ``path``; on clean exit rename it over ``path``.
 
     The file gets mode ``0o666 & ~umask`` (``mkstemp`` alone would make it 0600).
+
+    Args:
+        size: the bytes the file will hold, when known (for a full disk's message).
+
+    Raises:
+        DiskFullError: the disk ran full (the temp file is removed, ``path`` untouched).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    written = 0
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        if exc.errno in DISK_FULL:
+            raise disk_full(path, size) from None
+        raise
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+            try:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError:
+                with contextlib.suppress(OSError, ValueError):
+                    written = fh.tell()  # what was asked for so far: a lower bound
+                raise
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise disk_full(path, max(size or 0, written) or None) from None
         raise
 
 
+def disk_full(path: str | Path, needed: int | None = None, what: str | None = None) -> Exception:
+    """The one-line error of a full disk while writing ``path`` (a file or an output folder):
+    the folder, the space free there, and the space ``what`` (default: the file) needs more
+    when known (``needed`` bytes).
+
+    Returns:
+        DiskFullError, for the caller to raise.
+    """
+    from htd_core.errors import DiskFullError
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    try:
+        free = _bytes(shutil.disk_usage(folder).free)
+    except OSError:
+        free = "unknown"
+    subject = what or (path.name if folder != path else None)
+    need = f"; about {_bytes(needed)} more needed for {subject}" if needed and subject else ""
+    return DiskFullError(
+        f"no space left on device writing {folder} ({free} free there{need}): free space on "
+        "that disk (or write the output to another), then rerun the same command: it resumes "
+        "from what was written whole"
+    )
+
+
+def _bytes(n: float) -> str:
+    unit = "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            break
+        n /= 1024
+    return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_open(path, "wb") as fh:
+    with atomic_open(path, "wb", size=len(data)) as fh:
         fh.write(data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    with atomic_open(path, "w") as fh:
+    with atomic_open(path, "w", size=len(text.encode())) as fh:
         fh.write(text)
 
 

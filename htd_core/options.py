@@ -128,9 +128,9 @@ def check_number(value: Any, what: str, low: float = 0.0, *, above: bool = False
     return float(value)
 
 
-def int_at_least(low: int):
-    """An argparse ``type`` for integers >= ``low`` (a bad value is refused at parse time, in
-    one line, exit 2: 0 never silently means "the default")."""
+def int_at_least(low: int, high: int | None = None):
+    """An argparse ``type`` for integers >= ``low`` (and <= ``high``): a bad value is refused at
+    parse time, in one line, exit 2; 0 never silently means "the default"."""
     import argparse
 
     def parse(text: str) -> int:
@@ -138,29 +138,38 @@ def int_at_least(low: int):
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} must be an integer >= {low}")
+        if value < low or (high is not None and value > high):
+            bound = f" and <= {high}" if high is not None else ""
+            raise argparse.ArgumentTypeError(f"{value} must be an integer >= {low}{bound}")
         return value
 
-    parse.__name__ = f"integer >= {low}"
+    parse.__name__ = f"integer >= {low}" + (f" and <= {high}" if high is not None else "")
     return parse
 
 
-def number_at_least(low: float, *, above: bool = False):
-    """An argparse ``type`` for numbers >= ``low`` (> ``low`` with ``above``)."""
+def number_at_least(
+    low: float, *, above: bool = False, high: float | None = None, below: bool = False
+):
+    """An argparse ``type`` for finite numbers >= ``low`` (> ``low`` with ``above``), and
+    <= ``high`` (< ``high`` with ``below``) when ``high`` is given."""
     import argparse
     import math
+
+    bound = f"{'>' if above else '>='} {low:g}"
+    if high is not None:
+        bound += f" and {'<' if below else '<='} {high:g}"
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or not (value > low if above else value >= low):
-            raise argparse.ArgumentTypeError(
-                f"{value:g} must be a number {'>' if above else '>='} {low:g}"
-            )
+        ok = math.isfinite(value) and (value > low if above else value >= low)
+        if high is not None:
+            ok = ok and (value < high if below else value <= high)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{value:g} must be a number {bound}")
         return value
 
-    parse.__name__ = f"number {'>' if above else '>='} {low:g}"
+    parse.__name__ = f"number {bound}"
     return parse

@@ -128,7 +128,7 @@ class Pipeline:
         import contextlib
 
         from htd_core.coverage import ClassCoverage
-        from htd_core.outputs import check_output, output_folder
+        from htd_core.outputs import check_output, holds_more_than, output_folder
 
         backbone: Backbone = self._need("backbone", "fit")
         builder = self._need("condition_builder", "fit")
@@ -139,7 +139,13 @@ class Pipeline:
             check_output(run_dir, RUN_KIND, what="output_dir", legacy=("checkpoints",))
         coverage = ClassCoverage(data, "training samples")  # names classes no sample holds
         with (
-            output_folder(run_dir, RUN_KIND, what="output_dir", legacy=("checkpoints",))
+            output_folder(
+                run_dir,
+                RUN_KIND,
+                what="output_dir",
+                legacy=("checkpoints",),
+                has_results=holds_more_than("logs"),  # a checkpoint, the vae, the model
+            )
             if run_dir
             else contextlib.nullcontext()
         ):
@@ -206,14 +212,17 @@ class Pipeline:
             provenance, the layout's and crops' opaque source ids).
 
         Raises:
-            InputError: a bad option, or ``start`` < 0.
+            InputError: a bad option, a layout size the backbone cannot generate at, layouts
+                of mixed sizes in one batch (all checked before the first image, at the call,
+                :func:`~htd_core.generation.check_layouts`), or ``start`` < 0.
         """
-        from htd_core.generation import generate_samples
+        from htd_core.generation import check_layouts, generate_samples
 
         backbone: Backbone = self._need("backbone", "generate")
         builder = None if unconditional else self._need("condition_builder", "generate")
         opts = self.generation_options(options, unconditional=unconditional, **given)
-        yield from generate_samples(backbone, builder, layouts, opts, start)
+        check_layouts(backbone, layouts, opts.batch_size)
+        return generate_samples(backbone, builder, layouts, opts, start)
 
     def generate(
         self, layouts: Sequence[TissueSample], options: Any = None, **given: Any

@@ -149,9 +149,11 @@ def configure_threads(
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     """The ``--threads`` option every heavy command shares (help text names the policy)."""
+    from htd_core.options import int_at_least
+
     parser.add_argument(
         "--threads",
-        type=int,
+        type=int_at_least(1),
         help=f"torch CPU threads (default: ${ENV_VAR}, else 1 or all {all_cores()} cores, "
         "whichever a quick measurement at start finds faster)",
     )

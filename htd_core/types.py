@@ -25,6 +25,27 @@ _PALETTE = [
 ]  # fmt: skip
 
 
+def class_names(values: Any, what: str) -> tuple[str, ...]:
+    """``values`` (in mask-code order) as a class list: at least one non-empty name, each given
+    once; THE rule of ``--classes``, samplers' ``classes`` and ``classes.json``.
+
+    Raises:
+        InputError: naming ``what`` (the option or file): an empty list, name or a duplicate.
+    """
+    names = tuple(str(n) for n in values)
+    if not names:
+        raise InputError(f"{what} is empty: give at least one tissue class name")
+    if not all(n.strip() for n in names):
+        raise InputError(f"{what} has an empty class name ({list(names)}): name every class")
+    dup = [n for i, n in enumerate(names) if n in names[:i]]
+    if dup:
+        raise InputError(
+            f"{what} names class {dup[0]!r} twice ({list(names)}): name each class once, in "
+            "mask-code order"
+        )
+    return names
+
+
 @dataclass(frozen=True)
 class ClassMap:
     """Tissue class names, display colours and the "don't care" index of masks.
@@ -38,13 +59,8 @@ class ClassMap:
     ignore_index: int = IGNORE_INDEX
 
     def __post_init__(self) -> None:
-        names = tuple(str(n) for n in self.names)
+        names = class_names(self.names, "ClassMap.names")
         object.__setattr__(self, "names", names)
-        if not names:
-            raise InputError("ClassMap.names is empty: give at least one tissue class name")
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            raise InputError(f"ClassMap.names has duplicates {dup}: class names must be unique")
         if 0 <= self.ignore_index < len(names):
             raise InputError(
                 f"ClassMap.ignore_index={self.ignore_index} collides with class "

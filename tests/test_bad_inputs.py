@@ -77,10 +77,47 @@ def qupath(path: Path, unclassified_around: bool = True) -> Path:
     return path
 
 
-def config(path: Path, builders: str = "[semantic_map, crop]") -> Path:
+def codes(path: Path, shape: tuple[int, int] = (64, 64)) -> Path:
+    """A two-code label mask (0 left, 1 right) of (height, width) ``shape``."""
+    mask = np.zeros(shape, np.uint8)
+    mask[:, shape[1] // 2 :] = 1
+    Image.fromarray(mask).save(path)
+    return path
+
+
+def half_mask(root: Path, i: int) -> Path:
+    """Tile ``i``'s mask replaced by one of half its image's size."""
+    mask = root / "masks" / f"t{i}.png"
+    side = Image.open(mask).size[0] // 2
+    Image.fromarray(np.zeros((side, side), np.uint8)).save(mask)
+    return root
+
+
+def masks(folder: Path, sizes: list[tuple[int, int]]) -> Path:
+    """Mask PNGs m0.png, m1.png... of (height, width) ``sizes``, all class 0."""
+    folder.mkdir(parents=True)
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(np.zeros((h, w), np.uint8)).save(folder / f"m{i}.png")
+    return folder
+
+
+def dataset(root: Path, names: list[str]) -> Path:
+    """A tile folder made an htd dataset (manifest.csv + classes.json of ``names``)."""
+    tiles(root)
+    rows = [f"images/t{i}.png,masks/t{i}.png" for i in range(2)]
+    (root / "manifest.csv").write_text("image,mask\n" + "\n".join(rows) + "\n")
+    (root / "classes.json").write_text(json.dumps({"names": names}))
+    return root
+
+
+def config(
+    path: Path,
+    builders: str = "[semantic_map, crop]",
+    backbone: str = "{name: controlnet_ldm, preset: tiny}",
+) -> Path:
     path.write_text(
         f"sampler: {{name: tiles, root: {path.parent / 'tiles'}, classes: [a, b]}}\n"
-        f"condition_builders: {builders}\nbackbone: {{name: controlnet_ldm, preset: tiny}}\n"
+        f"condition_builders: {builders}\nbackbone: {backbone}\n"
         "fit: {steps: 1, vae_steps: 1, batch_size: 2, progress: false, tensorboard: false}\n"
     )
     return path
@@ -208,12 +245,19 @@ BAD = [
     Case("evaluate: deeplabv3plus.input_size=40 (smp wants x16), before any feature",
          lambda t, c: ["evaluate", "--real", str(tiles(t / "tiles")), "--synthetic", f"s={t / 'tiles'}", "--out", str(t / "ev"), *EVAL, "-o", "deeplabv3plus.input_size=40"],
          r"deeplabv3plus: input_size=40 must be a multiple of 16"),
+    Case("evaluate: one real source image, met by DeepLabv3+ after --out was started (nothing left)",
+         lambda t, c: ["evaluate", "--real", str(tiles(t / "tiles", (32,))), "--synthetic", f"s={t / 'tiles'}", "--out", str(t / "ev"), *EVAL],
+         r"deeplabv3plus: real set: cannot split 1 items by source: .*at least two .*--real-test"),
     Case("evaluate: no --synthetic set",
          lambda t, c: ["evaluate", "--real", str(tiles(t / "tiles")), "--out", str(t / "ev"), *EVAL],
          r"give at least one --synthetic"),
     Case("train: --output-dir is a file (before training the autoencoder)",
          lambda t, c: ["train", str(config((tiles(t / "tiles").parent) / "p.yaml")), "--output-dir", str(_file(t))],
          r"--output-dir {tmp}/out is a file"),
+    Case("train: samples smaller than the model's patches, met inside fit (nothing left)",
+         lambda t, c: ["train", str(config(tiles(t / "tiles", (16, 16)).parent / "p.yaml", backbone="{name: controlnet_ldm, preset: tiny, image_size: 32}")),
+                       "--output-dir", str(t / "run")],
+         r"training sample 0 is 16x16 px, smaller than the model's 32 px"),
     Case("train: config without a backbone",
          lambda t, c: ["train", str(_yaml(t / "p.yaml", "sampler: tiles\n")), "--output-dir", str(t / "run")],
          r"{tmp}/p.yaml: `htd train` needs a 'backbone' section"),
@@ -263,9 +307,60 @@ BAD = [
                        "-o", f"annotations={qupath(t / 'a.geojson', False)}", "-o", "classes=[tumor, stroma]", "-o", "patch_size=64",
                        "-o", "min_frac=0.45", "-o", "max_frac=0.46"],
          r"0 samples: 49 windows .* were rejected by CompositionRule\(mode='heterogeneous', min_frac=0.45"),
+    Case("sample tiles: a rule no tile passes gives 0 samples (why)",
+         lambda t, c: ["sample", "tiles", str(t / "ds"), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, b]",
+                       "-o", "rule=homogeneous", "-o", "homogeneous_frac=0.99"],
+         r"0 samples: 2 tile\(s\) of {tmp}/tiles read \(taken whole\); every window was rejected by CompositionRule\(mode='homogeneous'"),
+    Case("sample: a folder given as the slide",
+         lambda t, c: ["sample", "heterogeneous", str(t / "ds"), "-o", f"slide={_empty(t, 'slides')}", "-o", "slide_mpp=0.5",
+                       "-o", "classes=[tumor, stroma]"],
+         r"slide {tmp}/slides is a folder, not a slide file"),
     Case("sample: unknown sampler name",
          lambda t, c: ["sample", "heterogenous", str(t / "ds")],
          r"unknown patch sampler 'heterogenous'. Did you mean 'heterogeneous'"),
+    # 3b. every input's header before the first write (issue 27)
+    Case("sample tiles: a mask half its image's size (nothing written)",
+         lambda t, c: ["sample", "tiles", str(t / "ds"), "-o", f"root={half_mask(tiles(t / 'tiles'), 1)}", "-o", "classes=[a, b]"],
+         r"mask {tmp}/tiles/masks/t1.png is 16 x 16 px but its image {tmp}/tiles/images/t1.png is 32 x 32 px: .*give a 32 x 32 px mask"),
+    Case("sample: the second slide's label mask is not of its slide (nothing written)",
+         lambda t, c: ["sample", "heterogeneous", str(t / "ds"), "-o", f"slide=[{slide(t / 's1.png')}, {slide(t / 's2.png')}]",
+                       "-o", "slide_mpp=0.5", "-o", f"label_mask=[{codes(t / 'm1.png')}, {codes(t / 'm2.png', (16, 64))}]",
+                       "-o", "classes=[tumor, stroma]", "-o", "patch_size=64", "-o", "min_frac=0.0"],
+         r"label mask {tmp}/m2.png is 64 x 16 \(aspect 4.000\) but the slide is 256 x 256"),
+    Case("generate --masks: one 30x30 layout among 24x40 ones (before OUTPUT is written)",
+         lambda t, c: ["generate", str(c["model"]), str(t / "syn"), "--masks", str(masks(t / "m", [(24, 40), (24, 40), (30, 30), (24, 40)])), "--unconditional"],
+         r"layout {tmp}/m/m2.png is 30x30 px, but this model generates sides that are multiples of 4 px: crop it to 28x28 or pad it to 32x32 px",
+         needs_model=True),
+    Case("generate --masks: two sizes in one batch name a file of each",
+         lambda t, c: ["generate", str(c["model"]), str(t / "syn"), "--masks", str(masks(t / "m", [(16, 16), (16, 16), (24, 24)])), "--unconditional"],
+         r"layouts {tmp}/m/m0.png \(16x16 px\) and {tmp}/m/m2.png \(24x24 px\) fall in one batch of \d+.*--batch-size 1",
+         needs_model=True),
+    # 4. class lists: a duplicate or another class list, naming the file or option
+    Case("evaluate: --classes gland,gland (before DeepLabv3+ trains)",
+         lambda t, c: ["evaluate", "--real", str(tiles(t / "tiles")), "--synthetic", f"s={t / 'tiles'}", "--out", str(t / "ev"),
+                       "--classes", "gland,gland", "--evaluators", "deeplabv3plus"],
+         r"--classes 'gland,gland' names class 'gland' twice"),
+    Case("sample tiles: classes=[a, a]",
+         lambda t, c: ["sample", "tiles", str(t / "ds"), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, a]"],
+         r"classes=\['a', 'a'\] names class 'a' twice"),
+    Case("evaluate: a dataset whose classes.json names a class twice",
+         lambda t, c: ["evaluate", "--real", str(dataset(t / "ds", ["a", "a"])), "--synthetic", f"s={tiles(t / 'tiles')}",
+                       "--out", str(t / "ev"), *EVAL],
+         r"{tmp}/ds/classes.json: ClassMap.names names class 'a' twice"),
+    Case("evaluate: a synthetic dataset of another class list than the real one (DeepLabv3+)",
+         lambda t, c: ["evaluate", "--real", str(dataset(t / "real", ["a", "b"])), "--synthetic", f"s={dataset(t / 'syn', ['x', 'y'])}",
+                       "--out", str(t / "ev"), *EVAL],
+         r"synthetic set 's': {tmp}/syn/classes.json lists classes \['x', 'y'\] but the real set's {tmp}/real/classes.json lists \['a', 'b'\]"),
+    Case("sample tiles: a dataset whose classes.json names a class twice",
+         lambda t, c: ["sample", "tiles", str(t / "out"), "-o", f"root={dataset(t / 'ds', ['a', 'a'])}"],
+         r"{tmp}/ds/classes.json: ClassMap.names names class 'a' twice"),
+    Case("sample tiles: classes in another order than the dataset's classes.json",
+         lambda t, c: ["sample", "tiles", str(t / "out"), "-o", f"root={dataset(t / 'ds', ['a', 'b'])}", "-o", "classes=[b, a]"],
+         r"classes=\['b', 'a'\] names the classes of {tmp}/ds/classes.json \(\['a', 'b'\]\) in another order"),
+    Case("generate --masks: the masks' dataset has another class list (classes.json)",
+         lambda t, c: ["generate", str(c["model"]), str(t / "syn"), "--masks", str(dataset(t / "ds", ["x", "y"]) / "masks"), "--unconditional"],
+         r"--masks {tmp}/ds/masks: {tmp}/ds/classes.json lists classes \['x', 'y'\], but the model was trained on",
+         needs_model=True),
     # 5. plugins
     Case("train: crop blocked by HTD_DISABLED_PLUGINS",
          lambda t, c: ["train", str(config((tiles(t / "tiles").parent) / "p.yaml")), "--output-dir", str(t / "run")],
@@ -369,3 +464,205 @@ def test_suspicious_input_is_used_with_a_warning_naming_it(case, tmp_path, manag
         assert main(argv) == 0, capsys.readouterr().err
     pattern = case.warning.format(tmp=re.escape(str(tmp_path)))
     assert any(re.search(pattern, str(w.message)) for w in caught), [str(w.message) for w in caught]
+
+
+# -- two runs into one output ----------------------------------------------------------------
+
+
+def test_a_second_run_into_a_folder_being_written_refuses_and_the_first_completes(
+    tiny_model, tmp_path, manager_for, monkeypatch, capsys
+):
+    """Issue 27: two `htd generate` into one folder gave 29 rows for 16 layouts."""
+    import subprocess
+    import sys
+
+    from htd_core.dataset import Dataset, DatasetWriter
+    from htd_core.testing import synthetic_sample
+
+    manager_for(())
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for s in range(3):
+        Image.fromarray(synthetic_sample(16, seed=s).mask).save(masks / f"m{s}.png")
+    out = tmp_path / "syn"
+    argv = ["generate", str(tiny_model), str(out), "--masks", str(masks), "--unconditional"]
+    second: dict = {}
+    write = DatasetWriter.write
+
+    def write_then_start_a_second_run(self, sample):
+        if not second:  # while the first run holds the folder, with a sample written
+            root = str(Path(__file__).resolve().parents[1])
+            env = {
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+            }
+            run = subprocess.run([sys.executable, "-m", "htd_core.cli", *argv], env=env,
+                                 capture_output=True, text=True, timeout=600)  # fmt: skip
+            second.update(status=run.returncode, err=run.stderr, rows=len(Dataset(out)))
+        return write(self, sample)
+
+    monkeypatch.setattr(DatasetWriter, "write", write_then_start_a_second_run)
+    assert main(argv) == 0, capsys.readouterr().err
+    errors = [line for line in second["err"].splitlines() if ": error: " in line]
+    assert second["status"] == 2 and "Traceback" not in second["err"], second["err"]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"htd generate: error: OUTPUT {out} is being written by pid {os.getpid()} on "
+    ), second["err"]
+    assert len(Dataset(out)) == 3 and second["rows"] == 0  # the second wrote nothing
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # lock gone
+
+
+# -- numbers: every numeric option of every verb is checked at parse time ---------------------
+
+
+def _numeric_options() -> list[tuple[list[str], object]]:
+    """(the verb and stage, the action) of every option of every verb that takes a number."""
+    import argparse
+
+    from htd_core.cli import build_parser
+
+    found = []
+
+    def walk(parser, prefix):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*prefix, name])
+            elif action.option_strings and action.type is not None:
+                found.append((prefix, action))
+
+    walk(build_parser(), [])
+    return found
+
+
+NUMERIC = [(p, a) for p, a in _numeric_options() if getattr(a.type, "__name__", "").startswith(("integer", "number", "int", "float"))]  # fmt: skip
+
+
+def test_every_numeric_option_has_a_checked_range():
+    """A bare ``type=int`` or ``type=float`` accepts 0, -1, nan, inf: each option says its range."""
+    bare = [
+        f"htd {' '.join(p)} {a.option_strings[-1]}" for p, a in NUMERIC if a.type in (int, float)
+    ]
+    assert bare == []
+    assert len(NUMERIC) > 40  # the walk found the verbs' options (and their stages')
+
+
+@pytest.mark.parametrize(
+    ("prefix", "action"), NUMERIC, ids=[f"{' '.join(p)} {a.option_strings[-1]}" for p, a in NUMERIC]
+)
+def test_a_number_out_of_range_is_one_line_at_parse_time(prefix, action, capsys):
+    """0 never silently means "the default": the value below an option's range (or nan) is
+    refused before any work, in one line naming the option and its range, exit 2."""
+    name = action.type.__name__  # "integer >= 1", "number > 0 and < 1", ...
+    low = re.match(r"integer >= (-?\d+)", name)
+    bad = str(int(low.group(1)) - 1) if low else "nan"
+    option = action.option_strings[-1]
+    with pytest.raises(SystemExit) as exc:
+        main([*prefix, option, *[bad] * (action.nargs if isinstance(action.nargs, int) else 1)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1, err
+    assert f"argument {option}" in err[0] and name in err[0] and "Traceback" not in err[0], err[0]
+
+
+# -- a full disk: one line naming the folder, nothing lost, the rerun resumes -----------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 160 KiB tmpfs at ``tmp_path/disk`` (grown with ``grow(size)``); skipped where this
+    process may not mount one (mounting needs root or CAP_SYS_ADMIN)."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(disk)],
+                           capture_output=True, text=True)  # fmt: skip
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mount.stderr.strip() or 'no mount'})")
+
+    def grow(size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True)
+
+    yield disk, grow
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_is_one_line_naming_the_folder_and_the_rerun_resumes_identically(
+    small_disk, tmp_path, manager_for, capsys
+):
+    disk, grow = small_disk
+    manager_for(())
+    root = tiles(tmp_path / "tiles", sizes=(96,) * 6)
+    argv = ["sample", "tiles", str(disk / "ds"), "-o", f"root={root}", "-o", "classes=[a, b]"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        status = main(argv)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert status == 2 and "Traceback" not in err and len(errors) == 1, err
+    assert re.search(rf"htd sample: error: no space left on device writing {re.escape(str(disk))}"
+                     r"/ds \(\d+(\.\d)? (B|KiB) free there; about \d+\.\d KiB more needed "
+                     r"for the remaining [1-5] sample\(s\)\)", errors[0]), errors[0]  # fmt: skip
+    assert 0 < len(list((disk / "ds" / "images").iterdir())) < 6  # written whole: kept
+    grow("8m")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(argv) == 0
+        assert main([*argv[:2], str(tmp_path / "fresh"), *argv[3:]]) == 0
+    for name in ("manifest.csv", *(f"images/{i:06d}.png" for i in range(6))):
+        assert (disk / "ds" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes(), name
+
+
+def test_a_full_disk_met_by_a_library_is_one_line_too(tmp_path, manager_for, capsys, monkeypatch):
+    """ENOSPC raised outside htd's atomic writers (a library writing its own file): the CLI
+    names the output folder it holds, and a new output without a sample is removed whole."""
+    import errno
+
+    from htd_core.dataset import DatasetWriter
+
+    manager_for(())
+
+    def full(self, sample):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(DatasetWriter, "write", full)
+    root = tiles(tmp_path / "tiles")
+    before = snapshot(tmp_path)
+    status = main(
+        ["sample", "tiles", str(tmp_path / "ds"), "-o", f"root={root}", "-o", "classes=[a, b]"]
+    )
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert status == 2 and "Traceback" not in err and len(errors) == 1, err
+    assert errors[0].startswith(
+        f"htd sample: error: no space left on device writing {tmp_path}/ds ("
+    )
+    assert snapshot(tmp_path) == before  # nothing written: nothing left
+
+
+def test_a_new_output_that_fails_before_its_first_sample_leaves_nothing(
+    tiny_model, tmp_path, manager_for, monkeypatch, capsys
+):
+    """Issue 27: every failed run left an output folder with 0 rows."""
+    from htd_core.errors import InputError
+
+    manager_for(())
+    layouts = masks(tmp_path / "m", [(16, 16)] * 2)
+
+    def fails(*args, **kwargs):
+        raise InputError("a failure met while generating")
+        yield  # a generator, as the real one
+
+    monkeypatch.setattr("htd_core.generation.generate_samples", fails)
+    before = snapshot(tmp_path)
+    argv = [
+        "generate",
+        str(tiny_model),
+        str(tmp_path / "syn"),
+        "--masks",
+        str(layouts),
+        "--unconditional",
+    ]
+    assert main(argv) == 2
+    assert "a failure met while generating" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before  # no syn/ with classes.json and an empty manifest

@@ -71,6 +71,15 @@ class Backbone(ABC):
         """
         return options
 
+    def check_layout_size(self, height: int, width: int, what: str = "layout") -> None:
+        """Refuse a layout size this model cannot generate at (the default: any size), before
+        any image is made; :func:`htd_core.generation.check_layouts` calls it for each layout.
+
+        Raises:
+            InputError: naming ``what``, its size and a size the model can generate at.
+        """
+        return None
+
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x H x W x 3 images passed through the model's autoencoder (encode, decode;
         same shape): the ceiling of what generation can reach (its reconstruction FD).

@@ -40,6 +40,23 @@ class Encoder(ABC):
         """Name for reports, marked when the weights are random."""
         return f"{self.name} (RANDOM WEIGHTS)" if self.is_random else self.name
 
+    def check_finite(self, features: np.ndarray | torch.Tensor, what: str) -> None:
+        """Refuse features holding NaN or inf (broken or mismatched weights), naming this
+        encoder and its weights file (``weights_path`` where the encoder has one).
+
+        Raises:
+            InputError: how many of the rows of ``what`` are not finite, the encoder, the file.
+        """
+        x = torch.as_tensor(features)
+        bad = int((~torch.isfinite(x).reshape(len(x), -1).all(dim=1)).sum()) if len(x) else 0
+        if bad:
+            weights = getattr(self, "weights_path", None) or f"weights id {self.weights_id}"
+            raise InputError(
+                f"encoder {self.label} gave NaN or inf features for {bad} of {len(x)} {what} "
+                f"(weights: {weights}): check that the weights file is whole and of this "
+                "architecture"
+            )
+
     @abstractmethod
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """Features N x embed_dim of preprocessed float pixels N x 3 x S x S."""
@@ -92,6 +109,5 @@ class Encoder(ABC):
             raise InputError(
                 f"{self.name} returned features {tuple(feats.shape)}, expected ({n}, {self.embed_dim})"
             )
-        if not torch.isfinite(feats).all():
-            raise InputError(f"{self.name} produced NaN/inf features: check the weights file")
+        self.check_finite(feats, "images")
         return feats

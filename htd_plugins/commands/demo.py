@@ -16,6 +16,8 @@ from htd_core.threads import add_threads_argument
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``htd demo``."""
+    from htd_core.options import int_at_least
+
     p.add_argument(
         "--output-dir", default="htd-output/demo", help="where outputs go (default htd-output/demo)"
     )
@@ -28,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="experiment budget preset (default demo; tiny for a smoke test, cpu-quick ~30 min)",
     )  # fmt: skip
     add_threads_argument(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_at_least(0), default=0)
 
 
 def run(args: argparse.Namespace) -> int:

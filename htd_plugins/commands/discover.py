@@ -30,7 +30,14 @@ from pathlib import Path
 from htd_core import hookimpl
 from htd_core.interfaces.command import make_command
 from htd_core.threads import add_threads_argument
-from htd_plugins.discovery.cli import process_state, run_cluster, run_distill, run_embed, run_maps
+from htd_plugins.discovery.cli import (
+    parse_shard,
+    process_state,
+    run_cluster,
+    run_distill,
+    run_embed,
+    run_maps,
+)
 
 #: stage -> its --out kind (htd_core.outputs) and the files of such an output written before
 #: htd marked its outputs; --out must be new, empty or an htd output of that kind.
@@ -50,6 +57,8 @@ class _ShowDefaults(argparse.HelpFormatter):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``htd discover``; every option's ``--help`` line shows its default."""
+    from htd_core.options import int_at_least, number_at_least
+
     stages = p.add_subparsers(dest="stage", metavar="STAGE", required=True)
     fmt = {"formatter_class": _ShowDefaults}
 
@@ -59,8 +68,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--encoder", default="inception_fid", help="registered encoder name")
     e.add_argument("--weights", help="encoder weights file, or 'random' (labelled as such)")
     e.add_argument("--device", help="torch device (None: the encoder's)")
-    e.add_argument("--mpp", type=float, default=0.5, help="read resolution in um/px")
-    e.add_argument("--patch-size", type=int, default=224, help="patch side in read pixels")
+    e.add_argument(
+        "--mpp", type=number_at_least(0, above=True), default=0.5, help="read resolution in um/px"
+    )
+    e.add_argument(
+        "--patch-size", type=int_at_least(1), default=224, help="patch side in read pixels"
+    )
     e.add_argument("--stain-norm", choices=["macenko", "vahadane", "reinhard"],
                    help="normalise patches' stains before embedding (tiatoolbox; None: off)")  # fmt: skip
     e.add_argument("--stain-target", type=Path,
@@ -70,22 +83,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c = stages.add_parser("cluster", help="diverse patches -> phenotypes + merge tree", **fmt)
     c.add_argument("--store", required=True, type=Path, action="append", help="store (repeatable)")
     c.add_argument("--out", required=True, type=Path, help="clustering folder")
-    c.add_argument("--samples-per-slide", type=int, default=1000,
+    c.add_argument("--samples-per-slide", type=int_at_least(1), default=1000,
                    help="patches drawn per slide for clustering")  # fmt: skip
-    c.add_argument("--diversity", type=float, default=0.5,
+    c.add_argument("--diversity", type=number_at_least(0, high=1), default=0.5,
                    help="share of the sample chosen by k-center greedy (rest: uniform)")  # fmt: skip
-    c.add_argument("--phenotypes", type=int, default=100, help="finest number of clusters")
+    c.add_argument(
+        "--phenotypes", type=int_at_least(1), default=100, help="finest number of clusters"
+    )
     c.add_argument("--levels", default="5,10,20,50,100", help="granularities, comma-separated")
-    c.add_argument("--coarse-k", type=int, default=10, help="clusters of the first k-means")
+    c.add_argument(
+        "--coarse-k", type=int_at_least(1), default=10, help="clusters of the first k-means"
+    )
     c.add_argument("--split-criterion", default="sse", choices=["sse", "variance", "size"],
                    help="score of a phenotype when deciding which to sub-cluster")  # fmt: skip
-    c.add_argument("--split-threshold", type=float, default=1.0,
+    c.add_argument("--split-threshold", type=number_at_least(0), default=1.0,
                    help="sub-cluster phenotypes scoring >= this x the mean score")  # fmt: skip
-    c.add_argument("--fit-sample", type=int,
+    c.add_argument("--fit-sample", type=int_at_least(1),
                    help="rows the k-means is fitted on (None: 256 per phenotype)")  # fmt: skip
-    c.add_argument("--min-cluster-size", type=int, default=5,
+    c.add_argument("--min-cluster-size", type=int_at_least(1), default=5,
                    help="fewest patches per phenotype (fewer patches: fewer phenotypes)")  # fmt: skip
-    c.add_argument("--seed", type=int, default=0, help="random seed of sampling and k-means")
+    c.add_argument(
+        "--seed", type=int_at_least(0), default=0, help="random seed of sampling and k-means"
+    )
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(stage_func=run_cluster)
 
@@ -104,20 +123,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="embedding store (repeatable)")  # fmt: skip
     d.add_argument("--clustering", required=True, type=Path, help="`cluster`'s output folder")
     d.add_argument("--out", required=True, type=Path, help="classifier folder")
-    d.add_argument("--input-size", type=int, default=64, help="student input side (x16)")
+    d.add_argument(
+        "--input-size", type=int_at_least(16), default=64, help="student input side (x16)"
+    )
     d.add_argument("--arch", default="vit_small_patch16_224", help="timm ViT of the student")
-    d.add_argument("--depth", type=int, help="override the ViT depth (small test models)")
-    d.add_argument("--epochs", type=int, default=10, help="training epochs")
-    d.add_argument("--batch-size", type=int, default=64, help="patches per optimizer step")
-    d.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate")
-    d.add_argument("--val-fraction", type=float, default=0.2, help="held-out share of patches")
-    d.add_argument("--block", type=int, default=8, help="held-out blocks of BLOCK x BLOCK cells")
+    d.add_argument(
+        "--depth", type=int_at_least(1), help="override the ViT depth (small test models)"
+    )
+    d.add_argument("--epochs", type=int_at_least(1), default=10, help="training epochs")
+    d.add_argument(
+        "--batch-size", type=int_at_least(1), default=64, help="patches per optimizer step"
+    )
+    d.add_argument(
+        "--lr", type=number_at_least(0, above=True), default=5e-4, help="AdamW learning rate"
+    )
+    d.add_argument(
+        "--val-fraction",
+        type=number_at_least(0, above=True, high=1, below=True),
+        default=0.2,
+        help="held-out share of patches",
+    )
+    d.add_argument(
+        "--block", type=int_at_least(1), default=8, help="held-out blocks of BLOCK x BLOCK cells"
+    )
     d.add_argument("--holdout", default="auto", choices=["auto", "blocks", "slides"],
                    help="hold out whole slides or cell blocks with a margin (auto: slides "
                         "from 5 slides on)")  # fmt: skip
-    d.add_argument("--max-patches", type=int, default=200_000, help="training patches at most")
-    d.add_argument("--workers", type=int, default=0, help="DataLoader reader processes")
-    d.add_argument("--seed", type=int, default=0, help="random seed of the split and training")
+    d.add_argument(
+        "--max-patches", type=int_at_least(1), default=200_000, help="training patches at most"
+    )
+    d.add_argument("--workers", type=int_at_least(0), default=0, help="DataLoader reader processes")
+    d.add_argument(
+        "--seed", type=int_at_least(0), default=0, help="random seed of the split and training"
+    )
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(stage_func=run_distill)
     for stage in (e, c, m, d):
@@ -125,14 +163,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _slides_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    from htd_core.options import int_at_least, number_at_least
+
     p.add_argument("slides", nargs="+" if required else "*", type=Path,
                    help="slide files, folders of slides, or .txt lists (one path per line)")  # fmt: skip
-    p.add_argument("--stride", type=int, help="grid cell side in read pixels (None: patch size)")
-    p.add_argument("--min-tissue", type=float, default=0.25, help="tissue fraction of a cell")
-    p.add_argument("--slide-mpp", type=float, help="um/px of slides whose metadata has none")
+    p.add_argument(
+        "--stride", type=int_at_least(1), help="grid cell side in read pixels (None: patch size)"
+    )
+    p.add_argument(
+        "--min-tissue",
+        type=number_at_least(0, high=1),
+        default=0.25,
+        help="tissue fraction of a cell",
+    )
+    p.add_argument(
+        "--slide-mpp",
+        type=number_at_least(0, above=True),
+        help="um/px of slides whose metadata has none",
+    )
     p.add_argument("--shard", default="0/1", help="i/n: this job's share of the slide list")
-    p.add_argument("--batch-size", type=int, default=32, help="patches per encoder batch")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader reader processes")
+    p.add_argument(
+        "--batch-size", type=int_at_least(1), default=32, help="patches per encoder batch"
+    )
+    p.add_argument("--workers", type=int_at_least(0), default=2, help="DataLoader reader processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -143,21 +196,25 @@ def run(args: argparse.Namespace) -> int:
 
     check_device(getattr(args, "device", None))
     kind, legacy = OUTPUTS.get(args.stage, (None, ()))
+    # the jobs of one --shard i/n run write disjoint slides of one --out: each locks its part
+    shard = parse_shard(args.shard) if getattr(args, "shard", None) else (0, 1)
+    part = f"shard-{shard[0]}-of-{shard[1]}" if shard[1] > 1 else None
     state = process_state(args.device) if args.stage == "embed" else None
-    if state is not None and state.num_processes > 1 and not state.is_main_process:
-        state.wait_for_everyone()  # the main process creates and marks --out first
-    if kind:
-        check_output(args.out, kind, what="--out", legacy=legacy)  # before any work
-    if state is not None and state.num_processes > 1 and state.is_main_process:
+    ranks = state is not None and state.num_processes > 1
+    if ranks and not state.is_main_process:
+        state.wait_for_everyone()  # the main process checks, creates, marks and locks --out
+    elif kind:
+        check_output(args.out, kind, what="--out", legacy=legacy, part=part)  # before any work
+    if ranks and state.is_main_process:
         from htd_core.outputs import start_output
 
-        start_output(args.out, kind, what="--out", legacy=legacy)
+        start_output(args.out, kind, what="--out", legacy=legacy, part=part)  # locked to the end
         state.wait_for_everyone()
     choice = configure_threads(args.threads, workload="large", device=getattr(args, "device", None))
     print(report(f"discover {args.stage}", choice), file=sys.stderr)
-    if not kind:
+    if not kind or ranks:
         return int(args.stage_func(args) or 0)
-    with output_folder(args.out, kind, what="--out", legacy=legacy):
+    with output_folder(args.out, kind, what="--out", legacy=legacy, part=part):
         return int(args.stage_func(args) or 0)
 
 

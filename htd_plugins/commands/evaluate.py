@@ -159,10 +159,10 @@ def _run_settings(args: argparse.Namespace, out: Path) -> Any:
 def run(args: argparse.Namespace) -> int:
     from htd_core.errors import InputError
     from htd_core.evaluation import EvaluationDriver, EvaluatorRun
-    from htd_core.outputs import check_output, start_output
+    from htd_core.outputs import check_output, holds_more_than, output_folder
     from htd_core.plugins import get_registry
     from htd_core.threads import check_device, configure_threads, report
-    from htd_plugins.evaluation import check_leakage, open_sets, write_report
+    from htd_plugins.evaluation import check_class_lists, check_leakage, open_sets, write_report
 
     check_device(args.device)
     reg = get_registry("evaluators")
@@ -174,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--cache-dir {args.cache_dir} is a file: give a folder")
     sets = open_sets(args)
     overlaps = check_leakage(sets, args.allow_overlap)
+    masks = [n for n in names if getattr(reg.entry(n).factory, "needs_masks", None)]
+    check_class_lists(sets, masks)  # each classes.json named, before any feature
     model_id = None
     if args.model:
         from htd_core.pipeline_files import pipeline_id
@@ -190,24 +192,25 @@ def run(args: argparse.Namespace) -> int:
     driver.check()  # every evaluator option is checked before any feature is computed
     keys = ("real", "real_test", "match", "match_real", "match_real_test", "match_synthetic")
     state = [vars(args).get(k) for k in (*keys, "limit", "classes")] + [model_id]
-    start_output(out, KIND, what="--out", legacy=("partial",))
-    results = driver.run(real_all, synthetic, extra=state)
-    real, real_test = sets["real"], sets["real_test"]
-    inputs = {
-        "real": str(args.real), "n_real": len(real), "real_test": args.real_test,
-        "n_real_test": len(real_test) if real_test is not None else 0,
-        "synthetic": {k: {"path": str(v.root), "n": len(v)} for k, v in synthetic.items()},
-        "match_real": sets["real_match"],
-        "match_real_test": sets["test_match"] if args.real_test else None,
-        "match_synthetic": sets["syn_match"], "evaluators": names,
-        "options": driver.resolved_options(),
-        "model": {"path": str(args.model), "id": model_id} if args.model else None,
-        "overlap": overlaps,
-    }  # fmt: skip
-    write_report(
-        out, results, inputs=inputs, real=real_all, synthetic=synthetic,
-        evaluators=driver.classes(), output_dirs=driver.output_dirs(),
-    )  # fmt: skip
+    # locked for the run; a new --out that fails before any result is removed whole
+    with output_folder(out, KIND, what="--out", legacy=("partial",), has_results=holds_more_than()):
+        results = driver.run(real_all, synthetic, extra=state)
+        real, real_test = sets["real"], sets["real_test"]
+        inputs = {
+            "real": str(args.real), "n_real": len(real), "real_test": args.real_test,
+            "n_real_test": len(real_test) if real_test is not None else 0,
+            "synthetic": {k: {"path": str(v.root), "n": len(v)} for k, v in synthetic.items()},
+            "match_real": sets["real_match"],
+            "match_real_test": sets["test_match"] if args.real_test else None,
+            "match_synthetic": sets["syn_match"], "evaluators": names,
+            "options": driver.resolved_options(),
+            "model": {"path": str(args.model), "id": model_id} if args.model else None,
+            "overlap": overlaps,
+        }  # fmt: skip
+        write_report(
+            out, results, inputs=inputs, real=real_all, synthetic=synthetic,
+            evaluators=driver.classes(), output_dirs=driver.output_dirs(),
+        )  # fmt: skip
     print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
     return 0
 

@@ -87,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
-    from htd_core.dataset import DatasetWriter
+    from htd_core.dataset import DatasetWriter, disk_full_estimate, holds_samples
     from htd_core.errors import InputError
+    from htd_core.generation import check_layouts
     from htd_core.io import atomic_write_json
     from htd_core.outputs import check_output, output_folder
     from htd_core.pipeline import Pipeline
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         bank_files,
         files_key,
         layout_files,
-        manifest_rows,
+        layout_names,
         read_layouts,
         relative_to,
     )
@@ -135,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
     }  # fmt: skip
     if not layouts:
         raise InputError(f"{args.dataset or args.masks}: no layouts to generate from")
+    # every layout's size, by its file, before OUTPUT is written (not at layout 17)
+    check_layouts(pipe.backbone, layouts, options.batch_size, layout_names(args, len(layouts)))
     if not args.unconditional:  # a builder that cannot serve these layouts fails before OUT exists
         try:
             pipe.build_conditions(layouts[:1], seed=options.seed)
@@ -146,10 +149,8 @@ def run(args: argparse.Namespace) -> int:
                 "give --crop-bank FILE)"
             ) from None
     saved = output / SETTINGS
-    holds_samples = (
-        manifest_rows(output / "manifest.csv") > 0
-    )  # settings bind only a started output
-    if holds_samples and saved.is_file() and (old := json.loads(saved.read_text())) != settings:
+    started = holds_samples(output)  # settings bind only a started output
+    if started and saved.is_file() and (old := json.loads(saved.read_text())) != settings:
         diff = [k for k in settings if old.get(k) != settings[k]]
         if {"layouts_content", "crop_bank_content"} & set(diff):
             raise InputError(
@@ -166,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
             f"{output} was generated with other options ({', '.join(diff)}): use them, or another folder"
         )
     with (
-        output_folder(output, KIND, what="OUTPUT", legacy=(SETTINGS,)),
+        output_folder(output, KIND, what="OUTPUT", legacy=(SETTINGS,), has_results=holds_samples),
         DatasetWriter(output, class_map, extra_columns=EXTRA_COLUMNS) as writer,
     ):
         atomic_write_json(saved, settings)
@@ -179,8 +180,9 @@ def run(args: argparse.Namespace) -> int:
         samples = pipe.iter_generate(
             layouts, options, start=start, unconditional=args.unconditional
         )
-        for sample in tqdm(samples, total=len(layouts), initial=start, desc="generate"):
-            writer.write(sample)
+        with disk_full_estimate(writer, len(layouts)):  # names the space the rest needs
+            for sample in tqdm(samples, total=len(layouts), initial=start, desc="generate"):
+                writer.write(sample)
     print(f"synthetic dataset: {output} ({len(layouts)} samples)")
     return 0
 

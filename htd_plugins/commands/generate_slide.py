@@ -17,14 +17,20 @@ from htd_core.interfaces.command import make_command
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of ``htd generate-slide``."""
+    """Arguments of ``htd generate-slide`` (numbers checked at parse time)."""
+    from htd_core.options import int_at_least, number_at_least
+
     p.add_argument("model", help="saved pipeline folder (`htd train`'s model/)")
     p.add_argument("--map", required=True, dest="layout", metavar="LAYOUT",
                    help="label mask (.png/.tif) or annotations (.geojson/.json/.xml/.db)")  # fmt: skip
     p.add_argument("--out", required=True, help="slide to write (.tif); sidecars go beside it")
     g = p.add_argument_group("layout")
-    g.add_argument("--mpp", type=float, help="um/px of the layout (annotations: to rasterise at)")
-    g.add_argument("--size", type=int, nargs=2, metavar=("W", "H"),
+    g.add_argument(
+        "--mpp",
+        type=number_at_least(0, above=True),
+        help="um/px of the layout (annotations: to rasterise at)",
+    )
+    g.add_argument("--size", type=int_at_least(1), nargs=2, metavar=("W", "H"),
                    help="canvas of drawn annotations in px (default: their extent)")  # fmt: skip
     g.add_argument("--fill", help="class of unannotated pixels (or @ignore)")
     g.add_argument("--label-map", help='JSON {"layout label": "model class" | "@ignore"}')
@@ -32,31 +38,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--label-classes", help="names of a mask's codes: JSON file (list or {code: name})"
     )
     g.add_argument("--slide", help="the real slide the annotations belong to")
-    g.add_argument("--slide-mpp", type=float, help="level-0 um/px of --slide when it has none")
-    g.add_argument("--region", type=int, nargs=4, metavar=("X", "Y", "W", "H"),
+    g.add_argument(
+        "--slide-mpp",
+        type=number_at_least(0, above=True),
+        help="level-0 um/px of --slide when it has none",
+    )
+    g.add_argument("--region", type=int_at_least(0), nargs=4, metavar=("X", "Y", "W", "H"),
                    help="part of --slide in level-0 px (default: the annotations' extent)")  # fmt: skip
     s = p.add_argument_group("synthesis")
     s.add_argument("--crop-bank", help="crop bank file (crops for layouts without images)")
     s.add_argument("--crops", choices=("window", "region"), default="window",
                    help="one crop per class per window, or per connected region")  # fmt: skip
     s.add_argument(
-        "--overlap", type=float, default=0.5, help="window overlap in [0, 1) (0: plain tiling)"
+        "--overlap",
+        type=number_at_least(0, high=1, below=True),
+        default=0.5,
+        help="window overlap in [0, 1) (0: plain tiling)",
     )
     s.add_argument(
-        "--model-mpp", type=float, help="um/px of the model's training patches (default: recorded)"
+        "--model-mpp",
+        type=number_at_least(0, above=True),
+        help="um/px of the model's training patches (default: recorded)",
     )
     s.add_argument("--rescale", action="store_true",
                    help="resample a layout far from the model's mpp to the model's mpp")  # fmt: skip
     s.add_argument(
-        "--seed", type=int, default=0, help="noise and crop choice (same seed, same slide)"
+        "--seed",
+        type=int_at_least(0),
+        default=0,
+        help="noise and crop choice (same seed, same slide)",
     )
     s.add_argument(
         "--scheduler", choices=("ddim", "dpmsolver++"), help="sampler (default: the model's)"
     )
-    s.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
-    s.add_argument("--guidance", type=float, help="classifier-free guidance scale (1: none)")
-    s.add_argument("--batch-size", type=int, help="windows per model call (default: the model's)")
-    s.add_argument("--quality", type=int, default=90, help="JPEG quality of the slide's tiles")
+    s.add_argument("--steps", type=int_at_least(1), help="denoising steps (default: the model's)")
+    s.add_argument(
+        "--guidance", type=number_at_least(1), help="classifier-free guidance scale (1: none)"
+    )
+    s.add_argument(
+        "--batch-size", type=int_at_least(1), help="windows per model call (default: the model's)"
+    )
+    s.add_argument(
+        "--quality", type=int_at_least(1, 100), default=90, help="JPEG quality of the slide's tiles"
+    )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -67,8 +91,6 @@ def run(args: argparse.Namespace) -> int:
     from htd_plugins.slide_synthesis.readers import read_layout
 
     check_output(args.out)  # before loading anything
-    if args.quality is not None and not 1 <= args.quality <= 100:
-        raise InputError(f"--quality {args.quality}: give a JPEG quality in 1..100")
     label_map = _json_option(args.label_map, "--label-map")
     pipe = Pipeline.from_pretrained(
         args.model, builder_options={"bank": args.crop_bank} if args.crop_bank else None

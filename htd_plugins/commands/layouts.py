@@ -26,8 +26,9 @@ def read_layouts(args: argparse.Namespace, class_map: Any, output: Path | None =
         data = Dataset(args.dataset)
         if data.class_map.names != class_map.names:
             raise InputError(
-                f"dataset {args.dataset} has classes {list(data.class_map.names)} but the model was "
-                f"trained on {list(class_map.names)}"
+                f"dataset {args.dataset} has classes {list(data.class_map.names)} "
+                f"({Path(args.dataset) / 'classes.json'}) but the model was trained on "
+                f"{list(class_map.names)}: give layouts of the model's classes"
             )
         n = len(data) if args.limit is None else min(args.limit, len(data))
         where = relative_to(args.dataset, output)
@@ -35,6 +36,7 @@ def read_layouts(args: argparse.Namespace, class_map: Any, output: Path | None =
     paths = image_files(args.masks, match="*.png")[: args.limit]
     if not paths:
         raise InputError(f"{args.masks}: no mask PNGs found")
+    check_mask_classes(Path(args.masks), class_map)
     out = []
     lut = {tuple(c): i for i, c in enumerate(class_map.colors)}
     where = relative_to(args.masks, output)
@@ -52,6 +54,40 @@ def read_layouts(args: argparse.Namespace, class_map: Any, output: Path | None =
         meta = {"layout": f"{where}#{i}", "slide_id": opaque_source(p.name)}  # its source image
         out.append(TissueSample(None, raw.astype(np.uint8), class_map, meta))
     return out
+
+
+def layout_names(args: argparse.Namespace, n: int) -> list[str]:
+    """The files of the first ``n`` layouts (a dataset's mask files, or the mask PNGs), for
+    errors: an error names the file, though outputs never record it."""
+    from htd_core.dataset import Dataset
+    from htd_core.images import image_files
+
+    if args.dataset:
+        return [str(Path(args.dataset) / r["mask"]) for r in Dataset(args.dataset).rows[:n]]
+    return [str(p) for p in image_files(args.masks, match="*.png")[:n]]
+
+
+def check_mask_classes(masks: Path, class_map: Any) -> None:
+    """Refuse mask layouts whose own class list (``classes.json`` in the folder, or beside it
+    when the folder is a dataset's ``masks/``) differs from the model's: their codes would
+    mean other classes.
+
+    Raises:
+        InputError: naming the ``classes.json``, its classes and the model's.
+    """
+    from htd_core.dataset import read_class_map
+    from htd_core.errors import InputError
+
+    for path in (masks / "classes.json", masks.parent / "classes.json"):
+        if path.is_file() and (path.parent == masks or masks.name == "masks"):
+            names = read_class_map(path).names
+            if names != tuple(class_map.names):
+                raise InputError(
+                    f"--masks {masks}: {path} lists classes {list(names)}, but the model was "
+                    f"trained on {list(class_map.names)}, so the mask codes would mean other "
+                    "classes: give masks of the model's classes (in its order)"
+                )
+            return
 
 
 def relative_to(path: str | Path, output: Path | None) -> str:
@@ -105,11 +141,3 @@ def files_key(paths: list[Path]) -> str:
         st = Path(path).stat()
         digest.update(f"{Path(path).name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
-
-
-def manifest_rows(manifest: Path) -> int:
-    """Sample rows of a dataset manifest (0 when there is none)."""
-    if not manifest.is_file():
-        return 0
-    with open(manifest) as fh:
-        return max(sum(1 for _ in fh) - 1, 0)

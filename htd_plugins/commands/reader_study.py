@@ -16,6 +16,8 @@ from htd_core.interfaces.command import make_command
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Sub-commands ``create``, ``serve`` and ``report`` of ``htd reader-study``."""
+    from htd_core.options import int_at_least
+
     stages = p.add_subparsers(dest="stage", metavar="STAGE")
     c = stages.add_parser(
         "create",
@@ -29,8 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder of synthetic images (set name: synthetic); repeatable")  # fmt: skip
     c.add_argument("--synthetic-name", action="append", nargs=2, default=[],
                    metavar=("NAME", "DIR"), help="a named synthetic set; repeatable")  # fmt: skip
-    c.add_argument("--n", type=int, default=120, help="images in the study, even (default 120)")
-    c.add_argument("--seed", type=int, default=0, help="seed of the sample and reading orders")
+    c.add_argument(
+        "--n", type=int_at_least(2), default=120, help="images in the study, even (default 120)"
+    )
+    c.add_argument(
+        "--seed", type=int_at_least(0), default=0, help="seed of the sample and reading orders"
+    )
     c.add_argument("--out", required=True, metavar="STUDY", help="new study folder to create")
     c.set_defaults(stage_func=run_create)
     s = stages.add_parser(
@@ -41,7 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     s.add_argument("study", metavar="STUDY", help="study folder made by create")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free)")
+    s.add_argument(
+        "--port",
+        type=int_at_least(0, 65535),
+        default=8765,
+        help="port (default 8765; 0 = any free)",
+    )
     s.add_argument("--require-token", action="store_true",
                    help="ask readers for the study token on localhost too")  # fmt: skip
     s.set_defaults(stage_func=run_serve)

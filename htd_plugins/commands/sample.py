@@ -28,6 +28,8 @@ KIND = "sample"  # output kind (htd_core.outputs): OUTPUT is new, empty or an `h
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``htd sample``."""
+    from htd_core.options import int_at_least
+
     p.add_argument("sampler", help="registered sampler name (see `htd plugins`)")
     p.add_argument("output", help="dataset folder (created; an existing one is resumed)")
     p.add_argument(
@@ -39,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="sampler option; VALUE is YAML (e.g. classes=[tumor,stroma], slide_mpp=2.0)",
     )
     p.add_argument("--config", help="YAML file: a mapping of sampler options (-o overrides it)")
-    p.add_argument("--limit", type=int, help="stop when the dataset holds this many samples")
+    p.add_argument(
+        "--limit", type=int_at_least(1), help="stop when the dataset holds this many samples"
+    )
 
 
 def fingerprint(sampler: str, options: dict[str, Any]) -> dict[str, str]:
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     import itertools
     import warnings
 
-    from htd_core.dataset import DatasetWriter
+    from htd_core.dataset import DatasetWriter, disk_full_estimate, holds_samples
     from htd_core.errors import InputError
     from htd_core.io import atomic_write_json
     from htd_core.outputs import check_output, output_folder
@@ -59,8 +63,6 @@ def run(args: argparse.Namespace) -> int:
     from htd_plugins.pictures import contact_sheet
 
     _quiet_logging()
-    if args.limit is not None and args.limit < 1:
-        raise InputError(f"--limit {args.limit}: give a positive number of samples")
     options = parse_options(args.option, args.config)
     out = Path(args.output)
     check_output(out, KIND, what="OUTPUT", legacy=(FINGERPRINT,))  # before opening any slide
@@ -95,21 +97,27 @@ def run(args: argparse.Namespace) -> int:
             if writer:
                 writer.close()
             raise
-        with output_folder(out, KIND, what="OUTPUT", legacy=(FINGERPRINT,)):
+        with output_folder(  # locked to the end; removed if it fails before its first sample
+            out, KIND, what="OUTPUT", legacy=(FINGERPRINT,), has_results=holds_samples
+        ):
             writer = writer or DatasetWriter(out, sampler.class_map)
-        if start:
-            print(f"htd sample: resuming {out}: {start} samples already written", file=sys.stderr)
-        known = sampler.expected_samples() if hasattr(sampler, "expected_samples") else None
-        total = (
-            min(v for v in (known, args.limit) if v is not None) if known or args.limit else None
-        )
-        with writer:
-            atomic_write_json(stamp_path, stamp)
-            rest = itertools.chain([first], samples) if first is not None else iter(())
-            _write(rest, writer, args.limit, start, out, total)
-        sheet = contact_sheet(out, out / CONTACT_SHEET)
-        print(f"{out}: contact sheet {sheet} (patches, mask outlines, class fractions)")
-        _warn_empty_classes(out)
+            if start:
+                print(
+                    f"htd sample: resuming {out}: {start} samples already written", file=sys.stderr
+                )
+            known = sampler.expected_samples() if hasattr(sampler, "expected_samples") else None
+            total = (
+                min(v for v in (known, args.limit) if v is not None)
+                if known or args.limit
+                else None
+            )
+            with writer, disk_full_estimate(writer, total):
+                atomic_write_json(stamp_path, stamp)
+                rest = itertools.chain([first], samples) if first is not None else iter(())
+                _write(rest, writer, args.limit, start, out, total)
+            sheet = contact_sheet(out, out / CONTACT_SHEET)
+            print(f"{out}: contact sheet {sheet} (patches, mask outlines, class fractions)")
+            _warn_empty_classes(out)
     return 0
 
 

@@ -23,16 +23,20 @@ from htd_core.threads import add_threads_argument
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``htd train``."""
+    from htd_core.options import int_at_least, number_at_least
+
     p.add_argument(
         "config", help="pipeline YAML with sampler, condition_builders, backbone and fit"
     )
     p.add_argument(
         "--output-dir", help="run folder (default: fit.output_dir, else runs/<config name>)"
     )
-    p.add_argument("--steps", type=int, help="total optimizer steps (overrides fit.steps)")
+    p.add_argument(
+        "--steps", type=int_at_least(1), help="total optimizer steps (overrides fit.steps)"
+    )
     p.add_argument(
         "--max-minutes",
-        type=float,
+        type=number_at_least(0, above=True),
         help="wall-time bound of the whole fit (autoencoder included: 20 %% of it unless "
         "fit.vae_max_minutes); stops, checkpoints and saves the model",
     )

@@ -117,7 +117,7 @@ def read_images(folder: Path, size: int, limit: int | None) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     from htd_core.errors import ConfigError
     from htd_core.interfaces import LatentBackbone
-    from htd_core.outputs import check_output
+    from htd_core.outputs import check_output, whole_output_lock
     from htd_core.plugins import create
     from htd_core.threads import configure_threads, report
 
@@ -134,17 +134,18 @@ def run(args: argparse.Namespace) -> int:
     workload = "large" if args.preset == "paper" else "small"
     print(report("train-vae", configure_threads(args.threads, workload=workload)), file=sys.stderr)
     images = read_images(Path(args.data), backbone.image_size, args.limit)
-    checkpoint = output.with_name(f".{output.name}.checkpoint.pt")
-    summary = backbone.train_autoencoder(
-        images, checkpoint=checkpoint, max_minutes=args.max_minutes, **options
-    )
-    sample = images[:64]
-    error = np.abs(backbone.reconstruct(sample).astype(np.float64) - sample).mean()
-    summary["reconstruction_mae"] = round(float(error), 2)
-    summary["images"] = len(images)
-    backbone.autoencoder.save(output)
-    if summary["steps"] >= summary["options"]["steps"]:
-        checkpoint.unlink(missing_ok=True)
+    with whole_output_lock(output, "OUTPUT"):  # one run per OUTPUT and its checkpoint
+        checkpoint = output.with_name(f".{output.name}.checkpoint.pt")
+        summary = backbone.train_autoencoder(
+            images, checkpoint=checkpoint, max_minutes=args.max_minutes, **options
+        )
+        sample = images[:64]
+        error = np.abs(backbone.reconstruct(sample).astype(np.float64) - sample).mean()
+        summary["reconstruction_mae"] = round(float(error), 2)
+        summary["images"] = len(images)
+        backbone.autoencoder.save(output)
+        if summary["steps"] >= summary["options"]["steps"]:
+            checkpoint.unlink(missing_ok=True)
     print(json.dumps(summary, indent=2))
     print(f"autoencoder: {output} (use it as the backbone option autoencoder: {output})")
     return 0

@@ -111,15 +111,8 @@ class EmbeddingBuilder(ConditionBuilder):
         if placed:
             enc = self.encoder
             feats = self.embed([c.image for c in placed.values()])
-            finite = torch.isfinite(feats).all(dim=1).tolist()
-            bad = [
-                sample.class_map.names[i] for i, ok in zip(placed, finite, strict=True) if not ok
-            ]
-            if bad:
-                raise InputError(
-                    f"embedding: encoder {enc.label} produced NaN/inf embeddings for classes "
-                    f"{bad}: check its weights file ({getattr(enc, 'weights_path', '?')})"
-                )
+            classes = [sample.class_map.names[i] for i in placed]
+            enc.check_finite(feats, f"crops (classes {classes})")
             if self.normalize:
                 feats = torch.nn.functional.normalize(feats, dim=1)
             tokens[list(placed)] = feats.clone()

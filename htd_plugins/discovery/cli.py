@@ -36,6 +36,8 @@ def parse_shard(text: str) -> tuple[int, int]:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:
         raise InputError(f"--shard {text!r}: expected i/n such as 0/4") from None
+    if n < 1 or not 0 <= i < n:  # at parse time, before --out is checked or locked
+        raise InputError(f"--shard {text}: shard {i}/{n} is invalid: use i/n with 0 <= i < n")
     return i, n
 
 

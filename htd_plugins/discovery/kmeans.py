@@ -250,7 +250,22 @@ class HierarchicalKMeans:
             self.counts_ = np.round(np.bincount(labels, minlength=p) * scale).astype(np.int64)
             self.inertia_ = float(dist.sum(dtype=np.float64) * scale)
         self.n_phenotypes_ = len(self.centers_)
+        self._warn_empty(sample, n)
         return self
+
+    def _warn_empty(self, sample: np.ndarray, n: int) -> None:
+        """Name phenotypes that hold no embedding (identical or near-identical embeddings:
+        a blank region, a broken encoder) instead of writing empty ones silently."""
+        empty = int((self.counts_ == 0).sum())
+        if empty:
+            distinct = len(np.unique(np.asarray(sample, np.float32), axis=0))
+            warnings.warn(
+                f"{empty} of {self.n_phenotypes_} phenotypes hold no embedding: the {n} "
+                f"embeddings have {distinct} distinct value(s) in the fit sample (identical "
+                "patches, a blank or uniform region, or a broken encoder?); check the "
+                f"embeddings, or ask for fewer phenotypes (--phenotypes {max(2, distinct)})",
+                stacklevel=3,
+            )
 
     def predict_with_distance(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nearest phenotype and squared distance per row, streamed over ``x``."""

@@ -5,8 +5,9 @@ through the one driver, :class:`htd_core.evaluation.EvaluationDriver`.
 Public names (for the experiment, scripts and tests; the modules are internal):
 
 - :func:`open_set`: a lazy sequence of samples from a dataset, tile or image folder;
-- :func:`open_sets`, :func:`check_leakage`: ``htd evaluate``'s sets from its arguments, and
-  the refusal of synthetic sets made from held-out images;
+- :func:`open_sets`, :func:`check_leakage`, :func:`check_class_lists`: ``htd evaluate``'s
+  sets from its arguments, the refusal of synthetic sets made from held-out images, and of
+  datasets of another class list where masks are compared;
 - :func:`write_report`, :func:`example_rows`: ``metrics.json`` + ``report.md`` (the
   evaluators' own sections), the example grid's rows.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "check_class_lists",
     "check_leakage",
     "example_rows",
     "open_set",
@@ -26,6 +28,7 @@ _HOME = {
     "open_set": "sets",
     "open_sets": "inputs",
     "check_leakage": "inputs",
+    "check_class_lists": "inputs",
     "write_report": "report",
     "example_rows": "report",
 }

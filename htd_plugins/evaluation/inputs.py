@@ -51,7 +51,13 @@ def open_sets(args: argparse.Namespace) -> dict[str, Any]:
 
     if not args.synthetic:
         raise InputError("give at least one --synthetic [NAME=]DIR to evaluate")
-    classes = args.classes.split(",") if args.classes else None
+    classes = None
+    if args.classes is not None:  # one rule for every class list (names once each)
+        from htd_core.types import class_names
+
+        classes = list(
+            class_names([c.strip() for c in args.classes.split(",")], f"--classes {args.classes!r}")
+        )
     real_match = args.match_real or args.match
     real = open_set(args.real, match=real_match, limit=args.limit, classes=classes)
     test_match = args.match_real_test or real_match
@@ -94,3 +100,28 @@ def check_leakage(sets: dict[str, Any], allow: bool) -> dict[str, dict[str, Any]
         if overlap:
             found[name] = {**overlap.to_dict(), "n": len(seq)}
     return found
+
+
+def check_class_lists(sets: dict[str, Any], masks_needed: list[str]) -> None:
+    """Refuse, before any feature, synthetic htd datasets whose ``classes.json`` differs from
+    the real set's when an evaluator compares masks (``masks_needed`` names them): mask code
+    ``i`` would mean another class in each set.
+
+    Raises:
+        InputError: naming both ``classes.json`` files, their lists and the evaluators.
+    """
+    from htd_core.dataset import read_class_map
+    from htd_core.errors import InputError
+
+    real_file = Path(sets["real"].root) / "classes.json"
+    if not masks_needed or not real_file.is_file():
+        return
+    real = read_class_map(real_file).names
+    for name, seq in sets["synthetic"].items():
+        path = Path(seq.root) / "classes.json"
+        if path.is_file() and (names := read_class_map(path).names) != real:
+            raise InputError(
+                f"synthetic set {name!r}: {path} lists classes {list(names)} but the real "
+                f"set's {real_file} lists {list(real)}; {', '.join(masks_needed)} compare(s) "
+                "masks, whose codes would mean other classes: score sets of one class list"
+            )

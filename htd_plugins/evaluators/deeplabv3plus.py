@@ -112,6 +112,7 @@ class DeepLabV3PlusEvaluator(SegmentationEvaluator):
             }
         train_masks = real[1] if real is not None else synthetic[1]
         out: dict[str, Any] = {
+            "warnings": self.size_warnings() if uses_synthetic else [],
             "settings": results,
             "chance_mean_iou": self.chance(test_masks, train_masks),
             "classes": list(cm.names),

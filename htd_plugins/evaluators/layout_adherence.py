@@ -59,6 +59,7 @@ class LayoutAdherenceEvaluator(SegmentationEvaluator):
         ceiling = self.score(predict(model, test_images, device=o.device), test_masks)
         adherence = self.score(predict(model, images, device=o.device), masks, stream=1)
         out: dict[str, Any] = {
+            "warnings": self.size_warnings(),
             "adherence": {**adherence, "n": len(images)},
             "ceiling": {**ceiling, "n": len(test_images)},
             "ratio": _ratio(adherence["mean_iou"], ceiling["mean_iou"]),

@@ -62,8 +62,11 @@ def sample_splits(data: dict[str, Any], image_size: int, max_train: int, n_test:
     for part in ("train", "test"):
         options = {**(data.get("options") or {}), **(data.get(part) or {})}
         sampler = create("patch_samplers", data["sampler"], **options)
-        samples = [resize_sample(s, image_size) for s in sampler]
-        if not samples:
+        try:
+            samples = [resize_sample(s, image_size) for s in sampler]
+        except InputError as exc:  # the sampler says why (0 samples: what it scanned, the rule)
+            raise InputError(f"{where}.{part}: {exc}") from None
+        if not samples:  # a sampler that does not say why
             raise InputError(_no_patches(where, part, data["sampler"], sampler, options))
         limit = max_train if part == "train" else n_test
         samples = subset(samples, limit, seed + (part == "test"))

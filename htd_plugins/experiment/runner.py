@@ -93,13 +93,24 @@ class Experiment(ArmStages):
 
     # -- stages ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Run every stage not done yet; returns the results (also in ``results.json``)."""
-        from htd_core.outputs import start_output
+        """Run every stage not done yet; returns the results (also in ``results.json``).
+
+        The output folder is locked for the run; a new one that fails before any stage's
+        result (its log aside) is removed whole (:func:`htd_core.outputs.output_folder`).
+
+        Raises:
+            InputError: another process is writing the output folder.
+        """
+        from htd_core.outputs import holds_more_than, output_folder
+
+        with output_folder(self.out, KIND, has_results=holds_more_than("log.txt")):
+            return self._run_stages()
+
+    def _run_stages(self) -> dict[str, Any]:
         from htd_plugins.experiment.measure import evaluate_all
         from htd_plugins.experiment.results import write_results
 
         clock = time.monotonic()
-        start_output(self.out, KIND, what="output folder")
         seeds = list(self.config.seeds)
         self.log(f"{self.config.name}: budget {self.budget.name}, {self.image_size} px, arms "
                  f"{[a.name for a in self.config.arms]}, seeds {seeds}, output {self.out}")  # fmt: skip

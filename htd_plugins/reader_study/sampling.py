@@ -10,6 +10,7 @@ at the end, so a failed or interrupted create leaves no half-made study and over
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import random
@@ -166,7 +167,8 @@ def create_study(out: str | Path, sets: Sequence[ImageSet], n: int, seed: int = 
         seed: seed of the sample and of the readers' orders.
 
     Raises:
-        InputError: bad folders, too few images, ``out`` not new, or an unreadable image.
+        InputError: bad folders, too few images, ``out`` not new (or filled by another run
+            while this one sampled), or an unreadable image.
     """
     out = Path(out)
     check_out(out)
@@ -203,7 +205,15 @@ def create_study(out: str | Path, sets: Sequence[ImageSet], n: int, seed: int = 
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
-        os.rename(staging, out)  # replaces an empty folder (POSIX), never a non-empty one
+        try:
+            os.rename(staging, out)  # replaces an empty folder (POSIX), never a non-empty one
+        except OSError as exc:  # another `create` filled --out meanwhile: it keeps its study
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            raise InputError(
+                f"--out {out} was filled by another run while this one sampled: that study "
+                "stands; choose a new folder for this one"
+            ) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         for p in reversed(missing):

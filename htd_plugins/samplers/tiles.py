@@ -27,8 +27,14 @@ from htd_core import ClassMap, PatchSampler, TissueSample, hookimpl
 from htd_core.errors import InputError
 from htd_core.images import opaque_id, read_index_mask, read_rgb
 from htd_core.splits import source_id
+from htd_core.types import class_names
 from htd_plugins.samplers.tile_folders.cutting import code_lut, tile_windows
-from htd_plugins.samplers.tile_folders.selection import select_tiles, small_tiles, tile_pairs
+from htd_plugins.samplers.tile_folders.selection import (
+    check_mask_sizes,
+    select_tiles,
+    small_tiles,
+    tile_pairs,
+)
 from htd_plugins.slides.composition import CompositionRule
 
 #: Classes (in mask-code order) and mask encodings of the real tile sets in ``../shared/data``
@@ -130,6 +136,16 @@ class TilesSampler(PatchSampler):
             )
         if self.threshold is None:
             self.threshold = spec.get("threshold")
+        if not isinstance(classes, Mapping):  # a list: one class per code, each named once
+            named = [str(c) for c in classes if c != "@ignore"]
+            class_names(named, f"tile folder {self.root}: classes={list(classes)}")
+            own = self.dataset.class_map.names if self.dataset is not None else ()
+            if sorted(named) == sorted(own) and tuple(named) != own:  # codes would swap classes
+                raise InputError(
+                    f"classes={named} names the classes of {self.root / 'classes.json'} "
+                    f"({list(own)}) in another order, so its mask codes would change class: "
+                    "leave classes out (the dataset's are used) or give them in its order"
+                )
         codes = dict(classes.items()) if isinstance(classes, Mapping) else dict(enumerate(classes))
         self.code_names = {int(k): str(v) for k, v in codes.items()}
         names = [n for n in dict.fromkeys(self.code_names.values()) if n != "@ignore"]
@@ -168,6 +184,7 @@ class TilesSampler(PatchSampler):
             test_fraction=self.test_fraction, split_seed=self.split_seed,
             source_of=lambda image: self._meta(image)["slide_id"],
         )  # fmt: skip
+        check_mask_sizes(self.pairs)  # from the headers: nothing half-written later
         self._small: set[Path] = set()
         if self.min_size or self.patch_size:
             self._small = small_tiles(
@@ -235,10 +252,17 @@ class TilesSampler(PatchSampler):
         return image, lut[codes].astype(np.uint8)
 
     def __iter__(self) -> Iterator[TissueSample]:
-        produced = 0
+        """The samples, tile by tile.
+
+        Raises:
+            InputError: a pair cannot be read (:meth:`load`), or no tile gave a sample (the
+                tiles read and skipped, and the rule that rejected the rest).
+        """
+        produced = read = 0
         for image_path, mask_path in self.pairs:
             if image_path in self._small:
                 continue
+            read += 1
             image, mask = self.load(image_path, mask_path)
             meta = self._meta(image_path)
             windows = tile_windows(
@@ -253,6 +277,20 @@ class TilesSampler(PatchSampler):
                     np.ascontiguousarray(crop), np.ascontiguousarray(sub), self._class_map, info
                 )
                 produced += 1
+        if produced == 0:
+            raise InputError(self._why_empty(read))
+
+    def _why_empty(self, read: int) -> str:
+        """Why no tile gave a sample (the sampler knows; "yielded nothing" would not say)."""
+        cut = f"cut into {self.patch_size} px patches" if self.patch_size else "taken whole"
+        skipped = f", {len(self._small)} skipped as too small" if self._small else ""
+        rule = self.composition_rule
+        why = f"every window was rejected by {rule}" if rule else "no tile is large enough"
+        return (
+            f"0 samples: {read} tile(s) of {self.root} read ({cut}{skipped}); {why}: relax the "
+            "rule (rule='none', min_frac / max_frac, min_classes, min_labeled) or check the "
+            "masks and classes"
+        )
 
 
 @hookimpl

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,12 @@ def check_output(out: str | Path) -> dict[str, Path]:
     """Refuse an output path before any work: a folder that does not exist or is not
     writable, another suffix than .tif/.tiff, or files that exist (htd never replaces a file;
     sidecars of an interrupted run of this slide are replaced only while its checkpoint
-    folder exists)."""
+    folder exists), or a slide another live process is writing (its lock).
+
+    Raises:
+        InputError: one line naming the path and the fix.
+    """
+    from htd_core.locks import beside, check_free
     from htd_core.outputs import writable
 
     paths = output_paths(out)
@@ -52,6 +58,7 @@ def check_output(out: str | Path) -> dict[str, Path]:
         raise InputError(
             f"{slide} exists; htd does not replace it: remove it or choose another --out"
         )
+    check_free(beside(slide), "--out", slide)  # another run writing this slide: named
     if not paths["checkpoint"].is_dir():
         taken = [p.name for k, p in paths.items() if k != "checkpoint" and p.exists()]
         if taken:
@@ -115,14 +122,19 @@ def generate_slide(
 
     Raises:
         InputError: bad output path, a backbone without a latent canvas, an unknown mpp, an
-            mpp far from the model's (without ``rescale``), a layout smaller than one window.
+            mpp far from the model's (without ``rescale``), a layout smaller than one window,
+            or one whose memory estimate exceeds the memory available (:mod:`.memory`).
     """
+    from tqdm.auto import tqdm
+
     from htd_core import __version__
     from htd_core.io import atomic_write_json
+    from htd_core.outputs import whole_output_lock
     from htd_plugins.slide_synthesis.canvas import Checkpoint, decode_rows, denoise_canvas
     from htd_plugins.slide_synthesis.conditions import WindowConditions
+    from htd_plugins.slide_synthesis.memory import check_memory, estimate_memory, gib
     from htd_plugins.slide_synthesis.outputs import layout_geojson, write_label_mask, write_pyramid
-    from htd_plugins.slide_synthesis.windows import WindowPlan
+    from htd_plugins.slide_synthesis.windows import WindowPlan, axis_starts
 
     paths = check_output(out)
     if not (isinstance(tile, int) and tile >= 16 and tile % 16 == 0):
@@ -164,6 +176,16 @@ def generate_slide(
     if (hp, wp) != (h, w):  # the canvas is whole latent cells: repeat the last rows/columns
         mask = np.pad(mask, ((0, hp - h), (0, wp - w)), mode="edge")
     plan = WindowPlan.create(hp // f, wp // f, size // f, overlap)
+    memory = estimate_memory(
+        hp, wp, factor=f, channels=backbone.autoencoder.latent_channels, window=size,
+        batch_size=options.batch_size, decode_tile=int(decode_tile or 2 * size // f),
+        scheduler=options.scheduler,
+    )  # fmt: skip
+    check_memory(memory, h, w, options.batch_size)  # before the first window
+    if progress:
+        print(f"htd generate-slide: {w} x {h} px, {len(plan)} windows x "
+              f"{options.num_inference_steps} steps, about {gib(memory.total)} of memory "
+              f"({memory.describe()})", file=sys.stderr)  # fmt: skip
     positions = [tuple(int(v) * f for v in plan.position(i)) for i in range(len(plan))]
     registry = pipeline.manager.registry("htd_register_condition_builders")
     windows = WindowConditions(builder, mask, layout.class_map, layout.mpp, positions, size,
@@ -179,33 +201,37 @@ def generate_slide(
         {"window": i, "x": x, "y": y, "crops": windows.provenance(i)}
         for i, (y, x) in enumerate(positions)
     ]
-    check = Checkpoint(paths["checkpoint"], {**settings, "layout": _digest(mask),
-                                            "model": backbone.weights_digest(), "builders": _specs(builder)})  # fmt: skip
-    bs = options.batch_size
-    latents = denoise_canvas(
-        backbone, windows.build, plan, options, checkpoint=check, progress=progress,
-        callback=callback,
-    )  # fmt: skip
-    write_label_mask(paths["label_mask"], layout.mask, layout.class_map, layout.mpp)
-    atomic_write_json(paths["geojson"], layout_geojson(layout.mask, layout.class_map))
-    bands = decode_rows(backbone, latents, tile=settings["decode_tile"], overlap=decode_overlap,
-                        batch_size=max(1, bs // 4))  # fmt: skip
-    levels = write_pyramid(
-        paths["slide"], bands, height=h, width=w, mpp=layout.mpp, tile=tile, quality=quality
-    )
-    summary = {
-        "format": "htd-synthetic-slide", "htd_version": __version__,
-        "files": {k: p.name for k, p in paths.items() if k != "checkpoint"},
-        "width": w, "height": h, "mpp": layout.mpp, "levels": [list(d) for d in levels],
-        "associated_images": [], "layout": layout.info, "mpp_check": mpp_note,
-        "model": {"backbone": backbone.name, "image_size": size, "classes": list(layout.class_map.names)},
-        "windows": {"grid": list(plan.grid), "count": len(plan), "side_px": size,
-                    "stride_px": _stride(plan) * f, "overlap": overlap},
-        **{k: v for k, v in settings.items() if k not in ("overlap", "mpp")},
-        "crop_provenance": provenance,
-    }  # fmt: skip
-    atomic_write_json(paths["manifest"], summary)
-    check.remove()
+    with whole_output_lock(paths["slide"], "--out"):  # one run per slide and checkpoint
+        check = Checkpoint(paths["checkpoint"], {**settings, "layout": _digest(mask),
+                                                "model": backbone.weights_digest(), "builders": _specs(builder)})  # fmt: skip
+        bs = options.batch_size
+        latents = denoise_canvas(
+            backbone, windows.build, plan, options, checkpoint=check, progress=progress,
+            callback=callback,
+        )  # fmt: skip
+        write_label_mask(paths["label_mask"], layout.mask, layout.class_map, layout.mpp)
+        atomic_write_json(paths["geojson"], layout_geojson(layout.mask, layout.class_map))
+        bands = decode_rows(backbone, latents, tile=settings["decode_tile"], overlap=decode_overlap,
+                            batch_size=max(1, bs // 4))  # fmt: skip
+        rows = len(axis_starts(plan.height, min(settings["decode_tile"], plan.height, plan.width),
+                               decode_overlap))  # fmt: skip
+        bands = tqdm(bands, total=rows, unit="row", desc="decode and write", disable=not progress)
+        levels = write_pyramid(
+            paths["slide"], bands, height=h, width=w, mpp=layout.mpp, tile=tile, quality=quality
+        )
+        summary = {
+            "format": "htd-synthetic-slide", "htd_version": __version__,
+            "files": {k: p.name for k, p in paths.items() if k != "checkpoint"},
+            "width": w, "height": h, "mpp": layout.mpp, "levels": [list(d) for d in levels],
+            "associated_images": [], "layout": layout.info, "mpp_check": mpp_note,
+            "model": {"backbone": backbone.name, "image_size": size, "classes": list(layout.class_map.names)},
+            "windows": {"grid": list(plan.grid), "count": len(plan), "side_px": size,
+                        "stride_px": _stride(plan) * f, "overlap": overlap},
+            **{k: v for k, v in settings.items() if k not in ("overlap", "mpp")},
+            "crop_provenance": provenance,
+        }  # fmt: skip
+        atomic_write_json(paths["manifest"], summary)
+        check.remove()
     return {**summary, "paths": {k: str(p) for k, p in paths.items() if k != "checkpoint"}}
 
 

@@ -167,6 +167,9 @@ def seam_report(
         max_patches: N, the patches per set (subsampled with ``seed``).
         repeats: real-vs-real draws (disjoint halves of ``reference``, reshuffled).
 
+    Raises:
+        InputError: a number out of range (``patch_size`` 0 never means the default).
+
     Returns:
         ``gradient`` (:func:`gradient_ratio`) and ``fd``: per encoder, ``n`` and the FD of N
         straddling patches vs N centred ones (``straddling_vs_centred``), of N other centred
@@ -176,9 +179,15 @@ def seam_report(
     """
     import json
 
+    from htd_core.options import check_int
     from htd_plugins.evaluators import build_encoder, encoder_spec_name
     from htd_plugins.slide_synthesis.api import output_paths
 
+    if patch_size is not None:  # None is the window side; 0 never means it
+        check_int(patch_size, "seam_report: patch_size", 1)
+    check_int(max_patches, "seam_report: max_patches", 1)
+    check_int(repeats, "seam_report: repeats", 1)
+    check_int(seed, "seam_report: seed", 0)
     single = isinstance(slides, str | Path)
     paths = [Path(slides)] if single else [Path(s) for s in slides]
     reports: dict[str, Any] = {}

@@ -180,8 +180,10 @@ def _add_asap_xml(store: Any, path: Path, scale: float) -> None:
                 if geometry is None:
                     skipped += 1
                 else:
+                    # the group as written: ASAP's "None" group is a name to list and map
+                    # (label_map={"None": ...}), not a missing class
                     label = elem.get("PartOfGroup") or UNCLASSIFIED
-                    batch.append(Annotation(geometry, {"label": "" if label == "None" else label}))
+                    batch.append(Annotation(geometry, {"label": label}))
             elem.clear()
             if len(batch) >= 1000:
                 store.append_many(batch)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from htd_core.errors import InputError
-from htd_core.types import ClassMap
+from htd_core.types import ClassMap, class_names
 
 NO_LABEL = 255  # code meaning "no label here": the cell keeps its tissue/background value
 
@@ -150,7 +150,9 @@ def load_code_names(
     if spec is None:
         sidecar = Path(mask_path).with_suffix(".json")
         spec = sidecar if sidecar.is_file() else None
+    source = "label_classes"
     if isinstance(spec, str | Path) and str(spec).lower().endswith(".json"):
+        source = f"label classes file {spec}"
         try:
             spec = json.loads(Path(spec).read_text())
         except (OSError, json.JSONDecodeError) as exc:
@@ -167,7 +169,9 @@ def load_code_names(
             raise InputError(
                 f"label_classes keys must be integer codes, got {list(spec)[:5]}"
             ) from exc
-    if isinstance(spec, Sequence) and not isinstance(spec, str):
+    if isinstance(spec, Sequence) and not isinstance(spec, str):  # one name per code, once
+        named = [str(v) for v in spec if str(v) != "@ignore"]
+        class_names(named, f"{source}: {list(spec)}")  # to merge codes, map them: {code: name}
         return {i: str(v) for i, v in enumerate(spec)}, downsample
     raise InputError(
         f"label_classes={label_classes!r}: give a list of names in code order, a mapping "

@@ -12,6 +12,7 @@ from typing import Any
 
 from htd_core import ClassMap
 from htd_core.errors import InputError
+from htd_core.types import class_names
 from htd_plugins.slides.classmap import ClassMapSpec
 from htd_plugins.slides.inputs import SlideInput, check_files_exist, slide_inputs
 from htd_plugins.slides.tissue import check_method
@@ -67,7 +68,7 @@ class SlideSamplerOptions:
             names.append("background")
         elif self.background != "ignore" and self.background != "class":
             raise InputError(f"background={self.background!r}: use 'ignore' or 'class'")
-        self._class_map = ClassMap(tuple(names))
+        self._class_map = ClassMap(class_names(names, f"classes={names}"))
         _positive_int("patch_size", self.patch_size)
         self.stride = self.patch_size // 2 if self.stride is None else self.stride
         _positive_int("stride", self.stride)

@@ -49,8 +49,8 @@ class Slide:
             slides of which some lack it: discovery's ``--slide-mpp``).
 
     Raises:
-        InputError: the file is missing, not an image, unreadable or corrupt, or it has no
-            resolution metadata and neither mpp is given.
+        InputError: the file is missing, a folder, not an image, unreadable or corrupt, or it
+            has no resolution metadata and neither mpp is given.
     """
 
     def __init__(
@@ -63,6 +63,13 @@ class Slide:
         self.path = Path(path)
         if not self.path.exists():
             raise InputError(f"slide {self.path} does not exist: check the path")
+        if self.path.is_dir():  # not "corrupt": a folder (an MRXS's data folder, a slide set)
+            inside = sorted(p.name for p in self.path.iterdir() if p.is_file())[:3]
+            raise InputError(
+                f"slide {self.path} is a folder, not a slide file: give one slide file (it "
+                f"holds {inside or 'no file'}); for an MRXS slide give the .mrxs file beside "
+                "its folder"
+            )
         if self.path.suffix.lower() in _NOT_SLIDES:
             raise InputError(
                 f"slide {self.path} is a {self.path.suffix} file, not an image: pass annotation "

@@ -115,7 +115,7 @@ def test_check_output_rules(tmp_path, monkeypatch):
 
 def test_a_marker_write_killed_before_its_rename_does_not_block_the_rerun(tmp_path):
     from htd_core.io import MARKER, read_marker
-    from htd_core.outputs import start_output
+    from htd_core.outputs import release_output, start_output
 
     # kill -9 between mkdir and the marker's rename leaves only the marker's temp file
     out = tmp_path / "train"
@@ -123,6 +123,7 @@ def test_a_marker_write_killed_before_its_rename_does_not_block_the_rerun(tmp_pa
     (out / f".{MARKER}.kfoqno76.tmp").write_text("{")
     assert check_output(out, "training-run") is False
     assert start_output(out, "training-run") is False
+    release_output(out)  # the run's lock (held until its end) goes with it
     assert [p.name for p in out.iterdir()] == [MARKER] and read_marker(out)[
         "kind"
     ] == "training-run"
@@ -157,3 +158,53 @@ def test_a_failed_run_leaves_nothing_behind(tmp_path):
         (target / "result.txt").write_text("1")  # work was written: kept for a resume
         raise RuntimeError("killed")
     assert sorted(os.listdir(target)) == [MARKER, "result.txt"]
+
+
+def test_a_full_disk_is_one_error_naming_the_folder_and_the_size(tmp_path, monkeypatch):
+    """ENOSPC while writing: DiskFullError naming the folder, the space free there and what
+    the file needed; the temp file is gone and the previous file untouched."""
+    import errno
+    import os
+
+    from htd_core.errors import DiskFullError
+    from htd_core.io import atomic_write_bytes
+
+    target = tmp_path / "manifest.csv"
+    target.write_bytes(b"old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(DiskFullError) as err:
+        atomic_write_bytes(target, b"x" * 3000)
+    message = str(err.value)
+    assert message.startswith(f"no space left on device writing {tmp_path} (")
+    assert "free there; about 2.9 KiB more needed for manifest.csv)" in message
+    assert "rerun the same command" in message and "\n" not in message
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == [
+        "manifest.csv"
+    ]
+
+
+def test_a_new_output_failing_before_its_first_result_is_removed_whole(tmp_path):
+    """output_folder(has_results=...): scaffold only (logs/, an empty manifest) -> removed;
+    a result (a checkpoint) -> kept for the rerun; a resumed output -> never touched."""
+    from htd_core.outputs import holds_more_than, output_folder
+
+    def fail(out, *entries):
+        with pytest.raises(RuntimeError):
+            with output_folder(out, "training-run", has_results=holds_more_than("logs")):
+                for entry in entries:
+                    (out / entry).parent.mkdir(parents=True, exist_ok=True)
+                    (out / entry).write_text("x")
+                raise RuntimeError("failed")
+
+    fail(tmp_path / "a" / "run", "logs/events")
+    assert list(tmp_path.iterdir()) == []  # the run folder and the parent it created
+    fail(tmp_path / "run", "logs/events", "checkpoints/step-1")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "checkpoints", "htd-output.json", "logs"
+    ]  # fmt: skip
+    fail(tmp_path / "run", "logs/more")  # resumed: what the earlier run wrote stays
+    assert (tmp_path / "run" / "checkpoints" / "step-1").is_file()

@@ -12,7 +12,7 @@ def test_classmap_validation_and_roundtrip():
     cm = ClassMap(("tumor", "stroma"))
     assert len(cm.colors) == 2 and cm.index("stroma") == 1
     assert ClassMap.from_dict(cm.to_dict()) == cm
-    with pytest.raises(InputError, match="duplicates"):
+    with pytest.raises(InputError, match="ClassMap.names names class 'a' twice"):
         ClassMap(("a", "a"))
     with pytest.raises(InputError, match="collides"):
         ClassMap(("a", "b"), ignore_index=1)

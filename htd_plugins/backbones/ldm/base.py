@@ -109,6 +109,22 @@ class LatentDiffusionBackbone(LatentBackbone):
     def size_multiple(self) -> int:
         return self.preset.size_multiple
 
+    def check_layout_size(self, height: int, width: int, what: str = "layout") -> None:
+        """Sides must be multiples of :attr:`size_multiple` (the autoencoder's and UNet's
+        downsampling).
+
+        Raises:
+            InputError: naming ``what``, its size, and the sizes to crop or pad it to.
+        """
+        m = self.size_multiple
+        if height % m or width % m:
+            down = f"{max(m, width // m * m)}x{max(m, height // m * m)}"
+            up = f"{-(-width // m) * m}x{-(-height // m) * m}"
+            raise InputError(
+                f"{what} is {width}x{height} px, but this model generates sides that are "
+                f"multiples of {m} px: crop it to {down} or pad it to {up} px"
+            )
+
     def fit(
         self, samples: Iterable[TissueSample], builder: ConditionBuilder, **options: Any
     ) -> dict[str, Any]:

@@ -102,29 +102,22 @@ class TrainOptions:
     LATER = {"vae_adversarial_weight": 0.0, "vae_adversarial_start": 0}
 
     def __post_init__(self) -> None:
-        _positive = (
-            "steps",
-            "gradient_accumulation_steps",
-            "checkpoint_every",
-            "keep_checkpoints",
-            "log_every",
-        )
-        for name in _positive:
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise InputError(
-                    f"fit option {name}={getattr(self, name)!r} must be an integer >= 1"
-                )
+        from htd_core.options import check_int, check_number
+
+        for name in ("steps", "gradient_accumulation_steps", "checkpoint_every",
+                     "keep_checkpoints", "log_every"):  # fmt: skip
+            check_int(getattr(self, name), f"fit option {name}", 1)
         for name in ("batch_size", "warmup_steps", "vae_steps", "max_samples"):
-            v = getattr(self, name)
-            if v is not None and (
-                not isinstance(v, int) or v < (0 if name == "warmup_steps" else 1)
-            ):
-                raise InputError(f"fit option {name}={v!r} must be a positive integer or null")
-        w, start = self.vae_adversarial_weight, self.vae_adversarial_start
-        if isinstance(w, bool) or not isinstance(w, int | float) or not w >= 0:
-            raise InputError(f"fit option vae_adversarial_weight={w!r} must be a number >= 0")
-        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-            raise InputError(f"fit option vae_adversarial_start={start!r} must be an integer >= 0")
+            if getattr(self, name) is not None:  # None: the preset's (never 0)
+                check_int(getattr(self, name), f"fit option {name}", int(name != "warmup_steps"))
+        check_int(self.seed, "fit option seed", 0)
+        check_int(self.vae_adversarial_start, "fit option vae_adversarial_start", 0)
+        for name in ("weight_decay", "max_grad_norm", "vae_adversarial_weight"):
+            check_number(getattr(self, name), f"fit option {name}", 0.0)
+        for name in ("learning_rate", "vae_learning_rate", "max_minutes", "vae_max_minutes"):
+            if getattr(self, name) is not None:
+                check_number(getattr(self, name), f"fit option {name}", 0.0, above=True)
+        check_number(self.ema_decay, "fit option ema_decay", 0.0)
         if not 0 <= self.ema_decay < 1:
             raise InputError(
                 f"fit option ema_decay={self.ema_decay!r} must be in [0, 1) (0 turns EMA off)"
@@ -133,12 +126,6 @@ class TrainOptions:
             raise InputError(
                 f"fit option mixed_precision={self.mixed_precision!r}: use auto, no, fp16 or bf16"
             )
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise InputError(f"fit option learning_rate={self.learning_rate!r} must be > 0")
-        for name in ("max_minutes", "vae_max_minutes"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v <= 0):
-                raise InputError(f"fit option {name}={v!r} must be a positive number of minutes")
         if self.max_minutes and self.vae_max_minutes and self.vae_max_minutes >= self.max_minutes:
             raise InputError(
                 f"fit option vae_max_minutes={self.vae_max_minutes:g} leaves nothing of "

@@ -25,8 +25,8 @@ import numpy as np
 from htd_core import bootstrap as boot
 from htd_core.errors import InputError
 from htd_plugins.evaluators.distance import estimators, fd_math
-from htd_plugins.evaluators.distance.encoding import size_note
 from htd_plugins.evaluators.distance.references import EncoderState, reference_rows
+from htd_plugins.evaluators.sizes import size_note
 
 #: Larger sets get no KID interval (three n x n float64 kernel matrices).
 KID_BOOTSTRAP_MAX = 5000

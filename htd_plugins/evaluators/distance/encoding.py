@@ -52,7 +52,12 @@ def build_encoder(spec: EncoderSpec, *, weights: str | None = None, device: str 
 def embed_images(
     encoder: Encoder, images: Sequence[np.ndarray], batch_size: int = 32
 ) -> np.ndarray:
-    """float32 features N x D of uint8 H x W x 3 images of any sizes, in input order."""
+    """float32 features N x D of uint8 H x W x 3 images of any sizes, in input order.
+
+    Raises:
+        InputError: features holding NaN or inf (the encoder's call checks them, naming its
+            weights file).
+    """
     out = np.zeros((len(images), encoder.embed_dim), np.float32)
     by_size: dict[tuple[int, ...], list[int]] = {}
     for i, img in enumerate(images):
@@ -73,23 +78,6 @@ def sample_images(samples: Sequence[TissueSample] | None, what: str) -> list[np.
             )
         images.append(s.image)
     return images
-
-
-def size_note(
-    real_sizes: set[tuple[int, int]],
-    synthetic_sizes: set[tuple[int, int]],
-    input_size: int,
-    label: str,
-) -> str | None:
-    """A note when real and synthetic images differ in size (both resized by the encoder)."""
-    if not real_sizes or not synthetic_sizes or real_sizes == synthetic_sizes:
-        return None
-    fmt = lambda sizes: ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:3])  # noqa: E731
-    return (
-        f"{label}: real images are {fmt(real_sizes)} and synthetic {fmt(synthetic_sizes)}; both "
-        f"were resized to {input_size}x{input_size}, so the distance also measures the scale "
-        "difference (compare sets cut at the same size and mpp)"
-    )
 
 
 def unique_keys(names: list[str]) -> list[str]:

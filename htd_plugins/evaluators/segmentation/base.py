@@ -102,6 +102,7 @@ class SegmentationEvaluator(Evaluator):
         self._real: list[tuple[np.ndarray, np.ndarray, str, str]] = []  # image, mask, source, split
         self._synthetic: list[tuple[np.ndarray, np.ndarray]] = []
         self._synthetic_sources: list[dict[str, Any]] = []  # layout + crop source ids
+        self._sizes: dict[str, set[tuple[int, int]]] = {"real": set(), "synthetic": set()}
 
     def _check_classes(self, sample: TissueSample, what: str) -> None:
         if sample.image is None:
@@ -126,6 +127,7 @@ class SegmentationEvaluator(Evaluator):
         size = self.budget.input_size
         for s in real or ():
             self._check_classes(s, "real")
+            self._sizes["real"].add(s.image.shape[:2])
             image, mask = resize_pair(s.image, s.mask, size)
             split = str(s.meta.get("split", "")).lower()
             self._real.append((image, mask, layout_source(s.meta) or f"#{len(self._real)}", split))
@@ -133,6 +135,7 @@ class SegmentationEvaluator(Evaluator):
             if s.meta.get("mask") == "none":
                 raise self.no_masks()
             self._check_classes(s, "synthetic")
+            self._sizes["synthetic"].add(s.image.shape[:2])
             self._synthetic.append(resize_pair(s.image, s.mask, size))
             layout, crops = row_sources(s.meta)
             self._synthetic_sources.append({"layout_source_id": layout, "crop_source_ids": crops})
@@ -146,9 +149,14 @@ class SegmentationEvaluator(Evaluator):
             test = [i for i, s in enumerate(splits) if s == "test"]
             train = [i for i, s in enumerate(splits) if s != "test"]
         else:
-            train, test = split_by_source(
-                [r[2] for r in self._real], self.options.test_fraction, self.options.seed
-            )
+            try:
+                train, test = split_by_source(
+                    [r[2] for r in self._real], self.options.test_fraction, self.options.seed
+                )
+            except InputError as exc:  # which evaluator, and the held-out set that avoids it
+                raise InputError(
+                    f"{self.name}: real set: {exc} (htd evaluate --real-test)"
+                ) from None
         return train, test
 
     def _check_real(self, train: list[int], test: list[int], need_train: bool) -> None:
@@ -165,6 +173,19 @@ class SegmentationEvaluator(Evaluator):
         ignore = self._class_map.ignore_index
         if all((m == ignore).all() for _, m in self._synthetic):
             raise self.no_masks()
+
+    def size_warnings(self) -> list[str]:
+        """The note of :mod:`htd_plugins.evaluators.sizes` when the synthetic images are of
+        another size than the real ones (warned once, and listed in the results)."""
+        import warnings
+
+        from htd_plugins.evaluators.sizes import ImageSizeWarning, size_note
+
+        sizes, size = self._sizes, self.budget.input_size
+        note = size_note(sizes["real"], sizes["synthetic"], size, self.name, "the IoU")
+        if note:
+            warnings.warn(note, ImageSizeWarning, stacklevel=3)
+        return [note] if note else []
 
     def stack(self, indices: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Images and masks of the real samples at ``indices`` (None: the synthetic ones)."""

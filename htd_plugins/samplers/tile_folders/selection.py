@@ -1,6 +1,7 @@
 """Which tiles of a folder the ``tiles`` sampler reads: image + mask pairs matched by stem (or
 an htd dataset's manifest rows), kept by ``match`` and ``split`` (whole source images on one
-side), and tiles too small for the patches asked for (refused or skipped).
+side), masks checked against their images' sizes, and tiles too small for the patches asked
+for (refused or skipped); all from the file headers, before any sample is made.
 """
 
 from __future__ import annotations
@@ -83,6 +84,28 @@ def _nonempty(pairs: list[Pair], root: Path, match: str | None, split: str | Non
     if not pairs:
         raise InputError(f"tile folder {root}: no tile matches match={match!r} and split={split!r}")
     return pairs
+
+
+def check_mask_sizes(pairs: list[Pair]) -> None:
+    """Every mask the size of its image, from the file headers, before any sample is made
+    (a mismatch found while sampling would leave a half-written output).
+
+    Raises:
+        InputError: the first mask of another size, its image's size (the valid one), and how
+            many more differ.
+    """
+    wrong = []
+    for image, mask in pairs:
+        size, mask_size = image_size(image), image_size(mask, "mask")
+        if size != mask_size:
+            wrong.append((image, mask, size, mask_size))
+    if wrong:
+        image, mask, (w, h), (mw, mh) = wrong[0]
+        more = f" (and {len(wrong) - 1} more pair(s))" if len(wrong) > 1 else ""
+        raise InputError(
+            f"mask {mask} is {mw} x {mh} px but its image {image} is {w} x {h} px{more}: a mask "
+            f"labels its image pixel for pixel; give a {w} x {h} px mask"
+        )
 
 
 def small_tiles(

@@ -59,3 +59,21 @@ def test_allocation_and_split_options(make_blobs):
     moved = HierarchicalKMeans(KMeansOptions(**base, split_criterion="variance")).fit(x)
     assert frozen.swaps_ == 0 and moved.swaps_ > 0
     assert moved.inertia(x) < 0.5 * frozen.inertia(x)
+
+
+def test_identical_embeddings_warn_of_the_empty_phenotypes():
+    """Issue 27: identical embeddings gave 12 phenotypes, 11 empty, without a word."""
+    x = np.ones((120, 8), np.float32)
+    with pytest.warns(UserWarning, match=r"(\d+) of 12 phenotypes hold no embedding: the 120 "
+                      r"embeddings have 1 distinct value\(s\)"):  # fmt: skip
+        model = HierarchicalKMeans(KMeansOptions(n_phenotypes=12, min_cluster_size=5)).fit(x)
+    assert (model.counts_ == 0).sum() >= 1
+
+
+def test_distinct_embeddings_do_not_warn(make_blobs):
+    import warnings
+
+    x = make_blobs([40, 40, 40], dim=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        HierarchicalKMeans(KMeansOptions(n_phenotypes=3, coarse_k=2, min_cluster_size=5)).fit(x)

@@ -272,3 +272,18 @@ def test_bootstrap_resamples_are_shared_by_synthetic_sets_and_can_be_turned_off(
     plain = off.evaluate(real, tiles[16:18])["settings"]["synthetic"]
     assert "bootstrap" not in plain and "mean_iou_ci" not in plain
     assert plain["mean_iou"] == one["settings"]["synthetic"]["mean_iou"]
+
+
+def test_a_synthetic_set_of_another_size_is_warned_like_frechet() -> None:
+    """Issue 27: FD warned and DeepLabv3+ said nothing; one note, the same everywhere."""
+    from htd_plugins.evaluators.sizes import ImageSizeWarning
+
+    real = [synthetic_sample(32, seed=s) for s in range(4)]
+    larger = [synthetic_sample(48, seed=10 + s) for s in range(2)]
+    evaluator = DeepLabV3PlusEvaluator(budget="tiny", settings=["synthetic"], steps=1)
+    with pytest.warns(ImageSizeWarning, match="deeplabv3plus: real images are 32x32 and "
+                      "synthetic 48x48; both were resized to 32x32, so the IoU"):  # fmt: skip
+        metrics = evaluator.evaluate(real, larger)
+    assert len(metrics["warnings"]) == 1 and "48x48" in metrics["warnings"][0]
+    same = DeepLabV3PlusEvaluator(budget="tiny", settings=["synthetic"], steps=1, input_size=32)
+    assert same.evaluate(real, real[:2])["warnings"] == []

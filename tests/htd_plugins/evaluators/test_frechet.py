@@ -347,3 +347,25 @@ def test_bootstrap_resamples_both_sets_and_pairs_across_synthetic_sets(tiny_enco
     assert again["encoders"]["tiny"]["fd_bootstrap"] == a["fd_bootstrap"][:20]
     with pytest.raises(InputError, match="bootstrap=-1"):
         FrechetEvaluator(encoders=[enc], bootstrap=-1)
+
+
+def test_nan_features_name_the_encoder_and_its_weights_file():
+    """Issue 27: NaN features named the encoder but not its weights file."""
+    import torch
+
+    from htd_core.interfaces import Encoder
+    from htd_plugins.evaluators.distance.encoding import embed_images
+
+    class Broken(Encoder):
+        name, embed_dim, input_size, weights_id = "broken", 4, 16, "abc123"
+        weights_path = "/models/broken.safetensors"
+
+        def forward(self, pixels):
+            out = torch.zeros(len(pixels), 4)
+            out[1:, 0] = float("nan")
+            return out
+
+    images = [np.zeros((16, 16, 3), np.uint8)] * 3
+    with pytest.raises(InputError, match=r"encoder broken gave NaN or inf features for 2 of 3 "
+                       r"images \(weights: /models/broken.safetensors\)"):  # fmt: skip
+        embed_images(Broken(), images)

@@ -99,7 +99,8 @@ def test_a_dataset_without_heterogeneous_patches_says_what_was_scanned(tmp_path)
     root = tile_folder(tmp_path / "tiles", ["train_1", "train_2", "test_1"], two_classes=False)
     with pytest.raises(
         InputError,
-        match=r"data.train: the tiles sampler gave 0 patches \(2 tile\(s\) scanned; none held >= 2 classes",
+        match=r"data.train: 0 samples: 2 tile\(s\) of .* read \(taken whole\); every window was "
+        r"rejected by CompositionRule\(mode='heterogeneous', min_frac=0.2",
     ):
         sample_splits(load_experiment(config(root)).data, 32, 10, 10, 0)
 
@@ -202,3 +203,13 @@ def test_bad_generation_options_are_refused_before_any_data_is_read(tmp_path):
 def test_one_arm_given_as_a_string_is_one_arm():
     cfg = load_experiment(config(Path("."), arms="crop"))
     assert [a.name for a in cfg.arms] == ["crop"]
+
+
+def test_a_new_experiment_failing_before_any_result_leaves_nothing(tmp_path):
+    """Issue 27: a failed run left a marked output folder (and its log) behind."""
+    root = tile_folder(tmp_path / "tiles", ["train_1", "train_2", "test_1"], two_classes=False)
+    out = tmp_path / "runs" / "exp"
+    experiment = Experiment(config(root), output_dir=out, log=lambda text: None)
+    with pytest.raises(InputError, match="data.train: 0 samples"):
+        experiment.run()
+    assert not (tmp_path / "runs").exists()

@@ -229,3 +229,27 @@ def test_size_mismatch_warns(study_cli, capsys, tmp_path: Path, image_dirs) -> N
     argv[4] = image_dirs["synthetic"]
     assert study_cli([*argv, "--out", tmp_path / "s2"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_study_created_by_another_run_meanwhile_stands(tmp_path, image_dirs, monkeypatch):
+    """Two `create` runs into one --out: the second finds it filled when it renames its
+    staging folder; one line, the first study untouched, no staging folder left."""
+    from htd_plugins.reader_study import sampling
+
+    out = tmp_path / "study"
+    plan = sampling.plan
+
+    def plan_while_another_run_creates(*args, **kwargs):
+        chosen = plan(*args, **kwargs)
+        out.mkdir()
+        (out / "study.sqlite").write_bytes(b"the other run's study")
+        return chosen
+
+    monkeypatch.setattr(sampling, "plan", plan_while_another_run_creates)
+    sets = [ImageSet("real", "real", image_dirs["real"]),
+            ImageSet("s", "synthetic", image_dirs["synthetic"])]  # fmt: skip
+    with pytest.raises(InputError, match=f"--out {re.escape(str(out))} was filled by another run"):
+        create_study(out, sets, 4, 0)
+    assert [p.name for p in out.iterdir()] == ["study.sqlite"]
+    assert (out / "study.sqlite").read_bytes() == b"the other run's study"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".study.")]

@@ -66,3 +66,38 @@ def test_peak_memory_of_a_2048_px_slide(tmp_path):
     assert out["windows"] == (size // 16) ** 2
     assert out["python_numpy_peak"] < image_float  # never a float image of the slide
     assert out["rss_peak_increase"] < 512 * 2**20
+
+
+def test_the_estimate_of_a_40000_px_layout_names_its_parts():
+    """Issue 27: a 40000 px layout ran with no estimate until killed."""
+    from htd_plugins.slide_synthesis.memory import estimate_memory
+
+    def estimate(side, scheduler="ddim"):
+        return estimate_memory(side, side, factor=8, channels=4, window=256, batch_size=16,
+                               decode_tile=64, scheduler=scheduler)  # fmt: skip
+
+    big = estimate(40000)
+    assert big.layout == 40000**2 + 3 * 20000**2  # the layout and the half-resolution level
+    assert big.canvas == (6 * 4 * 4 + 8) * 5000**2  # float32 canvases, float64 weights
+    assert estimate(40000, "dpmsolver++").canvas > big.canvas  # two saved predictions more
+    assert 6 * 2**30 < big.total < 8 * 2**30
+    half = estimate(20000)
+    assert half.layout * 4 == big.layout and half.canvas * 4 == big.canvas  # quadratic
+    assert half.windows == big.windows  # a batch of windows does not grow with the layout
+    assert "layout 2.6 GiB, canvas 2.4 GiB" in big.describe()
+
+
+def test_a_layout_larger_than_memory_is_refused_before_the_first_window(
+    pipe, draw, tmp_path, monkeypatch
+):
+    from htd_core.errors import InputError
+    from htd_plugins.slide_synthesis import SlideLayout, generate_slide
+
+    layout = SlideLayout(draw.blob_mask(48, 40), pipe.backbone.class_map, 2.0)
+    monkeypatch.setattr("htd_plugins.slide_synthesis.memory.available_memory", lambda: 2**20)
+    with pytest.raises(InputError) as err:
+        generate_slide(pipe, layout, tmp_path / "slide.tif", progress=False)
+    message = str(err.value)
+    assert message.startswith("the layout is 40 x 48 px: synthesising it needs about ")
+    assert "but 1 MiB is available" in message and "--mpp" in message and "--region" in message
+    assert list(tmp_path.iterdir()) == []  # no checkpoint, no lock, no sidecar

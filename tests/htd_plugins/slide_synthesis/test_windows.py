@@ -71,3 +71,16 @@ def test_real_vs_real_halves_never_share_a_source():
         assert not {groups[i] for i in a} & {groups[i] for i in b}
     with pytest.raises(InputError, match="more reference patches"):
         _halves(40, groups, 30, 0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"patch_size": 0}, "patch_size=0 must be an integer >= 1"),
+     ({"max_patches": 0}, "max_patches=0"), ({"repeats": -1}, "repeats=-1")],
+)  # fmt: skip
+def test_seam_report_numbers_are_checked_before_any_file_is_read(tmp_path, options, message):
+    """0 never silently means "the default" (issue 27)."""
+    from htd_plugins.slide_synthesis import seam_report
+
+    with pytest.raises(InputError, match=message):
+        seam_report(tmp_path / "absent.tif", **options)

@@ -278,3 +278,27 @@ def test_rasterised_cells_are_exactly_those_with_centre_inside():
             poly, (c + origin[1] + 0.5) * cell, (r + origin[0] + 0.5) * cell
         )
         assert np.array_equal(_fill(poly, origin, shape, cell), expected)
+
+
+def test_asap_group_none_is_listed_and_mapped_by_its_name(tmp_path):
+    """Issue 27: ASAP's group "None" was shown as <unclassified> and label_map could not
+    address it; it is a group name like any other (a YAML ``None:`` or ``null:`` key)."""
+    xml = tmp_path / "none.xml"
+    ring = "".join(f'<Coordinate Order="{i}" X="{x}" Y="{y}"/>'
+                   for i, (x, y) in enumerate([(8, 8), (72, 8), (72, 72), (8, 72)]))  # fmt: skip
+    xml.write_text(
+        '<ASAP_Annotations><Annotations><Annotation Name="A" Type="Polygon" PartOfGroup="None">'
+        f"<Coordinates>{ring}</Coordinates></Annotation></Annotations></ASAP_Annotations>"
+    )
+    shape, cell = (10, 10), 8.0
+    with open_store(xml) as store:
+        labels = store_labels(store)
+        assert labels == {"None": 1}
+        with pytest.raises(InputError, match=r"'None' \(1\)"):
+            LabelResolver(CM, None, "error").check(labels, str(xml))
+        for key in ("None", None):
+            cells = np.full(shape, 2, np.uint8)
+            resolver = LabelResolver(CM, {key: "tumor"}, "error")
+            resolver.check(labels, str(xml))
+            paint_store(store, cells, cell, resolver, np.ones(shape, bool), 2)
+            assert cells[4, 4] == 0  # painted as tumour

@@ -150,3 +150,20 @@ def test_unreadable_mask(tmp_path):
         read_label_mask(tmp_path / "m.png")
     with pytest.raises(InputError, match="does not exist"):
         read_label_mask(tmp_path / "none.png")
+
+
+def test_a_code_list_naming_a_class_twice_is_refused_naming_its_file(tmp_path):
+    """Issue 27: a class list names each class once; a mapping may merge codes on purpose."""
+    import re
+
+    from htd_core.errors import InputError
+    from htd_plugins.slides.label_masks import load_code_names
+
+    codes = tmp_path / "codes.json"
+    codes.write_text('["stroma", "tumor", "tumor"]')
+    with pytest.raises(
+        InputError, match=rf"label classes file {re.escape(str(codes))}: .*'tumor' twice"
+    ):
+        load_code_names(str(codes), tmp_path / "m.png")
+    merged, _ = load_code_names({0: "stroma", 1: "tumor", 2: "tumor"}, tmp_path / "m.png")
+    assert merged == {0: "stroma", 1: "tumor", 2: "tumor"}
