@@ -84,7 +84,7 @@ def orderings(scores: Mapping[str, Any], arms: list[str]) -> list[dict[str, Any]
         d = sm.difference(_recast(seg[a], metric), _recast(other, pair), _DIFF)
         verdict = sm.verdict(d, lower, upper)
         if degenerate:
-            verdict = "not measured (DeepLabv3+ trained on real data scored at chance)"
+            verdict = "not measured (DeepLabv3+ trained on real data scored at or below chance)"
         out.append(_claim(text, d, verdict))
     adh = scores.get("layout_adherence", {})
     blind = any(_ceiling_at_chance(per_seed) for per_seed in adh.values())
@@ -93,7 +93,9 @@ def orderings(scores: Mapping[str, Any], arms: list[str]) -> list[dict[str, Any]
             d = sm.difference(adh[a], adh[b], sm.adherence())
             verdict = sm.verdict(d, lower=0.0)
             if blind:
-                verdict = "not measured (the real-data network scored at chance on real patches)"
+                verdict = (
+                    "not measured (the real-data network scored at or below chance on real patches)"
+                )
             out.append(_claim(text, d, verdict))
     return out
 

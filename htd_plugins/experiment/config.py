@@ -179,7 +179,8 @@ def load_experiment(
     arms = [_arm(a, f"{label}: arms[{i}]") for i, a in enumerate(given)]
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
-        raise ConfigError(f"{label}: arms: each arm once (got {names})")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ConfigError(f"{label}: arms: {twice} listed twice (got {names}); list each arm once")
     evaluators = _evaluators(raw.get("evaluators") or DEFAULT_EVALUATORS, f"{label}: evaluators")
     for key in ("budget_options", "model", "fit"):
         if not isinstance(raw.get(key, {}), Mapping):
@@ -210,7 +211,10 @@ def _seeds(raw: Mapping[str, Any], label: str) -> tuple[int, ...]:
                 f"{label}: seeds: {s!r} is not an integer >= 0; e.g. seeds: [0, 1, 2]"
             )
     if len(set(value)) != len(value):
-        raise ConfigError(f"{label}: seeds: each seed once (got {list(value)})")
+        raise ConfigError(
+            f"{label}: seeds: a seed listed twice (got {list(value)}); list each seed once, "
+            "e.g. seeds: [0, 1, 2]"
+        )
     return tuple(value)
 
 

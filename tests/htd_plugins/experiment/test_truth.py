@@ -113,9 +113,9 @@ def test_an_interval_pools_seeds_and_resamples_and_falls_back_to_t():
     [({"seeds": []}, "seeds=\\[\\]: give a non-empty list"),
      ({"seeds": [0, "1"]}, "seeds: '1' is not an integer"),
      ({"seeds": [0, 1.5]}, "seeds: 1.5 is not an integer"),
-     ({"seeds": [1, 1]}, "each seed once"),
+     ({"seeds": [1, 1]}, "listed twice.*list each seed once"),
      ({"seeds": [0], "seed": 0}, "not both"),
-     ({"arms": ["crop", "crop"]}, "each arm once")],
+     ({"arms": ["crop", "crop"]}, "listed twice.*list each arm once")],
 )  # fmt: skip
 def test_bad_seeds_and_arms_are_refused(extra, message):
     with pytest.raises(ConfigError, match=message):
