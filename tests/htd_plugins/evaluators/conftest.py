@@ -1,4 +1,4 @@
-"""Shared test helpers for the evaluators: a tiny deterministic Encoder."""
+"""Shared test helpers for the evaluators: a tiny deterministic Encoder, a DeepLabv3+ training counter."""
 
 from __future__ import annotations
 
@@ -36,3 +36,21 @@ class TinyEncoder(Encoder):
 def tiny_encoder() -> type[TinyEncoder]:
     """The :class:`TinyEncoder` class (construct it with the options a test needs)."""
     return TinyEncoder
+
+
+@pytest.fixture
+def training_calls(monkeypatch) -> list[str]:
+    """Every DeepLabv3+ training run, named by the module that asked: ``real`` (the shared real
+    network, :mod:`.segmentation.real_model`) or ``other`` (a setting with synthetic data)."""
+    from htd_plugins.evaluators import deeplabv3plus
+    from htd_plugins.evaluators.segmentation import real_model
+
+    calls: list[str] = []
+    for module, what in ((real_model, "real"), (deeplabv3plus, "other")):
+
+        def counting(*args, _train=module.train_model, _what=what, **kwargs):
+            calls.append(_what)
+            return _train(*args, **kwargs)
+
+        monkeypatch.setattr(module, "train_model", counting)
+    return calls

@@ -203,29 +203,12 @@ def test_options_smp_would_reject_later_are_refused_up_front(options, message) -
         DeepLabV3PlusEvaluator(budget="tiny", **options)
 
 
-def count_training(monkeypatch) -> list[str]:
-    """Record every training run, named by the module that asked: ``real`` (the shared real
-    network, :mod:`.segmentation.real_model`) or ``other`` (a setting with synthetic data)."""
-    from htd_plugins.evaluators import deeplabv3plus
-    from htd_plugins.evaluators.segmentation import real_model
-
-    calls: list[str] = []
-    for module, what in ((real_model, "real"), (deeplabv3plus, "other")):
-
-        def counting(*args, _train=module.train_model, _what=what, **kwargs):
-            calls.append(_what)
-            return _train(*args, **kwargs)
-
-        monkeypatch.setattr(module, "train_model", counting)
-    return calls
-
-
 def test_the_real_setting_is_trained_once_for_several_synthetic_sets(
-    shared_data, tmp_path, monkeypatch
+    shared_data, tmp_path, training_calls
 ) -> None:
     """With a ``cache_dir`` the ``real`` setting's network (which no synthetic set changes) is
     trained once and reused for the next set; other real data or another seed train again."""
-    calls = count_training(monkeypatch)
+    calls = training_calls
     tiles = real_tiles(shared_data, "glas", n=16)
     real = tiles[:4] + _with_split(tiles[4:8], "test")
     ev = lambda **o: DeepLabV3PlusEvaluator(budget="tiny", cache_dir=tmp_path, **o)  # noqa: E731

@@ -75,20 +75,10 @@ def test_real_held_out_tiles_adhere_and_shuffled_masks_do_not(shared_data, tmp_p
 
 
 def test_one_real_network_for_both_evaluators_and_every_set(shared_data, tmp_path,
-                                                            monkeypatch) -> None:  # fmt: skip
+                                                            training_calls) -> None:  # fmt: skip
     """With one ``cache_dir`` and the same options, ``deeplabv3plus``'s ``real`` setting and
     ``layout_adherence`` use one network, trained once for both and for every synthetic set."""
-    from htd_plugins.evaluators import deeplabv3plus
-    from htd_plugins.evaluators.segmentation import real_model
-
-    calls: list[str] = []
-    for module, what in ((real_model, "real"), (deeplabv3plus, "other")):
-
-        def counting(*args, _train=module.train_model, _what=what, **kwargs):
-            calls.append(_what)
-            return _train(*args, **kwargs)
-
-        monkeypatch.setattr(module, "train_model", counting)
+    calls = training_calls
     tiles = real_tiles(shared_data, "glas", n=16)
     real = tiles[:4] + _with_split(tiles[4:8], "test")
     options = {"budget": "tiny", "cache_dir": tmp_path, "seed": 2}
