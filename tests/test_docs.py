@@ -92,12 +92,14 @@ SPECS: dict[str, Spec] = {
             ("num_inference_steps=25)", "num_inference_steps=2)"),
         ),
     ),
-    "docs/backbones.md#1": Spec(
+    # options only: the folder is read by fit (tests/htd_plugins/backbones/test_taef2.py)
+    "docs/backbones.md#1": Spec("from htd_core import create"),
+    "docs/backbones.md#2": Spec(
         "htd train-vae out/train",
         subs=(("--preset small --steps 2000", "--preset tiny --steps 2"),),
     ),
-    "docs/backbones.md#2": Spec("htd train examples/pipeline.yaml --data out/train"),
-    "docs/backbones.md#3": Spec(
+    "docs/backbones.md#3": Spec("htd train examples/pipeline.yaml --data out/train"),
+    "docs/backbones.md#4": Spec(
         "import torch", subs=(("num_inference_steps=25", "num_inference_steps=2"),)
     ),
     "docs/conditioning.md#0": Spec(
@@ -150,6 +152,11 @@ SPECS: dict[str, Spec] = {
     "docs/results.md#2": Spec(
         "htd experiment examples/experiments/glas.yaml --budget cpu-quick -o",
         skip="the rerun itself: hours of CPU (its tiny-budget form is docs/results.md#0)",
+    ),
+    "docs/results.md#3": Spec(
+        "python benchmarks/bench_autoencoders.py --experiment examples/experiments/glas.yaml",
+        skip="benchmarks over the real splits: about an hour of CPU, and the KL rows read "
+        "the folders of experiment runs",
     ),
     "docs/evaluation.md#1": Spec(
         "htd evaluate --real ../shared/data/glas",

@@ -81,6 +81,35 @@ class Autoencoder(ABC):
         mean, _ = self.distribution(images)
         return mean * self.scaling_factor
 
+    @torch.no_grad()
+    def reconstruct(self, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """uint8 N x H x W x 3 -> encode (posterior mean) -> decode -> uint8, same shape.
+
+        Sides that are not a multiple of :attr:`factor` are padded by reflection to the next
+        multiple and the padding is cut off again, so every input pixel has its reconstruction.
+
+        Raises:
+            InputError: not uint8 N x H x W x 3 images.
+        """
+        import torch.nn.functional as F
+
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise InputError(
+                f"reconstruct: expected uint8 images N x H x W x 3, got {images.dtype} {images.shape}"
+            )
+        ae = self
+        h, w = images.shape[1:3]
+        pad_h, pad_w = -h % ae.factor, -w % ae.factor
+        out = []
+        for start in range(0, len(images), batch_size):
+            x = to_model_range(images[start : start + batch_size]).to(ae.device)
+            if pad_h or pad_w:
+                mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+                x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+            out.append(to_uint8(ae.decode(ae.encode(x))[:, :, :h, :w]))
+        return np.concatenate(out) if out else images.copy()
+
 
 class LatentBackbone(Backbone):
     """A backbone that denoises in the latent space of :attr:`autoencoder`.
@@ -207,32 +236,6 @@ class LatentBackbone(Backbone):
         ae = self.require_autoencoder()
         return ae.decode(latents.to(ae.device))
 
-    @torch.no_grad()
     def reconstruct(self, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-        """uint8 N x H x W x 3 -> encode (posterior mean) -> decode -> uint8, same shape.
-
-        Sides that are not a multiple of the autoencoder's factor are padded by reflection to
-        the next multiple and the padding is cut off again, so every input pixel has its
-        reconstruction.
-
-        Raises:
-            InputError: not uint8 N x H x W x 3 images.
-        """
-        import torch.nn.functional as F
-
-        images = np.asarray(images)
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise InputError(
-                f"reconstruct: expected uint8 images N x H x W x 3, got {images.dtype} {images.shape}"
-            )
-        ae = self.require_autoencoder()
-        h, w = images.shape[1:3]
-        pad_h, pad_w = -h % ae.factor, -w % ae.factor
-        out = []
-        for start in range(0, len(images), batch_size):
-            x = to_model_range(images[start : start + batch_size]).to(ae.device)
-            if pad_h or pad_w:
-                mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-                x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-            out.append(to_uint8(ae.decode(ae.encode(x))[:, :, :h, :w]))
-        return np.concatenate(out) if out else images.copy()
+        """:meth:`Autoencoder.reconstruct` with this backbone's autoencoder."""
+        return self.require_autoencoder().reconstruct(images, batch_size)

@@ -3,7 +3,7 @@
 - fixtures (auto-loaded by pytest through the ``pytest11`` entry point ``htd``; importing them
   imports nothing heavy, so every pytest session of the environment pays nothing until a
   fixture is used): ``htd_manager``, ``builtin_manager``, ``register_plugin``,
-  ``shared_data``;
+  ``shared_data``, ``taef2_weights``;
 - conformance mixins: subclass one in a ``Test*`` class and implement its ``make_*`` method to
   run the same checks the built-ins pass;
 - samples: small synthetic samples for shape tests and real tiles from ``../shared/data``.

@@ -68,3 +68,15 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip("real data folder ../shared/data is absent (set HTD_SHARED_DATA to run)")
     return path
+
+
+@pytest.fixture(scope="session")
+def taef2_weights() -> Path:
+    """The folder of TAEF2's two weight files; skips when absent (fresh clone without
+    ../shared/weights/taef2)."""
+    from htd_core.data import taef2_dir
+
+    path = taef2_dir()
+    if path is None:
+        pytest.skip("TAEF2 weights ../shared/weights/taef2 are absent (set HTD_TAEF2 to run)")
+    return path

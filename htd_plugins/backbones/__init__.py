@@ -1,21 +1,32 @@
-"""Backbones: ``controlnet_ldm`` (the paper's) and ``concat_ldm``; their library is ``ldm/``.
+"""Backbones: ``controlnet_ldm`` (the paper's), ``concat_ldm`` and the training-free
+``collage``; the latent models' library is ``ldm/``.
 
 Public names (submodules are internal):
 
 - :class:`TokenEncoder`: the saved ``token_encoder`` part (learned null token / token
   projection), needed to drive a saved model from diffusers' own pipelines (docs/backbones.md).
+- autoencoders from a local folder (:mod:`.ldm.autoencoders`): :func:`load_autoencoder`
+  (a KL autoencoder or TAEF2), :func:`autoencoder_kind`, :func:`calibrate` (latent statistics
+  on training patches), :func:`folder_digest`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TokenEncoder"]
+_PUBLIC = {
+    "TokenEncoder": "htd_plugins.backbones.ldm.modules",
+    "load_autoencoder": "htd_plugins.backbones.ldm.autoencoders",
+    "autoencoder_kind": "htd_plugins.backbones.ldm.autoencoders",
+    "calibrate": "htd_plugins.backbones.ldm.autoencoders",
+    "folder_digest": "htd_plugins.backbones.ldm.autoencoders",
+}
+__all__ = list(_PUBLIC)
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing a backbone plugin stays cheap
-    if name == "TokenEncoder":
-        from htd_plugins.backbones.ldm.modules import TokenEncoder
+    if name in _PUBLIC:
+        import importlib
 
-        return TokenEncoder
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

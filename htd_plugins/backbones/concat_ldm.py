@@ -46,7 +46,7 @@ class ConcatLDM(LatentDiffusionBackbone):
             "token_encoder": build_token_encoder(self.preset, token_dim),
         }
         if num_channels:
-            stages = len(self.preset.vae["block_out_channels"]) - 1
+            stages = self.autoencoder.factor.bit_length() - 1  # halvings to the latent grid
             parts["rescaler"] = ConditionRescaler(
                 in_channels=num_channels, out_channels=extra, n_stages=stages
             )

@@ -76,6 +76,7 @@ class ControlNetLDM(LatentDiffusionBackbone):
     ) -> dict[str, nn.Module]:
         from diffusers import ControlNetModel
 
+        from htd_plugins.backbones.ldm.autoencoders import condition_widths
         from htd_plugins.backbones.ldm.modules import build_token_encoder, build_unet
 
         latent_size = self.image_size // self.require_autoencoder().factor
@@ -88,7 +89,9 @@ class ControlNetLDM(LatentDiffusionBackbone):
             controlnet = ControlNetModel.from_unet(
                 unet,
                 conditioning_channels=num_channels,
-                conditioning_embedding_out_channels=self.preset.conditioning_embedding_out_channels,
+                conditioning_embedding_out_channels=condition_widths(
+                    self.preset.conditioning_embedding_out_channels, self.autoencoder.factor
+                ),
             )
             if not self.config.zero_init:
                 _default_init(controlnet)
@@ -111,14 +114,18 @@ class ControlNetLDM(LatentDiffusionBackbone):
 
     def write_extra(self, folder: Path) -> None:
         """A ``model_index.json`` so ``StableDiffusionControlNetPipeline.from_pretrained`` loads
-        the folder (no text encoder: pass the null token as ``prompt_embeds``)."""
+        the folder (no text encoder: pass the null token as ``prompt_embeds``); not written for
+        an autoencoder diffusers has no class for (TAEF2: the folder loads in htd only)."""
         import diffusers
 
         from htd_core.io import atomic_write_json
+        from htd_plugins.backbones.ldm.kl import KLAutoencoder
         from htd_plugins.backbones.ldm.sampling import make_scheduler
 
         scheduler = make_scheduler("ddim", self.noise_config)  # as model_folder saves it
-        if "controlnet" not in self.denoiser.parts:
+        if "controlnet" not in self.denoiser.parts or not isinstance(
+            self.autoencoder, KLAutoencoder
+        ):
             return
         none = [None, None]
         atomic_write_json(folder / "model_index.json", {

@@ -38,6 +38,33 @@ def crop_placements(arm: Arm) -> list[str]:
     return out
 
 
+def is_latent(arm: Arm) -> bool:
+    """Whether ``arm``'s backbone is a latent diffusion model (it shares the autoencoder)."""
+    from htd_core.interfaces import LatentBackbone
+    from htd_core.plugins import get_registry
+
+    factory = get_registry("backbones").entry(arm.backbone).factory
+    return isinstance(factory, type) and issubclass(factory, LatentBackbone)
+
+
+def latent_arm(arms: list[Arm], where: str) -> Arm:
+    """The first arm with a latent backbone: it trains the shared autoencoder, and its model
+    folder gives the FD's reconstruction row.
+
+    Raises:
+        ConfigError: no arm has one (a training-free arm alone has nothing to compare with).
+    """
+    for arm in arms:
+        if is_latent(arm):
+            return arm
+    from htd_core.errors import ConfigError
+
+    raise ConfigError(
+        f"{where}: no arm has a latent diffusion backbone (e.g. crop): the {arms[0].name!r} "
+        "arm is a reference beside one, not an experiment alone"
+    )
+
+
 class ArmStages:
     """Training and generation of each arm and seed (see the module docstring)."""
 
@@ -61,8 +88,10 @@ class ArmStages:
             for i, b in enumerate(arm.builders)
         ]
         b = self.budget
-        options = {"preset": b.preset, "image_size": self.image_size, "autoencoder": vae["path"],
-                   **self.config.model, **arm.options}  # fmt: skip
+        # the shared autoencoder (a pretrained one named in ``model:`` is saved calibrated
+        # there); a training-free backbone (collage) takes its arm's options only
+        options = {"preset": b.preset, "image_size": self.image_size, **self.config.model,
+                   "autoencoder": vae["path"], **arm.options} if is_latent(arm) else dict(arm.options)  # fmt: skip
         return Pipeline(
             condition_builders=builders, backbone=create("backbones", arm.backbone, **options)
         )

@@ -46,7 +46,9 @@ CROPS: dict[str, Any] = {"placement": "outside", "max_fraction": 0.5, "min_size"
 #: as encoder embeddings (cross-attention tokens); ``semantic_map`` is the map alone (what the
 #: crops add is crop vs map); ``unconditional`` is a model of its own with no condition (not
 #: the null branch of a conditioned model). ``crop_elsewhere`` is the old placement (cut from
-#: the target, moved), an ablation of the copy shortcut; ``concat_ldm`` another backbone.
+#: the target, moved), an ablation of the copy shortcut; ``concat_ldm`` another backbone;
+#: ``collage`` the training-free reference (each class region tiled with the crop arm's crops,
+#: no model: what copy-paste augmentation gives).
 ARMS: dict[str, dict[str, Any]] = {
     "crop": {"builders": ["semantic_map", {"name": "crop", **CROPS}]},
     "embedding": {
@@ -72,6 +74,7 @@ ARMS: dict[str, dict[str, Any]] = {
         "builders": ["semantic_map", {"name": "crop", **CROPS}],
         "backbone": "concat_ldm",
     },
+    "collage": {"builders": ["semantic_map", {"name": "crop", **CROPS}], "backbone": "collage"},
 }
 DEFAULT_ARMS = ("unconditional", "semantic_map", "embedding", "crop")
 #: The paper's measurements, run when the file names no evaluators.

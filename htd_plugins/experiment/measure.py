@@ -79,7 +79,10 @@ def evaluate_all(
     placement: dict[str, list[dict[str, Any]]] = {}
     fidelity = []
     for seed in exp.config.seeds:
-        model = next(iter(trained.values()))[seed]["model_dir"]  # the autoencoder is shared
+        from htd_plugins.experiment.arms import latent_arm
+
+        # the autoencoder is shared: the first latent arm's model reconstructs with it
+        model = trained[latent_arm(exp.config.arms, str(exp.config.source)).name][seed]["model_dir"]
         driver = drivers[seed] = evaluation_driver(exp, model, seed=seed)
         sets = {set_name(a, seed): list(Dataset(g[seed]["path"])) for a, g in generated.items()}
         keys = {set_name(a, seed): g[seed]["key"] for a, g in generated.items()}

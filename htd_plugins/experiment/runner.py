@@ -33,11 +33,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from htd_plugins.experiment.arms import ArmStages, crop_placements
+from htd_plugins.experiment.arms import ArmStages, crop_placements, latent_arm
 from htd_plugins.experiment.budgets import Budget, get_budget
 from htd_plugins.experiment.config import ExperimentConfig, load_experiment
 from htd_plugins.experiment.data import DataSource, ExperimentData
-from htd_plugins.experiment.stages import Stages, own_folder, stage_key
+from htd_plugins.experiment.stages import Stages, stage_key
 
 KIND = "experiment"
 #: The reference crops of ``placement: outside`` (:data:`.config.CROPS` sizes): 96 px at
@@ -74,11 +74,14 @@ class Experiment(ArmStages):
         self._log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         self.image_size = model_size(self.budget, self.config, data_source is not None)
         check_output(self.out, KIND, what="output folder")
+        from htd_plugins.experiment.autoencoder import check_pretrained
         from htd_plugins.experiment.measure import evaluation_driver
 
         evaluation_driver(self, seed=self.config.seed).check()  # options, before any work
+        check_pretrained(self.config)
         for arm in self.config.arms:  # builder, backbone and generation options too
             self.check_arm(arm)
+        latent_arm(self.config.arms, str(self.config.source))  # one shares the autoencoder
         self.stages = Stages(self.out, self.log)
         self.data: ExperimentData | None = None
         self.data_key = self.bank_key = ""
@@ -198,50 +201,10 @@ class Experiment(ArmStages):
             )
 
     def autoencoder(self) -> dict[str, Any]:
-        """Stage ``autoencoder``: trained once on the training patches, shared by every arm
-        (``LatentBackbone.train_autoencoder`` of the first arm's backbone; resumable)."""
-        import numpy as np
+        """Stage ``autoencoder`` (:func:`.autoencoder.shared_autoencoder`)."""
+        from htd_plugins.experiment.autoencoder import shared_autoencoder
 
-        from htd_core.interfaces import LatentBackbone
-        from htd_core.plugins import create
-
-        b, seed = self.budget, self.config.seed
-        adversarial = (
-            [b.vae_adversarial_weight, b.vae_adversarial_start] if b.vae_adversarial_weight else []
-        )
-        key = stage_key("autoencoder", self.data_key, b.preset, self.image_size, b.vae_steps, seed,
-                        *adversarial)  # fmt: skip
-        folder = self.out / "autoencoder"
-        done = self.stages.get("autoencoder", key)
-        if done is not None and (folder / "config.json").is_file():
-            return done
-        work = self.out / "work" / "autoencoder"
-        own_folder(work, key)
-        work.mkdir(parents=True, exist_ok=True)
-        arm = self.config.arms[0]
-        backbone = create("backbones", arm.backbone, preset=b.preset, image_size=self.image_size,
-                          **{**self.config.model, **arm.options})  # fmt: skip
-        if not isinstance(backbone, LatentBackbone):
-            from htd_core.errors import ConfigError
-
-            raise ConfigError(f"{self.config.source}: arm {arm.name!r}: backbone "
-                              f"{arm.backbone!r} has no autoencoder to share")  # fmt: skip
-        images = np.stack([s.image for s in self.data.train])
-        self.log(f"autoencoder: {b.vae_steps} steps on {len(images)} training patches")
-        summary = backbone.train_autoencoder(
-            images, checkpoint=work / "checkpoint.pt", steps=b.vae_steps, seed=seed,
-            checkpoint_every=max(1, b.checkpoint_every), adversarial_weight=b.vae_adversarial_weight,
-            adversarial_start=b.vae_adversarial_start,
-        )  # fmt: skip
-        test = np.stack([s.image for s in self.data.test])
-        error = np.abs(backbone.reconstruct(test).astype(np.float64) - test).mean()
-        summary["reconstruction_mae_test"] = round(float(error), 3)
-        summary["steps_per_second"] = round(summary["steps"] / max(summary["seconds"], 1e-9), 3)
-        backbone.autoencoder.save(folder)
-        self.log(
-            f"autoencoder: mean L1 on held-out patches {summary['reconstruction_mae_test']}/255"
-        )
-        return self.stages.put("autoencoder", key, {**summary, "path": str(folder), "key": key})
+        return shared_autoencoder(self)
 
 
 def model_size(budget: Budget, config: ExperimentConfig, own_data: bool) -> int:

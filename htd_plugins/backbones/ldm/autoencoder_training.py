@@ -1,8 +1,10 @@
-"""Training the KL autoencoder on patches: the one loop behind
-``LatentBackbone.train_autoencoder`` (so behind ``fit``, ``htd train-vae`` and the experiment).
+"""Training an autoencoder on patches: the one loop behind ``LatentBackbone.train_autoencoder``
+(so behind ``fit``, ``htd train-vae`` and the experiment): the KL autoencoder whole, or TAEF2's
+decoder alone (its encoder frozen, so the latents keep their meaning and statistics).
 
 Losses: L1 + L2 reconstruction + ``kl_weight`` x KL (LDM's KL-regularised autoencoder,
-Rombach et al. 2022, without its perceptual term), optionally LDM's PatchGAN term
+Rombach et al. 2022, without its perceptual term; no KL for a deterministic encoder),
+optionally LDM's PatchGAN term
 (:mod:`.discriminator`). Each step draws a batch of random crops with random flips from a
 generator seeded by ``(seed, step)``, so the same call gives the same weights and a run resumed
 from its checkpoint continues exactly.
@@ -81,7 +83,7 @@ class AutoencoderTrainOptions:
         return asdict(self)
 
 
-def train_kl(
+def train_autoencoder_loop(
     ae: Any,
     images: np.ndarray,
     opts: AutoencoderTrainOptions,
@@ -91,11 +93,12 @@ def train_kl(
     checkpoint: str | Path | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any]:
-    """Train :class:`~.kl.KLAutoencoder` ``ae`` in place on uint8 ``images`` (N x H x W x 3).
+    """Train ``ae`` (a :class:`~.kl.KLAutoencoder`, or a :class:`~.taef2.TinyAutoencoder`'s
+    decoder) in place on uint8 ``images`` (N x H x W x 3).
 
     Stops at ``opts.steps`` or when ``clock`` (:class:`~.progress.Clock`) is spent; writes an
     atomic checkpoint every ``opts.checkpoint_every`` steps and at a stop, and resumes from an
-    existing one. Sets the measured scaling factor (1 / std of the latents) on ``ae``.
+    existing one. Sets the measured latent statistics on ``ae`` (:func:`.autoencoders.calibrate`).
 
     Returns:
         ``steps``, ``final_loss`` (reconstruction + KL, mean of the last 10), ``scaling_factor``,
@@ -109,6 +112,8 @@ def train_kl(
 
     if len(images) == 0:
         raise InputError("no images to train the autoencoder on")
+    from htd_plugins.backbones.ldm.autoencoders import calibrate
+
     vae = ae.module
     n, h, w, _ = images.shape
     if opts.crop_size is not None and opts.crop_size > min(h, w):
@@ -118,8 +123,8 @@ def train_kl(
         )
     crop = opts.crop_size or min(h, w)
     crop -= crop % ae.factor
-    vae.to(device).train().requires_grad_(True)
-    opt = torch.optim.AdamW(vae.parameters(), lr=opts.learning_rate, weight_decay=0.0)
+    params = ae.trainable(device)
+    opt = torch.optim.AdamW(params, lr=opts.learning_rate, weight_decay=0.0)
     adversary = None
     if opts.adversarial_weight > 0:
         adversary = Adversary(
@@ -164,16 +169,14 @@ def train_kl(
             batch = batch[:, :, ::-1]
         x = to_model_range(np.ascontiguousarray(batch)).to(device)
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        dist = vae.encode(x).latent_dist
-        z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen).to(device)
-        recon = vae.decode(z).sample
+        mean, std = ae.distribution(x)
+        z = mean + std * torch.randn(mean.shape, generator=gen).to(device)
+        recon = ae.decode(z * ae.scaling_factor)
         reconstruction = F.l1_loss(recon, x) + F.mse_loss(recon, x)
-        loss = total = reconstruction + opts.kl_weight * dist.kl().mean()
+        loss = total = reconstruction + opts.kl_weight * kl_divergence(mean, std)
         adversarial = adversary is not None and step >= adversary.start
         if adversarial:
-            total = loss + adversary.generator_term(
-                recon, reconstruction, vae.decoder.conv_out.weight
-            )
+            total = loss + adversary.generator_term(recon, reconstruction, ae.last_layer())
         if not torch.isfinite(total):
             raise InputError(
                 f"autoencoder loss became {total.item()} at step {step}: lower learning_rate"
@@ -195,8 +198,8 @@ def train_kl(
             atomic_save_torch(checkpoint, saved)
         if stop:
             break
-    vae.eval()
-    ae.scaling_factor = ae.measure_scaling_factor(images, seed=opts.seed)
+    vae.eval().requires_grad_(False)
+    calibrate(ae, images, seed=opts.seed)
     return {
         "steps": step + 1,
         "final_loss": float(np.mean(losses[-10:])) if losses else None,
@@ -204,6 +207,15 @@ def train_kl(
         "seconds": round(clock.elapsed, 1),
         **(adversary.summary() if adversary is not None else {}),
     }
+
+
+def kl_divergence(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of KL(N(mean, std^2) || N(0, 1)) summed over latent elements (as
+    diffusers' ``DiagonalGaussianDistribution.kl``); 0 for a deterministic encoder (std 0)."""
+    if not bool((std > 0).any()):
+        return mean.new_zeros(())
+    var = std.pow(2)
+    return 0.5 * (mean.pow(2) + var - 1.0 - torch.log(var)).sum(dim=(1, 2, 3)).mean()
 
 
 def _note(text: str) -> None:

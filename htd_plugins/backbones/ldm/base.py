@@ -107,7 +107,8 @@ class LatentDiffusionBackbone(LatentBackbone):
     # -- the latent backbone interface ----------------------------------------------------
     @property
     def size_multiple(self) -> int:
-        return self.preset.size_multiple
+        factor = self.autoencoder.factor if self.autoencoder is not None else self.preset.vae_factor
+        return factor * self.preset.unet_factor
 
     def check_layout_size(self, height: int, width: int, what: str = "layout") -> None:
         """Sides must be multiples of :attr:`size_multiple` (the autoencoder's and UNet's
@@ -146,21 +147,26 @@ class LatentDiffusionBackbone(LatentBackbone):
     ) -> dict[str, Any]:
         """A new KL autoencoder of the preset's architecture, trained on ``images`` (uint8
         N x H x W x 3) with the preset's :class:`~.autoencoder_training.AutoencoderTrainOptions`
-        overridden by ``options``; it becomes :attr:`autoencoder`, on :attr:`device`.
+        overridden by ``options``; it becomes :attr:`autoencoder`, on :attr:`device`. When the
+        ``autoencoder`` option names TAEF2 (:mod:`.taef2`), its decoder is fine-tuned instead
+        (encoder frozen) from the pretrained weights.
 
         ``clock`` (a :class:`~.progress.Clock`, for ``fit``'s share of its bound) replaces
         ``max_minutes``. A ``scaling_factor`` option of the backbone replaces the measured one.
         """
         from htd_core.options import override
-        from htd_plugins.backbones.ldm.autoencoder_training import train_kl
+        from htd_plugins.backbones.ldm.autoencoder_training import train_autoencoder_loop
+        from htd_plugins.backbones.ldm.autoencoders import pretrained_to_finetune
         from htd_plugins.backbones.ldm.kl import KLAutoencoder
         from htd_plugins.backbones.ldm.progress import BoundedProgress, Clock
 
         opts = override(self.preset.autoencoder_train, options, f"{self.name} autoencoder")
         clock = clock if clock is not None else Clock.minutes(max_minutes)
-        ae = KLAutoencoder.build(self.preset.vae, self.image_size, seed=opts.seed)
+        ae = pretrained_to_finetune(self.config.autoencoder, images) or KLAutoencoder.build(
+            self.preset.vae, self.image_size, seed=opts.seed
+        )
         bar = BoundedProgress("autoencoder", opts.steps, clock, disable=not progress)
-        summary = train_kl(
+        summary = train_autoencoder_loop(
             ae, images, opts, device=self.device, clock=clock, checkpoint=checkpoint,
             progress=lambda step, loss: bar.update(step + 1, loss=f"{loss:.4f}"),
         )  # fmt: skip

@@ -127,7 +127,7 @@ def prepare_autoencoder(
     ``output_dir/autoencoder-checkpoint.pt``). Returns a summary. (With several processes each
     trains the same seeded autoencoder; train it once with ``htd train-vae``.)
     """
-    from htd_plugins.backbones.ldm.kl import KLAutoencoder
+    from htd_plugins.backbones.ldm.autoencoders import calibrate, load_autoencoder
 
     if backbone.autoencoder is not None:
         backbone.autoencoder.frozen(device)
@@ -136,14 +136,15 @@ def prepare_autoencoder(
     saved = out / "vae" if out is not None else None
     given = backbone.config.autoencoder
     if saved is not None and opts.resume and (saved / "config.json").is_file():
-        ae, summary = KLAutoencoder.load(saved).frozen(device), {"source": str(saved)}
+        ae, summary = load_autoencoder(saved).frozen(device), {"source": str(saved)}
         if opts.progress:
             from htd_plugins.backbones.ldm.autoencoder_training import _note
 
             _note(f"autoencoder: reusing the one trained before in {saved}")
     elif given:
-        ae, summary = KLAutoencoder.load(given).frozen(device), {"source": given}
-        ae.scaling_factor = backbone.config.scaling_factor or ae.measure_scaling_factor(images)
+        ae, summary = load_autoencoder(given).frozen(device), {"source": given}
+        calibrate(ae, images, backbone.config.scaling_factor)
+        check_size(backbone, ae)
     else:
         checkpoint = out / AUTOENCODER_CHECKPOINT if out is not None and is_main else None
         if checkpoint is not None and not opts.resume:
@@ -159,6 +160,23 @@ def prepare_autoencoder(
         (out / AUTOENCODER_CHECKPOINT).unlink(missing_ok=True)
     backbone.autoencoder = ae
     return {**summary, "scaling_factor": ae.scaling_factor}
+
+
+def check_size(backbone: Any, ae: Any) -> None:
+    """The training window must be a multiple of the autoencoder's factor times the UNet's
+    downsampling (checked once the autoencoder is known: a loaded one may differ from the
+    preset's, e.g. TAEF2's 8x).
+
+    Raises:
+        InputError: naming the size and the multiple.
+    """
+    multiple = ae.factor * backbone.preset.unet_factor
+    if backbone.image_size % multiple:
+        raise InputError(
+            f"image_size={backbone.image_size} must be a multiple of {multiple} px with this "
+            f"autoencoder ({ae.factor}x) and the {backbone.preset.name} preset's UNet "
+            f"({backbone.preset.unet_factor}x): use e.g. image_size={max(multiple, backbone.image_size // multiple * multiple)}"
+        )
 
 
 def training_mpp(samples: Sequence[TissueSample]) -> float | None:

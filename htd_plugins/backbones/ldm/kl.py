@@ -2,7 +2,7 @@
 htd's :class:`~htd_core.interfaces.latent.Autoencoder` interface.
 
 No pretrained histology autoencoder can be downloaded here, so a small ``AutoencoderKL`` is
-trained on the patches themselves (:func:`.autoencoder_training.train_kl`, through
+trained on the patches themselves (:func:`.autoencoder_training.train_autoencoder_loop`, through
 ``LatentBackbone.train_autoencoder``), or one saved before is loaded from a local folder.
 Latents are multiplied by a scaling factor measured on the training patches (1 / std of the
 latents, as Stable Diffusion chose its 0.18215), kept in the diffusers config so diffusers'
@@ -102,9 +102,23 @@ class KLAutoencoder(Autoencoder):
     def save(self, path: str | Path) -> None:
         from htd_core.io import atomic_write_folder
 
-        atomic_write_folder(path, self.module.save_pretrained, kind="autoencoder")
+        atomic_write_folder(path, self.write_to, kind="autoencoder")
+
+    def write_to(self, folder: str | Path) -> None:
+        """Write the diffusers folder (``config.json`` + weights) into ``folder`` (not
+        atomic: for a caller that writes a temp folder, e.g. a model folder's ``vae/``)."""
+        self.module.save_pretrained(folder)
 
     # -- htd's own ------------------------------------------------------------------------
+    def trainable(self, device: str | torch.device) -> list[torch.nn.Parameter]:
+        """On ``device`` in train mode; every weight is trained (returned for the optimizer)."""
+        self.module.to(device).train().requires_grad_(True)
+        return list(self.module.parameters())
+
+    def last_layer(self) -> torch.Tensor:
+        """The decoder's output convolution weight (LDM's adaptive adversarial weight)."""
+        return self.module.decoder.conv_out.weight
+
     def frozen(self, device: str | torch.device) -> KLAutoencoder:
         """On ``device``, in eval mode, without gradients (as a trained model uses it)."""
         self.module.to(device).eval().requires_grad_(False)

@@ -47,7 +47,7 @@ def save_model(backbone: Any, path: str | Path) -> None:
     from htd_plugins.backbones.ldm.sampling import make_scheduler
 
     def write(tmp: Path) -> None:
-        backbone.autoencoder.module.save_pretrained(tmp / "vae")
+        backbone.autoencoder.write_to(tmp / "vae")
         for name, part in backbone.denoiser.parts.items():
             part.save_pretrained(tmp / name)
         # the training noise schedule, as a diffusers pipeline folder needs one (DDIM: the
@@ -76,7 +76,7 @@ def load_model(cls: Any, path: str | Path, device: str | None = None) -> Any:
     so the caller can pass them); a former ``vae`` option is the ``autoencoder`` option.
     """
     from htd_core.types import ClassMap
-    from htd_plugins.backbones.ldm.kl import KLAutoencoder
+    from htd_plugins.backbones.ldm.autoencoders import load_autoencoder
 
     config = read_model_config(path, ("vae", *cls.part_names))
     if config.get("backbone") != cls.name:
@@ -85,7 +85,7 @@ def load_model(cls: Any, path: str | Path, device: str | None = None) -> Any:
         )
     options = legacy_options(config["options"], path)
     backbone = cls(**{**options, **({"device": device} if device else {})})
-    backbone.autoencoder = KLAutoencoder.load(Path(path) / "vae").frozen(backbone.device)
+    backbone.autoencoder = load_autoencoder(Path(path) / "vae").frozen(backbone.device)
     names = [n for n in config["components"] if n != "vae"]
     parts = {n: backbone.part_class(n).from_pretrained(Path(path) / n) for n in names}
     backbone.denoiser = backbone.make_denoiser(parts).to(backbone.device).eval()

@@ -58,9 +58,15 @@ class Preset:
         return 2 ** (len(self.vae["block_out_channels"]) - 1)
 
     @property
+    def unet_factor(self) -> int:
+        """The UNet's downsampling of the latent grid."""
+        return 2 ** (len(self.unet["block_out_channels"]) - 1)
+
+    @property
     def size_multiple(self) -> int:
-        """Image sides must be multiples of this (VAE and UNet downsampling together)."""
-        return self.vae_factor * 2 ** (len(self.unet["block_out_channels"]) - 1)
+        """Image sides must be multiples of this (VAE and UNet downsampling together; with
+        another autoencoder, its factor times :attr:`unet_factor`)."""
+        return self.vae_factor * self.unet_factor
 
 
 def _vae(channels: tuple[int, ...], groups: int, latent_channels: int = 4, layers: int = 1) -> dict:

@@ -9,7 +9,10 @@ import torch
 from htd_core.errors import InputError
 from htd_core.interfaces.latent import to_model_range
 from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
-from htd_plugins.backbones.ldm.autoencoder_training import AutoencoderTrainOptions, train_kl
+from htd_plugins.backbones.ldm.autoencoder_training import (
+    AutoencoderTrainOptions,
+    train_autoencoder_loop,
+)
 from htd_plugins.backbones.ldm.kl import KLAutoencoder
 from htd_plugins.backbones.ldm.presets import get_preset
 from htd_plugins.backbones.ldm.progress import Clock
@@ -27,7 +30,9 @@ def build() -> KLAutoencoder:
 def train(ae: KLAutoencoder, data: np.ndarray, *, checkpoint=None, **options) -> dict:
     """``ae`` trained on the CPU with ``options`` over AutoencoderTrainOptions' defaults."""
     opts = AutoencoderTrainOptions(**options)
-    return train_kl(ae, data, opts, device="cpu", clock=Clock(None), checkpoint=checkpoint)
+    return train_autoencoder_loop(
+        ae, data, opts, device="cpu", clock=Clock(None), checkpoint=checkpoint
+    )
 
 
 def test_training_resumes_exactly_and_measures_scale(tmp_path):

@@ -1,0 +1,70 @@
+"""The experiment with a pretrained autoencoder (``model: {autoencoder: TAEF2 folder}``): not
+trained, calibrated once on the training patches, shared by the arms, its reconstruction row
+scored; a folder that holds none is refused before any data is read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from htd_core.errors import ConfigError
+from htd_plugins.experiment import Experiment
+from tests.htd_plugins.experiment.test_truth import glas
+
+
+def test_taef2_is_calibrated_once_and_shared(shared_data, taef2_weights, tmp_path):
+    from htd_plugins.backbones.ldm.autoencoders import load_autoencoder
+    from htd_plugins.backbones.ldm.taef2 import TinyAutoencoder
+
+    cfg = glas(Path(shared_data), evaluators=["frechet"], encoders=["efficientnet_lite0"],
+               seeds=[0], model={"autoencoder": str(taef2_weights)})  # fmt: skip
+    out = tmp_path / "run"
+    Experiment(cfg, output_dir=out, log=lambda text: None).run()
+    results = json.loads((out / "results.json").read_text())
+    vae = results["autoencoder"]
+    assert vae["source"] == "pretrained" and vae["steps"] == 0 and vae["factor"] == 8
+    assert 5 < vae["reconstruction_mae_test"] < 30  # real tissue through TAEF2 at 32 px
+    shared = load_autoencoder(out / "autoencoder")
+    assert isinstance(shared, TinyAutoencoder)
+    model = load_autoencoder(out / "arms" / "crop" / "seed-0" / "train" / "model" / "vae")
+    assert isinstance(model, TinyAutoencoder)
+    assert model.scaling_factor == pytest.approx(shared.scaling_factor)  # the same calibration
+    fd = results["scores"]["frechet"]["crop"]["0"]["encoders"]["efficientnet_lite0"]
+    assert fd["fd_reconstruction"] > 0 and fd["n_reconstruction"] == fd["n_synthetic"]
+    stages = json.loads((out / "stages" / "autoencoder.json").read_text())
+    assert stages["result"]["source"] == "pretrained"
+
+
+def test_decoder_fine_tuning_is_a_budget_option(shared_data, taef2_weights, tmp_path):
+    """``vae_finetune_steps``: the shared autoencoder is TAEF2 with its decoder trained on the
+    training patches (encoder as published), recorded as such."""
+    import torch
+
+    from htd_plugins.backbones.ldm.autoencoders import load_autoencoder
+    from htd_plugins.backbones.ldm.taef2 import TinyAutoencoder
+    from htd_plugins.experiment.autoencoder import shared_autoencoder
+
+    cfg = glas(Path(shared_data), evaluators=["frechet"], encoders=["efficientnet_lite0"],
+               seeds=[0], model={"autoencoder": str(taef2_weights)},
+               budget_options={"vae_finetune_steps": 3})  # fmt: skip
+    run = Experiment(cfg, output_dir=tmp_path / "run", log=lambda text: None)
+    run.out.mkdir()
+    run.load_data()
+    vae = shared_autoencoder(run)
+    assert vae["source"] == "pretrained, decoder fine-tuned" and vae["steps"] == 3
+    tuned, published = load_autoencoder(vae["path"]), TinyAutoencoder.from_weights(taef2_weights)
+    assert all(torch.equal(a, b) for a, b in zip(tuned.module.encoder.state_dict().values(),
+               published.module.encoder.state_dict().values(), strict=True))  # fmt: skip
+    assert not all(torch.equal(a, b) for a, b in zip(tuned.module.decoder.state_dict().values(),
+                   published.module.decoder.state_dict().values(), strict=True))  # fmt: skip
+    assert shared_autoencoder(run) == vae  # a finished stage is reused
+
+
+def test_a_folder_without_an_autoencoder_is_refused_first(shared_data, tmp_path):
+    (tmp_path / "empty").mkdir()
+    cfg = glas(Path(shared_data), model={"autoencoder": str(tmp_path / "empty")})
+    with pytest.raises(ConfigError, match="holds no autoencoder htd reads"):
+        Experiment(cfg, output_dir=tmp_path / "run", log=lambda text: None)
+    assert not (tmp_path / "run").exists()
