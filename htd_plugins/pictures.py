@@ -1,12 +1,15 @@
 """Pictures a person opens: colour previews of label maps and contact sheets of datasets.
 
-Both use the class colours of ``classes.json`` (:class:`htd_core.ClassMap`) and PIL only:
+All use the class colours of ``classes.json`` (:class:`htd_core.ClassMap`) and PIL only:
 
 - :func:`map_preview`: a label map (e.g. a 10 x 14 px pseudo map, which looks black in an
   image viewer) in class colours, enlarged with nearest-neighbour pixels to a viewable size,
   with a legend of the classes present;
 - :func:`contact_sheet`: patches of a dataset folder spread over its rows, each with the
-  outlines of its mask's regions drawn in class colours and its class fractions below it.
+  outlines of its mask's regions drawn in class colours and its class fractions below it;
+- :func:`overlay_preview`: an index map blended over the image it describes (a pseudo map on
+  its slide's thumbnail), beside the plain image, with a legend;
+- :func:`class_gallery`: example patches of each class, one line per class.
 """
 
 from __future__ import annotations
@@ -150,3 +153,91 @@ def contact_sheet(
         draw.text((x, y + side + 15), fractions_text(sample.mask, cm), fill=(0, 0, 0), font=font)
     atomic_save_image(Path(path), np.asarray(sheet))
     return Path(path)
+
+
+def _title(width: int, text: str, size: int = 13):
+    """A white strip of ``width`` px with one line of black text."""
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("RGB", (width, size + 10), PAPER)
+    ImageDraw.Draw(strip).text((6, 4), text, fill=(0, 0, 0), font=_font(size))
+    return strip
+
+
+def overlay_preview(
+    image: np.ndarray, labels: np.ndarray, class_map: ClassMap, *, alpha: float = 0.45,
+    title: str = "",
+) -> np.ndarray:  # fmt: skip
+    """RGB uint8 picture of an index map over the image it describes: ``title`` on top, then
+    the image and, beside it, the image with the map's class colours blended in (``alpha``;
+    ignored cells left as they are), then a legend of the classes present.
+
+    Args:
+        image: H x W x 3 uint8 (e.g. a slide thumbnail).
+        labels: H x W index map on the same pixels (``class_map.ignore_index``: no class).
+        class_map: names and colours of the indices.
+        alpha: opacity of the colours (0-1).
+
+    Returns:
+        uint8 array of height ``title + H + legend`` and width ``2 W + 3 x 8`` px.
+
+    Raises:
+        ValueError: ``labels`` is not ``image``'s height x width.
+    """
+    from PIL import Image
+
+    image, labels = np.asarray(image, np.uint8), np.asarray(labels)
+    if labels.shape != image.shape[:2]:
+        raise ValueError(f"labels {labels.shape} do not match the image {image.shape[:2]}")
+    valid = labels != class_map.ignore_index
+    blend = image.astype(np.float32)
+    colours = class_map.colorize(labels).astype(np.float32)
+    blend[valid] = (1 - alpha) * blend[valid] + alpha * colours[valid]
+    h, w = labels.shape
+    pad = 8
+    width = 2 * w + 3 * pad
+    head = _title(width, title)
+    present = [int(i) for i in np.unique(labels[valid])]
+    legend = _legend(class_map, present, width)
+    out = Image.new("RGB", (width, head.height + h + pad + legend.height), PAPER)
+    out.paste(head, (0, 0))
+    out.paste(Image.fromarray(image), (pad, head.height))
+    out.paste(Image.fromarray(blend.round().astype(np.uint8)), (2 * pad + w, head.height))
+    out.paste(legend, (0, head.height + h + pad))
+    return np.asarray(out)
+
+
+def class_gallery(
+    rows: Sequence[tuple[str, tuple[int, int, int], str, Sequence[np.ndarray]]],
+    *, side: int, per_row: int, title: str = "",
+) -> np.ndarray:  # fmt: skip
+    """RGB uint8 sheet of example patches per class: ``title`` on top, then one line per
+    ``(name, colour, caption, patches)``: a colour swatch with the name and caption, then up
+    to ``per_row`` patches resized to ``side`` px, each framed in the class colour.
+
+    Returns:
+        uint8 array of width ``LABEL + per_row (side + 6) + 6`` and height ``title +
+        len(rows) (side + 6) + 6`` px (``LABEL`` = 180).
+    """
+    from PIL import Image, ImageDraw
+
+    label, gap = 180, 6
+    width = label + per_row * (side + gap) + gap
+    head = _title(width, title)
+    sheet = Image.new("RGB", (width, head.height + len(rows) * (side + gap) + gap), PAPER)
+    sheet.paste(head, (0, 0))
+    draw, font = ImageDraw.Draw(sheet), _font(12)
+    for r, (name, colour, caption, patches) in enumerate(rows):
+        y = head.height + gap + r * (side + gap)
+        draw.rectangle([gap, y, gap + 15, y + 15], fill=tuple(colour), outline=(0, 0, 0))
+        draw.text((gap + 22, y + 1), name, fill=(0, 0, 0), font=font)
+        draw.text((gap, y + 22), caption, fill=(70, 70, 70), font=_font(10))
+        for j, patch in enumerate(patches[:per_row]):
+            resample = Image.LANCZOS if patch.shape[0] > side else Image.NEAREST
+            tile = Image.fromarray(np.asarray(patch, np.uint8)).resize((side, side), resample)
+            x = label + j * (side + gap) + gap
+            sheet.paste(tile, (x, y))
+            draw.rectangle(
+                [x - 3, y - 3, x + side + 2, y + side + 2], outline=tuple(colour), width=2
+            )
+    return np.asarray(sheet)

@@ -13,7 +13,8 @@ embeds its share of the slides (no ``--shard`` needed) into the same store.
 
 Every stage is resumable: rerun the same command after an interruption. Slides are named in
 every output by their opaque id (a hash of the file name); ``embed`` prints ``id <- file
-name`` lines on stderr, so only the terminal links the two. Stores keep no slide paths:
+name`` lines on stderr and keeps them in ``slide_ids.csv`` (local only, mode 0600; ``maps``
+given slide files too), the one file that links the two. Stores keep no slide paths:
 stages that read pixels (``embed`` on resume, ``distill``, ``maps --classifier``) are given
 the slides again.
 

@@ -90,8 +90,14 @@ def run_embed(args: argparse.Namespace) -> int:
     report = embed_slides(store, slides, encoder, options, shard=shard,
                           process=process,
                           batch_size=args.batch_size, workers=args.workers, progress=not args.quiet)  # fmt: skip
-    for slide_id, name in report.names.items():  # the terminal only: never into a file
+    for slide_id, name in report.names.items():  # the terminal, and the local-only csv
         print(f"{slide_id} <- {name}", file=sys.stderr)
+    from htd_plugins.discovery.slide_ids import record_slide_ids
+
+    where = record_slide_ids(args.out, report.names)
+    if where is not None:
+        print(f"htd discover embed: slide ids -> file names in {where} (local only: do not "
+              "share it)", file=sys.stderr)  # fmt: skip
     for slide_id, meta in report.results.items():
         print(f"{slide_id}: {meta['n_patches']} patches ({meta['status']})")
     return _report_skipped(report.skipped)
@@ -128,8 +134,8 @@ def run_cluster(args: argparse.Namespace) -> int:
 
 def run_maps(args: argparse.Namespace) -> int:
     from htd_core.errors import InputError
-    from htd_core.images import opaque_id
     from htd_plugins.discovery.distill import maps_with_classifier
+    from htd_plugins.discovery.embed import slides_by_id
     from htd_plugins.discovery.maps import maps_from_stores
 
     if args.classifier is not None:
@@ -148,8 +154,9 @@ def run_maps(args: argparse.Namespace) -> int:
     else:
         if not args.store:
             raise InputError("maps needs --store (teacher embeddings) or --classifier (student)")
-        ids = [opaque_id(p) for p in expand_slides(args.slides)] or None  # the store's ids
-        written, skipped = maps_from_stores(args.store, args.clustering, args.out, slide_ids=ids,
+        files = slides_by_id(expand_slides(args.slides))  # by id: the store keeps no paths
+        written, skipped = maps_from_stores(args.store, args.clustering, args.out,
+                                            slide_ids=list(files) or None, slide_files=files,
                                             progress=not args.quiet), {}  # fmt: skip
     for slide_id, levels in written.items():
         print(f"{slide_id}: maps at k={sorted(levels)} in {args.out}")

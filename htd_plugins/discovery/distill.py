@@ -28,8 +28,9 @@ from htd_plugins.discovery.clustering import Phenotypes
 from htd_plugins.discovery.embed import select_shard, slides_by_id
 from htd_plugins.discovery.grid import PatchGrid
 from htd_plugins.discovery.holdout import split_patches
-from htd_plugins.discovery.maps import write_slide_maps, write_tree
+from htd_plugins.discovery.maps import draw_pictures, write_slide_maps, write_tree
 from htd_plugins.discovery.patches import GridOptions, PatchDataset, patch_batches, plan_slide
+from htd_plugins.discovery.slide_ids import record_slide_ids
 from htd_plugins.discovery.store import check_finite, open_stores
 
 
@@ -216,7 +217,8 @@ def maps_with_classifier(
     workers: int = 0,
     progress: bool = True,
 ) -> tuple[dict[str, dict[int, Path]], dict[str, str]]:
-    """Student path: slides -> tissue grid -> ViT-small -> maps. A student distilled from a
+    """Student path: slides -> tissue grid -> ViT-small -> maps, their pictures (overlay,
+    gallery) and the slides' rows of ``out/slide_ids.csv``. A student distilled from a
     stain-normalised store normalises each new slide the same way (its own source stains,
     the store's target). A ``stride`` below the patch size gives finer maps (overlapping
     windows; each costs one student forward pass: benchmarks/bench_discovery.py).
@@ -241,7 +243,7 @@ def maps_with_classifier(
         stride=stride, min_tissue=min_tissue, slide_mpp=slide_mpp,
     )  # fmt: skip
     write_tree(out, phenotypes)
-    written, skipped = {}, {}
+    written, skipped, names = {}, {}, {}
     for path in select_shard(slides, shard):
         try:
             slide, grid, coords = plan_slide(path, options)
@@ -270,8 +272,11 @@ def maps_with_classifier(
             written[slide.slide_id] = write_slide_maps(
                 out, slide.slide_id, grid, coords, leaves, phenotypes, source
             )
+            draw_pictures(path, slide.slide_id, grid, written[slide.slide_id])
+            names[slide.slide_id] = Path(path).name
         except HtdError as exc:
             skipped[str(path)] = str(exc)
         except Exception as exc:  # an unreadable region must not stop the other slides
             skipped[str(path)] = f"{type(exc).__name__}: {exc}"
+    record_slide_ids(out, names)
     return written, skipped

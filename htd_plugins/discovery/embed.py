@@ -161,7 +161,8 @@ class EmbedReport:
     Attributes:
         results: opaque slide id -> its metadata and ``status``.
         skipped: slide file (as given) -> why it was skipped.
-        names: opaque slide id -> file name, for the terminal only (never write it to a file).
+        names: opaque slide id -> file name, for the terminal and the local-only
+            ``slide_ids.csv`` (:mod:`.slide_ids`); never written anywhere else.
     """
 
     results: dict[str, dict[str, Any]] = field(default_factory=dict)

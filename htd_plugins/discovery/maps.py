@@ -7,9 +7,15 @@ Layout (one folder per granularity, so a folder is one class set)::
     maps/k005/<slide_id>.png       uint8, one pixel per grid cell over the full slide, 255 = background
     maps/k005/<slide_id>.preview.png  the same in class colours, enlarged, with a legend (to look at)
     maps/k005/<slide_id>.json      sidecar: names, downsample, k, patch size, stride, mpp...
+    maps/k005/<slide_id>.overlay.png, .gallery.png   when the slide file is given: the map over
+                                   the slide thumbnail, example patches per phenotype
+                                   (:mod:`~htd_plugins.discovery.pictures`)
+    maps/slide_ids.csv             when slide files are given: id -> file name, local only
+                                   (:mod:`~htd_plugins.discovery.slide_ids`)
 
 ``<slide_id>`` is the slide's opaque id (:func:`htd_core.images.opaque_id` of its file name),
-never its name or path; ``htd discover embed`` prints ``id <- file name`` on the terminal.
+never its name or path; ``htd discover embed`` prints ``id <- file name`` on the terminal and
+keeps the same list in the local-only ``slide_ids.csv`` of its store.
 
 Map pixel (r, c) covers level-0 pixels [c*s, (c+1)*s) x [r*s, (r+1)*s) with
 s = ``downsample`` (= ``cell_size_base``; the grid covers the slide, so the last row/column
@@ -20,6 +26,7 @@ takes (``label_mask=maps/k005/<slide_id>.png``, ``classes=`` the level's names).
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +38,7 @@ from htd_core.io import atomic_save_image, atomic_write_json
 from htd_core.types import IGNORE_INDEX, ClassMap
 from htd_plugins.discovery.clustering import Phenotypes
 from htd_plugins.discovery.grid import PatchGrid
+from htd_plugins.discovery.slide_ids import record_slide_ids
 from htd_plugins.discovery.store import check_finite, open_stores
 from htd_plugins.pictures import map_preview
 from htd_plugins.slides import class_names, palette
@@ -144,11 +152,14 @@ def maps_from_stores(
     out: str | Path,
     *,
     slide_ids: list[str] | None = None,
+    slide_files: Mapping[str, Path] | None = None,
     progress: bool = True,
 ) -> dict[str, dict[int, Path]]:
     """Teacher path: nearest centroid of every stored embedding; returns slide id -> k -> png.
 
     ``slide_ids`` (opaque ids, see :func:`htd_core.images.opaque_id`) limits the slides.
+    ``slide_files`` (opaque id -> slide file): those slides also get their pictures
+    (:func:`draw_pictures`) and a row in ``out/slide_ids.csv``.
     """
     from tqdm.auto import tqdm
 
@@ -175,7 +186,22 @@ def maps_from_stores(
         result[entry.slide_id] = write_slide_maps(
             out, entry.slide_id, grid, entry.coords(), leaves, phenotypes, source
         )
+        if slide_files and entry.slide_id in slide_files:
+            draw_pictures(slide_files[entry.slide_id], entry.slide_id, grid, result[entry.slide_id])
+    if slide_files:
+        record_slide_ids(out, {i: p.name for i, p in slide_files.items() if i in result})
     return result
+
+
+def draw_pictures(
+    path: str | Path, slide_id: str, grid: PatchGrid, maps: Mapping[int, Path]
+) -> dict[int, tuple[Path, Path]]:
+    """The overlay on the slide thumbnail and the phenotype gallery beside each level's map
+    (k -> png) of one slide; see :mod:`htd_plugins.discovery.pictures`."""
+    from htd_plugins.discovery.pictures import draw_slide_pictures
+
+    levels = {k: (png, level_class_map(k)) for k, png in maps.items()}
+    return draw_slide_pictures(path, grid, levels, slide_id)
 
 
 def read_map(png: str | Path) -> tuple[np.ndarray, dict[str, Any]]:

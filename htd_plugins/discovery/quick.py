@@ -30,7 +30,9 @@ def pseudo_maps_for_image(
     min_tissue: float = 0.25,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Pseudo maps of one image; returns ``{"maps": {k: png}, "slide_id", "encoder", ...}``.
+    """Pseudo maps of one image, each with its overlay on the image and its phenotype
+    gallery beside it (:mod:`.pictures`); returns ``{"maps": {k: png}, "slide_id",
+    "encoder", ...}``.
 
     Args:
         path: an RGB image (PNG/JPEG/TIFF) or a slide.
@@ -63,8 +65,9 @@ def pseudo_maps_for_image(
         warnings.simplefilter("ignore")
         phenotypes = cluster_stores([out / "store"], out / "phenotypes", levels=levels,
                                     options=kmeans, progress=progress)  # fmt: skip
-    maps = maps_from_stores([out / "store"], phenotypes, out / "maps", progress=progress)
     slide_id = meta["slide_id"]
+    maps = maps_from_stores([out / "store"], phenotypes, out / "maps",
+                            slide_files={slide_id: Path(path)}, progress=progress)  # fmt: skip
     return {
         "slide_id": slide_id,
         "maps": maps[slide_id],

@@ -255,6 +255,12 @@ class StudyDB:
         with self.conn() as c:
             return [dict(r) for r in c.execute(sql)]
 
+    def images(self) -> list[dict[str, Any]]:
+        """Every image id with its set and truth, in study order (for the report only)."""
+        sql = "SELECT id AS image_id, set_name, truth FROM images ORDER BY position"
+        with self.conn() as c:
+            return [dict(r) for r in c.execute(sql)]
+
     def sets(self) -> list[dict[str, Any]]:
         """The image sets (``real`` first) with kind, source folder and count."""
         with self.conn() as c:

@@ -1,6 +1,10 @@
 """The reading page: plain HTML and CSS (no build step); the script is in :mod:`.page_js`.
 
-The page holds no study data: image ids come one at a time from ``/api``; the key never does.
+The server renders the start page (:func:`render`): instructions, the number of images, the
+reader-id form (and the token field when the study needs it) are in the HTML itself, so the
+page reads without JavaScript (a plain fetch, a headless screenshot), and a ``<noscript>``
+line says that answering needs JavaScript. It holds no other study data: image ids come one
+at a time from ``/api``; the key never does.
 """
 
 from __future__ import annotations
@@ -16,17 +20,20 @@ HTML = """<!doctype html>
 <link rel="stylesheet" href="/app.css">
 </head>
 <body>
-<section id="login" class="card" hidden>
+<section id="login" class="card">
   <h1>Blinded reader study</h1>
+  <noscript><p class="msg">This page needs JavaScript to show the images and save your
+  answers: allow JavaScript for this address and reload.</p></noscript>
   <p>Each image is either a <b>real</b> H&amp;E image or a <b>synthetic</b> one made by a
   generative model. Say which you think it is and rate its quality from 1 (poor) to 5
   (excellent). Zoom and pan freely. Every answer is saved at once: you can stop at any time
   and resume later with the same reader id.</p>
+  <p id="size">This study holds __TOTAL__ images.</p>
   <form id="login-form" autocomplete="off">
     <label for="reader">Reader id</label>
     <input id="reader" name="reader" required maxlength="64"
       pattern="[A-Za-z0-9][A-Za-z0-9_.@\\-]{0,63}" placeholder="e.g. pathologist-1">
-    <div id="token-row" hidden>
+    <div id="token-row"__TOKEN_HIDDEN__>
       <label for="token">Study token</label>
       <input id="token" name="token" placeholder="from the study organiser">
     </div>
@@ -148,4 +155,17 @@ dl { display: grid; grid-template-columns: auto 1fr; gap: .15rem .8rem; margin: 
 dt { font-weight: 600; } dd { margin: 0; }
 """
 
-__all__ = ["CSS", "HTML", "JS"]
+
+def render(total: int, token_required: bool) -> str:
+    """The start page as served: ``total`` images, the token field shown when required.
+
+    Args:
+        total: images in the study (int).
+        token_required: whether readers must enter the study token.
+    """
+    return HTML.replace("__TOTAL__", str(int(total))).replace(
+        "__TOKEN_HIDDEN__", "" if token_required else " hidden"
+    )
+
+
+__all__ = ["CSS", "HTML", "JS", "render"]

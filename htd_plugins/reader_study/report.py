@@ -1,9 +1,12 @@
-"""``report.md``, ``report.json`` and ``report.png`` of a reader study.
+"""``report.md``, ``report.json``, ``report.png``, ``images.csv`` and ``answers.csv`` of a
+reader study.
 
 Per reader and pooled over all answers: accuracy with its exact 95% interval and the exact
 binomial test against 50%, sensitivity and specificity for "synthetic", detection rate per
-synthetic set; quality scores of real vs each synthetic set (Mann-Whitney U); agreement between
-readers (Fleiss' kappa over the images every reader rated). Files are written atomically.
+synthetic set, and the power statement (the smallest accuracy the answers could detect, a
+warning below the answers needed to detect 65%); quality scores of real vs each synthetic set
+(Mann-Whitney U); agreement between readers (Fleiss' kappa over the images every reader rated);
+a per-image table and the reader comments (:mod:`.tables`). Files are written atomically.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from htd_core.errors import InputError
 from htd_core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from htd_plugins.reader_study import stats
+from htd_plugins.reader_study import stats, tables
 from htd_plugins.reader_study.db import SCHEMA_VERSION, StudyDB, now
 
 
@@ -32,6 +35,7 @@ def build_report(study: StudyDB) -> dict[str, Any]:
 
     def summary(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
         out = stats.accuracy_summary(rows)
+        out["power"] = stats.power_summary(len(rows))
         out["detection_by_set"] = {
             name: stats.proportion(
                 sum(r["call"] == "synthetic" for r in rows if r["set_name"] == name),
@@ -68,6 +72,8 @@ def build_report(study: StudyDB) -> dict[str, Any]:
         "quality": quality,
         "quality_tests": {"reference": real_name, "mann_whitney_u": tests},
         "agreement": stats.agreement(answers),
+        "images": tables.per_image(study.images(), answers),
+        "comments": tables.comments(answers),
     }
 
 
@@ -111,18 +117,19 @@ def render_markdown(rep: Mapping[str, Any], study_name: str) -> str:
         "## Accuracy",
         "",
         "| reader | answers | accuracy [95% CI] | p (vs 50%) | sensitivity | specificity "
-        "| indistinguishable |",
-        "|---|---|---|---|---|---|---|",
+        "| indistinguishable | detectable accuracy |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     rows = [*rep["readers"].items(), ("**pooled**", rep["pooled"])]
     for name, r in rows:
         lines.append(
             f"| {name} | {r['n_answers']} | {_prop(r['accuracy'])} | "
             f"{_p(r['accuracy']['p_value_vs_50'])} | {_prop(r['sensitivity'])} | "
-            f"{_prop(r['specificity'])} | {'yes' if r['indistinguishable'] else 'no'} |"
+            f"{_prop(r['specificity'])} | {_verdict(r)} | "
+            f"{_pct(r['power']['min_detectable_accuracy'])} |"
         )
     lines += ["", "Pooled answers are not independent (same images, same readers): read the "
-              "pooled interval as descriptive.", ""]  # fmt: skip
+              "pooled interval as descriptive.", "", *power_lines(rows)]  # fmt: skip
     sets = list(rep["pooled"]["detection_by_set"])
     if len(sets) > 1:
         lines += ["## Detection rate per synthetic set", "", "| reader | " + " | ".join(sets) + " |",
@@ -150,7 +157,38 @@ def render_markdown(rep: Mapping[str, Any], study_name: str) -> str:
     lines += ["", "## Agreement between readers", "",
               f"Fleiss' kappa of the real/synthetic calls: **{kappa}**{note}, over "
               f"{ag['n_images']} images rated by all {ag['n_readers']} readers.", ""]  # fmt: skip
-    return "\n".join(lines)
+    return "\n".join(lines + tables.markdown_sections(rep))
+
+
+def _verdict(r: Mapping[str, Any]) -> str:
+    if not r["indistinguishable"]:
+        return "no"
+    return "yes (**underpowered**)" if r["power"]["underpowered"] else "yes"
+
+
+def power_lines(rows: list[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """The power statement: what the detectable-accuracy column means, and a warning naming
+    every reader (or the pool) whose answers are too few to support "indistinguishable"."""
+    pw = rows[-1][1]["power"]
+    lines = [
+        f"*Detectable accuracy* = the smallest true accuracy that this many answers would find "
+        f"distinguishable (95% interval above 50%) with {pw['power']:.0%} probability (exact "
+        f"binomial power at alpha {pw['alpha']:g}; n/a: no outcome of so few answers can be "
+        f"significant). Detecting a reader at {pw['target_accuracy']:.0%} accuracy needs at "
+        f"least {pw['answers_needed']} answers.",
+        "",
+    ]
+    short = [f"{name} ({r['n_answers']} answers)" for name, r in rows if r["power"]["underpowered"]]
+    if short:
+        lines += [
+            f"**Warning: low power.** {', '.join(short)}: fewer than {pw['answers_needed']} "
+            f"answers. Such a study misses most readers who are right "
+            f"{pw['target_accuracy']:.0%} of the time, so *indistinguishable: yes* there means "
+            "the study could not tell, not that the images cannot be told apart. Add images "
+            "(`--n`) or readers' answers before drawing that conclusion.",
+            "",
+        ]
+    return lines
 
 
 def render_plot(rep: Mapping[str, Any]) -> bytes:
@@ -196,17 +234,24 @@ def render_plot(rep: Mapping[str, Any]) -> bytes:
 
 
 def write_report(study: StudyDB) -> dict[str, Path]:
-    """Write ``report.md``, ``report.json`` and ``report.png`` into ``STUDY/report/``.
+    """Write ``report.md``, ``report.json``, ``report.png``, ``images.csv`` (the per-image
+    table) and ``answers.csv`` (every answer with its key and comment) into ``STUDY/report/``.
 
-    The folder belongs to the study (htd made it); a rerun replaces the three files.
+    The folder belongs to the study (htd made it); a rerun replaces the five files.
+
+    Returns:
+        ``md``, ``json``, ``png``, ``images_csv``, ``answers_csv`` -> the file written.
     """
     rep = build_report(study)
     out = study.root / "report"
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a folder: move it away and rerun")
     paths = {k: out / f"report.{k}" for k in ("md", "json", "png")}
+    paths.update(images_csv=out / "images.csv", answers_csv=out / "answers.csv")
     out.mkdir(exist_ok=True)
     atomic_write_text(paths["md"], render_markdown(rep, study.root.name))
     atomic_write_json(paths["json"], rep)
     atomic_write_bytes(paths["png"], render_plot(rep))
+    atomic_write_text(paths["images_csv"], tables.to_csv(rep["images"], tables.IMAGE_COLUMNS))
+    atomic_write_text(paths["answers_csv"], tables.answers_csv(study.answers()))
     return paths

@@ -2,7 +2,8 @@
 
 Routes (JSON unless noted)::
 
-    GET  /                   the page (HTML; no study data in it)
+    GET  /                   the start page (HTML, server-rendered: readable without
+                             JavaScript; only the image count and whether a token is needed)
     GET  /app.js, /app.css   its script and style
     GET  /api/info           {"token_required", "total"}
     POST /api/session        {"reader_id", "token"?} -> progress; registers a new reader
@@ -11,8 +12,9 @@ Routes (JSON unless noted)::
                               "elapsed_ms"?} -> progress, after the answer is committed
     GET  /image/<image_id>   the image (PNG)
 
-Errors are ``{"error": message}`` with 400 (bad value), 401 (token), 404 (unknown reader or
-image) or 409 (image already answered by this reader: refused, the first answer stands). The
+Errors are ``{"error": message}`` with 400 (bad value), 401 (token), 404 (unknown reader,
+image or route), 405 (wrong method), 409 (image already answered by this reader: refused, the
+first answer stands) or 413 (body over 64 KiB). docs/reader-study.md documents the API. The
 answer key is never part of a response. Bound to a non-loopback address, every ``/api`` and
 ``/image`` request needs the study token: entered once on the start page and then kept in an
 HttpOnly cookie, or sent as the ``X-Study-Token`` header by scripts.
@@ -62,6 +64,7 @@ def create_app(study: StudyDB, require_token: bool = False) -> Any:
         require_token: demand the study token on every ``/api`` and ``/image`` request.
     """
     from flask import Flask, Response, jsonify, request, send_file
+    from werkzeug.exceptions import HTTPException
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
@@ -95,7 +98,7 @@ def create_app(study: StudyDB, require_token: bool = False) -> Any:
 
     @app.get("/")
     def index() -> Any:
-        return Response(page.HTML, mimetype="text/html")
+        return Response(page.render(len(study.image_ids()), require_token), mimetype="text/html")
 
     @app.get("/app.js")
     def app_js() -> Any:
@@ -167,9 +170,9 @@ def create_app(study: StudyDB, require_token: bool = False) -> Any:
     def bad_input(exc: Exception) -> Any:
         return error(400, str(exc))
 
-    @app.errorhandler(404)
-    def no_route(exc: Exception) -> Any:
-        return error(404, "not found")
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:  # unknown route, wrong method, body too large
+        return error(exc.code or 500, "not found" if exc.code == 404 else exc.description)
 
     return app
 

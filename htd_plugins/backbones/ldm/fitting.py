@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,12 @@ def fit_latent_diffusion(
         data, builder, backbone.autoencoder, augment, batch_size=opts.batch_size, image_size=size,
         seed=opts.seed, cache=opts.cache_latents, device=accelerator.device, for_step=for_step,
     )  # fmt: skip
+    if opts.sample_every and opts.tensorboard and opts.output_dir:  # pictures in TensorBoard
+        from htd_plugins.backbones.ldm.sample_images import SampleImages
+
+        logger = SampleImages(backbone, data, builder, accelerator, every=opts.sample_every,
+                              last_step=opts.steps, count=opts.sample_count, seed=opts.seed)  # fmt: skip
+        opts = dataclasses.replace(opts, callbacks=(*opts.callbacks, logger))
     summary, ema = train_denoiser(
         backbone.denoiser, noise, source, opts, accelerator=accelerator,
         learning_rate=opts.learning_rate, warmup_steps=opts.warmup_steps or 0,

@@ -117,7 +117,7 @@ PRESETS: dict[str, Preset] = {
         cross_attention_dim=64,
         conditioning_embedding_out_channels=(16, 32, 64),
         rescaler_channels=8,
-        train=TrainOptions(batch_size=16, learning_rate=1e-3, warmup_steps=50),
+        train=TrainOptions(batch_size=16, learning_rate=1e-3, warmup_steps=50, sample_every=500),
         autoencoder_train=AutoencoderTrainOptions(
             steps=1000, batch_size=16, learning_rate=2e-3, crop_size=32
         ),
@@ -130,7 +130,7 @@ PRESETS: dict[str, Preset] = {
         cross_attention_dim=512,
         conditioning_embedding_out_channels=(32, 64, 128),
         rescaler_channels=16,
-        train=TrainOptions(batch_size=16, learning_rate=1e-4, warmup_steps=500),
+        train=TrainOptions(batch_size=16, learning_rate=1e-4, warmup_steps=500, sample_every=2000),
         autoencoder_train=AutoencoderTrainOptions(steps=20000, batch_size=16),
     ),
 }

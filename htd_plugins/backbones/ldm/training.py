@@ -62,6 +62,10 @@ class TrainOptions:
             LDM used 0.5), times its adaptive weight (see ``ldm/discriminator.py``).
         vae_adversarial_start: autoencoder step from which the adversarial term and the
             discriminator's updates start.
+        sample_every: log ``sample_count`` generated images to TensorBoard every this many
+            optimizer steps and at the last one (0: off), always from the same conditions and
+            noise (:mod:`.sample_images`); needs ``tensorboard`` and ``output_dir``.
+        sample_count: images per such log.
         callbacks: callables ``f(step, loss, denoiser)`` run after every optimizer step.
     """
 
@@ -91,12 +95,14 @@ class TrainOptions:
     vae_adversarial_weight: float = 0.0
     vae_adversarial_start: int = 0
     progress: bool = True
+    sample_every: int = 0
+    sample_count: int = 4
     callbacks: Sequence[Callable[..., Any]] = ()
 
     #: Options that do not change the trajectory of a run (may differ on resume).
     RUNTIME = ("output_dir", "steps", "checkpoint_every", "keep_checkpoints", "resume",
                "tensorboard", "log_every", "max_minutes", "progress", "callbacks",
-               "vae_max_minutes")  # fmt: skip
+               "vae_max_minutes", "sample_every", "sample_count")  # fmt: skip
     #: Options added after runs were checkpointed: left out of :meth:`trajectory_config` at
     #: their default, so those checkpoints (which lack them) still resume.
     LATER = {"vae_adversarial_weight": 0.0, "vae_adversarial_start": 0}
@@ -111,6 +117,8 @@ class TrainOptions:
             if getattr(self, name) is not None:  # None: the preset's (never 0)
                 check_int(getattr(self, name), f"fit option {name}", int(name != "warmup_steps"))
         check_int(self.seed, "fit option seed", 0)
+        check_int(self.sample_every, "fit option sample_every", 0)
+        check_int(self.sample_count, "fit option sample_count", 1)
         check_int(self.vae_adversarial_start, "fit option vae_adversarial_start", 0)
         for name in ("weight_decay", "max_grad_norm", "vae_adversarial_weight"):
             check_number(getattr(self, name), f"fit option {name}", 0.0)

@@ -144,7 +144,15 @@ def test_no_file_name_or_path_in_any_output(tmp_path, shared_data, discover, cap
     sid = opaque_id(slide)
     assert (out / "maps" / "k010" / f"{sid}.png").is_file()
     assert (out / "maps2" / "k003" / f"{sid}.json").is_file()
-    files = [f for f in out.rglob("*") if f.is_file()]
+    links = sorted(f.relative_to(out).as_posix() for f in out.rglob("slide_ids.csv"))
+    assert links == ["maps/slide_ids.csv", "maps2/slide_ids.csv", "store/slide_ids.csv"]
+    for link in links:  # the one local-only file that names slides: id -> file name
+        assert (out / link).read_text() == f"slide_id,file_name\n{sid},{slide.name}\n"
+    for k in ("k003", "k010"):  # the pictures of a slide given by file, at every k
+        for picture in ("overlay", "gallery"):
+            assert (out / "maps" / k / f"{sid}.{picture}.png").is_file()
+            assert (out / "maps2" / k / f"{sid}.{picture}.png").is_file()
+    files = [f for f in out.rglob("*") if f.is_file() and f.name != "slide_ids.csv"]
     assert len(files) > 20
     for f in files:
         assert barcode not in str(f.relative_to(out)), f
@@ -152,4 +160,5 @@ def test_no_file_name_or_path_in_any_output(tmp_path, shared_data, discover, cap
         for secret in (barcode, "TCGA", str(tmp_path)):
             assert secret.encode() not in data, (f, secret)
     assert barcode not in printed.out and str(tmp_path) not in printed.out.replace(str(out), "")
-    assert f"{sid} <- {slide.name}" in printed.err  # the one link, on the terminal only
+    assert f"{sid} <- {slide.name}" in printed.err  # the link on the terminal (and the csv)
+    assert "slide_ids.csv (local only: do not share it)" in printed.err

@@ -186,3 +186,55 @@ def test_several_readers_at_once(make_study, live_server) -> None:
             5,
         )
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def visible_text(html: str) -> str:
+    """The text a browser without JavaScript shows: no script, no ``hidden`` element."""
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stack: list[bool] = []  # per open element: hidden?
+            self.parts: list[str] = []
+
+        def handle_starttag(self, tag, attrs) -> None:
+            if tag in ("meta", "link", "input", "br", "img"):
+                return
+            hidden = tag in ("script", "style", "title") or "hidden" in dict(attrs)
+            self.stack.append(hidden or (bool(self.stack) and self.stack[-1]))
+
+        def handle_endtag(self, tag) -> None:
+            if self.stack and tag not in ("meta", "link", "input", "br", "img"):
+                self.stack.pop()
+
+        def handle_data(self, data) -> None:
+            if not (self.stack and self.stack[-1]):
+                self.parts.append(data)
+
+    parser = Text()
+    parser.feed(html)
+    return " ".join(" ".join(parser.parts).split())
+
+
+def test_start_page_is_server_rendered(make_study) -> None:
+    """A plain fetch (no JavaScript) shows the start page, the study size and the noscript
+    line, and the token field only when the token is required."""
+    study = make_study(10)
+    for required in (False, True):
+        html = create_app(study, required).test_client().get("/").get_data(as_text=True)
+        text = visible_text(html)
+        assert "Blinded reader study" in text and "This study holds 10 images." in text
+        assert "Reader id" in text and "Start or resume" in text
+        assert ("Study token" in text) is required
+        assert "<noscript>" in html and "needs JavaScript" in text
+        assert "Save & next" not in text  # the reading screen stays hidden until the script
+
+
+def test_http_errors_are_json(client) -> None:
+    c, _ = client
+    r = c.get("/api/answer")
+    assert r.status_code == 405 and r.mimetype == "application/json" and r.get_json()["error"]
+    r = c.post("/api/session", data="x" * (65 * 1024), content_type="application/json")
+    assert r.status_code == 413 and r.mimetype == "application/json"
+    assert c.get("/nowhere").get_json() == {"error": "not found"}

@@ -100,3 +100,40 @@ def test_mann_whitney_u_statistic() -> None:
     assert res["u"] == pytest.approx(87.5)
     assert 0 < res["p_value"] < 0.01
     assert stats.mann_whitney([], syn)["u"] is None
+
+
+def test_power_of_the_report_decision_rule() -> None:
+    # n = 8: only 0/8 and 8/8 put 50% outside the exact interval (7/8: P(X >= 7) = 9/256 >
+    # 0.025), so power(p) = p^8 + (1 - p)^8 and 80% power needs p = 0.9725 (p^8 = 0.8).
+    assert stats.detection_power(0.9, 8) == pytest.approx(0.9**8 + 0.1**8)
+    assert stats.min_detectable_accuracy(8) == pytest.approx(0.97249, abs=1e-4)
+    # n <= 5: even 5/5 has P = 1/32 > 0.025, nothing is ever significant
+    assert stats.detection_power(1.0, 5) == 0.0 and stats.min_detectable_accuracy(5) is None
+    # the rejection region is exactly where the Clopper-Pearson interval excludes 50%
+    for n in (8, 20, 37, 120):
+        k = stats._rejection_k(n, 0.05)
+        assert stats.clopper_pearson(k, n)[0] > 0.5 >= stats.clopper_pearson(k - 1, n)[0]
+        by_hand = sum(math.comb(n, i) * 0.7**i * 0.3 ** (n - i) for i in range(n + 1)
+                      if i >= k or i <= n - k)  # fmt: skip
+        assert stats.detection_power(0.7, n) == pytest.approx(by_hand)
+    mdas = [stats.min_detectable_accuracy(n) for n in (10, 20, 40, 120, 400)]
+    assert mdas == sorted(mdas, reverse=True) and 0.6 < mdas[3] < 0.65
+    assert stats.detection_power(mdas[3], 120) == pytest.approx(0.8, abs=1e-4)
+
+
+def test_answers_needed_against_the_normal_approximation() -> None:
+    from scipy.stats import norm
+
+    needed = stats.answers_needed(0.65)
+    assert needed == 97
+    assert all(stats.detection_power(0.65, n) >= 0.8 for n in range(needed, needed + 150))
+    assert stats.detection_power(0.65, needed - 1) < 0.8
+    # Chow, Shao & Wang (2008) 4.1: n = (z_.975 sqrt(.25) + z_.8 sqrt(.65 .35))^2 / .15^2 = 85;
+    # the exact equal-tailed test is conservative: more, but the same order
+    z_a, z_b = norm.ppf(0.975), norm.ppf(0.8)
+    approx = math.ceil((z_a * 0.5 + z_b * math.sqrt(0.65 * 0.35)) ** 2 / 0.15**2)
+    assert approx == 85 and approx <= needed <= 1.2 * approx
+    summary = stats.power_summary(8)
+    assert summary["underpowered"] is True and summary["answers_needed"] == 97
+    assert summary["min_detectable_accuracy"] == pytest.approx(0.9725, abs=1e-4)
+    assert stats.power_summary(120)["underpowered"] is False
