@@ -59,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = warnings.formatwarning
     warnings.formatwarning = functools.partial(_one_line_warning, args.command)
     try:
+        from htd_core.cli_options import finish_arguments
+
+        finish_arguments(args, f"htd {args.command}")
         return int(args.func(args) or 0)
     except HtdError as exc:
         print(f"htd {args.command}: error: {exc}", file=sys.stderr)

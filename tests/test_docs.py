@@ -132,7 +132,7 @@ SPECS: dict[str, Spec] = {
             (
                 "glas.yaml --budget cpu-quick",
                 "wsss4luad.yaml --budget tiny -o evaluators=[deeplabv3plus] -o seeds=[0] "
-                "-o arms=[crop,unconditional] --output-dir runs/exp",
+                "-o arms=[crop,unconditional] --out runs/exp",
             ),
         ),
     ),  # fmt: skip

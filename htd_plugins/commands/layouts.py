@@ -141,3 +141,24 @@ def files_key(paths: list[Path]) -> str:
         st = Path(path).stat()
         digest.update(f"{Path(path).name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def crop_flag_error(exc: Exception, source: str) -> Exception:
+    """A crop builder's "no crop" error (``MissingCropError``, which names Python's
+    ``bank=``) in the command line's words: ``--crop-bank`` and the verb that builds one.
+    Other errors are returned as they are."""
+    from htd_core.errors import InputError
+    from htd_plugins.condition_builders import MissingCropError
+
+    if not isinstance(exc, MissingCropError):
+        return exc
+    what = (
+        f"class {exc.class_name!r} has no crop"
+        if exc.class_name
+        else "the model's crop builder draws its crops from a crop bank"
+    )
+    return InputError(
+        f"{what}: {source} gives no images to cut crops from, and no --crop-bank was given: "
+        "give --crop-bank FILE (build one from real image + mask data with "
+        "`htd crop-bank DATA --out FILE`)"
+    )

@@ -206,8 +206,8 @@ class CropBank:
             path = path.with_name(path.name + ".safetensors")
         if not path.is_file():
             raise InputError(
-                f"crop bank file {path} does not exist; build one with "
-                "CropBank.from_samples(samples).save(path)"
+                f"crop bank file {path} does not exist; build one from real data with "
+                f"`htd crop-bank DATA --out {path}` (Python: CropBank.from_samples(samples).save(path))"
             )
         try:
             with safe_open(str(path), framework="np") as fh:

@@ -47,7 +47,7 @@ def write_config(path: Path, tiles: Path, **fit) -> Path:
 def test_train_writes_model_and_resumes(tmp_path, builtin_manager, capsys):
     config = write_config(tmp_path / "pipe.yaml", write_tiles(tmp_path / "tiles"))
     out = tmp_path / "run"
-    assert main(["train", str(config), "--output-dir", str(out)]) == 0
+    assert main(["train", str(config), "--out", str(out)]) == 0
     model = out / "model"
     assert json.loads((model / "htd_config.json").read_text())["backbone"] == "controlnet_ldm"
     saved = yaml.safe_load((model / "pipeline.yaml").read_text())
@@ -63,7 +63,7 @@ def test_train_writes_model_and_resumes(tmp_path, builtin_manager, capsys):
             [
                 "train",
                 str(config),
-                "--output-dir",
+                "--out",
                 str(out),
                 "--steps",
                 "3",
@@ -81,10 +81,10 @@ def test_train_errors(tmp_path, builtin_manager, capsys):
     tiles = write_tiles(tmp_path / "tiles")
     config = write_config(tmp_path / "pipe.yaml", tiles, tensorboard=False)
     out = tmp_path / "run"
-    assert main(["train", str(config), "--output-dir", str(out)]) == 0
-    assert main(["train", str(config), "--output-dir", str(out), "--no-resume"]) == 2
+    assert main(["train", str(config), "--out", str(out)]) == 0
+    assert main(["train", str(config), "--out", str(out), "--no-resume"]) == 2
     assert "already holds checkpoints" in capsys.readouterr().err
-    assert main(["train", str(config), "--output-dir", str(out), "-o", "learning_rate=0.1"]) == 2
+    assert main(["train", str(config), "--out", str(out), "-o", "learning_rate=0.1"]) == 2
     assert "learning_rate: 0.001 -> 0.1" in capsys.readouterr().err
     (tmp_path / "nobackbone.yaml").write_text(
         yaml.safe_dump({"sampler": "tiles", "condition_builders": ["semantic_map"]})
@@ -101,6 +101,7 @@ def test_train_vae_writes_a_diffusers_autoencoder(tmp_path, capsys):
     args = [
         "train-vae",
         str(tiles),
+        "--out",
         str(out),
         "--preset",
         "tiny",
@@ -116,4 +117,4 @@ def test_train_vae_writes_a_diffusers_autoencoder(tmp_path, capsys):
     assert np.isfinite(report["reconstruction_mae"]) and report["images"] == 4
     assert report["steps"] == 2 and report["options"]["batch_size"] == 2
     assert not list(tmp_path.glob(".vae.checkpoint.pt"))  # finished: no checkpoint left
-    assert main(["train-vae", str(tmp_path / "empty"), str(out), "--preset", "tiny"]) == 2
+    assert main(["train-vae", str(tmp_path / "empty"), "--out", str(out), "--preset", "tiny"]) == 2

@@ -127,7 +127,7 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
         ([str(tmp_path / "missing.yaml")], "does not exist"),
         ([str(good), "--budget", "huge"], "unknown budget 'huge'"),
     ):
-        code = main(["experiment", *argv, "--output-dir", str(tmp_path / "out")])
+        code = main(["experiment", *argv, "--out", str(tmp_path / "out")])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "out").exists()
