@@ -625,7 +625,7 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_the_rerun_resumes_identic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(argv) == 0
-        assert main([*argv[:2], str(tmp_path / "fresh"), *argv[3:]]) == 0
+        assert main([*argv[:3], str(tmp_path / "fresh"), *argv[4:]]) == 0
     for name in ("manifest.csv", *(f"images/{i:06d}.png" for i in range(6))):
         assert (disk / "ds" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes(), name
 

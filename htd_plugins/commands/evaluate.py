@@ -82,7 +82,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--classes",
         help="class names of tile folders that are not presets (comma-separated, mask-code order)",
     )
-    p.add_argument("--limit", type=int_at_least(1), help="use at most this many images of each set")
+    p.add_argument(
+        "--limit", type=int_at_least(1),
+        help="use at most this many images of each set: a seeded sample spread over its source "
+        "images (one of each in turn), not the first files",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int_at_least(1), default=32, help="samples read per step")
     p.add_argument("--cache-dir", help="folder of caches reused across runs (default OUT/cache)")
     p.add_argument("--force", action="store_true", help="recompute results already in OUT/partial")

@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         read_layouts,
         relative_to,
     )
+    from htd_plugins.commands.sheets import CONTACT_SHEET, generation_sheet
 
     check_device(args.device)
     model, output = Path(args.model), Path(args.out)
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
         )
     except InputError as exc:
-        raise crop_flag_error(exc, source) from None
+        raise crop_flag_error(exc, source, args.crop_bank) from None
     backbone = getattr(pipe.backbone, "options", {}) or {}
     workload = "large" if backbone.get("preset") == "paper" else "small"
     choice = configure_threads(args.threads, workload=workload, device=backbone.get("device"))
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             pipe.build_conditions(layouts[:1], seed=options.seed)
         except InputError as exc:
-            raise crop_flag_error(exc, source) from None
+            raise crop_flag_error(exc, source, args.crop_bank) from None
     saved = output / SETTINGS
     started = holds_samples(output)  # settings bind only a started output
     if started and saved.is_file() and (old := json.loads(saved.read_text())) != settings:
@@ -169,26 +170,29 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"{output} was generated with other options ({', '.join(diff)}): use them, or another folder"
         )
-    with (
-        output_folder(output, KIND, what="--out", legacy=(SETTINGS,), has_results=holds_samples),
-        DatasetWriter(output, class_map, extra_columns=EXTRA_COLUMNS) as writer,
-    ):
-        atomic_write_json(saved, settings)
-        start = len(writer)
-        if start:
-            print(
-                f"htd generate: resuming {output} at layout {start} of {len(layouts)}",
-                file=sys.stderr,
+    locked = output_folder(
+        output, KIND, what="--out", legacy=(SETTINGS,), has_results=holds_samples
+    )
+    with locked:  # to the end, contact sheet included
+        with DatasetWriter(output, class_map, extra_columns=EXTRA_COLUMNS) as writer:
+            atomic_write_json(saved, settings)
+            start = len(writer)
+            if start:
+                print(
+                    f"htd generate: resuming {output} at layout {start} of {len(layouts)}",
+                    file=sys.stderr,
+                )
+            samples = pipe.iter_generate(
+                layouts, options, start=start, unconditional=args.unconditional
             )
-        samples = pipe.iter_generate(
-            layouts, options, start=start, unconditional=args.unconditional
-        )
-        with disk_full_estimate(writer, len(layouts)):  # names the space the rest needs
-            bar = tqdm(samples, total=len(layouts), initial=start, desc="generate",
-                       disable=args.no_progress)  # fmt: skip
-            for sample in bar:
-                writer.write(sample)
+            with disk_full_estimate(writer, len(layouts)):  # names the space the rest needs
+                bar = tqdm(samples, total=len(layouts), initial=start, desc="generate",
+                           disable=args.no_progress)  # fmt: skip
+                for sample in bar:
+                    writer.write(sample)
+        sheet = generation_sheet(output, layouts, output / CONTACT_SHEET, bank=args.crop_bank)
     print(f"synthetic dataset: {output} ({len(layouts)} samples)")
+    print(f"{output}: contact sheet {sheet} (map | real crops | synthetic image, per row)")
     return 0
 
 

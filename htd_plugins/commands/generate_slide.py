@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
         )
     except InputError as exc:
-        raise crop_flag_error(exc, f"--map {args.layout}") from None
+        raise crop_flag_error(exc, f"--map {args.layout}", args.crop_bank) from None
     backbone = getattr(pipe.backbone, "options", {}) or {}
     workload = "large" if backbone.get("preset") == "paper" else "small"
     choice = configure_threads(args.threads, workload=workload, device=backbone.get("device"))
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             quality=args.quality, progress=not args.no_progress,
         )  # fmt: skip
     except InputError as exc:
-        raise crop_flag_error(exc, f"--map {args.layout}") from None
+        raise crop_flag_error(exc, f"--map {args.layout}", args.crop_bank) from None
     levels = " ".join(f"{w}x{h}" for w, h in summary["levels"])
     print(
         f"synthetic slide: {args.out} ({summary['width']} x {summary['height']} px at "

@@ -143,7 +143,7 @@ def files_key(paths: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def crop_flag_error(exc: Exception, source: str) -> Exception:
+def crop_flag_error(exc: Exception, source: str, bank: str | None = None) -> Exception:
     """A crop builder's "no crop" error (``MissingCropError``, which names Python's
     ``bank=``) in the command line's words: ``--crop-bank`` and the verb that builds one.
     Other errors are returned as they are."""
@@ -152,6 +152,13 @@ def crop_flag_error(exc: Exception, source: str) -> Exception:
 
     if not isinstance(exc, MissingCropError):
         return exc
+    build = "`htd crop-bank DATA --out FILE`"
+    if exc.bank_has is not None:
+        return InputError(
+            f"--crop-bank {bank} has no crop of class {exc.class_name!r} (it has: "
+            f"{exc.bank_has}): rebuild it with {build} from data holding that class (a smaller "
+            "-o size=... when its regions are small)"
+        )
     what = (
         f"class {exc.class_name!r} has no crop"
         if exc.class_name
@@ -159,6 +166,5 @@ def crop_flag_error(exc: Exception, source: str) -> Exception:
     )
     return InputError(
         f"{what}: {source} gives no images to cut crops from, and no --crop-bank was given: "
-        "give --crop-bank FILE (build one from real image + mask data with "
-        "`htd crop-bank DATA --out FILE`)"
+        f"give --crop-bank FILE (build one from real image + mask data with {build})"
     )

@@ -65,7 +65,7 @@ def test_generate_from_real_dataset_resumes(model, tmp_path, builtin_manager):
     assert {p["source"] for p in prov.values() if p and "source" in p} == {"sample"}
     assert np.array_equal(data[0].mask, Dataset(model / "real")[0].mask)
     fresh = tmp_path / "fresh"
-    assert main([base[0], base[1], str(fresh), *base[3:]]) == 0
+    assert main([*base[:3], str(fresh), *base[4:]]) == 0
     # image i depends on seed + i only (up to float rounding between batch shapes)
     assert np.abs(Dataset(fresh)[2].image.astype(int) - data[2].image).max() <= 1
 
