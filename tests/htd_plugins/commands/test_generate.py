@@ -96,6 +96,37 @@ def test_generate_from_masks_with_crop_bank(model, tmp_path, builtin_manager):
     assert {p["source"] for p in prov.values() if p and "source" in p} == {"bank"}
 
 
+def test_generate_writes_a_contact_sheet_of_map_crops_and_image(
+    model, tmp_path, builtin_manager, capsys
+):
+    from htd_plugins.commands.sheets import _crop_pixels, _provenance
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(synthetic_sample(16, seed=9).mask).save(masks / "drawn.png")
+    bank = str(model / "bank.safetensors")
+    for source in (
+        ["--dataset", str(model / "real")],
+        ["--masks", str(masks), "--crop-bank", bank],
+    ):
+        out = tmp_path / f"syn-{source[0].strip('-')}"
+        assert main(["generate", str(model / "model"), "--out", str(out), *source]) == 0
+        sheet = out / "contact_sheet.png"
+        assert (
+            f"contact sheet {sheet} (map | real crops | synthetic image" in capsys.readouterr().out
+        )
+        width, height = Image.open(sheet).size
+        data = Dataset(out)
+        crops = len(_provenance(data[0].meta))
+        assert crops >= 1 and width >= (2 + crops) * 138  # map | a panel per crop | image
+        assert height >= len(data) * 144  # a row per sample (side 128 + caption)
+    # the crop panels are the crops as cut: here the bank's own pixels
+    prov = _provenance(data[0].meta)
+    name, p = next((n, p) for n, p in prov.items() if p)
+    expected = CropBank.load(bank).crops(name)[int(p["bank_index"])].image
+    assert np.array_equal(_crop_pixels(p, name, CropBank.load(bank), None), expected)
+
+
 def test_generate_errors(model, tmp_path, builtin_manager, capsys):
     out = tmp_path / "syn"
     base = ["generate", str(model / "model"), "--out", str(out), "--dataset", str(model / "real")]

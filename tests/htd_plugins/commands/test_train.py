@@ -118,3 +118,46 @@ def test_train_vae_writes_a_diffusers_autoencoder(tmp_path, capsys):
     assert report["steps"] == 2 and report["options"]["batch_size"] == 2
     assert not list(tmp_path.glob(".vae.checkpoint.pt"))  # finished: no checkpoint left
     assert main(["train-vae", str(tmp_path / "empty"), "--out", str(out), "--preset", "tiny"]) == 2
+
+
+def _train_args(*argv: str):
+    from htd_core.cli import build_parser
+
+    return build_parser().parse_args(["train", "cfg.yaml", *argv])
+
+
+def test_train_options_go_to_their_component(builtin_manager):
+    """-o KEY: the backbone's option when it takes KEY, else fit's; PART.KEY for a section;
+    --preset / --device are backbone options; a file's vae_max_minutes that leaves nothing of
+    a smaller --max-minutes is dropped with a note (examples/pipeline.yaml: 3 of 20)."""
+    from htd_core.config import load_config
+    from htd_core.errors import ConfigError
+    from htd_plugins.commands.train import apply_options
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "pipeline.yaml"
+    data, label = load_config(example)
+    args = _train_args("-o", "preset=tiny", "-o", "batch_size=4", "-o", "fit.seed=3",
+                       "-o", "sampler.patch_size=32", "--max-minutes", "2", "--no-progress")  # fmt: skip
+    fit, notes = apply_options(data, args, label)
+    assert data["backbone"]["preset"] == "tiny" and data["sampler"]["patch_size"] == 32
+    assert fit["batch_size"] == 4 and fit["seed"] == 3 and fit["progress"] is False
+    assert fit["max_minutes"] == 2 and "vae_max_minutes" not in fit
+    assert notes == [f"fit.vae_max_minutes 3 of {label} leaves nothing of --max-minutes 2: the "
+                     "autoencoder gets its default share (20 %) instead"]  # fmt: skip
+    data, _ = load_config(example)
+    fit, notes = apply_options(data, _train_args("--preset", "tiny", "--max-minutes", "10"), label)
+    assert data["backbone"]["preset"] == "tiny" and fit["vae_max_minutes"] == 3 and notes == []
+    with pytest.raises(ConfigError, match=r"-o model.x=\.\.\.: write KEY, backbone.KEY"):
+        apply_options(load_config(example)[0], _train_args("-o", "model.x=1"), label)
+
+
+def test_train_preset_from_the_command_line(tmp_path, builtin_manager, capsys):
+    config = write_config(
+        tmp_path / "pipe.yaml", write_tiles(tmp_path / "tiles"), tensorboard=False
+    )
+    text = config.read_text().replace("preset: tiny", "preset: paper")
+    config.write_text(text)  # the file asks for the paper size; the command line overrides it
+    out = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(out), "-o", "preset=tiny"]) == 0
+    saved = json.loads((out / "model" / "htd_config.json").read_text())
+    assert saved["options"]["preset"] == "tiny"
