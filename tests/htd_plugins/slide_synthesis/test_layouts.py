@@ -94,8 +94,13 @@ def test_an_mpp_far_from_the_models_is_refused_or_rescaled(pipe, tmp_path, draw)
 
 def test_bad_output_paths_and_a_layout_smaller_than_a_window(pipe, tmp_path, draw):
     lay = SlideLayout(draw.blob_mask(32, 32), pipe.backbone.class_map, MPP)
-    with pytest.raises(InputError, match="does not exist"):
-        generate_slide(pipe, lay, tmp_path / "missing" / "s.tif", progress=False)
+    from htd_plugins.slide_synthesis.api import check_output
+
+    check_output(tmp_path / "missing" / "deeper" / "s.tif")  # a new folder: created when written
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "a-file").write_bytes(b"user data")
+    with pytest.raises(InputError, match="is a file"):
+        generate_slide(pipe, lay, tmp_path / "a-file" / "s.tif", progress=False)
     if os.geteuid() == 0:  # root writes anywhere permissions allow: use a kernel folder
         locked = Path("/proc/sys")
         if not locked.is_dir():
