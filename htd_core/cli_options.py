@@ -75,17 +75,27 @@ def add_output_argument(
         parser.set_defaults(_out_required=required)
 
 
-def finish_arguments(args: argparse.Namespace, prog: str) -> None:
+def finish_arguments(args: argparse.Namespace, prog: str, extra: list[str] = ()) -> None:
     """After parsing: a positional OUTPUT (deprecated) becomes ``args.out``; a required
-    ``--out`` that is missing is one error line.
+    ``--out`` that is missing is one error line. ``extra``: arguments the parser did not
+    take; one plain word where the verb had a positional OUTPUT is that OUTPUT (argparse
+    leaves an optional positional that follows options over).
 
     Raises:
-        InputError: ``--out`` is required and was given neither way, or both ways.
+        InputError: unrecognized arguments; ``--out`` is required and was given neither way,
+            or both ways.
     """
     from htd_core.errors import InputError
 
+    positional = "legacy_out" in vars(args)
     legacy = vars(args).pop("legacy_out", None)
     required = vars(args).pop("_out_required", False)
+    late = positional and legacy is None and getattr(args, "out", None) is None
+    if extra and late and len(extra) == 1 and not extra[0].startswith("-"):
+        print(f"{prog}: warning: OUTPUT is deprecated; use {OUT}", file=sys.stderr)
+        legacy, extra = extra[0], []
+    if extra:
+        raise InputError(f"unrecognized arguments: {' '.join(extra)}; see {prog} --help")
     if legacy is not None:
         if getattr(args, "out", None) not in (None, legacy):
             raise InputError(f"give the output once: --out {args.out} or OUTPUT {legacy}, not both")

@@ -158,3 +158,17 @@ def test_sample_help_lists_the_named_samplers_options(capsys, builtin_manager):
     with pytest.raises(SystemExit):
         main(["sample", "--help"])  # no sampler named: the verb's help only
     assert "options of sampler" not in capsys.readouterr().out
+
+
+def test_an_old_positional_output_after_options_still_works(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample", "tiles", "-o", f"root={tmp_path / 'none'}", "OLD_OUT"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "htd sample: warning: OUTPUT is deprecated; use --out" in err
+    assert "tile folder" in err[-1]  # parsed: it failed on the missing input, not on arguments
+    assert main(["sample", "tiles", "--out", "x", "-o", "root=y", "stray", "words"]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("error: unrecognized arguments: stray words; see htd sample --help")
+    )
