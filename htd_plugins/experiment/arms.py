@@ -148,7 +148,9 @@ class ArmStages:
             start = len(writer)
             if start:
                 self.log(f"{name}: resuming at sample {start} of {len(layouts)}")
-            bar = tqdm(total=len(layouts), initial=start, desc=name, unit="img", file=sys.stderr)
+            quiet = self.config.fit.get("progress", True) is False
+            bar = tqdm(total=len(layouts), initial=start, desc=name, unit="img", file=sys.stderr,
+                       disable=quiet)  # fmt: skip
             for sample in pipe.iter_generate(layouts, options, start=start):
                 writer.write(sample)
                 bar.update(1)

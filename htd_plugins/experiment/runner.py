@@ -232,6 +232,7 @@ class Experiment(ArmStages):
             images, checkpoint=work / "checkpoint.pt", steps=b.vae_steps, seed=seed,
             checkpoint_every=max(1, b.checkpoint_every), adversarial_weight=b.vae_adversarial_weight,
             adversarial_start=b.vae_adversarial_start,
+            progress=self.config.fit.get("progress", True),
         )  # fmt: skip
         test = np.stack([s.image for s in self.data.test])
         error = np.abs(backbone.reconstruct(test).astype(np.float64) - test).mean()
