@@ -169,7 +169,7 @@ def htd_register_commands(registry) -> None:
         add_arguments,
         run,
         help="cut training patches from slides or tile folders into a dataset",
-        description="Run a registered patch sampler (heterogeneous, entropy, tiles, ...) and write images/, masks/, manifest.csv and classes.json. Resumable: rerun the same command to continue. Options are the sampler's keyword arguments (docs/sampling.md).",
+        description="Run a registered patch sampler (heterogeneous, entropy, tiles, ...) and write images/, masks/, manifest.csv and classes.json. Resumable: rerun the same command to continue. Options are the sampler's keyword arguments, given as -o KEY=VALUE: `htd sample NAME --help` lists those of sampler NAME (docs/sampling.md).",
         order=20,
     )
     registry.register("sample", command)
