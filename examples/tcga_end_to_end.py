@@ -59,23 +59,26 @@ def run_pipeline(runs: Path, store: Path | None) -> None:
                                     "heldout", "synthetic", "train")}  # fmt: skip
     if store is not None and not (runs / "store").exists():  # the same teacher run, made before
         shutil.copytree(store, runs / "store")
-    grid = ["--slide-mpp", "2.0", "--workers", "1", "--quiet"]
+    grid = ["--slide-mpp", "2.0", "--workers", "1", "--no-progress"]
     run(htd, ["discover", "embed", slide, "--mpp", "4.0", "--patch-size", "64", *grid,
               "--out", r["store"]])  # fmt: skip
-    run(htd, ["discover", "cluster", "--store", r["store"], "--out", r["phenotypes"], "--quiet"])
+    run(
+        htd,
+        ["discover", "cluster", "--store", r["store"], "--out", r["phenotypes"], "--no-progress"],
+    )
     run(htd, ["discover", "maps", "--store", r["store"], "--clustering", r["phenotypes"],
-              "--out", r["maps_teacher"], "--quiet"])  # fmt: skip
+              "--out", r["maps_teacher"], "--no-progress"])  # fmt: skip
     run(htd, ["discover", "distill", slide, "--store", r["store"], "--clustering",
-              r["phenotypes"], "--out", r["student"], "--epochs", "8", "--quiet"])  # fmt: skip
+              r["phenotypes"], "--out", r["student"], "--epochs", "8", "--no-progress"])  # fmt: skip
     run(htd, ["discover", "maps", slide, "--classifier", r["student"], "--clustering",
               r["phenotypes"], "--stride", "16", *grid, "--out", r["maps"]])  # fmt: skip
     run(htd, ["train", str(CONFIG)])
     k100 = runs / "maps" / "k100" / f"{opaque_id(SLIDE)}.png"
-    run(htd, ["sample", "entropy", r["heldout"], "-o", f"slide={slide}", "-o", "slide_mpp=2.0",
+    run(htd, ["sample", "entropy", "--out", r["heldout"], "-o", f"slide={slide}", "-o", "slide_mpp=2.0",
               "-o", f"label_mask={k100}", "-o", "mpp=4.0", "-o", "patch_size=64", "-o",
               "stride=32", "-o", "q=0.5", "-o", "max_overlap=0.0", "-o", f"region={HELD_OUT}",
               "--limit", str(N_LAYOUTS)])  # fmt: skip
-    run(htd, ["generate", str(runs / "train" / "model"), r["synthetic"], "--dataset",
+    run(htd, ["generate", str(runs / "train" / "model"), "--out", r["synthetic"], "--dataset",
               r["heldout"], "--seed", "0"])  # fmt: skip
 
 

@@ -52,13 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``htd`` console script; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "func", None):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
     previous = warnings.formatwarning
     warnings.formatwarning = functools.partial(_one_line_warning, args.command)
     try:
+        from htd_core.cli_options import finish_arguments
+
+        finish_arguments(args, f"htd {args.command}", extra)
         return int(args.func(args) or 0)
     except HtdError as exc:
         print(f"htd {args.command}: error: {exc}", file=sys.stderr)

@@ -173,3 +173,26 @@ def sources_of(items: Sequence[Any], key: Callable[[Any], str] | None = None) ->
         meta = getattr(x, "meta", None)
         out.append(sample_source(meta) if isinstance(meta, Mapping) else source_id(str(x)))
     return out
+
+
+def spread_by_source(sources: Sequence[str], limit: int | None, seed: int = 0) -> list[int]:
+    """Indices of at most ``limit`` items, spread over their source images: the sources in a
+    seeded order, one item of each in turn (each source's items in a seeded order) until
+    ``limit`` are taken, returned in the items' order. Every index when ``limit`` is None or
+    not below ``len(sources)``. (The first N files of a folder are often tiles of one image.)
+    """
+    n = len(sources)
+    if limit is None or limit >= n:
+        return list(range(n))
+    rng = np.random.default_rng(seed)
+    groups = list(group_indices(list(sources)).values())
+    queues = [[group[int(j)] for j in rng.permutation(len(group))] for group in groups]
+    queues = [queues[int(g)] for g in rng.permutation(len(queues))]
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < limit:
+        for queue in queues:
+            if depth < len(queue) and len(chosen) < limit:
+                chosen.append(queue[depth])
+        depth += 1
+    return sorted(chosen)

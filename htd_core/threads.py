@@ -128,6 +128,7 @@ def configure_threads(
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
             raise InputError(f"{source} {requested!r}: give a positive number of threads")
         torch.set_num_threads(requested)
+        _set_opencv_threads(requested)
         return ThreadChoice(requested, f"set by {source}")
     if os.environ.get("OMP_NUM_THREADS", "").strip():
         return ThreadChoice(torch.get_num_threads(), "set by $OMP_NUM_THREADS")
@@ -145,6 +146,28 @@ def configure_threads(
     ratio = timings[other] / max(timings[best], 1e-9)
     unit = "thread" if best == 1 else "threads"
     return ThreadChoice(best, f"measured: {best} {unit} {ratio:.1f}x faster than {other}")
+
+
+def explicit_threads(requested: int | None = None) -> ThreadChoice:
+    """The thread policy of commands that run no model (``htd sample``: slide reading, tissue
+    masks and painting in OpenCV): an explicit count (``--threads``, ``$HTD_THREADS``) is set
+    for torch and OpenCV; otherwise the libraries' defaults stay (nothing to measure).
+
+    Raises:
+        InputError: ``requested`` or ``$HTD_THREADS`` is not a positive integer.
+    """
+    if requested is None and not os.environ.get(ENV_VAR, "").strip():
+        return ThreadChoice(torch.get_num_threads(), "the libraries' default")
+    return configure_threads(requested)
+
+
+def _set_opencv_threads(count: int) -> None:
+    """OpenCV's own thread pool (tiatoolbox's tissue masks, annotation painting), if present."""
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - OpenCV comes with tiatoolbox
+        return
+    cv2.setNumThreads(count)
 
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:

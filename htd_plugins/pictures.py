@@ -241,3 +241,49 @@ def class_gallery(
                 [x - 3, y - 3, x + side + 2, y + side + 2], outline=tuple(colour), width=2
             )
     return np.asarray(sheet)
+
+
+def panel_sheet(
+    rows: Sequence[Sequence[tuple[str, np.ndarray]]],
+    class_map: ClassMap,
+    path: str | Path,
+    *,
+    side: int = 128,
+    title: str = "",
+) -> Path:
+    """Write a PNG of captioned panels, one row per item (e.g. ``map | crops | image`` of a
+    generated sample), under a legend of the classes. Returns ``path`` (written atomically).
+
+    Args:
+        rows: per row, (caption, RGB uint8 H x W x 3) panels from left to right; each is
+            resized (aspect kept; nearest neighbour when enlarged, so maps stay sharp) to fit
+            ``side`` x ``side`` px.
+        title: one line above the legend (empty: none).
+    """
+    from PIL import Image, ImageDraw
+
+    from htd_core.io import atomic_save_image
+
+    columns = max((len(r) for r in rows), default=1)
+    caption, pad = 16, 10
+    cell_w, cell_h = side + pad, side + caption
+    legend = _legend(class_map, range(len(class_map.names)), max(columns * cell_w + pad, 200))
+    top = 18 if title else 0
+    sheet = Image.new("RGB", (legend.width, top + legend.height + len(rows) * cell_h + pad), PAPER)
+    draw, font = ImageDraw.Draw(sheet), _font(10)
+    if title:
+        draw.text((pad, 3), title, fill=(0, 0, 0), font=_font(12))
+    sheet.paste(legend, (0, top))
+    for r, panels in enumerate(rows):
+        y = top + legend.height + r * cell_h
+        for c, (text, rgb) in enumerate(panels):
+            img = Image.fromarray(np.asarray(rgb, np.uint8))
+            scale = side / max(img.size)
+            filt = Image.NEAREST if scale >= 1 else Image.LANCZOS
+            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                             filt)  # fmt: skip
+            x = pad + c * cell_w
+            sheet.paste(img, (x, y))
+            draw.text((x, y + side + 2), text[:28], fill=(0, 0, 0), font=font)
+    atomic_save_image(Path(path), np.asarray(sheet))
+    return Path(path)

@@ -208,33 +208,33 @@ def _empty(tmp: Path, name: str) -> Path:
 
 
 EVAL = ["--classes", "a,b", "--evaluators", "deeplabv3plus"]
-EMBED = ["--encoder", "inception_fid", "--mpp", "4", "--patch-size", "16", "--quiet"]
+EMBED = ["--encoder", "inception_fid", "--mpp", "4", "--patch-size", "16", "--no-progress"]
 
 BAD = [
     # 1. output paths: never destroy, always check before the expensive work
     Case("train-vae: OUT holds a user's file",
-         lambda t, c: ["train-vae", str(tiles(t / "tiles")), str(_users_folder(t)), "--preset", "tiny", "--steps", "1"],
-         r"OUTPUT {tmp}/out already holds files htd did not write \(important.txt\)"),
+         lambda t, c: ["train-vae", str(tiles(t / "tiles")), "--out", str(_users_folder(t)), "--preset", "tiny", "--steps", "1"],
+         r"--out {tmp}/out already holds files htd did not write \(important.txt\)"),
     Case("train-vae: OUT is a file",
-         lambda t, c: ["train-vae", str(tiles(t / "tiles")), str(_file(t)), "--preset", "tiny"],
-         r"OUTPUT {tmp}/out is a file: htd .* never replaces a file"),
+         lambda t, c: ["train-vae", str(tiles(t / "tiles")), "--out", str(_file(t)), "--preset", "tiny"],
+         r"--out {tmp}/out is a file: htd .* never replaces a file"),
     Case("sample: OUTPUT is a file",
-         lambda t, c: ["sample", "tiles", str(_file(t)), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, b]"],
-         r"OUTPUT {tmp}/out is a file"),
+         lambda t, c: ["sample", "tiles", "--out", str(_file(t)), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, b]"],
+         r"--out {tmp}/out is a file"),
     Case("sample: OUTPUT holds a user's file",
-         lambda t, c: ["sample", "tiles", str(_users_folder(t)), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, b]"],
-         r"OUTPUT {tmp}/out already holds files htd did not write \(important.txt\)"),
+         lambda t, c: ["sample", "tiles", "--out", str(_users_folder(t)), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, b]"],
+         r"--out {tmp}/out already holds files htd did not write \(important.txt\)"),
     Case("sample: OUTPUT folder not writable",
-         lambda t, c: ["sample", "tiles", str(_empty(t, "ro")), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, b]"],
-         r"OUTPUT {tmp}/ro is not writable", unwritable=True),
+         lambda t, c: ["sample", "tiles", "--out", str(_empty(t, "ro")), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, b]"],
+         r"--out {tmp}/ro is not writable", unwritable=True),
     Case("generate: OUTPUT is a file (before loading the model)",
-         lambda t, c: ["generate", str(t / "no-model"), str(_file(t)), "--masks", str(t)],
-         r"OUTPUT {tmp}/out is a file"),
+         lambda t, c: ["generate", str(t / "no-model"), "--out", str(_file(t)), "--masks", str(t)],
+         r"--out {tmp}/out is a file"),
     Case("generate: --masks without a crop bank (OUT not created)",
-         lambda t, c: ["generate", str(c["model"]), str(t / "syn"), "--masks", str(tiles(t / "tiles", (16, 16)) / "masks")],
-         r"has no crop: pass bank=.* \(--masks {tmp}/tiles/masks: mask layouts have no images.*give --crop-bank FILE\)", needs_model=True),
+         lambda t, c: ["generate", str(c["model"]), "--out", str(t / "syn"), "--masks", str(tiles(t / "tiles", (16, 16)) / "masks")],
+         r"class '\w+' has no crop: --masks {tmp}/tiles/masks gives no images to cut crops from, and no --crop-bank was given: give --crop-bank FILE \(build one .*`htd crop-bank DATA --out FILE`\)", needs_model=True),
     Case("generate: MODEL is not a saved pipeline",
-         lambda t, c: ["generate", str(_empty(t, "model")), str(t / "syn"), "--masks", str(t)],
+         lambda t, c: ["generate", str(_empty(t, "model")), "--out", str(t / "syn"), "--masks", str(t)],
          r"{tmp}/model is not a saved pipeline"),
     Case("evaluate: --out is a file",
          lambda t, c: ["evaluate", "--real", str(tiles(t / "tiles")), "--synthetic", f"s={t / 'tiles'}", "--out", str(_file(t)), *EVAL],
@@ -251,15 +251,15 @@ BAD = [
     Case("evaluate: no --synthetic set",
          lambda t, c: ["evaluate", "--real", str(tiles(t / "tiles")), "--out", str(t / "ev"), *EVAL],
          r"give at least one --synthetic"),
-    Case("train: --output-dir is a file (before training the autoencoder)",
-         lambda t, c: ["train", str(config((tiles(t / "tiles").parent) / "p.yaml")), "--output-dir", str(_file(t))],
-         r"--output-dir {tmp}/out is a file"),
+    Case("train: --out is a file (before training the autoencoder)",
+         lambda t, c: ["train", str(config((tiles(t / "tiles").parent) / "p.yaml")), "--out", str(_file(t))],
+         r"--out {tmp}/out is a file"),
     Case("train: samples smaller than the model's patches, met inside fit (nothing left)",
          lambda t, c: ["train", str(config(tiles(t / "tiles", (16, 16)).parent / "p.yaml", backbone="{name: controlnet_ldm, preset: tiny, image_size: 32}")),
-                       "--output-dir", str(t / "run")],
+                       "--out", str(t / "run")],
          r"training sample 0 is 16x16 px, smaller than the model's 32 px"),
     Case("train: config without a backbone",
-         lambda t, c: ["train", str(_yaml(t / "p.yaml", "sampler: tiles\n")), "--output-dir", str(t / "run")],
+         lambda t, c: ["train", str(_yaml(t / "p.yaml", "sampler: tiles\n")), "--out", str(t / "run")],
          r"{tmp}/p.yaml: `htd train` needs a 'backbone' section"),
     Case("discover embed: --out is a file",
          lambda t, c: ["discover", "embed", str(slide(t / "s.png")), "--out", str(_file(t)), *EMBED],
@@ -271,7 +271,7 @@ BAD = [
          lambda t, c: ["discover", "embed", str(slide(t / "s.png")), "--out", str(t / "store"), "--shard", "2/2", *EMBED],
          r"shard 2/2 is invalid"),
     Case("discover cluster: NaN rows in the store (nothing written)",
-         lambda t, c: ["discover", "cluster", "--store", str(store(t / "store", (4, 9))), "--out", str(t / "phen"), "--quiet"],
+         lambda t, c: ["discover", "cluster", "--store", str(store(t / "store", (4, 9))), "--out", str(t / "phen"), "--no-progress"],
          r"{tmp}/store/slides/0123456789abcdef/embeddings.f16 holds NaN or inf in 2 of 60 rows \(rows 4, 9\)"),
     Case("discover cluster: --out holds a user's file",
          lambda t, c: ["discover", "cluster", "--store", str(store(t / "store")), "--out", str(_users_folder(t))],
@@ -280,59 +280,59 @@ BAD = [
          lambda t, c: ["discover", "cluster", "--store", str(store(t / "store")), "--out", str(t / "phen"), "--levels", "5,x"],
          r"--levels '5,x'"),
     Case("discover maps: NaN rows in the store (nothing written)",
-         lambda t, c: ["discover", "maps", "--store", str(store(t / "store")), "--clustering", str(clustering(t / "phen", t)), "--out", str(t / "maps"), "--quiet"],
+         lambda t, c: ["discover", "maps", "--store", str(store(t / "store")), "--clustering", str(clustering(t / "phen", t)), "--out", str(t / "maps"), "--no-progress"],
          r"{tmp}/store/slides/0123456789abcdef/embeddings.f16 holds NaN or inf in 1 of 60 rows \(rows 4\)"),
     # 2. pixels
     Case("sample tiles: a 1 x 1 tile",
-         lambda t, c: ["sample", "tiles", str(t / "ds"), "-o", f"root={tiles(t / 'tiles', (32, 1))}", "-o", "classes=[a, b]"],
+         lambda t, c: ["sample", "tiles", "--out", str(t / "ds"), "-o", f"root={tiles(t / 'tiles', (32, 1))}", "-o", "classes=[a, b]"],
          r"tile {tmp}/tiles/images/t1.png is 1 x 1 px, smaller than min_size=16"),
     Case("sample tiles: tiles smaller than patch_size",
-         lambda t, c: ["sample", "tiles", str(t / "ds"), "-o", f"root={tiles(t / 'tiles', (32, 20))}", "-o", "classes=[a, b]", "-o", "patch_size=24"],
+         lambda t, c: ["sample", "tiles", "--out", str(t / "ds"), "-o", f"root={tiles(t / 'tiles', (32, 20))}", "-o", "classes=[a, b]", "-o", "patch_size=24"],
          r"t1.png is 20 x 20 px, smaller than patch_size=24"),
     # 3. labels
     Case("sample: label mask painted in RGB colours",
-         lambda t, c: ["sample", "heterogeneous", str(t / "ds"), "-o", f"slide={slide(t / 's.png')}", "-o", "slide_mpp=0.5",
+         lambda t, c: ["sample", "heterogeneous", "--out", str(t / "ds"), "-o", f"slide={slide(t / 's.png')}", "-o", "slide_mpp=0.5",
                        "-o", f"label_mask={painted_mask(t / 'm.png')}", "-o", "classes=[tumor, stroma]", "-o", "patch_size=64"],
          r"label mask {tmp}/m.png is painted in colours \(\(0, 255, 0\) x 2048 px, \(255, 0, 0\) x 2048 px\)"),
     Case("sample: QuPath export with an unclassified region",
-         lambda t, c: ["sample", "heterogeneous", str(t / "ds"), "-o", f"slide={slide(t / 's.png')}", "-o", "slide_mpp=0.5",
+         lambda t, c: ["sample", "heterogeneous", "--out", str(t / "ds"), "-o", f"slide={slide(t / 's.png')}", "-o", "slide_mpp=0.5",
                        "-o", f"annotations={qupath(t / 'a.geojson')}", "-o", "classes=[tumor, stroma]", "-o", "patch_size=64"],
          r"{tmp}/a.geojson has labels '<unclassified>' \(1\).*unknown_labels='ignore'"),
     Case("sample: a slide without tissue gives 0 samples (why)",
-         lambda t, c: ["sample", "heterogeneous", str(t / "ds"), "-o", f"slide={slide(t / 's.png', tissue=False)}", "-o", "slide_mpp=0.5",
+         lambda t, c: ["sample", "heterogeneous", "--out", str(t / "ds"), "-o", f"slide={slide(t / 's.png', tissue=False)}", "-o", "slide_mpp=0.5",
                        "-o", "classes=[tumor, stroma]", "-o", "patch_size=64"],
          r"0 samples: 49 windows of 64 px scanned on 1 slide\(s\); 49 had less than min_labeled=0.5"),
     Case("sample: windows no rule accepts give 0 samples (why)",
-         lambda t, c: ["sample", "heterogeneous", str(t / "ds"), "-o", f"slide={slide(t / 's.png')}", "-o", "slide_mpp=0.5",
+         lambda t, c: ["sample", "heterogeneous", "--out", str(t / "ds"), "-o", f"slide={slide(t / 's.png')}", "-o", "slide_mpp=0.5",
                        "-o", f"annotations={qupath(t / 'a.geojson', False)}", "-o", "classes=[tumor, stroma]", "-o", "patch_size=64",
                        "-o", "min_frac=0.45", "-o", "max_frac=0.46"],
          r"0 samples: 49 windows .* were rejected by CompositionRule\(mode='heterogeneous', min_frac=0.45"),
     Case("sample tiles: a rule no tile passes gives 0 samples (why)",
-         lambda t, c: ["sample", "tiles", str(t / "ds"), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, b]",
+         lambda t, c: ["sample", "tiles", "--out", str(t / "ds"), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, b]",
                        "-o", "rule=homogeneous", "-o", "homogeneous_frac=0.99"],
          r"0 samples: 2 tile\(s\) of {tmp}/tiles read \(taken whole\); every window was rejected by CompositionRule\(mode='homogeneous'"),
     Case("sample: a folder given as the slide",
-         lambda t, c: ["sample", "heterogeneous", str(t / "ds"), "-o", f"slide={_empty(t, 'slides')}", "-o", "slide_mpp=0.5",
+         lambda t, c: ["sample", "heterogeneous", "--out", str(t / "ds"), "-o", f"slide={_empty(t, 'slides')}", "-o", "slide_mpp=0.5",
                        "-o", "classes=[tumor, stroma]"],
          r"slide {tmp}/slides is a folder, not a slide file"),
     Case("sample: unknown sampler name",
-         lambda t, c: ["sample", "heterogenous", str(t / "ds")],
+         lambda t, c: ["sample", "heterogenous", "--out", str(t / "ds")],
          r"unknown patch sampler 'heterogenous'. Did you mean 'heterogeneous'"),
     # 3b. every input's header before the first write (issue 27)
     Case("sample tiles: a mask half its image's size (nothing written)",
-         lambda t, c: ["sample", "tiles", str(t / "ds"), "-o", f"root={half_mask(tiles(t / 'tiles'), 1)}", "-o", "classes=[a, b]"],
+         lambda t, c: ["sample", "tiles", "--out", str(t / "ds"), "-o", f"root={half_mask(tiles(t / 'tiles'), 1)}", "-o", "classes=[a, b]"],
          r"mask {tmp}/tiles/masks/t1.png is 16 x 16 px but its image {tmp}/tiles/images/t1.png is 32 x 32 px: .*give a 32 x 32 px mask"),
     Case("sample: the second slide's label mask is not of its slide (nothing written)",
-         lambda t, c: ["sample", "heterogeneous", str(t / "ds"), "-o", f"slide=[{slide(t / 's1.png')}, {slide(t / 's2.png')}]",
+         lambda t, c: ["sample", "heterogeneous", "--out", str(t / "ds"), "-o", f"slide=[{slide(t / 's1.png')}, {slide(t / 's2.png')}]",
                        "-o", "slide_mpp=0.5", "-o", f"label_mask=[{codes(t / 'm1.png')}, {codes(t / 'm2.png', (16, 64))}]",
                        "-o", "classes=[tumor, stroma]", "-o", "patch_size=64", "-o", "min_frac=0.0"],
          r"label mask {tmp}/m2.png is 64 x 16 \(aspect 4.000\) but the slide is 256 x 256"),
     Case("generate --masks: one 30x30 layout among 24x40 ones (before OUTPUT is written)",
-         lambda t, c: ["generate", str(c["model"]), str(t / "syn"), "--masks", str(masks(t / "m", [(24, 40), (24, 40), (30, 30), (24, 40)])), "--unconditional"],
+         lambda t, c: ["generate", str(c["model"]), "--out", str(t / "syn"), "--masks", str(masks(t / "m", [(24, 40), (24, 40), (30, 30), (24, 40)])), "--unconditional"],
          r"layout {tmp}/m/m2.png is 30x30 px, but this model generates sides that are multiples of 4 px: crop it to 28x28 or pad it to 32x32 px",
          needs_model=True),
     Case("generate --masks: two sizes in one batch name a file of each",
-         lambda t, c: ["generate", str(c["model"]), str(t / "syn"), "--masks", str(masks(t / "m", [(16, 16), (16, 16), (24, 24)])), "--unconditional"],
+         lambda t, c: ["generate", str(c["model"]), "--out", str(t / "syn"), "--masks", str(masks(t / "m", [(16, 16), (16, 16), (24, 24)])), "--unconditional"],
          r"layouts {tmp}/m/m0.png \(16x16 px\) and {tmp}/m/m2.png \(24x24 px\) fall in one batch of \d+.*--batch-size 1",
          needs_model=True),
     # 4. class lists: a duplicate or another class list, naming the file or option
@@ -341,7 +341,7 @@ BAD = [
                        "--classes", "gland,gland", "--evaluators", "deeplabv3plus"],
          r"--classes 'gland,gland' names class 'gland' twice"),
     Case("sample tiles: classes=[a, a]",
-         lambda t, c: ["sample", "tiles", str(t / "ds"), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, a]"],
+         lambda t, c: ["sample", "tiles", "--out", str(t / "ds"), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, a]"],
          r"classes=\['a', 'a'\] names class 'a' twice"),
     Case("evaluate: a dataset whose classes.json names a class twice",
          lambda t, c: ["evaluate", "--real", str(dataset(t / "ds", ["a", "a"])), "--synthetic", f"s={tiles(t / 'tiles')}",
@@ -352,18 +352,18 @@ BAD = [
                        "--out", str(t / "ev"), *EVAL],
          r"synthetic set 's': {tmp}/syn/classes.json lists classes \['x', 'y'\] but the real set's {tmp}/real/classes.json lists \['a', 'b'\]"),
     Case("sample tiles: a dataset whose classes.json names a class twice",
-         lambda t, c: ["sample", "tiles", str(t / "out"), "-o", f"root={dataset(t / 'ds', ['a', 'a'])}"],
+         lambda t, c: ["sample", "tiles", "--out", str(t / "out"), "-o", f"root={dataset(t / 'ds', ['a', 'a'])}"],
          r"{tmp}/ds/classes.json: ClassMap.names names class 'a' twice"),
     Case("sample tiles: classes in another order than the dataset's classes.json",
-         lambda t, c: ["sample", "tiles", str(t / "out"), "-o", f"root={dataset(t / 'ds', ['a', 'b'])}", "-o", "classes=[b, a]"],
+         lambda t, c: ["sample", "tiles", "--out", str(t / "out"), "-o", f"root={dataset(t / 'ds', ['a', 'b'])}", "-o", "classes=[b, a]"],
          r"classes=\['b', 'a'\] names the classes of {tmp}/ds/classes.json \(\['a', 'b'\]\) in another order"),
     Case("generate --masks: the masks' dataset has another class list (classes.json)",
-         lambda t, c: ["generate", str(c["model"]), str(t / "syn"), "--masks", str(dataset(t / "ds", ["x", "y"]) / "masks"), "--unconditional"],
+         lambda t, c: ["generate", str(c["model"]), "--out", str(t / "syn"), "--masks", str(dataset(t / "ds", ["x", "y"]) / "masks"), "--unconditional"],
          r"--masks {tmp}/ds/masks: {tmp}/ds/classes.json lists classes \['x', 'y'\], but the model was trained on",
          needs_model=True),
     # 5. plugins
     Case("train: crop blocked by HTD_DISABLED_PLUGINS",
-         lambda t, c: ["train", str(config((tiles(t / "tiles").parent) / "p.yaml")), "--output-dir", str(t / "run")],
+         lambda t, c: ["train", str(config((tiles(t / "tiles").parent) / "p.yaml")), "--out", str(t / "run")],
          r"condition_builders\[1\]: condition builder 'crop' is blocked by HTD_DISABLED_PLUGINS",
          disabled=frozenset({"crop"})),
 ]  # fmt: skip
@@ -431,16 +431,16 @@ class Warned:
 
 WARNED = [
     Warned("sample tiles: greyscale images (not H&E)",
-           lambda t: ["sample", "tiles", str(t / "ds"), "-o", f"root={tiles(t / 'tiles', grey=True)}", "-o", "classes=[a, b]"],
+           lambda t: ["sample", "tiles", "--out", str(t / "ds"), "-o", f"root={tiles(t / 'tiles', grey=True)}", "-o", "classes=[a, b]"],
            r"t0.png is a greyscale image \(grey\): greyscale is not H&E"),
     Warned("sample tiles: small tiles skipped on request",
-           lambda t: ["sample", "tiles", str(t / "ds"), "-o", f"root={tiles(t / 'tiles', (32, 8))}", "-o", "classes=[a, b]", "-o", "small_tiles=skip"],
+           lambda t: ["sample", "tiles", "--out", str(t / "ds"), "-o", f"root={tiles(t / 'tiles', (32, 8))}", "-o", "classes=[a, b]", "-o", "small_tiles=skip"],
            r"1 tile\(s\) .* smaller than 16 px and were skipped .*\['t1.png'\]"),
     Warned("sample: a class with no region anywhere (necrosis)",
-           lambda t: ["sample", "tiles", str(t / "ds"), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, b, necrosis]"],
+           lambda t: ["sample", "tiles", "--out", str(t / "ds"), "-o", f"root={tiles(t / 'tiles')}", "-o", "classes=[a, b, necrosis]"],
            r"class 'necrosis' has no region in any of the 2 samples"),
     Warned("sample: lossy JPEG label mask",
-           lambda t: ["sample", "heterogeneous", str(t / "ds"), "-o", f"slide={slide(t / 's.png')}", "-o", "slide_mpp=0.5",
+           lambda t: ["sample", "heterogeneous", "--out", str(t / "ds"), "-o", f"slide={slide(t / 's.png')}", "-o", "slide_mpp=0.5",
                       "-o", f"label_mask={_jpeg_mask(t / 'm.jpg')}", "-o", "classes=[tumor, stroma]", "-o", "patch_size=64"],
            r"label mask {tmp}/m.jpg is a lossy JPEG"),
     Warned("plugins: unknown name in HTD_DISABLED_PLUGINS",
@@ -485,7 +485,15 @@ def test_a_second_run_into_a_folder_being_written_refuses_and_the_first_complete
     for s in range(3):
         Image.fromarray(synthetic_sample(16, seed=s).mask).save(masks / f"m{s}.png")
     out = tmp_path / "syn"
-    argv = ["generate", str(tiny_model), str(out), "--masks", str(masks), "--unconditional"]
+    argv = [
+        "generate",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--masks",
+        str(masks),
+        "--unconditional",
+    ]
     second: dict = {}
     write = DatasetWriter.write
 
@@ -506,7 +514,7 @@ def test_a_second_run_into_a_folder_being_written_refuses_and_the_first_complete
     errors = [line for line in second["err"].splitlines() if ": error: " in line]
     assert second["status"] == 2 and "Traceback" not in second["err"], second["err"]
     assert len(errors) == 1 and errors[0].startswith(
-        f"htd generate: error: OUTPUT {out} is being written by pid {os.getpid()} on "
+        f"htd generate: error: --out {out} is being written by pid {os.getpid()} on "
     ), second["err"]
     assert len(Dataset(out)) == 3 and second["rows"] == 0  # the second wrote nothing
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # lock gone
@@ -593,7 +601,16 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_the_rerun_resumes_identic
     disk, grow = small_disk
     manager_for(())
     root = tiles(tmp_path / "tiles", sizes=(96,) * 6)
-    argv = ["sample", "tiles", str(disk / "ds"), "-o", f"root={root}", "-o", "classes=[a, b]"]
+    argv = [
+        "sample",
+        "tiles",
+        "--out",
+        str(disk / "ds"),
+        "-o",
+        f"root={root}",
+        "-o",
+        "classes=[a, b]",
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         status = main(argv)
@@ -608,7 +625,7 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_the_rerun_resumes_identic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(argv) == 0
-        assert main([*argv[:2], str(tmp_path / "fresh"), *argv[3:]]) == 0
+        assert main([*argv[:3], str(tmp_path / "fresh"), *argv[4:]]) == 0
     for name in ("manifest.csv", *(f"images/{i:06d}.png" for i in range(6))):
         assert (disk / "ds" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes(), name
 
@@ -629,7 +646,16 @@ def test_a_full_disk_met_by_a_library_is_one_line_too(tmp_path, manager_for, cap
     root = tiles(tmp_path / "tiles")
     before = snapshot(tmp_path)
     status = main(
-        ["sample", "tiles", str(tmp_path / "ds"), "-o", f"root={root}", "-o", "classes=[a, b]"]
+        [
+            "sample",
+            "tiles",
+            "--out",
+            str(tmp_path / "ds"),
+            "-o",
+            f"root={root}",
+            "-o",
+            "classes=[a, b]",
+        ]
     )
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if ": error: " in line]
@@ -658,6 +684,7 @@ def test_a_new_output_that_fails_before_its_first_sample_leaves_nothing(
     argv = [
         "generate",
         str(tiny_model),
+        "--out",
         str(tmp_path / "syn"),
         "--masks",
         str(layouts),

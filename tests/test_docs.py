@@ -134,7 +134,7 @@ SPECS: dict[str, Spec] = {
             (
                 "glas.yaml --budget cpu-quick",
                 "wsss4luad.yaml --budget tiny -o evaluators=[deeplabv3plus] -o seeds=[0] "
-                "-o arms=[crop,unconditional] --output-dir runs/exp",
+                "-o arms=[crop,unconditional] --out runs/exp",
             ),
         ),
     ),  # fmt: skip
@@ -209,9 +209,20 @@ SPECS: dict[str, Spec] = {
         "htd reader-study report studies/glas-2025-06",
         skip="needs the readers' answers, which `serve` collects from people",
     ),
-    "docs/slide-synthesis.md#0": Spec("htd generate-slide runs/glas/model", skip=DRAWN),
+    "docs/slide-synthesis.md#0": Spec("htd crop-bank ../shared/data/glas", skip=DRAWN),
     "docs/slide-synthesis.md#1": Spec("from htd_core import Pipeline", skip=DRAWN),
-    "docs/slide-synthesis.md#2": Spec("htd sample heterogeneous synthetic/patches", skip=DRAWN),
+    "docs/slide-synthesis.md#2": Spec(
+        "htd train examples/pipeline.yaml --preset tiny --steps 300",
+        subs=(
+            ("--steps 300", "--steps 2"),
+            ("--size 512 512", "--size 64 64"),
+            ("-o size=64", "-o size=16 -o min_size=8"),
+            ("--steps 8 --batch-size 256", "--steps 1 --batch-size 256"),
+        ),
+    ),  # fmt: skip
+    "docs/slide-synthesis.md#3": Spec(
+        "htd sample heterogeneous --out synthetic/patches", skip=DRAWN
+    ),
 }
 #: Extra arguments per command prefix in every block of a file (few samples per command).
 APPEND = {"docs/sampling.md": (("htd sample", "--limit 2"),)}
@@ -319,6 +330,7 @@ def workspace(tmp_path_factory):
     text = (ROOT / "examples" / "pipeline.yaml").read_text()
     (repo / "examples" / "pipeline.yaml").write_text(_tiny_pipeline_yaml(text))
     (repo / "examples" / "experiments").symlink_to(ROOT / "examples" / "experiments")
+    (repo / "examples" / "slide_synthesis").symlink_to(ROOT / "examples" / "slide_synthesis")
     (repo / "tests").symlink_to(ROOT / "tests")
     (repo / "my_masks").mkdir()
     Image.fromarray(_tile(rng)[1]).save(repo / "my_masks" / "drawn.png")  # a user's drawn mask

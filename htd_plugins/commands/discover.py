@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 from htd_core import hookimpl
+from htd_core.cli_options import add_progress_argument
 from htd_core.interfaces.command import make_command
 from htd_core.threads import add_threads_argument
 from htd_plugins.discovery.cli import (
@@ -68,7 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--out", required=True, type=Path, help="embedding store folder")
     e.add_argument("--encoder", default="inception_fid", help="registered encoder name")
     e.add_argument("--weights", help="encoder weights file, or 'random' (labelled as such)")
-    e.add_argument("--device", help="torch device (None: the encoder's)")
+    e.add_argument("--device", help="torch device: cpu, cuda or cuda:N (default: the encoder's)")
     e.add_argument(
         "--mpp", type=number_at_least(0, above=True), default=0.5, help="read resolution in um/px"
     )
@@ -106,7 +107,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--seed", type=int_at_least(0), default=0, help="random seed of sampling and k-means"
     )
-    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_argument(c, old_quiet=True)
     c.set_defaults(stage_func=run_cluster)
 
     m = stages.add_parser("maps", help="write pseudo maps at every granularity", **fmt)
@@ -157,7 +158,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument(
         "--seed", type=int_at_least(0), default=0, help="random seed of the split and training"
     )
-    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_argument(d, old_quiet=True)
     d.set_defaults(stage_func=run_distill)
     for stage in (e, c, m, d):
         add_threads_argument(stage)
@@ -187,7 +188,7 @@ def _slides_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         "--batch-size", type=int_at_least(1), default=32, help="patches per encoder batch"
     )
     p.add_argument("--workers", type=int_at_least(0), default=2, help="DataLoader reader processes")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_argument(p, old_quiet=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,13 +31,13 @@ from typing import Any
 
 from htd_core import hookimpl
 from htd_core.interfaces.command import make_command
-from htd_core.threads import add_threads_argument
 
 KIND = "evaluation"  # output kind (htd_core.outputs): --out is new, empty or an evaluation
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``htd evaluate``."""
+    from htd_core import cli_options as co
     from htd_core.options import int_at_least
 
     p.add_argument(
@@ -55,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--evaluators",
         help="comma-separated registered names (default: those marked to run by default)",
     )
-    p.add_argument("--out", required=True, help="output folder")
+    co.add_output_argument(p, "output folder (report.md, metrics.json, figures/)")
     p.add_argument(
         "--encoders",
         help="encoders for evaluators that take them (comma-separated; default: each one's own)",
@@ -64,10 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--weights", action="append", default=[], metavar="ENCODER=PATH",
         help="local weights of an encoder, repeatable",
     )  # fmt: skip
-    p.add_argument(
-        "-o", "--option", action="append", default=[], metavar="EVALUATOR.KEY=VALUE",
-        help="option of one evaluator (YAML value), repeatable",
-    )  # fmt: skip
+    co.add_component_options(
+        p,
+        "an evaluator: EVALUATOR.KEY, or a bare KEY when one evaluator run takes it",
+        "-o deeplabv3plus.budget=tiny -o frechet.kid=true",
+    )
     p.add_argument(
         "--match", help="only files whose name matches this glob, in every set (e.g. 'train_*')"
     )
@@ -81,9 +82,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--classes",
         help="class names of tile folders that are not presets (comma-separated, mask-code order)",
     )
-    p.add_argument("--limit", type=int_at_least(1), help="use at most this many images of each set")
+    p.add_argument(
+        "--limit", type=int_at_least(1),
+        help="use at most this many images of each set: a seeded sample spread over its source "
+        "images (one of each in turn), not the first files",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int_at_least(1), default=32, help="samples read per step")
-    p.add_argument("--device", default="cpu", help="torch device for encoders and models")
     p.add_argument("--cache-dir", help="folder of caches reused across runs (default OUT/cache)")
     p.add_argument("--force", action="store_true", help="recompute results already in OUT/partial")
     p.add_argument(
@@ -97,7 +101,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="evaluate synthetic sets generated from held-out layouts or crops anyway (the "
         "report records the overlap) instead of refusing them",
     )
-    add_threads_argument(p)
+    co.add_compute_arguments(
+        p, device_default="cpu", device_help="of encoders and models; default cpu"
+    )
+    co.add_progress_argument(p)
 
 
 def _evaluator_names(spec: str | None, reg: Any) -> list[str]:
@@ -121,19 +128,26 @@ def _evaluator_names(spec: str | None, reg: Any) -> list[str]:
     return names
 
 
-def _user_options(pairs: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
-    """``-o EVALUATOR.KEY=VALUE`` pairs, per evaluator."""
+def _user_options(pairs: list[str], names: list[str], reg: Any) -> dict[str, dict[str, Any]]:
+    """``-o EVALUATOR.KEY=VALUE`` pairs, per evaluator; a bare ``KEY`` goes to the one
+    evaluator of the run that takes it."""
     from htd_core.config import parse_options
     from htd_core.errors import ConfigError
+    from htd_core.registry import accepted_options
 
     options: dict[str, dict[str, Any]] = {n: {} for n in names}
     for key, value in parse_options(pairs, None).items():
         ev, dot, opt = key.partition(".")
-        if not dot or ev not in options:
+        if dot and ev in options:
+            options[ev][opt] = value
+            continue
+        takers = [n for n in names if key in (accepted_options(reg.entry(n).factory) or ())]
+        if dot or len(takers) != 1:
+            which = f" ({', '.join(takers)} all take {key!r})" if len(takers) > 1 else ""
             raise ConfigError(
-                f"-o {key}=...: write EVALUATOR.KEY=VALUE with EVALUATOR among {names}"
+                f"-o {key}=...: write EVALUATOR.KEY=VALUE with EVALUATOR among {names}{which}"
             )
-        options[ev][opt] = value
+        options[takers[0]][key] = value
     return options
 
 
@@ -167,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device)
     reg = get_registry("evaluators")
     names = _evaluator_names(args.evaluators, reg)
-    user = _user_options(args.option, names)
+    user = _user_options(args.option, names, reg)
     out = Path(args.out)
     check_output(out, KIND, what="--out", legacy=("partial",))  # before any set is read
     if args.cache_dir and Path(args.cache_dir).is_file():
@@ -187,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     driver = EvaluationDriver(
         [EvaluatorRun(n, user[n]) for n in names], settings=_run_settings(args, out),
         store=out / "partial", figures_dir=out / "figures", batch_size=args.batch_size,
-        force=args.force, log=lambda text: print(f"htd evaluate: {text}", file=sys.stderr),
+        force=args.force, progress=not args.no_progress, log=lambda text: print(f"htd evaluate: {text}", file=sys.stderr),
     )  # fmt: skip
     driver.check()  # every evaluator option is checked before any feature is computed
     keys = ("real", "real_test", "match", "match_real", "match_real_test", "match_synthetic")

@@ -14,42 +14,49 @@ import argparse
 
 from htd_core import hookimpl
 from htd_core.interfaces.command import make_command
-from htd_core.threads import add_threads_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``htd experiment``."""
+    from htd_core import cli_options as co
+
     p.add_argument("config", help="experiment YAML (examples/experiments/glas.yaml)")
     p.add_argument(
         "--budget",
         help="budget preset overriding the file's: tiny, demo, cpu-quick (~30 min on 2 CPU "
         "cores), cpu (~1.5 h), gpu (the paper preset at 256 px)",
     )
-    p.add_argument(
-        "--output-dir", help="output folder (default: the file's output_dir, else "
-        "htd-output/experiments/<name>-<budget>)",
+    co.add_output_argument(
+        p, "output folder (default: the file's output_dir, else "
+        "htd-output/experiments/<name>-<budget>)", required=False, old_options=("--output-dir",),
     )  # fmt: skip
-    p.add_argument(
-        "-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-        help="override a key of the file (YAML value), repeatable: -o arms=[crop,unconditional] "
-        "-o budget_options.steps=200 -o evaluators=[frechet]",
-    )  # fmt: skip
-    add_threads_argument(p)
+    co.add_component_options(
+        p,
+        "the experiment: a key of its file (SECTION.KEY for one entry of a section)",
+        "-o arms=[crop,unconditional] -o budget_options.steps=200",
+    )
+    co.add_compute_arguments(p, device_help="models and evaluators; default: a GPU when present")
+    co.add_progress_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
 
     from htd_core.config import parse_options
-    from htd_core.threads import configure_threads, report
+    from htd_core.threads import check_device, configure_threads, report
     from htd_plugins.experiment import Experiment, load_experiment
 
-    config = load_experiment(args.config, parse_options(args.option, None))
-    exp = Experiment(
-        config, budget=args.budget, output_dir=args.output_dir
-    )  # validates before any work
+    check_device(args.device)
+    overrides = parse_options(args.option, None)
+    if args.device:  # the models' device and the evaluators' (not part of any stage key)
+        overrides["model.device"] = args.device
+    if args.no_progress:
+        overrides["fit.progress"] = False
+    config = load_experiment(args.config, overrides)
+    exp = Experiment(config, budget=args.budget, output_dir=args.out)  # validates before any work
     workload = "large" if exp.budget.preset == "paper" else "small"
-    print(report("experiment", configure_threads(args.threads, workload=workload)), file=sys.stderr)
+    choice = configure_threads(args.threads, workload=workload, device=args.device)
+    print(report("experiment", choice), file=sys.stderr)
     results = exp.run()
     print((exp.out / "results.md").read_text())
     for name, path in results["paths"].items():

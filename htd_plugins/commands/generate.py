@@ -1,4 +1,4 @@
-"""``htd generate MODEL OUTPUT``: synthesize a dataset from semantic maps (and real crops).
+"""``htd generate MODEL --out OUTPUT``: synthesize a dataset from semantic maps (and real crops).
 
 Layouts come from a dataset (real masks; crops are cut from its real images) or from a folder
 of masks (index PNGs, or RGB PNGs painted in the class colours; crops then come from a crop
@@ -20,7 +20,6 @@ from typing import Any
 from htd_core import hookimpl
 from htd_core.generation import GENERATION_COLUMNS
 from htd_core.interfaces.command import make_command
-from htd_core.threads import add_threads_argument
 
 SETTINGS = "generate.json"
 KIND = "generate"  # output kind (htd_core.outputs): OUTPUT must be new, empty or one of these
@@ -33,10 +32,11 @@ EXTRA_COLUMNS = ("layout", *GENERATION_COLUMNS)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``htd generate``."""
+    from htd_core import cli_options as co
     from htd_core.options import int_at_least, number_at_least
 
     p.add_argument("model", help="saved pipeline folder (`htd train`'s model/)")
-    p.add_argument("output", help="synthetic dataset folder (created or resumed)")
+    co.add_output_argument(p, "synthetic dataset folder (created or resumed)", old_positional=True)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
         "--dataset", help="dataset folder whose masks (and images, for crops) are the layouts"
@@ -79,7 +79,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="layout i uses seed + i (noise and crop choice)",
     )
     p.add_argument("--limit", type=int_at_least(1), help="generate for at most this many layouts")
-    add_threads_argument(p)
+    co.add_compute_arguments(p, device_help="default: the model's device option, auto")
+    co.add_progress_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,23 +95,31 @@ def run(args: argparse.Namespace) -> int:
     from htd_core.outputs import check_output, output_folder
     from htd_core.pipeline import Pipeline
     from htd_core.pipeline_files import pipeline_id
-    from htd_core.threads import configure_threads, report
+    from htd_core.threads import check_device, configure_threads, report
     from htd_plugins.commands.layouts import (
         bank_files,
+        crop_flag_error,
         files_key,
         layout_files,
         layout_names,
         read_layouts,
         relative_to,
     )
+    from htd_plugins.commands.sheets import CONTACT_SHEET, generation_sheet
 
-    model, output = Path(args.model), Path(args.output)
-    check_output(output, KIND, what="OUTPUT", legacy=(SETTINGS,))  # before loading the model
-    pipe = Pipeline.from_pretrained(
-        model,
-        condition_builders=_builders_of(args.config),
-        builder_options={"bank": args.crop_bank} if args.crop_bank else None,
-    )
+    check_device(args.device)
+    model, output = Path(args.model), Path(args.out)
+    check_output(output, KIND, what="--out", legacy=(SETTINGS,))  # before loading the model
+    source = f"--dataset {args.dataset}" if args.dataset else f"--masks {args.masks}"
+    try:
+        pipe = Pipeline.from_pretrained(
+            model,
+            condition_builders=_builders_of(args.config),
+            builder_options={"bank": args.crop_bank} if args.crop_bank else None,
+            device=args.device,
+        )
+    except InputError as exc:
+        raise crop_flag_error(exc, source, args.crop_bank) from None
     backbone = getattr(pipe.backbone, "options", {}) or {}
     workload = "large" if backbone.get("preset") == "paper" else "small"
     choice = configure_threads(args.threads, workload=workload, device=backbone.get("device"))
@@ -142,12 +151,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             pipe.build_conditions(layouts[:1], seed=options.seed)
         except InputError as exc:
-            if not args.masks or args.crop_bank:
-                raise
-            raise InputError(
-                f"{exc} (--masks {args.masks}: mask layouts have no images to cut crops from; "
-                "give --crop-bank FILE)"
-            ) from None
+            raise crop_flag_error(exc, source, args.crop_bank) from None
     saved = output / SETTINGS
     started = holds_samples(output)  # settings bind only a started output
     if started and saved.is_file() and (old := json.loads(saved.read_text())) != settings:
@@ -166,24 +170,29 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"{output} was generated with other options ({', '.join(diff)}): use them, or another folder"
         )
-    with (
-        output_folder(output, KIND, what="OUTPUT", legacy=(SETTINGS,), has_results=holds_samples),
-        DatasetWriter(output, class_map, extra_columns=EXTRA_COLUMNS) as writer,
-    ):
-        atomic_write_json(saved, settings)
-        start = len(writer)
-        if start:
-            print(
-                f"htd generate: resuming {output} at layout {start} of {len(layouts)}",
-                file=sys.stderr,
+    locked = output_folder(
+        output, KIND, what="--out", legacy=(SETTINGS,), has_results=holds_samples
+    )
+    with locked:  # to the end, contact sheet included
+        with DatasetWriter(output, class_map, extra_columns=EXTRA_COLUMNS) as writer:
+            atomic_write_json(saved, settings)
+            start = len(writer)
+            if start:
+                print(
+                    f"htd generate: resuming {output} at layout {start} of {len(layouts)}",
+                    file=sys.stderr,
+                )
+            samples = pipe.iter_generate(
+                layouts, options, start=start, unconditional=args.unconditional
             )
-        samples = pipe.iter_generate(
-            layouts, options, start=start, unconditional=args.unconditional
-        )
-        with disk_full_estimate(writer, len(layouts)):  # names the space the rest needs
-            for sample in tqdm(samples, total=len(layouts), initial=start, desc="generate"):
-                writer.write(sample)
+            with disk_full_estimate(writer, len(layouts)):  # names the space the rest needs
+                bar = tqdm(samples, total=len(layouts), initial=start, desc="generate",
+                           disable=args.no_progress)  # fmt: skip
+                for sample in bar:
+                    writer.write(sample)
+        sheet = generation_sheet(output, layouts, output / CONTACT_SHEET, bank=args.crop_bank)
     print(f"synthetic dataset: {output} ({len(layouts)} samples)")
+    print(f"{output}: contact sheet {sheet} (map | real crops | synthetic image, per row)")
     return 0
 
 

@@ -18,12 +18,15 @@ from htd_core.interfaces.command import make_command
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``htd generate-slide`` (numbers checked at parse time)."""
+    from htd_core import cli_options as co
     from htd_core.options import int_at_least, number_at_least
 
     p.add_argument("model", help="saved pipeline folder (`htd train`'s model/)")
     p.add_argument("--map", required=True, dest="layout", metavar="LAYOUT",
                    help="label mask (.png/.tif) or annotations (.geojson/.json/.xml/.db)")  # fmt: skip
-    p.add_argument("--out", required=True, help="slide to write (.tif); sidecars go beside it")
+    co.add_output_argument(
+        p, "slide to write (.tif; its folder is created); sidecars and a preview go beside it"
+    )
     g = p.add_argument_group("layout")
     g.add_argument(
         "--mpp",
@@ -31,7 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="um/px of the layout (annotations: to rasterise at)",
     )
     g.add_argument("--size", type=int_at_least(1), nargs=2, metavar=("W", "H"),
-                   help="canvas of drawn annotations in px (default: their extent)")  # fmt: skip
+                   help="canvas of drawn annotations in px (default: their extent); "
+                   "annotations beyond it are an error unless --crop-layout")  # fmt: skip
+    g.add_argument("--crop-layout", action="store_true",
+                   help="cut annotations that extend beyond --size (says how much was cut)")  # fmt: skip
     g.add_argument("--fill", help="class of unannotated pixels (or @ignore)")
     g.add_argument("--label-map", help='JSON {"layout label": "model class" | "@ignore"}')
     g.add_argument(
@@ -81,34 +87,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--quality", type=int_at_least(1, 100), default=90, help="JPEG quality of the slide's tiles"
     )
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    co.add_compute_arguments(p, device_help="default: the model's device option, auto")
+    co.add_progress_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from htd_core.errors import InputError
     from htd_core.pipeline import Pipeline
+    from htd_core.threads import check_device, configure_threads, report
+    from htd_plugins.commands.layouts import crop_flag_error
+    from htd_plugins.commands.logs import route_logging
     from htd_plugins.slide_synthesis.api import check_output, generate_slide
     from htd_plugins.slide_synthesis.readers import read_layout
 
+    route_logging("generate-slide")  # tiatoolbox's lines: stderr, WARNING and above
+    check_device(args.device)
     check_output(args.out)  # before loading anything
     label_map = _json_option(args.label_map, "--label-map")
-    pipe = Pipeline.from_pretrained(
-        args.model, builder_options={"bank": args.crop_bank} if args.crop_bank else None
-    )
+    try:
+        pipe = Pipeline.from_pretrained(
+            args.model,
+            builder_options={"bank": args.crop_bank} if args.crop_bank else None,
+            device=args.device,
+        )
+    except InputError as exc:
+        raise crop_flag_error(exc, f"--map {args.layout}", args.crop_bank) from None
+    backbone = getattr(pipe.backbone, "options", {}) or {}
+    workload = "large" if backbone.get("preset") == "paper" else "small"
+    choice = configure_threads(args.threads, workload=workload, device=backbone.get("device"))
+    print(report("generate-slide", choice), file=sys.stderr)
     class_map = pipe.backbone.class_map
     if class_map is None:
         raise InputError(f"{args.model} records no class map; re-save it with a current htd")
     layout = read_layout(
         args.layout, class_map, mpp=args.mpp, size=args.size, fill=args.fill,
         label_map=label_map, label_classes=args.label_classes, slide=args.slide,
-        slide_mpp=args.slide_mpp, region=args.region,
+        slide_mpp=args.slide_mpp, region=args.region, crop=args.crop_layout,
     )  # fmt: skip
-    summary = generate_slide(
-        pipe, layout, args.out, seed=args.seed, overlap=args.overlap, crops=args.crops,
-        model_mpp=args.model_mpp, rescale=args.rescale, guidance_scale=args.guidance,
-        scheduler=args.scheduler, num_inference_steps=args.steps, batch_size=args.batch_size,
-        quality=args.quality, progress=not args.no_progress,
-    )  # fmt: skip
+    if layout.info.get("cut"):
+        print(f"htd generate-slide: --crop-layout: {layout.info['cut']}", file=sys.stderr)
+    try:
+        summary = generate_slide(
+            pipe, layout, args.out, seed=args.seed, overlap=args.overlap, crops=args.crops,
+            model_mpp=args.model_mpp, rescale=args.rescale, guidance_scale=args.guidance,
+            scheduler=args.scheduler, num_inference_steps=args.steps, batch_size=args.batch_size,
+            quality=args.quality, progress=not args.no_progress,
+        )  # fmt: skip
+    except InputError as exc:
+        raise crop_flag_error(exc, f"--map {args.layout}", args.crop_bank) from None
     levels = " ".join(f"{w}x{h}" for w, h in summary["levels"])
     print(
         f"synthetic slide: {args.out} ({summary['width']} x {summary['height']} px at "

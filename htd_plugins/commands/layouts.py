@@ -141,3 +141,30 @@ def files_key(paths: list[Path]) -> str:
         st = Path(path).stat()
         digest.update(f"{Path(path).name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def crop_flag_error(exc: Exception, source: str, bank: str | None = None) -> Exception:
+    """A crop builder's "no crop" error (``MissingCropError``, which names Python's
+    ``bank=``) in the command line's words: ``--crop-bank`` and the verb that builds one.
+    Other errors are returned as they are."""
+    from htd_core.errors import InputError
+    from htd_plugins.condition_builders import MissingCropError
+
+    if not isinstance(exc, MissingCropError):
+        return exc
+    build = "`htd crop-bank DATA --out FILE`"
+    if exc.bank_has is not None:
+        return InputError(
+            f"--crop-bank {bank} has no crop of class {exc.class_name!r} (it has: "
+            f"{exc.bank_has}): rebuild it with {build} from data holding that class (a smaller "
+            "-o size=... when its regions are small)"
+        )
+    what = (
+        f"class {exc.class_name!r} has no crop"
+        if exc.class_name
+        else "the model's crop builder draws its crops from a crop bank"
+    )
+    return InputError(
+        f"{what}: {source} gives no images to cut crops from, and no --crop-bank was given: "
+        f"give --crop-bank FILE (build one from real image + mask data with {build})"
+    )

@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r = stages.add_parser(
         "report",
         help="write report.md, report.json and report.png into STUDY/report",
-        description="Accuracy with exact 95%% intervals, binomial test vs 50%%, sensitivity, "
+        description="Accuracy with exact 95% intervals, binomial test vs 50%, sensitivity, "
         "specificity, quality scores (Mann-Whitney U) and Fleiss' kappa.",
     )
     r.add_argument("study", metavar="STUDY", help="study folder made by create")

@@ -20,6 +20,7 @@ from typing import Any
 from htd_core import hookimpl
 from htd_core.config import parse_options
 from htd_core.interfaces.command import make_command
+from htd_core.threads import add_threads_argument
 
 FINGERPRINT = "sampling.json"
 CONTACT_SHEET = "contact_sheet.png"  # a few patches with mask outlines, rewritten each run
@@ -27,23 +28,22 @@ KIND = "sample"  # output kind (htd_core.outputs): OUTPUT is new, empty or an `h
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of ``htd sample``."""
+    """Arguments of ``htd sample`` (``htd sample NAME --help`` lists sampler NAME's options)."""
+    from htd_core import cli_options as co
     from htd_core.options import int_at_least
 
+    co.add_component_help(p, "patch_samplers", "sampler", "sampler")
     p.add_argument("sampler", help="registered sampler name (see `htd plugins`)")
-    p.add_argument("output", help="dataset folder (created; an existing one is resumed)")
-    p.add_argument(
-        "-o",
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="sampler option; VALUE is YAML (e.g. classes=[tumor,stroma], slide_mpp=2.0)",
+    co.add_output_argument(
+        p, "dataset folder (created; an existing one is resumed)", old_positional=True
     )
+    co.add_component_options(p, "the sampler", "-o classes=[tumor,stroma] -o slide_mpp=2.0")
     p.add_argument("--config", help="YAML file: a mapping of sampler options (-o overrides it)")
     p.add_argument(
         "--limit", type=int_at_least(1), help="stop when the dataset holds this many samples"
     )
+    add_threads_argument(p)  # no --device: samplers run no model
+    co.add_progress_argument(p)
 
 
 def fingerprint(sampler: str, options: dict[str, Any]) -> dict[str, str]:
@@ -60,12 +60,15 @@ def run(args: argparse.Namespace) -> int:
     from htd_core.io import atomic_write_json
     from htd_core.outputs import check_output, output_folder
     from htd_core.plugins import create
+    from htd_core.threads import explicit_threads, report
+    from htd_plugins.commands.logs import route_logging
     from htd_plugins.pictures import contact_sheet
 
-    _quiet_logging()
+    route_logging("sample", logging.ERROR)  # tiatoolbox's notices only from ERROR up
     options = parse_options(args.option, args.config)
-    out = Path(args.output)
-    check_output(out, KIND, what="OUTPUT", legacy=(FINGERPRINT,))  # before opening any slide
+    out = Path(args.out)
+    print(report("sample", explicit_threads(args.threads)), file=sys.stderr)
+    check_output(out, KIND, what="--out", legacy=(FINGERPRINT,))  # before opening any slide
     with warnings.catch_warnings():
         warnings.simplefilter("always", UserWarning)
         sampler = create("patch_samplers", args.sampler, **options)
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 writer.close()
             raise
         with output_folder(  # locked to the end; removed if it fails before its first sample
-            out, KIND, what="OUTPUT", legacy=(FINGERPRINT,), has_results=holds_samples
+            out, KIND, what="--out", legacy=(FINGERPRINT,), has_results=holds_samples
         ):
             writer = writer or DatasetWriter(out, sampler.class_map)
             if start:
@@ -114,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             with writer, disk_full_estimate(writer, total):
                 atomic_write_json(stamp_path, stamp)
                 rest = itertools.chain([first], samples) if first is not None else iter(())
-                _write(rest, writer, args.limit, start, out, total)
+                _write(rest, writer, args.limit, start, out, total, args.no_progress)
             sheet = contact_sheet(out, out / CONTACT_SHEET)
             print(f"{out}: contact sheet {sheet} (patches, mask outlines, class fractions)")
             _warn_empty_classes(out)
@@ -134,12 +137,19 @@ def _warn_empty_classes(out: Path) -> None:
 
 
 def _write(
-    samples: Any, writer: Any, limit: int | None, start: int, out: Path, total: int | None
+    samples: Any,
+    writer: Any,
+    limit: int | None,
+    start: int,
+    out: Path,
+    total: int | None,
+    quiet: bool = False,
 ) -> None:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    bar = tqdm(initial=start, total=total, unit="patch", desc=f"htd sample -> {out.name}")
+    bar = tqdm(initial=start, total=total, unit="patch", desc=f"htd sample -> {out.name}",
+               disable=quiet)  # fmt: skip
     with logging_redirect_tqdm(), bar:  # warnings print above the bar, not inside it
         for sample in samples:
             writer.write(sample)
@@ -153,40 +163,13 @@ def _write(
     )
 
 
-def _quiet_logging() -> None:
-    """One line per warning on stderr; tiatoolbox (which logs on the root logger) only from
-    ERROR up, so its metadata and query-plan notices do not bury ours. An application that
-    configured logging already (root handlers present) keeps its own setup."""
-    root = logging.getLogger()
-    if root.handlers:
-        return
-
-    def keep(record: logging.LogRecord) -> bool:
-        return "tiatoolbox" not in record.pathname or record.levelno >= logging.ERROR
-
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("htd sample: %(levelname)s: %(message)s"))
-    root.addHandler(handler)
-    root.addFilter(keep)  # tiatoolbox logs on the root logger itself
-    root.setLevel(logging.WARNING)
-    logging.captureWarnings(True)
-    logging.getLogger("py.warnings").addFilter(_warning_text)
-
-
-def _warning_text(record: logging.LogRecord) -> bool:
-    """Reduce a captured warning to its message (no file:line, no source line)."""
-    text = str(record.args[0]) if record.args else str(record.msg)
-    record.msg, record.args = text.split(": ", 2)[-1].strip().splitlines()[0], ()
-    return True
-
-
 @hookimpl
 def htd_register_commands(registry) -> None:
     command = make_command(
         add_arguments,
         run,
         help="cut training patches from slides or tile folders into a dataset",
-        description="Run a registered patch sampler (heterogeneous, entropy, tiles, ...) and write images/, masks/, manifest.csv and classes.json. Resumable: rerun the same command to continue. Options are the sampler's keyword arguments (docs/sampling.md).",
+        description="Run a registered patch sampler (heterogeneous, entropy, tiles, ...) and write images/, masks/, manifest.csv and classes.json. Resumable: rerun the same command to continue. Options are the sampler's keyword arguments, given as -o KEY=VALUE: `htd sample NAME --help` lists those of sampler NAME (docs/sampling.md).",
         order=20,
     )
     registry.register("sample", command)

@@ -15,22 +15,25 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from htd_core import hookimpl
 from htd_core.interfaces.command import make_command
-from htd_core.threads import add_threads_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``htd train``."""
+    from htd_core import cli_options as co
     from htd_core.options import int_at_least, number_at_least
 
     p.add_argument(
         "config", help="pipeline YAML with sampler, condition_builders, backbone and fit"
     )
-    p.add_argument(
-        "--output-dir", help="run folder (default: fit.output_dir, else runs/<config name>)"
-    )
+    co.add_output_argument(
+        p, "run folder (default: fit.output_dir, else runs/<config name>)", required=False,
+        old_options=("--output-dir",),
+    )  # fmt: skip
+    p.add_argument("--preset", help="the backbone's size: tiny, small or paper (= -o preset=NAME)")
     p.add_argument(
         "--steps", type=int_at_least(1), help="total optimizer steps (overrides fit.steps)"
     )
@@ -40,9 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="wall-time bound of the whole fit (autoencoder included: 20 %% of it unless "
         "fit.vae_max_minutes); stops, checkpoints and saves the model",
     )
-    p.add_argument(
-        "-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-        help="fit option; VALUE is YAML (e.g. -o batch_size=8 -o cache_latents=true)",
+    co.add_component_options(
+        p, "the backbone (bare KEY or backbone.KEY), of its training (fit.KEY, or a bare KEY "
+        "the backbone does not take) or of the sampler (sampler.KEY)",
+        "-o preset=tiny -o batch_size=8 -o fit.cache_latents=true",
     )  # fmt: skip
     p.add_argument(
         "--data",
@@ -50,40 +54,101 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "the tiles sampler, instead of the config's sampler",
     )
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run")
-    add_threads_argument(p)
+    co.add_compute_arguments(p, device_help="default: the backbone's device option, auto")
+    co.add_progress_argument(p)
+
+
+def apply_options(
+    data: dict[str, Any], args: argparse.Namespace, label: str
+) -> tuple[dict[str, Any], list[str]]:
+    """The pipeline mapping with the command line's options applied, and the fit options.
+
+    ``-o backbone.KEY`` / ``sampler.KEY`` / ``fit.KEY`` set an option of that section; a bare
+    KEY goes to the backbone when it takes it, else to ``fit`` (whose options are checked
+    where the fit starts). ``--preset`` and ``--device`` are backbone options, ``--steps``,
+    ``--max-minutes`` and ``--no-progress`` fit options. A ``fit.vae_max_minutes`` of the file
+    that leaves nothing of a smaller ``--max-minutes`` is dropped (the autoencoder then gets
+    its default share), with a note.
+
+    Returns:
+        (fit options, notes to print).
+
+    Raises:
+        ConfigError: an unknown section prefix, or a section that is not a mapping.
+    """
+    from htd_core.config import ComponentSpec, parse_options
+    from htd_core.errors import ConfigError
+    from htd_core.plugins import get_registry
+    from htd_core.registry import accepted_options
+
+    notes: list[str] = []
+    sections: dict[str, dict[str, Any]] = {"backbone": {}, "sampler": {}, "fit": {}}
+    backbone = ComponentSpec.parse(data["backbone"], f"{label}: backbone")
+    accepted = accepted_options(get_registry("backbones").entry(backbone.name).factory)
+    for key, value in parse_options(args.option, None).items():
+        part, dot, name = key.partition(".")
+        if not dot:
+            part, name = ("backbone" if accepted is None or key in accepted else "fit"), key
+        if part not in sections:
+            raise ConfigError(
+                f"-o {key}=...: write KEY, backbone.KEY, fit.KEY or sampler.KEY ({part!r} is "
+                "not a section htd train sets)"
+            )
+        sections[part][name] = value
+    if args.preset is not None:
+        sections["backbone"]["preset"] = args.preset
+    if args.device is not None:
+        sections["backbone"]["device"] = args.device
+    data["backbone"] = {**backbone.to_config(), **sections["backbone"]}
+    if sections["sampler"]:
+        sampler = ComponentSpec.parse(data["sampler"], f"{label}: sampler")
+        data["sampler"] = {**sampler.to_config(), **sections["sampler"]}
+    file_fit = dict(data.get("fit") or {})
+    options = {**file_fit, **sections["fit"]}
+    if args.steps is not None:
+        options["steps"] = args.steps
+    if args.max_minutes is not None:
+        options["max_minutes"] = args.max_minutes
+        vae = file_fit.get("vae_max_minutes")
+        if "vae_max_minutes" not in sections["fit"] and vae and vae >= args.max_minutes:
+            del options["vae_max_minutes"]
+            notes.append(
+                f"fit.vae_max_minutes {vae:g} of {label} leaves nothing of --max-minutes "
+                f"{args.max_minutes:g}: the autoencoder gets its default share (20 %) instead"
+            )
+    if args.no_progress:
+        options["progress"] = False
+    return options, notes
 
 
 def run(args: argparse.Namespace) -> int:
-
-    from htd_core.config import load_config, parse_options
+    from htd_core.config import load_config
     from htd_core.errors import ConfigError
     from htd_core.outputs import check_output
     from htd_core.pipeline import RUN_KIND, Pipeline
-    from htd_core.threads import configure_threads, report
+    from htd_core.threads import check_device, configure_threads, report
 
+    check_device(args.device)
     data, label = load_config(args.config)
     if args.data:  # an htd dataset brings its own classes.json and manifest (tiles sampler)
         data["sampler"] = {"name": "tiles", "root": args.data}
     for section in ("sampler", "backbone"):
         if not data.get(section):
             raise ConfigError(f"{label}: `htd train` needs a {section!r} section")
-    options = {**data.get("fit", {}), **parse_options(args.option, None)}
-    if args.steps is not None:
-        options["steps"] = args.steps
-    if args.max_minutes is not None:
-        options["max_minutes"] = args.max_minutes
-    output = Path(
-        args.output_dir or options.get("output_dir") or Path("runs") / Path(args.config).stem
-    )
+    options, notes = apply_options(data, args, label)
+    for note in notes:
+        print(f"htd train: note: {note}", file=sys.stderr)
+    output = Path(args.out or options.get("output_dir") or Path("runs") / Path(args.config).stem)
     options["output_dir"] = str(output)
-    check_output(output, RUN_KIND, what="--output-dir", legacy=("checkpoints",))  # before work
+    check_output(output, RUN_KIND, what="--out", legacy=("checkpoints",))  # before work
     if args.no_resume:
         if (output / "checkpoints").is_dir() and any((output / "checkpoints").iterdir()):
             raise ConfigError(
-                f"{output} already holds checkpoints and --no-resume was given: choose another --output-dir"
+                f"{output} already holds checkpoints and --no-resume was given: choose another --out"
             )
         options["resume"] = False
-    pipeline = Pipeline.from_config(data) if args.data else Pipeline.from_config(args.config)
+    data.pop("fit", None)  # the fit options travel whole as fit(**options)
+    pipeline = Pipeline.from_config(data)  # its paths are resolved against the file already
     backbone = getattr(pipeline.backbone, "options", {}) or {}
     workload = "large" if backbone.get("preset") == "paper" else "small"
     choice = configure_threads(args.threads, workload=workload, device=backbone.get("device"))

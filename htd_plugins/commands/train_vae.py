@@ -1,4 +1,4 @@
-"""``htd train-vae DATA OUTPUT``: train a small KL autoencoder on real patches.
+"""``htd train-vae DATA --out OUTPUT``: train a small KL autoencoder on real patches.
 
 No pretrained histology autoencoder can be downloaded offline, so the backbones' latent space
 is learned from the patches themselves. DATA is a dataset folder (``htd sample``) or a folder
@@ -21,7 +21,6 @@ import numpy as np
 
 from htd_core import hookimpl
 from htd_core.interfaces.command import make_command
-from htd_core.threads import add_threads_argument
 
 #: The output kind (:mod:`htd_core.outputs`): OUTPUT is written only if it is new, empty or an
 #: autoencoder htd wrote; anything else is refused before training.
@@ -30,10 +29,11 @@ KIND = "autoencoder"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``htd train-vae`` (defaults: the backbone preset's autoencoder training)."""
+    from htd_core import cli_options as co
     from htd_core.options import int_at_least, number_at_least
 
     p.add_argument("data", help="dataset folder (htd sample) or folder of images")
-    p.add_argument("output", help="autoencoder folder to write (diffusers format)")
+    co.add_output_argument(p, "autoencoder folder to write (diffusers format)", old_positional=True)
     p.add_argument(
         "--preset", default="small", help="architecture: tiny, small or paper (default small)"
     )
@@ -75,7 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--limit", type=int_at_least(1), help="use at most this many images")
     p.add_argument("--seed", type=int_at_least(0), default=0)
-    add_threads_argument(p)
+    co.add_compute_arguments(p)
+    co.add_progress_argument(p)
 
 
 def read_images(folder: Path, size: int, limit: int | None) -> np.ndarray:
@@ -119,11 +120,15 @@ def run(args: argparse.Namespace) -> int:
     from htd_core.interfaces import LatentBackbone
     from htd_core.outputs import check_output, whole_output_lock
     from htd_core.plugins import create
-    from htd_core.threads import configure_threads, report
+    from htd_core.threads import check_device, configure_threads, report
 
-    output = Path(args.output)
-    check_output(output, KIND, what="OUTPUT")  # before any work: never replace a user's files
-    backbone = create("backbones", args.backbone, preset=args.preset, image_size=args.image_size)
+    check_device(args.device)
+    output = Path(args.out)
+    check_output(output, KIND, what="--out")  # before any work: never replace a user's files
+    device = {"device": args.device} if args.device else {}
+    backbone = create(
+        "backbones", args.backbone, preset=args.preset, image_size=args.image_size, **device
+    )
     if not isinstance(backbone, LatentBackbone):
         raise ConfigError(f"--backbone {args.backbone}: not a latent backbone (no autoencoder)")
     options = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
@@ -132,12 +137,17 @@ def run(args: argparse.Namespace) -> int:
                "adversarial_start": args.adversarial_start}  # fmt: skip
     options = {k: v for k, v in options.items() if v is not None}
     workload = "large" if args.preset == "paper" else "small"
-    print(report("train-vae", configure_threads(args.threads, workload=workload)), file=sys.stderr)
+    choice = configure_threads(args.threads, workload=workload, device=args.device)
+    print(report("train-vae", choice), file=sys.stderr)
     images = read_images(Path(args.data), backbone.image_size, args.limit)
-    with whole_output_lock(output, "OUTPUT"):  # one run per OUTPUT and its checkpoint
+    with whole_output_lock(output, "--out"):  # one run per OUTPUT and its checkpoint
         checkpoint = output.with_name(f".{output.name}.checkpoint.pt")
         summary = backbone.train_autoencoder(
-            images, checkpoint=checkpoint, max_minutes=args.max_minutes, **options
+            images,
+            checkpoint=checkpoint,
+            max_minutes=args.max_minutes,
+            progress=not args.no_progress,
+            **options,
         )
         sample = images[:64]
         error = np.abs(backbone.reconstruct(sample).astype(np.float64) - sample).mean()

@@ -7,7 +7,9 @@ Public names (for scripts, plugins and applications; everything in submodules is
 - :func:`crop_overlaps_window`: whether a placed crop (its provenance) holds pixels of the
   target sample's own window (the copy shortcut the ``outside`` placement rules out);
 - :func:`window_of`: where a sample lies in its source image (from its meta), or None;
-- :func:`placed_crop`: the pixels a crop builder placed, read back from its provenance.
+- :func:`placed_crop`: the pixels a crop builder placed, read back from its provenance;
+- :class:`MissingCropError`: a crop builder has no crop to give (no bank for a layout without
+  an image); a command line catches it to name its own flags.
 
 Builders themselves are created by registered name:
 ``htd_core.create("condition_builders", "crop", bank=...)``.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CropBank", "crop_overlaps_window", "placed_crop", "window_of"]
+__all__ = ["CropBank", "MissingCropError", "crop_overlaps_window", "placed_crop", "window_of"]
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing a builder plugin stays cheap
@@ -25,6 +27,10 @@ def __getattr__(name: str) -> Any:  # lazy: importing a builder plugin stays che
         from htd_plugins.condition_builders.crops.bank import CropBank
 
         return CropBank
+    if name == "MissingCropError":
+        from htd_plugins.condition_builders.crops.explicit import MissingCropError
+
+        return MissingCropError
     if name in ("crop_overlaps_window", "placed_crop", "window_of"):
         from htd_plugins.condition_builders.crops import references
 

@@ -24,7 +24,7 @@ from htd_core.interfaces import require_class_list
 from htd_core.options import check_number
 from htd_core.types import CROP_PROVENANCE
 from htd_plugins.condition_builders.crops.bank import CropBank, sample_mpp
-from htd_plugins.condition_builders.crops.explicit import load_crop
+from htd_plugins.condition_builders.crops.explicit import MissingCropError, load_crop
 from htd_plugins.condition_builders.crops.provenance import CropChoice, crop_provenance
 from htd_plugins.condition_builders.crops.references import draw_outside
 from htd_plugins.condition_builders.crops.regions import (
@@ -110,7 +110,7 @@ class CropBuilder(ConditionBuilder):
         if placement not in PLACEMENTS:
             raise InputError(f"crop: placement={placement!r} is not one of {list(PLACEMENTS)}")
         if placement == "outside" and bank is None:
-            raise InputError(
+            raise MissingCropError(
                 "crop: placement='outside' draws each crop from a bank of the training samples "
                 "(bank=CropBank.from_samples(train, max_per_class=None) or its saved path): "
                 "give bank=, or use placement='elsewhere'"
@@ -249,10 +249,11 @@ class CropBuilder(ConditionBuilder):
         if sample.image is not None:
             return None
         if self.bank is None:
-            raise InputError(
+            raise MissingCropError(
                 f"crop: sample {sample.meta.get('slide_id', '')!r} is a layout without an image and "
                 f"class {name!r} has no crop: pass bank= (a CropBank or its path) or crops="
-                "{class: image} to generate from layouts"
+                "{class: image} to generate from layouts",
+                name,
             )
         items = self.bank.crops(name)
         i = int(rng.integers(len(items)))  # as CropBank.draw: the same draws as before

@@ -29,6 +29,8 @@ class DemoOptions:
     data_dir: str | None = None
     budget: str = "demo"
     seed: int = 0
+    device: str | None = None  # models and evaluators (None: a GPU when present)
+    progress: bool = True
 
 
 def run_demo(opts: DemoOptions, log: Any = None) -> dict[str, Any]:
@@ -55,6 +57,7 @@ def run_demo(opts: DemoOptions, log: Any = None) -> dict[str, Any]:
             for a in ("crop", "unconditional")]  # fmt: skip
     config = ExperimentConfig(name="demo", data={}, arms=arms, budget=opts.budget,
                               budget_options={"image_size": size}, evaluators=("frechet",),
-                              seeds=(opts.seed,),
-                              output_dir=opts.output_dir, source="htd demo")  # fmt: skip
+                              seeds=(opts.seed,), output_dir=opts.output_dir, source="htd demo",
+                              model={"device": opts.device} if opts.device else {},
+                              fit={} if opts.progress else {"progress": False})  # fmt: skip
     return Experiment(config, data_source=data, log=log).run()

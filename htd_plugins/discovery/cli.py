@@ -89,7 +89,7 @@ def run_embed(args: argparse.Namespace) -> int:
               f"{len(slides)} slides", file=sys.stderr)  # fmt: skip
     report = embed_slides(store, slides, encoder, options, shard=shard,
                           process=process,
-                          batch_size=args.batch_size, workers=args.workers, progress=not args.quiet)  # fmt: skip
+                          batch_size=args.batch_size, workers=args.workers, progress=not args.no_progress)  # fmt: skip
     for slide_id, name in report.names.items():  # the terminal, and the local-only csv
         print(f"{slide_id} <- {name}", file=sys.stderr)
     from htd_plugins.discovery.slide_ids import record_slide_ids
@@ -126,7 +126,7 @@ def run_cluster(args: argparse.Namespace) -> int:
     )  # fmt: skip
     result = cluster_stores(args.store, args.out, samples_per_slide=args.samples_per_slide,
                             diversity=args.diversity, levels=parse_levels(args.levels),
-                            options=options, progress=not args.quiet)  # fmt: skip
+                            options=options, progress=not args.no_progress)  # fmt: skip
     print(f"{result.tree.n_leaves} phenotypes from {result.info['n_sampled']} patches; "
           f"levels {list(result.levels)}; written to {args.out}")  # fmt: skip
     return 0
@@ -149,7 +149,7 @@ def run_maps(args: argparse.Namespace) -> int:
         written, skipped = maps_with_classifier(
             args.classifier, args.clustering, slides, args.out, stride=args.stride,
             min_tissue=args.min_tissue, slide_mpp=args.slide_mpp, shard=parse_shard(args.shard),
-            batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
+            batch_size=args.batch_size, workers=args.workers, progress=not args.no_progress,
         )  # fmt: skip
     else:
         if not args.store:
@@ -157,7 +157,7 @@ def run_maps(args: argparse.Namespace) -> int:
         files = slides_by_id(expand_slides(args.slides))  # by id: the store keeps no paths
         written, skipped = maps_from_stores(args.store, args.clustering, args.out,
                                             slide_ids=list(files) or None, slide_files=files,
-                                            progress=not args.quiet), {}  # fmt: skip
+                                            progress=not args.no_progress), {}  # fmt: skip
     for slide_id, levels in written.items():
         print(f"{slide_id}: maps at k={sorted(levels)} in {args.out}")
     return _report_skipped(skipped)
@@ -173,7 +173,7 @@ def run_distill(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction, block=args.block,
         holdout=args.holdout,
         max_patches=args.max_patches, workers=args.workers, seed=args.seed,
-        progress=not args.quiet,
+        progress=not args.no_progress,
     )  # fmt: skip
     m, split = config["metrics"], config["split"]
     levels = ", ".join(f"k={k}: {m[f'top1_k{k}']:.3f} (majority {m[f'majority_baseline_k{k}']:.3f})"

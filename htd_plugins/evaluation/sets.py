@@ -33,15 +33,19 @@ def open_set(
     limit: int | None = None,
     classes: Sequence[str] | None = None,
     split: str | None = None,
+    seed: int = 0,
 ) -> Sequence[Any]:
     """A lazy sequence of TissueSamples from a set folder (see the module docstring).
 
     Args:
         path: the folder.
         match: keep only files whose name matches this glob.
-        limit: keep at most this many (the first, in name order).
+        limit: keep at most this many: a seeded sample spread over the source images (one
+            item of each source in turn, :func:`htd_core.splits.spread_by_source`), in name
+            order.
         classes: class names for a tile folder that is not a known preset.
         split: written to every sample's ``meta["split"]`` (``"test"`` marks held-out data).
+        seed: seed of the ``limit`` sample.
     """
     from htd_core.errors import InputError
 
@@ -57,8 +61,9 @@ def open_set(
             for i, r in enumerate(ds.rows)
             if not match or fnmatch.fnmatch(Path(r["image"]).name, match)
         ]
+        rows = _spread(rows, limit, lambda i: ds.rows[i], seed)
         return LazySet(
-            root, rows[:limit], lambda i: ds[i], split,
+            root, rows, lambda i: ds[i], split,
             describe=lambda i: dict(ds.rows[i]),
             files=lambda i: [root / ds.rows[i]["image"], root / ds.rows[i]["mask"]],
             extra_files=[root / "manifest.csv", root / "classes.json"],
@@ -70,7 +75,8 @@ def open_set(
         if classes:
             options["classes"] = list(classes)
         sampler = create("patch_samplers", "tiles", **options)
-        pairs = [p for p in sampler.pairs if not match or fnmatch.fnmatch(p[0].name, match)][:limit]
+        pairs = [p for p in sampler.pairs if not match or fnmatch.fnmatch(p[0].name, match)]
+        pairs = _spread(pairs, limit, lambda pair: _ids(pair[0]), seed)
         return LazySet(
             root, pairs, lambda pair: _tile(sampler, pair), split,
             describe=lambda pair: _ids(pair[0]), files=list,
@@ -84,7 +90,18 @@ def open_set(
             f"{root} is neither an htd dataset (manifest.csv + classes.json), a tile folder "
             "(images/ + masks/) nor a folder of images"
         )
-    return LazySet(root, files[:limit], _image_only, split, describe=_ids, files=lambda p: [p])
+    files = _spread(files, limit, _ids, seed)
+    return LazySet(root, files, _image_only, split, describe=_ids, files=lambda p: [p])
+
+
+def _spread(keys: list, limit: int | None, describe: Callable[[Any], Any], seed: int) -> list:
+    """At most ``limit`` of ``keys``, spread over their source images (seeded)."""
+    from htd_core.splits import sample_source, spread_by_source
+
+    if limit is None or limit >= len(keys):
+        return keys
+    sources = [sample_source(describe(k)) for k in keys]
+    return [keys[i] for i in spread_by_source(sources, limit, seed)]
 
 
 class LazySet(Sequence):

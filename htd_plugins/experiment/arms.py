@@ -117,7 +117,7 @@ class ArmStages:
         b = self.budget
         return stage_key("train", vae["key"], self.bank_key, arm.name, arm.builders, arm.backbone,
                          arm.options, b.preset, self.image_size, b.steps, b.batch_size,
-                         self.config.model, self.config.fit, seed)  # fmt: skip
+                         _keyed(self.config.model), _keyed(self.config.fit), seed)  # fmt: skip
 
     def train(self, arm: Arm, vae: Mapping[str, Any], seed: int) -> dict[str, Any]:
         """Stage ``train:<arm>@<seed>``: the arm's own model (resumes from its checkpoint)."""
@@ -177,7 +177,9 @@ class ArmStages:
             start = len(writer)
             if start:
                 self.log(f"{name}: resuming at sample {start} of {len(layouts)}")
-            bar = tqdm(total=len(layouts), initial=start, desc=name, unit="img", file=sys.stderr)
+            quiet = self.config.fit.get("progress", True) is False
+            bar = tqdm(total=len(layouts), initial=start, desc=name, unit="img", file=sys.stderr,
+                       disable=quiet)  # fmt: skip
             for sample in pipe.iter_generate(layouts, options, start=start):
                 writer.write(sample)
                 bar.update(1)
@@ -187,3 +189,12 @@ class ArmStages:
                   "seconds": round(time.monotonic() - t0, 1), "options": options.to_dict(),
                   "guidance_used": used}  # fmt: skip
         return self.stages.put(name, key, result)
+
+
+#: Options that say where or how visibly a run goes, not what it computes: left out of keys,
+#: so a rerun with another ``--device`` or ``--no-progress`` resumes.
+UNKEYED = ("device", "progress")
+
+
+def _keyed(options: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k not in UNKEYED}

@@ -52,7 +52,7 @@ def shared_autoencoder(run: Any) -> dict[str, Any]:
     summary = backbone.train_autoencoder(
         images, checkpoint=work / "checkpoint.pt", steps=b.vae_steps, seed=seed,
         checkpoint_every=max(1, b.checkpoint_every), adversarial_weight=b.vae_adversarial_weight,
-        adversarial_start=b.vae_adversarial_start,
+        adversarial_start=b.vae_adversarial_start, progress=run.config.fit.get("progress", True),
     )  # fmt: skip
     test = np.stack([s.image for s in run.data.test])
     error = np.abs(backbone.reconstruct(test).astype(np.float64) - test).mean()
@@ -95,6 +95,7 @@ def pretrained_autoencoder(run: Any, source: str) -> dict[str, Any]:
         summary.update(backbone.train_autoencoder(
             images, checkpoint=work / "checkpoint.pt", steps=steps, seed=seed,
             checkpoint_every=max(1, b.checkpoint_every),
+            progress=run.config.fit.get("progress", True),
         ))  # fmt: skip
         summary["source"] = "pretrained, decoder fine-tuned"
         ae = backbone.autoencoder

@@ -23,10 +23,12 @@ import numpy as np
 from htd_core.types import TissueSample
 
 
-def device() -> str:
-    """Where evaluators run: a GPU when there is one."""
+def device(chosen: str | None = None) -> str:
+    """Where evaluators run: ``chosen`` (``--device``), else a GPU when there is one."""
     import torch
 
+    if chosen not in (None, "auto"):
+        return str(chosen)
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -44,12 +46,13 @@ def evaluation_driver(exp: Any, model_dir: str | Path | None = None, log: Any = 
                    **exp.budget.evaluators.get(run.name, {}), **run.options}  # fmt: skip
         runs.append(EvaluatorRun(run.name, options, subset=exp.budget.subsets.get(run.name)))
     settings = RunSettings(
-        device=device(), encoders=tuple(exp.config.encoders), cache_dir=exp.out / "cache",
+        device=device(exp.config.model.get("device")), encoders=tuple(exp.config.encoders), cache_dir=exp.out / "cache",
         model=Path(model_dir) if model_dir else None, seed=seed,
     )  # fmt: skip
     return EvaluationDriver(
         runs, settings=settings, store=exp.out / "evaluation" / "results",
         figures_dir=exp.out / "evaluation" / "figures", log=log or exp.log,
+        progress=exp.config.fit.get("progress", True) is not False,
     )  # fmt: skip
 
 

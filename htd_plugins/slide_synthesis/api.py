@@ -29,13 +29,14 @@ def output_paths(out: str | Path) -> dict[str, Path]:
         "label_names": Path(f"{stem}.labels.json"),
         "geojson": Path(f"{stem}.geojson"),
         "manifest": Path(f"{stem}.manifest.json"),
+        "preview": Path(f"{stem}.preview.png"),
         "checkpoint": Path(f"{stem}.htd-partial"),
     }
 
 
 def check_output(out: str | Path) -> dict[str, Path]:
-    """Refuse an output path before any work: a folder that does not exist or is not
-    writable, another suffix than .tif/.tiff, or files that exist (htd never replaces a file;
+    """Refuse an output path before any work: a folder (or, for a folder to create, its
+    nearest existing parent) that is a file or is not writable, another suffix than .tif/.tiff, or files that exist (htd never replaces a file;
     sidecars of an interrupted run of this slide are replaced only while its checkpoint
     folder exists), or a slide another live process is writing (its lock).
 
@@ -50,9 +51,11 @@ def check_output(out: str | Path) -> dict[str, Path]:
     if slide.suffix.lower() not in SUFFIXES:
         raise InputError(f"output {slide}: a slide is written as .tif (or .tiff); rename it")
     folder = slide.parent
-    if not folder.is_dir():
-        raise InputError(f"output folder {folder} does not exist: create it first")
-    if not writable(folder):
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"output folder {folder} is a file: choose another --out")
+    if not folder.exists():  # created by generate_slide: its nearest existing parent must allow it
+        folder = next(p for p in slide.absolute().parents if p.exists())
+    if not folder.is_dir() or not writable(folder):
         raise InputError(f"output folder {folder} is not writable: choose another --out")
     if slide.exists():
         raise InputError(
@@ -134,6 +137,7 @@ def generate_slide(
     from htd_plugins.slide_synthesis.conditions import WindowConditions
     from htd_plugins.slide_synthesis.memory import check_memory, estimate_memory, gib
     from htd_plugins.slide_synthesis.outputs import layout_geojson, write_label_mask, write_pyramid
+    from htd_plugins.slide_synthesis.preview import write_preview
     from htd_plugins.slide_synthesis.windows import WindowPlan, axis_starts
 
     paths = check_output(out)
@@ -201,6 +205,7 @@ def generate_slide(
         {"window": i, "x": x, "y": y, "crops": windows.provenance(i)}
         for i, (y, x) in enumerate(positions)
     ]
+    paths["slide"].parent.mkdir(parents=True, exist_ok=True)
     with whole_output_lock(paths["slide"], "--out"):  # one run per slide and checkpoint
         check = Checkpoint(paths["checkpoint"], {**settings, "layout": _digest(mask),
                                                 "model": backbone.weights_digest(), "builders": _specs(builder)})  # fmt: skip
@@ -219,6 +224,7 @@ def generate_slide(
         levels = write_pyramid(
             paths["slide"], bands, height=h, width=w, mpp=layout.mpp, tile=tile, quality=quality
         )
+        write_preview(paths["slide"], layout.mask, layout.class_map, layout.mpp, paths["preview"])
         summary = {
             "format": "htd-synthetic-slide", "htd_version": __version__,
             "files": {k: p.name for k, p in paths.items() if k != "checkpoint"},

@@ -92,7 +92,9 @@ class WindowConditions:
         self._region_crops: dict[int, Any] = {}
         if crops == "region":
             if not any(getattr(self.parts[i], "bank", None) is not None for i in self.banked):
-                raise InputError(
+                from htd_plugins.condition_builders import MissingCropError
+
+                raise MissingCropError(
                     "crops='region' needs a crop bank in the condition builders (bank=...); "
                     "this pipeline has none"
                 )

@@ -48,6 +48,7 @@ def rasterise_canvas(
     names: Mapping[str, str],
     mpp: float | None,
     size: Sequence[int] | None,
+    crop: bool = False,
 ) -> tuple[np.ndarray, float, dict[str, Any]]:
     from shapely.geometry import box
 
@@ -65,8 +66,40 @@ def rasterise_canvas(
             bounds = np.array(list(store.bquery(box(-1e15, -1e15, 1e15, 1e15)).values()))
             size = (math.ceil(bounds[:, 2].max()), math.ceil(bounds[:, 3].max()))
         w, h = _size(size)
+        cut = _beyond_canvas(store, path, w, h, crop)
         mask = _paint(store, (h, w), 1.0, resolver)
-    return mask, mpp, {"kind": "annotations", "size": [w, h]}
+    info = {"kind": "annotations", "size": [w, h]}
+    return mask, mpp, {**info, "cut": cut} if cut else info
+
+
+def _beyond_canvas(store: Any, path: Path, w: int, h: int, crop: bool) -> str | None:
+    """None when every annotation lies inside the W x H canvas; else an error (naming both
+    sizes) or, with ``crop``, one line saying how much is cut."""
+    from shapely.geometry import box
+
+    shapes = [a.geometry for a in store.values()]
+    canvas = box(0, 0, w, h)
+    bounds = np.array([g.bounds for g in shapes]) if shapes else np.zeros((0, 4))
+    if not len(bounds) or (bounds[:, :2].min() >= 0 and bounds[:, 2].max() <= w
+                           and bounds[:, 3].max() <= h):  # fmt: skip
+        return None
+    ew, eh = math.ceil(bounds[:, 2].max()), math.ceil(bounds[:, 3].max())
+    if not crop:
+        raise InputError(
+            f"layout {path}: its annotations extend to {ew} x {eh} px, beyond the canvas size "
+            f"{w} x {h} px (size=, --size W H): give --size {max(ew, w)} {max(eh, h)} (or "
+            "larger), or crop=True (--crop-layout) to cut them"
+        )
+    area = sum(g.area for g in shapes)
+    kept = sum(g.intersection(canvas).area for g in shapes)
+    whole = sum(canvas.contains(g) for g in shapes)
+    outside = sum(not canvas.intersects(g) for g in shapes)
+    return (
+        f"{len(shapes) - whole} of {len(shapes)} annotations extend beyond the {w} x {h} px "
+        f"canvas (they reach {ew} x {eh} px): {outside} dropped wholly, "
+        f"{len(shapes) - whole - outside} cut; {whole} kept whole, "
+        f"{100 * (1 - kept / area) if area else 0:.1f} % of the annotated area cut"
+    )
 
 
 def rasterise_slide(

@@ -36,6 +36,7 @@ def read_layout(
     slide: str | Path | None = None,
     slide_mpp: float | None = None,
     region: Sequence[int] | None = None,
+    crop: bool = False,
 ) -> SlideLayout:
     """Read a layout from a label mask or an annotation file (module doc).
 
@@ -53,10 +54,13 @@ def read_layout(
         slide, slide_mpp: the real slide the annotations belong to (and its mpp when the file
             has none).
         region: (x, y, width, height) in the slide's level-0 px; default: the annotations' extent.
+        crop: allow canvas annotations that extend beyond ``size`` and cut them; the
+            layout's ``info["cut"]`` then says how much was cut.
 
     Raises:
         InputError: a missing or unreadable file, a class the model does not know (naming it
-            and the model's classes), unannotated pixels without ``fill``, a missing mpp.
+            and the model's classes), unannotated pixels without ``fill``, a missing mpp,
+            canvas annotations beyond ``size`` without ``crop`` (naming both sizes).
     """
     path = Path(source)
     if not path.exists():
@@ -71,7 +75,7 @@ def read_layout(
         if slide is not None:
             mask, mpp, info = rasterise_slide(path, class_map, names, mpp, slide, slide_mpp, region)
         else:
-            mask, mpp, info = rasterise_canvas(path, class_map, names, mpp, size)
+            mask, mpp, info = rasterise_canvas(path, class_map, names, mpp, size, crop)
     elif suffix in MASK_SUFFIXES:
         mask, mpp, info = _read_mask(path, class_map, names, mpp, label_classes)
     else:

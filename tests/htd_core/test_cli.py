@@ -35,15 +35,15 @@ def test_a_bad_option_value_is_one_line_naming_it_and_the_fix(capsys, builtin_ma
 
     for argv, needle in (
         (
-            ["train-vae", "data", "out", "--batch-size", "0"],
+            ["train-vae", "data", "--out", "out", "--batch-size", "0"],
             "--batch-size: 0 must be an integer >= 1",
         ),
         (
-            ["generate", "m", "o", "--dataset", "d", "--steps", "1.5"],
+            ["generate", "m", "--out", "o", "--dataset", "d", "--steps", "1.5"],
             "--steps: '1.5' is not an integer",
         ),
         (
-            ["generate", "m", "o", "--dataset", "d", "--guidance", "inf"],
+            ["generate", "m", "--out", "o", "--dataset", "d", "--guidance", "inf"],
             "--guidance: inf must be a number >= 1",
         ),
         (

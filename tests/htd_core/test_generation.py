@@ -110,7 +110,7 @@ def test_htd_generate_unconditional_records_no_guidance(tiny_model, builtin_mana
         for s in samples[:2]:
             writer.write(s)
     out = tmp_path / "uncond"
-    code = main(["generate", str(model), str(out), "--dataset", str(layouts), "--unconditional",
+    code = main(["generate", str(model), "--out", str(out), "--dataset", str(layouts), "--unconditional",
                  "--threads", "1"])  # fmt: skip
     assert code == 0
     from htd_core.dataset import Dataset
@@ -120,12 +120,12 @@ def test_htd_generate_unconditional_records_no_guidance(tiny_model, builtin_mana
     assert {r["num_inference_steps"] for r in rows} == {"2"}  # the folder's default, recorded
     assert json.loads((out / "generate.json").read_text())["generation"]["guidance_scale"] == 1.0
     # the same command again: the finished output is resumed at its end, nothing is redone
-    assert main(["generate", str(model), str(out), "--dataset", str(layouts), "--unconditional",
+    assert main(["generate", str(model), "--out", str(out), "--dataset", str(layouts), "--unconditional",
                  "--threads", "1"]) == 0  # fmt: skip
     assert len(Dataset(out).rows) == 2
     # guidance asked for with --unconditional: refused before anything is written
     other = tmp_path / "asked"
-    code = main(["generate", str(model), str(other), "--dataset", str(layouts), "--unconditional",
+    code = main(["generate", str(model), "--out", str(other), "--dataset", str(layouts), "--unconditional",
                  "--guidance", "3", "--threads", "1"])  # fmt: skip
     assert code == 2 and not other.exists()
 

@@ -77,3 +77,17 @@ def test_sources_of_reads_sample_meta_or_names() -> None:
 
     assert sources_of([Item({"slide_id": "x_r0_c1"}), "y_r1_c1.png"]) == ["x", "y"]
     assert sources_of(["p", "q"], key=str.upper) == ["P", "Q"]
+
+
+def test_spread_by_source_takes_one_of_each_source_in_turn_seeded() -> None:
+    from htd_core.splits import spread_by_source
+
+    sources = ["a"] * 6 + ["b"] * 3 + ["c"]  # the first files are all one source image
+    picked = spread_by_source(sources, 3, seed=0)
+    assert sorted({sources[i] for i in picked}) == ["a", "b", "c"] and picked == sorted(picked)
+    five = spread_by_source(sources, 5, seed=0)
+    assert [sources[i] for i in five].count("c") == 1 and len(set(five)) == 5
+    assert {sources[i] for i in five} == {"a", "b", "c"}
+    assert spread_by_source(sources, 5, seed=0) == five  # seeded
+    assert {tuple(spread_by_source(sources, 4, seed=s)) for s in range(8)} != {tuple(five[:4])}
+    assert spread_by_source(sources, None) == spread_by_source(sources, 99) == list(range(10))

@@ -19,6 +19,7 @@ import numpy as np
 from htd_core.errors import InputError
 from htd_core.io import atomic_write_bytes, atomic_write_json
 from htd_core.types import TissueSample
+from htd_plugins.condition_builders.crops.explicit import MissingCropError
 from htd_plugins.condition_builders.crops.regions import choose_square, class_integrals
 
 FORMAT = "htd-crop-bank"
@@ -78,10 +79,12 @@ class CropBank:
         if class_name not in self._crops:
             where = f" ({self.path})" if self.path else ""
             have = ", ".join(f"{n} ({c})" for n, c in self.counts().items()) or "nothing"
-            raise InputError(
+            raise MissingCropError(
                 f"crop bank{where} has no crops of class {class_name!r}; it has: {have}. "
                 "Rebuild the bank from samples that contain this class, or pass crops= "
-                "explicitly for it"
+                "explicitly for it",
+                class_name,
+                have,
             )
         return self._crops[class_name]
 
@@ -206,8 +209,8 @@ class CropBank:
             path = path.with_name(path.name + ".safetensors")
         if not path.is_file():
             raise InputError(
-                f"crop bank file {path} does not exist; build one with "
-                "CropBank.from_samples(samples).save(path)"
+                f"crop bank file {path} does not exist; build one from real data with "
+                f"`htd crop-bank DATA --out {path}` (Python: CropBank.from_samples(samples).save(path))"
             )
         try:
             with safe_open(str(path), framework="np") as fh:

@@ -33,3 +33,17 @@ def load_crop(name: object, value: np.ndarray | str | Path) -> np.ndarray:
             f"{image.shape}"
         )
     return np.ascontiguousarray(center_square(image, min(image.shape[:2])))
+
+
+class MissingCropError(InputError):
+    """A crop builder has no crop to give: a layout without an image and neither a bank crop
+    nor an explicit crop of ``class_name``, a bank without crops of it (``bank_has``: what
+    it has), or ``placement="outside"`` without a bank (``class_name`` None). The message
+    speaks Python (``bank=``, ``crops=``); a command line catches this error and names its
+    own flags instead (``--crop-bank``)."""
+
+    def __init__(
+        self, message: str, class_name: str | None = None, bank_has: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.class_name, self.bank_has = class_name, bank_has

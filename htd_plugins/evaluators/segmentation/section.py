@@ -46,6 +46,21 @@ def segmentation_section(results: Mapping[str, Mapping[str, Any]], context: Repo
                 _interval(m.get(f"gap_{setting}_vs_real_ci")),
             ])  # fmt: skip
     lines.append(markdown_table(header, rows))
+    low = [
+        f"`{name}` / {setting} ({format_value(r['mean_iou'])})"
+        for name, m in results.items()
+        for setting, r in m["settings"].items()
+        if at_or_below_chance(r.get("mean_iou"), m.get("chance_mean_iou"))
+    ]
+    if low:
+        lines += [
+            f"**At or below chance** (mean IoU {format_value(first['chance_mean_iou'])}): "
+            f"{', '.join(low)}. Such a network segments no better than class maps drawn from "
+            "the class frequencies, so its row and the gaps that use it say nothing about the "
+            "synthetic data: raise the training budget (`-o deeplabv3plus.budget=...`) or give "
+            "more images.",
+            "",
+        ]
     overlaps = {name: m["overlap"] for name, m in results.items() if m.get("overlap")}
     for name, o in overlaps.items():
         lines += [
@@ -99,7 +114,27 @@ def adherence_section(results: Mapping[str, Mapping[str, Any]], context: ReportC
             ["chance", m["chance_mean_iou"], None, adherence["n"], *[None for _ in classes]],
         ]  # fmt: skip
         lines += [f"`{name}`:", "", markdown_table(header, rows)]
+        low = [
+            part for part, value in (("adherence", adherence["mean_iou"]),
+                                     ("ceiling", ceiling["mean_iou"]))
+            if at_or_below_chance(value, m.get("chance_mean_iou"))
+        ]  # fmt: skip
+        if low:
+            lines += [
+                f"**At or below chance** for `{name}`: {' and '.join(low)} "
+                f"({format_value(m['chance_mean_iou'])} by chance). "
+                + ("The real-trained network cannot read real layouts either, so adherence "
+                   "measures nothing here." if "ceiling" in low else
+                   "The synthetic images do not show their layouts to the network."),
+                "",
+            ]  # fmt: skip
     return "\n".join(lines)
+
+
+def at_or_below_chance(value: Any, chance: Any) -> bool:
+    """True when a mean IoU is known and does not exceed the chance mean IoU (the phrase of
+    the experiment's verdicts: 'at or below chance')."""
+    return value is not None and chance is not None and float(value) <= float(chance)
 
 
 def _interval(ci: Any) -> str | None:

@@ -47,7 +47,7 @@ def image():
 
 
 EMBED = ["--encoder", "tiny", "--mpp", "2", "--patch-size", "32", "--stride", "16",
-         "--slide-mpp", "0.5", "--workers", "0", "--batch-size", "64", "--quiet"]  # fmt: skip
+         "--slide-mpp", "0.5", "--workers", "0", "--batch-size", "64", "--no-progress"]  # fmt: skip
 
 
 @pytest.fixture
@@ -74,26 +74,26 @@ def test_embed_cluster_maps_distill(tmp_path, image, discover, capsys):
     assert 200 < n <= 256 and "missing.svs does not exist" in out.err
     assert f"{sid} <- {image.name}\n" in out.err and image.stem not in out.out  # names: stderr
     assert main(["discover", "cluster", "--store", str(store), "--out", str(phen),
-                 "--phenotypes", "20", "--levels", "4,8,20", "--quiet"]) == 0  # fmt: skip
+                 "--phenotypes", "20", "--levels", "4,8,20", "--no-progress"]) == 0  # fmt: skip
     assert f"20 phenotypes from {n} patches; levels [4, 8, 20]" in capsys.readouterr().out
     assert main(["discover", "maps", "--store", str(store), "--clustering", str(phen),
-                 "--out", str(maps), "--quiet"]) == 0  # fmt: skip
+                 "--out", str(maps), "--no-progress"]) == 0  # fmt: skip
     side = json.loads((maps / "k008" / f"{sid}.json").read_text())
     assert side["grid_shape"] == [16, 16] and side["source"] == "teacher:tiny"
     assert main(["discover", "maps", str(image), "--store", str(store), "--clustering", str(phen),
-                 "--out", str(tmp_path / "one"), "--quiet"]) == 0  # fmt: skip
+                 "--out", str(tmp_path / "one"), "--no-progress"]) == 0  # fmt: skip
     assert capsys.readouterr().out.startswith(f"{sid}: maps at k=[4, 8, 20]")  # by file -> id
     student = tmp_path / "student"
     distill = ["discover", "distill", "--store", str(store), "--clustering", str(phen),
                "--out", str(student), "--input-size", "16", "--epochs", "1", "--arch",
-               "vit_tiny_patch16_224", "--depth", "1", "--block", "2", "--quiet"]  # fmt: skip
+               "vit_tiny_patch16_224", "--depth", "1", "--block", "2", "--no-progress"]  # fmt: skip
     assert main([*distill, str(tmp_path / "other.png")]) == 2  # not the embedded slide
     assert "not among the given slides" in capsys.readouterr().err
     assert main([*distill, str(image)]) == 0
     assert "held-out top-1" in capsys.readouterr().out
     classify = ["discover", "maps", "--classifier", str(student), "--clustering", str(phen),
                 "--out", str(tmp_path / "maps2"), "--stride", "16", "--slide-mpp", "0.5",
-                "--workers", "0", "--quiet"]  # fmt: skip
+                "--workers", "0", "--no-progress"]  # fmt: skip
     assert main([*classify, "--store", str(store), str(image)]) == 2
     assert main(classify) == 2 and "pass the slide files" in capsys.readouterr().err
     assert main([*classify, str(image)]) == 0
@@ -126,20 +126,20 @@ def test_no_file_name_or_path_in_any_output(tmp_path, shared_data, discover, cap
     shutil.copy(shared_data / "slides" / "TCGA-CR-7395-01A-01-TS1.svs", slide)
     out = tmp_path / "out"
     grid = ["--encoder", "tiny", "--mpp", "16", "--patch-size", "16", "--slide-mpp", "2.0",
-            "--workers", "0", "--quiet"]  # fmt: skip
+            "--workers", "0", "--no-progress"]  # fmt: skip
     embed = ["discover", "embed", str(slides), "--out", str(out / "store"), *grid]
     assert main([*embed, "--workers", "1"]) == 0  # a reader process opens the slide itself
     assert main(["discover", "cluster", "--store", str(out / "store"), "--out", str(out / "phen"),
-                 "--phenotypes", "10", "--levels", "3,10", "--quiet"]) == 0  # fmt: skip
+                 "--phenotypes", "10", "--levels", "3,10", "--no-progress"]) == 0  # fmt: skip
     assert main(["discover", "maps", str(slide), "--store", str(out / "store"), "--clustering",
-                 str(out / "phen"), "--out", str(out / "maps"), "--quiet"]) == 0  # fmt: skip
+                 str(out / "phen"), "--out", str(out / "maps"), "--no-progress"]) == 0  # fmt: skip
     assert main(["discover", "distill", str(slide), "--store", str(out / "store"), "--clustering",
                  str(out / "phen"), "--out", str(out / "student"), "--input-size", "16",
                  "--epochs", "1", "--arch", "vit_tiny_patch16_224", "--depth", "1", "--block",
-                 "2", "--quiet"]) == 0  # fmt: skip
+                 "2", "--no-progress"]) == 0  # fmt: skip
     assert main(["discover", "maps", str(slides), "--classifier", str(out / "student"),
                  "--clustering", str(out / "phen"), "--out", str(out / "maps2"), "--slide-mpp",
-                 "2.0", "--workers", "0", "--quiet"]) == 0  # fmt: skip
+                 "2.0", "--workers", "0", "--no-progress"]) == 0  # fmt: skip
     printed = capsys.readouterr()
     sid = opaque_id(slide)
     assert (out / "maps" / "k010" / f"{sid}.png").is_file()

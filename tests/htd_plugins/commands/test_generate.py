@@ -46,6 +46,7 @@ def test_generate_from_real_dataset_resumes(model, tmp_path, builtin_manager):
     base = [
         "generate",
         str(model / "model"),
+        "--out",
         str(out),
         "--dataset",
         str(model / "real"),
@@ -64,7 +65,7 @@ def test_generate_from_real_dataset_resumes(model, tmp_path, builtin_manager):
     assert {p["source"] for p in prov.values() if p and "source" in p} == {"sample"}
     assert np.array_equal(data[0].mask, Dataset(model / "real")[0].mask)
     fresh = tmp_path / "fresh"
-    assert main([base[0], base[1], str(fresh), *base[3:]]) == 0
+    assert main([*base[:3], str(fresh), *base[4:]]) == 0
     # image i depends on seed + i only (up to float rounding between batch shapes)
     assert np.abs(Dataset(fresh)[2].image.astype(int) - data[2].image).max() <= 1
 
@@ -74,7 +75,7 @@ def test_generate_from_masks_with_crop_bank(model, tmp_path, builtin_manager):
     masks.mkdir()
     Image.fromarray(synthetic_sample(16, seed=9).mask).save(masks / "drawn.png")
     out = tmp_path / "syn"
-    args = ["generate", str(model / "model"), str(out), "--masks", str(masks),
+    args = ["generate", str(model / "model"), "--out", str(out), "--masks", str(masks),
             "--crop-bank", str(model / "bank.safetensors"), "--guidance", "2"]  # fmt: skip
     assert main(args) == 0
     manifest = rows(out)
@@ -95,9 +96,40 @@ def test_generate_from_masks_with_crop_bank(model, tmp_path, builtin_manager):
     assert {p["source"] for p in prov.values() if p and "source" in p} == {"bank"}
 
 
+def test_generate_writes_a_contact_sheet_of_map_crops_and_image(
+    model, tmp_path, builtin_manager, capsys
+):
+    from htd_plugins.commands.sheets import _crop_pixels, _provenance
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(synthetic_sample(16, seed=9).mask).save(masks / "drawn.png")
+    bank = str(model / "bank.safetensors")
+    for source in (
+        ["--dataset", str(model / "real")],
+        ["--masks", str(masks), "--crop-bank", bank],
+    ):
+        out = tmp_path / f"syn-{source[0].strip('-')}"
+        assert main(["generate", str(model / "model"), "--out", str(out), *source]) == 0
+        sheet = out / "contact_sheet.png"
+        assert (
+            f"contact sheet {sheet} (map | real crops | synthetic image" in capsys.readouterr().out
+        )
+        width, height = Image.open(sheet).size
+        data = Dataset(out)
+        crops = len(_provenance(data[0].meta))
+        assert crops >= 1 and width >= (2 + crops) * 138  # map | a panel per crop | image
+        assert height >= len(data) * 144  # a row per sample (side 128 + caption)
+    # the crop panels are the crops as cut: here the bank's own pixels
+    prov = _provenance(data[0].meta)
+    name, p = next((n, p) for n, p in prov.items() if p)
+    expected = CropBank.load(bank).crops(name)[int(p["bank_index"])].image
+    assert np.array_equal(_crop_pixels(p, name, CropBank.load(bank), None), expected)
+
+
 def test_generate_errors(model, tmp_path, builtin_manager, capsys):
     out = tmp_path / "syn"
-    base = ["generate", str(model / "model"), str(out), "--dataset", str(model / "real")]
+    base = ["generate", str(model / "model"), "--out", str(out), "--dataset", str(model / "real")]
     assert main([*base, "--limit", "1"]) == 0
     assert main([*base, "--guidance", "3"]) == 2
     assert "other options (generation)" in capsys.readouterr().err
@@ -107,15 +139,23 @@ def test_generate_errors(model, tmp_path, builtin_manager, capsys):
     bad[3, 3] = 7
     Image.fromarray(bad).save(masks / "bad.png")
     assert (
-        main(["generate", str(model / "model"), str(tmp_path / "o2"), "--masks", str(masks)]) == 2
+        main(
+            ["generate", str(model / "model"), "--out", str(tmp_path / "o2"), "--masks", str(masks)]
+        )
+        == 2
     )
     assert "class indices [7]" in capsys.readouterr().err
-    assert main(["generate", str(tmp_path), str(tmp_path / "o3"), "--masks", str(masks)]) == 2
+    assert (
+        main(["generate", str(tmp_path), "--out", str(tmp_path / "o3"), "--masks", str(masks)]) == 2
+    )
     assert "is not a saved pipeline" in capsys.readouterr().err
     # layouts without images need a crop bank for the crop half of the condition
     Image.fromarray(synthetic_sample(16).mask).save(masks / "bad.png")
     assert (
-        main(["generate", str(model / "model"), str(tmp_path / "o4"), "--masks", str(masks)]) == 2
+        main(
+            ["generate", str(model / "model"), "--out", str(tmp_path / "o4"), "--masks", str(masks)]
+        )
+        == 2
     )
     assert "bank" in capsys.readouterr().err
     assert (
@@ -123,6 +163,7 @@ def test_generate_errors(model, tmp_path, builtin_manager, capsys):
             [
                 "generate",
                 str(model / "model"),
+                "--out",
                 str(tmp_path / "o5"),
                 "--masks",
                 str(masks),
@@ -136,7 +177,7 @@ def test_generate_errors(model, tmp_path, builtin_manager, capsys):
 def test_from_pretrained_reproduces_htd_generate_byte_for_byte(model, tmp_path, builtin_manager):
     """The CLI is a thin caller of Pipeline: same folder, layouts and seed -> same bytes."""
     out = tmp_path / "cli"
-    args = ["generate", str(model / "model"), str(out), "--dataset", str(model / "real")]
+    args = ["generate", str(model / "model"), "--out", str(out), "--dataset", str(model / "real")]
     assert main([*args, "--seed", "5"]) == 0
     layouts = list(Dataset(model / "real"))
     samples = Pipeline.from_pretrained(model / "model").generate(layouts, seed=5)
@@ -159,7 +200,7 @@ def test_missing_crop_bank_leaves_nothing_behind_and_the_rerun_works(
     masks.mkdir()
     Image.fromarray(synthetic_sample(16, seed=3).mask).save(masks / "m.png")
     out = tmp_path / "syn"
-    args = ["generate", str(model / "model"), str(out), "--masks", str(masks)]
+    args = ["generate", str(model / "model"), "--out", str(out), "--masks", str(masks)]
     assert main(args) == 2
     assert "bank" in capsys.readouterr().err
     assert not out.exists()
@@ -177,11 +218,11 @@ def test_resume_into_a_folder_of_another_model_is_refused(model, tmp_path, built
     folder = tmp_path / "model"
     shutil.copytree(model / "model", folder)
     out = tmp_path / "syn"
-    base = ["generate", str(folder), str(out), "--dataset", str(model / "real")]
+    base = ["generate", str(folder), "--out", str(out), "--dataset", str(model / "real")]
     assert main([*base, "--limit", "1"]) == 0
     moved = tmp_path / "moved"
     shutil.copytree(folder, moved)
-    assert main(["generate", str(moved), str(out), "--dataset", str(model / "real"),
+    assert main(["generate", str(moved), "--out", str(out), "--dataset", str(model / "real"),
                  "--limit", "2"]) == 0  # fmt: skip
     assert len(Dataset(out)) == 2
     pipe = Pipeline.from_pretrained(folder)
@@ -198,7 +239,12 @@ def test_rows_record_opaque_layout_and_crop_sources(model, tmp_path, builtin_man
     from htd_core.images import opaque_id
 
     out = tmp_path / "syn"
-    assert main(["generate", str(model / "model"), str(out), "--dataset", str(model / "real")]) == 0
+    assert (
+        main(
+            ["generate", str(model / "model"), "--out", str(out), "--dataset", str(model / "real")]
+        )
+        == 0
+    )
     row = rows(out)[0]
     layout = opaque_id("synthetic-0")  # the layout's slide_id, as the one opaque-id rule gives it
     assert row["layout_source_id"] == layout and json.loads(row["crop_source_ids"]) == [layout]
@@ -206,7 +252,7 @@ def test_rows_record_opaque_layout_and_crop_sources(model, tmp_path, builtin_man
     masks.mkdir()
     Image.fromarray(synthetic_sample(16, seed=9).mask).save(masks / "TCGA-AB-1234_r0_c1.png")
     out2 = tmp_path / "syn2"
-    assert main(["generate", str(model / "model"), str(out2), "--masks", str(masks),
+    assert main(["generate", str(model / "model"), "--out", str(out2), "--masks", str(masks),
                  "--crop-bank", str(model / "bank.safetensors")]) == 0  # fmt: skip
     row = rows(out2)[0]
     assert row["layout_source_id"] == opaque_id("TCGA-AB-1234") == row["slide_id"]
@@ -223,13 +269,15 @@ def test_evaluate_refuses_a_set_generated_from_held_out_masks(
         for s in range(10, 13):
             writer.write(synthetic_sample(16, seed=s))
     bad = tmp_path / "from_held_out"
-    assert main(["generate", str(model / "model"), str(bad), "--dataset", str(held_out)]) == 0
+    assert (
+        main(["generate", str(model / "model"), "--out", str(bad), "--dataset", str(held_out)]) == 0
+    )
     masks = tmp_path / "masks"  # training masks, crops from a bank cut from held-out images
     masks.mkdir()
     Image.fromarray(synthetic_sample(16, seed=1).mask).save(masks / "synthetic-1.png")
     CropBank.from_samples(list(Dataset(held_out)), size=6, min_size=2).save(tmp_path / "hb.st")
     crops = tmp_path / "held_out_crops"
-    assert main(["generate", str(model / "model"), str(crops), "--masks", str(masks),
+    assert main(["generate", str(model / "model"), "--out", str(crops), "--masks", str(masks),
                  "--crop-bank", str(tmp_path / "hb.st")]) == 0  # fmt: skip
     from htd_core.images import opaque_id
 
@@ -266,7 +314,7 @@ def test_crop_bank_reaches_the_embedding_builder(model, tmp_path, builtin_manage
     masks = tmp_path / "masks"
     masks.mkdir()
     Image.fromarray(synthetic_sample(16, seed=9).mask).save(masks / "drawn.png")
-    args = ["generate", str(tmp_path / "embedding_model"), str(tmp_path / "syn"),
+    args = ["generate", str(tmp_path / "embedding_model"), "--out", str(tmp_path / "syn"),
             "--masks", str(masks)]  # fmt: skip
     assert main(args) == 2  # a layout without an image: the crops need a bank
     assert "bank" in capsys.readouterr().err
@@ -283,7 +331,7 @@ def test_resume_from_rewritten_layouts_is_refused(model, tmp_path, builtin_manag
     layouts = tmp_path / "layouts"
     shutil.copytree(model / "real", layouts)
     out = tmp_path / "syn"
-    args = ["generate", str(model / "model"), str(out), "--dataset", str(layouts)]
+    args = ["generate", str(model / "model"), "--out", str(out), "--dataset", str(layouts)]
     assert main([*args, "--limit", "1"]) == 0
     shutil.rmtree(layouts)
     with DatasetWriter(layouts, synthetic_sample(16).class_map) as writer:

@@ -34,7 +34,7 @@ def rule_ok(mask: np.ndarray, k: int) -> bool:
 
 def tcga_args(shared_data, out, *extra, mpp="2.0", patch_size="128") -> list[str]:
     slide = shared_data / "slides" / "TCGA-CR-7395-01A-01-TS1.svs"
-    return ["sample", "heterogeneous", str(out), "-o", f"slide={slide}", "-o", "slide_mpp=2.0",
+    return ["sample", "heterogeneous", "--out", str(out), "-o", f"slide={slide}", "-o", "slide_mpp=2.0",
             "-o", f"mpp={mpp}", "-o", f"patch_size={patch_size}", *extra]  # fmt: skip
 
 
@@ -51,6 +51,7 @@ def test_tile_folders(shared_data, tmp_path, folder, options, k):
     args = [
         "sample",
         "tiles",
+        "--out",
         str(tmp_path / "ds"),
         "-o",
         f"root={shared_data / folder}",
@@ -110,7 +111,7 @@ def test_resume_after_kill_9(shared_data, tmp_path):
     killed = tmp_path / "killed"
     env = {**os.environ, "HTD_DISABLED_PLUGINS": ""}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "htd_core.cli", "sample", "tiles", str(killed), *opts, "--limit", "400"],
+        [sys.executable, "-m", "htd_core.cli", "sample", "tiles", "--out", str(killed), *opts, "--limit", "400"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     manifest = killed / "manifest.csv"
@@ -123,9 +124,9 @@ def test_resume_after_kill_9(shared_data, tmp_path):
     proc.wait()
     rows_at_kill = manifest.read_text().count("\n") - 1
     assert 3 <= rows_at_kill < 400
-    assert main(["sample", "tiles", str(killed), *opts, "--limit", "40"]) == 0
+    assert main(["sample", "tiles", "--out", str(killed), *opts, "--limit", "40"]) == 0
     clean = tmp_path / "clean"
-    assert main(["sample", "tiles", str(clean), *opts, "--limit", "40"]) == 0
+    assert main(["sample", "tiles", "--out", str(clean), *opts, "--limit", "40"]) == 0
     assert (killed / "manifest.csv").read_text() == (clean / "manifest.csv").read_text()
     for i in range(40):
         for sub in ("images", "masks"):
@@ -139,6 +140,7 @@ def test_resume_with_other_options_is_refused(shared_data, tmp_path, capsys):
     args = [
         "sample",
         "tiles",
+        "--out",
         str(tmp_path / "ds"),
         "-o",
         f"root={shared_data / 'glas'}",
@@ -157,7 +159,7 @@ def test_slide_without_tissue_says_why_and_writes_nothing(tmp_path, capsys):
     Image.fromarray(np.clip(rng.normal(242, 2, (400, 500, 3)), 0, 255).astype(np.uint8)).save(
         tmp_path / "glass.png"
     )
-    args = ["sample", "heterogeneous", str(tmp_path / "ds"), "-o", f"slide={tmp_path / 'glass.png'}",
+    args = ["sample", "heterogeneous", "--out", str(tmp_path / "ds"), "-o", f"slide={tmp_path / 'glass.png'}",
             "-o", "slide_mpp=0.5", "-o", "classes=[a, b]", "-o", "patch_size=128"]  # fmt: skip
     with pytest.warns(UserWarning, match="no tissue found"):
         assert main(args) == 2  # was: exit 0 and an empty dataset
@@ -191,6 +193,7 @@ def test_missing_slide_and_unknown_sampler(tmp_path, capsys):
             [
                 "sample",
                 "heterogeneous",
+                "--out",
                 str(tmp_path / "ds"),
                 "-o",
                 "slide=none.svs",
@@ -201,7 +204,7 @@ def test_missing_slide_and_unknown_sampler(tmp_path, capsys):
         == 2
     )
     assert "does not exist" in capsys.readouterr().err
-    assert main(["sample", "heterogenous", str(tmp_path / "ds2")]) == 2
+    assert main(["sample", "heterogenous", "--out", str(tmp_path / "ds2")]) == 2
     assert "Did you mean 'heterogeneous'" in capsys.readouterr().err
 
 
@@ -213,6 +216,7 @@ def test_config_file(shared_data, tmp_path):
             [
                 "sample",
                 "tiles",
+                "--out",
                 str(tmp_path / "ds"),
                 "--config",
                 str(cfg),
@@ -231,7 +235,7 @@ def test_a_class_with_no_region_anywhere_is_named(shared_data, tmp_path):
     """`necrosis` listed but never annotated: it passed silently, training an empty channel."""
     from htd_core.coverage import EmptyClassWarning
 
-    args = ["sample", "tiles", str(tmp_path / "ds"), "-o", f"root={shared_data / 'glas'}",
+    args = ["sample", "tiles", "--out", str(tmp_path / "ds"), "-o", f"root={shared_data / 'glas'}",
             "-o", "classes=[non_gland, gland, necrosis]", "--limit", "4"]  # fmt: skip
     with pytest.warns(EmptyClassWarning, match=r"'necrosis' has no region in any of the 4 samples"):
         assert main(args) == 0

@@ -47,7 +47,7 @@ def write_config(path: Path, tiles: Path, **fit) -> Path:
 def test_train_writes_model_and_resumes(tmp_path, builtin_manager, capsys):
     config = write_config(tmp_path / "pipe.yaml", write_tiles(tmp_path / "tiles"))
     out = tmp_path / "run"
-    assert main(["train", str(config), "--output-dir", str(out)]) == 0
+    assert main(["train", str(config), "--out", str(out)]) == 0
     model = out / "model"
     assert json.loads((model / "htd_config.json").read_text())["backbone"] == "controlnet_ldm"
     saved = yaml.safe_load((model / "pipeline.yaml").read_text())
@@ -63,7 +63,7 @@ def test_train_writes_model_and_resumes(tmp_path, builtin_manager, capsys):
             [
                 "train",
                 str(config),
-                "--output-dir",
+                "--out",
                 str(out),
                 "--steps",
                 "3",
@@ -81,10 +81,10 @@ def test_train_errors(tmp_path, builtin_manager, capsys):
     tiles = write_tiles(tmp_path / "tiles")
     config = write_config(tmp_path / "pipe.yaml", tiles, tensorboard=False)
     out = tmp_path / "run"
-    assert main(["train", str(config), "--output-dir", str(out)]) == 0
-    assert main(["train", str(config), "--output-dir", str(out), "--no-resume"]) == 2
+    assert main(["train", str(config), "--out", str(out)]) == 0
+    assert main(["train", str(config), "--out", str(out), "--no-resume"]) == 2
     assert "already holds checkpoints" in capsys.readouterr().err
-    assert main(["train", str(config), "--output-dir", str(out), "-o", "learning_rate=0.1"]) == 2
+    assert main(["train", str(config), "--out", str(out), "-o", "learning_rate=0.1"]) == 2
     assert "learning_rate: 0.001 -> 0.1" in capsys.readouterr().err
     (tmp_path / "nobackbone.yaml").write_text(
         yaml.safe_dump({"sampler": "tiles", "condition_builders": ["semantic_map"]})
@@ -101,6 +101,7 @@ def test_train_vae_writes_a_diffusers_autoencoder(tmp_path, capsys):
     args = [
         "train-vae",
         str(tiles),
+        "--out",
         str(out),
         "--preset",
         "tiny",
@@ -116,4 +117,47 @@ def test_train_vae_writes_a_diffusers_autoencoder(tmp_path, capsys):
     assert np.isfinite(report["reconstruction_mae"]) and report["images"] == 4
     assert report["steps"] == 2 and report["options"]["batch_size"] == 2
     assert not list(tmp_path.glob(".vae.checkpoint.pt"))  # finished: no checkpoint left
-    assert main(["train-vae", str(tmp_path / "empty"), str(out), "--preset", "tiny"]) == 2
+    assert main(["train-vae", str(tmp_path / "empty"), "--out", str(out), "--preset", "tiny"]) == 2
+
+
+def _train_args(*argv: str):
+    from htd_core.cli import build_parser
+
+    return build_parser().parse_args(["train", "cfg.yaml", *argv])
+
+
+def test_train_options_go_to_their_component(builtin_manager):
+    """-o KEY: the backbone's option when it takes KEY, else fit's; PART.KEY for a section;
+    --preset / --device are backbone options; a file's vae_max_minutes that leaves nothing of
+    a smaller --max-minutes is dropped with a note (examples/pipeline.yaml: 3 of 20)."""
+    from htd_core.config import load_config
+    from htd_core.errors import ConfigError
+    from htd_plugins.commands.train import apply_options
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "pipeline.yaml"
+    data, label = load_config(example)
+    args = _train_args("-o", "preset=tiny", "-o", "batch_size=4", "-o", "fit.seed=3",
+                       "-o", "sampler.patch_size=32", "--max-minutes", "2", "--no-progress")  # fmt: skip
+    fit, notes = apply_options(data, args, label)
+    assert data["backbone"]["preset"] == "tiny" and data["sampler"]["patch_size"] == 32
+    assert fit["batch_size"] == 4 and fit["seed"] == 3 and fit["progress"] is False
+    assert fit["max_minutes"] == 2 and "vae_max_minutes" not in fit
+    assert notes == [f"fit.vae_max_minutes 3 of {label} leaves nothing of --max-minutes 2: the "
+                     "autoencoder gets its default share (20 %) instead"]  # fmt: skip
+    data, _ = load_config(example)
+    fit, notes = apply_options(data, _train_args("--preset", "tiny", "--max-minutes", "10"), label)
+    assert data["backbone"]["preset"] == "tiny" and fit["vae_max_minutes"] == 3 and notes == []
+    with pytest.raises(ConfigError, match=r"-o model.x=\.\.\.: write KEY, backbone.KEY"):
+        apply_options(load_config(example)[0], _train_args("-o", "model.x=1"), label)
+
+
+def test_train_preset_from_the_command_line(tmp_path, builtin_manager, capsys):
+    config = write_config(
+        tmp_path / "pipe.yaml", write_tiles(tmp_path / "tiles"), tensorboard=False
+    )
+    text = config.read_text().replace("preset: tiny", "preset: paper")
+    config.write_text(text)  # the file asks for the paper size; the command line overrides it
+    out = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(out), "-o", "preset=tiny"]) == 0
+    saved = json.loads((out / "model" / "htd_config.json").read_text())
+    assert saved["options"]["preset"] == "tiny"

@@ -72,7 +72,7 @@ def test_two_processes_share_the_slides_and_cluster_reads_all(tmp_path, encoder_
 
     embed = ["discover", "embed", str(slides), "--out", str(store), "--encoder", "tiny", "--mpp",
              "2.0", "--patch-size", "32", "--stride", "25", "--slide-mpp", "0.5", "--workers", "0",
-             "--quiet"]  # fmt: skip
+             "--no-progress"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1", "HTD_THREADS": "1", "ACCELERATE_USE_CPU": "1"}  # fmt: skip
     proc = subprocess.run([*launch(), *embed], capture_output=True, text=True, env=env, timeout=600)

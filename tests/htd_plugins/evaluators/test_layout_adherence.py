@@ -48,9 +48,9 @@ def test_real_held_out_tiles_adhere_and_shuffled_masks_do_not(shared_data, tmp_p
     from htd_plugins.evaluation import open_set
 
     glas = shared_data / "glas"
-    train = list(open_set(glas, match="train_*", limit=48))  # 12 source images
-    test = list(open_set(glas, match="testA_*", limit=16, split="test"))  # 4 others
-    tiles = list(open_set(glas, match="testB_*", limit=16))  # 4 more, as the synthetic set
+    train = list(open_set(glas, match="train_*", limit=48))  # spread over 48 source images
+    test = list(open_set(glas, match="testA_*", limit=16, split="test"))  # over 16 others
+    tiles = list(open_set(glas, match="testB_*", limit=16))  # 16 more, as the synthetic set
     shift = np.roll(np.arange(len(tiles)), 4)  # every tile gets another source image's mask
     shuffled = [TissueSample(s.image, tiles[j].mask, s.class_map, s.meta)
                 for s, j in zip(tiles, shift, strict=True)]  # fmt: skip

@@ -127,7 +127,7 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
         ([str(tmp_path / "missing.yaml")], "does not exist"),
         ([str(good), "--budget", "huge"], "unknown budget 'huge'"),
     ):
-        code = main(["experiment", *argv, "--output-dir", str(tmp_path / "out")])
+        code = main(["experiment", *argv, "--out", str(tmp_path / "out")])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "out").exists()
@@ -213,3 +213,18 @@ def test_a_new_experiment_failing_before_any_result_leaves_nothing(tmp_path):
     with pytest.raises(InputError, match="data.train: 0 samples"):
         experiment.run()
     assert not (tmp_path / "runs").exists()
+
+
+def test_device_and_progress_reach_the_run_but_no_stage_key(tmp_path, capsys):
+    """`htd experiment --device/--no-progress` set the models' device and the fits' progress,
+    which say where and how visibly a run goes: no stage key holds them, so a rerun with
+    another device resumes; a device this machine lacks is refused before any work."""
+    from htd_core.cli import main
+    from htd_plugins.experiment.arms import _keyed
+
+    options = {"device": "cpu", "progress": False, "preset": "tiny", "steps": 3}
+    assert _keyed(options) == {"preset": "tiny", "steps": 3}
+    cfg = load_experiment(config(tmp_path), {"model.device": "cpu", "fit.progress": False})
+    assert cfg.model == {"device": "cpu"} and cfg.fit == {"progress": False}
+    code = main(["experiment", str(tmp_path / "e.yaml"), "--device", "no-device"])
+    assert code == 2 and "--device 'no-device' is not a torch device" in capsys.readouterr().err

@@ -53,7 +53,7 @@ def uninterrupted(shared_data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("experiment")
     config = experiment_file(folder, Path(shared_data))
     out = folder / "run"
-    stdout = finish(htd(str(config), "--output-dir", str(out)))
+    stdout = finish(htd(str(config), "--out", str(out)))
     return config, out, stdout
 
 
@@ -136,7 +136,7 @@ def test_every_arm_generates_from_the_same_training_layouts(uninterrupted):
 def test_a_rerun_reuses_every_stage(uninterrupted):
     config, out, _ = uninterrupted
     before = {p.name: p.stat().st_mtime_ns for p in (out / "stages").iterdir()}
-    proc = htd(str(config), "--output-dir", str(out))
+    proc = htd(str(config), "--out", str(out))
     finish(proc)
     after = {p.name: p.stat().st_mtime_ns for p in (out / "stages").iterdir()}
     assert before == after
@@ -146,7 +146,7 @@ def test_a_rerun_reuses_every_stage(uninterrupted):
 def test_kill_9_and_rerun_gives_the_same_numbers(uninterrupted, tmp_path):
     config, reference, _ = uninterrupted
     out = tmp_path / "killed"
-    proc = htd(str(config), "--output-dir", str(out))
+    proc = htd(str(config), "--out", str(out))
     marker = out / "stages" / "train--crop@0.json"
     deadline = time.monotonic() + 300
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -155,7 +155,7 @@ def test_kill_9_and_rerun_gives_the_same_numbers(uninterrupted, tmp_path):
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (out / "results.json").exists()
-    finish(htd(str(config), "--output-dir", str(out)))
+    finish(htd(str(config), "--out", str(out)))
     log = (out / "log.txt").read_text()
     assert "autoencoder: done before, reused" in log
     got = json.loads((out / "results.json").read_text())

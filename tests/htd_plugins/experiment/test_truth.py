@@ -127,7 +127,7 @@ def test_cli_bad_seeds_exit_2_with_one_line(tmp_path, capsys):
 
     path = tmp_path / "bad.yaml"
     path.write_text(json.dumps(glas(tmp_path, seeds=[])))
-    assert main(["experiment", str(path), "--output-dir", str(tmp_path / "out")]) == 2
+    assert main(["experiment", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "seeds" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()

@@ -36,6 +36,7 @@ def test_sampled_dataset_is_a_training_source(tile_folder, tmp_path, capsys):
     argv = [
         "sample",
         "tiles",
+        "--out",
         str(out),
         "-o",
         f"root={tile_folder}",
@@ -61,7 +62,16 @@ def test_sampled_dataset_is_a_training_source(tile_folder, tmp_path, capsys):
 
 def test_resumed_sample_says_so(tile_folder, tmp_path, capsys):
     out = tmp_path / "patches"
-    base = ["sample", "tiles", str(out), "-o", f"root={tile_folder}", "-o", "classes=[a, b]"]
+    base = [
+        "sample",
+        "tiles",
+        "--out",
+        str(out),
+        "-o",
+        f"root={tile_folder}",
+        "-o",
+        "classes=[a, b]",
+    ]
     assert main([*base, "--limit", "1"]) == 0
     capsys.readouterr()
     assert main(base) == 0
@@ -76,7 +86,16 @@ def test_missing_folder_says_it_does_not_exist(tmp_path):
 
 def test_htd_train_on_what_htd_sample_wrote(tile_folder, tmp_path, capsys):
     out = tmp_path / "patches"
-    sample = ["sample", "tiles", str(out), "-o", f"root={tile_folder}", "-o", "classes=[a, b]"]
+    sample = [
+        "sample",
+        "tiles",
+        "--out",
+        str(out),
+        "-o",
+        f"root={tile_folder}",
+        "-o",
+        "classes=[a, b]",
+    ]
     assert main(sample) == 0
     config = tmp_path / "p.yaml"
     config.write_text(
@@ -85,7 +104,7 @@ def test_htd_train_on_what_htd_sample_wrote(tile_folder, tmp_path, capsys):
         "fit: {steps: 1, vae_steps: 1, batch_size: 2, tensorboard: false, progress: false}\n"
     )
     run = tmp_path / "run"
-    assert main(["train", str(config), "--data", str(out), "--output-dir", str(run)]) == 0
+    assert main(["train", str(config), "--data", str(out), "--out", str(run)]) == 0
     saved = json.loads((run / "model" / "htd_config.json").read_text())
     assert saved["class_map"]["names"] == ["a", "b"]  # from the dataset's classes.json
     assert (run / "model" / "pipeline.yaml").is_file()

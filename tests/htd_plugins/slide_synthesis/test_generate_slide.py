@@ -218,7 +218,7 @@ def test_htd_sample_samples_the_synthetic_slide_like_a_real_one(
     generate_slide(pipe, make_layout(96, 96, seed=1), out, progress=False)
     paths = output_paths(out)
     data = tmp_path / "patches"
-    args = ["sample", "heterogeneous", str(data), "-o", f"slide={out}",
+    args = ["sample", "heterogeneous", "--out", str(data), "-o", f"slide={out}",
             "-o", f"annotations={paths['geojson']}", "-o", "classes=[stroma, gland]",
             "-o", "patch_size=16", "-o", f"mpp={MPP}", "-o", "tissue=none", "-o", "cell_px=1", "--limit", "5"]  # fmt: skip
     assert main(args) == 0

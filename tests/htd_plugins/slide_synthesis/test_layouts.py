@@ -94,8 +94,13 @@ def test_an_mpp_far_from_the_models_is_refused_or_rescaled(pipe, tmp_path, draw)
 
 def test_bad_output_paths_and_a_layout_smaller_than_a_window(pipe, tmp_path, draw):
     lay = SlideLayout(draw.blob_mask(32, 32), pipe.backbone.class_map, MPP)
-    with pytest.raises(InputError, match="does not exist"):
-        generate_slide(pipe, lay, tmp_path / "missing" / "s.tif", progress=False)
+    from htd_plugins.slide_synthesis.api import check_output
+
+    check_output(tmp_path / "missing" / "deeper" / "s.tif")  # a new folder: created when written
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "a-file").write_bytes(b"user data")
+    with pytest.raises(InputError, match="is a file"):
+        generate_slide(pipe, lay, tmp_path / "a-file" / "s.tif", progress=False)
     if os.geteuid() == 0:  # root writes anywhere permissions allow: use a kernel folder
         locked = Path("/proc/sys")
         if not locked.is_dir():
@@ -123,8 +128,9 @@ def test_cli_bad_input_is_one_line_exit_2(slide_model, tmp_path, capsys, builtin
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "tumour" in err and "Traceback" not in err
+    # a missing folder is created, but only once the inputs are valid: not for a bad layout
     assert main([*args[:5], str(tmp_path / "nope" / "x.tif"), *args[6:]]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "tumour" in capsys.readouterr().err and not (tmp_path / "nope").exists()
     good = draw.write_geojson(tmp_path / "g.geojson", [("gland", draw.square(0, 0, 40))])
     no_bank = ["generate-slide", str(slide_model / "model"), "--map", str(good), "--out",
                str(tmp_path / "y.tif"), "--mpp", "2", "--size", "48", "48", "--fill", "stroma"]  # fmt: skip
