@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test lint format bench venv clean
+.PHONY: demo test lint format bench docs venv clean
 
 # The venv is (re)built when pyproject.toml changes; plain pip resolution, no pins forced.
 $(VENV)/.installed: pyproject.toml
@@ -28,6 +28,11 @@ lint: venv
 format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The API reference from the docstrings (Sphinx autodoc + napoleon), warnings as errors.
+docs: venv
+	$(BIN)/python -m sphinx -W --keep-going -b html docs/api build/docs
+	@echo "open build/docs/index.html"
 
 bench: venv
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

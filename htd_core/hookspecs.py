@@ -12,6 +12,7 @@ from htd_core.registry import Registry
 
 PROJECT = "htd"
 hookspec = pluggy.HookspecMarker(PROJECT)
+#: Decorator of a plugin's hook functions (``@hookimpl def htd_register_backbones(registry)``).
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 

@@ -216,17 +216,17 @@ def output_folder(
 ) -> Iterator[bool]:
     """Create (or reopen) an output folder marked as ``kind``; yields whether it resumes.
 
-        The folder is locked for the block (:func:`start_output`). When the block raises on a new
-        output (the folder was missing or empty) that holds no result yet (``has_results(path)``
-        is false; without it: nothing but the marker), everything in it is removed and the folders
-        this call created too: all of it was written by this run, under its lock, and a run that
-        fails before writing a result leaves nothing behind. A resumed output is never touched.
+    The folder is locked for the block (:func:`start_output`). When the block raises on a new
+    output (the folder was missing or empty) that holds no result yet (``has_results(path)``
+    is false; without it: nothing but the marker), everything in it is removed and the folders
+    this call created too: all of it was written by this run, under its lock, and a run that
+    fails before writing a result leaves nothing behind. A resumed output is never touched.
     A full disk met in the block (``ENOSPC`` from any writer) becomes one
     :class:`~htd_core.errors.DiskFullError` line naming ``path``.
 
-        Raises:
-            InputError: as :func:`start_output`.
-            DiskFullError: the disk ran full in the block.
+    Raises:
+        InputError: as :func:`start_output`.
+        DiskFullError: the disk ran full in the block.
     """
     path = Path(path)
     created = [p for p in (path, *path.parents) if not p.exists()]

@@ -111,8 +111,8 @@ def configure_threads(
         device: the torch device the command will use (``cuda...`` keeps torch's default).
 
     Returns:
-        The count set and the reason, e.g. ``ThreadChoice(1, "measured: 1 thread 3.1x faster
-        than 2")``.
+        The count set and the reason, e.g.
+        ``ThreadChoice(1, "measured: 1 thread 3.1x faster than 2")``.
 
     Raises:
         InputError: ``requested`` or ``$HTD_THREADS`` is not a positive integer.

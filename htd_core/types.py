@@ -11,6 +11,7 @@ import torch
 
 from htd_core.errors import InputError
 
+#: Mask value of pixels that belong to no class (don't care): never trained on, never scored.
 IGNORE_INDEX = 255
 
 #: Key of the crops' provenance, in ``Condition.meta`` and in a generated sample's ``meta`` /

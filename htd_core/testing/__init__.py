@@ -34,3 +34,7 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:  # the lazy names too (dir(), tab completion, the API reference)
+    return sorted({*globals(), *__all__})

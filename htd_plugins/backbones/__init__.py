@@ -30,3 +30,7 @@ def __getattr__(name: str) -> Any:  # lazy: importing a backbone plugin stays ch
 
         return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # the lazy names too (dir(), tab completion, the API reference)
+    return sorted({*globals(), *__all__})

@@ -36,3 +36,7 @@ def __getattr__(name: str) -> Any:  # lazy: importing a builder plugin stays che
 
         return getattr(references, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # the lazy names too (dir(), tab completion, the API reference)
+    return sorted({*globals(), *__all__})

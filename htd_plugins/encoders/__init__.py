@@ -22,3 +22,7 @@ def __getattr__(name: str) -> Any:  # lazy: importing one encoder plugin stays c
 
         return getattr(timm, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # the lazy names too (dir(), tab completion, the API reference)
+    return sorted({*globals(), *__all__})

@@ -40,3 +40,7 @@ def __getattr__(name: str) -> Any:  # lazy: the command module imports this pack
 
         return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # the lazy names too (dir(), tab completion, the API reference)
+    return sorted({*globals(), *__all__})

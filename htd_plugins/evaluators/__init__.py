@@ -44,3 +44,7 @@ def __getattr__(name: str) -> Any:  # lazy: importing an evaluator plugin stays 
 
         return getattr(encoding, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # the lazy names too (dir(), tab completion, the API reference)
+    return sorted({*globals(), *__all__})

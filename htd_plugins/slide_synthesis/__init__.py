@@ -37,3 +37,7 @@ def __getattr__(name: str) -> Any:  # lazy: importing the package stays cheap
 
         return seam_report
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # the lazy names too (dir(), tab completion, the API reference)
+    return sorted({*globals(), *__all__})

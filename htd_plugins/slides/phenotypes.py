@@ -50,6 +50,7 @@ def palette(k: int) -> list[tuple[int, int, int]]:
 
 
 def class_names(k: int) -> tuple[str, ...]:
+    """Names of ``k`` phenotypes, ``phenotype_00`` ... (zero-padded to at least two digits)."""
     width = max(2, len(str(k - 1)))
     return tuple(f"phenotype_{i:0{width}d}" for i in range(k))
 
