@@ -53,19 +53,9 @@ def pick_layouts(layouts: Dataset, n: int, seed: int = 0) -> list[TissueSample]:
     return picked
 
 
-def crop_view(condition, num_classes: int, empty: int = 40) -> np.ndarray:
-    """The crops of a dual condition as one uint8 RGB image, dark grey where none is placed."""
-    size = tuple(condition.spatial.shape[1:])
-    rgb = condition.select("crop:").numpy().reshape(num_classes, 3, *size)
-    valid = condition.select("valid:").numpy() > 0
-    out = np.full((*size, 3), float(empty), np.float32)
-    for k in range(num_classes):
-        out[valid[k]] = ((rgb[k].transpose(1, 2, 0)[valid[k]] + 1) * 127.5).clip(0, 255)
-    return out.round().astype(np.uint8)
-
-
 def draw(path: str | Path, layouts, conditions, generated, title: str | None = None) -> Path:
     """One row per layout: semantic map | crops | generated | real (a PNG written atomically)."""
+    from htd_plugins.condition_builders import crop_view
     from htd_plugins.evaluators import save_grid
 
     rows = []

@@ -9,7 +9,8 @@ Public names (for scripts, plugins and applications; everything in submodules is
 - :func:`window_of`: where a sample lies in its source image (from its meta), or None;
 - :func:`placed_crop`: the pixels a crop builder placed, read back from its provenance;
 - :class:`MissingCropError`: a crop builder has no crop to give (no bank for a layout without
-  an image); a command line catches it to name its own flags.
+  an image); a command line catches it to name its own flags;
+- :func:`crop_view`: the crops of a built condition as one RGB picture (figures).
 
 Builders themselves are created by registered name:
 ``htd_core.create("condition_builders", "crop", bank=...)``.
@@ -19,7 +20,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CropBank", "MissingCropError", "crop_overlaps_window", "placed_crop", "window_of"]
+__all__ = [
+    "CropBank",
+    "MissingCropError",
+    "crop_overlaps_window",
+    "crop_view",
+    "placed_crop",
+    "window_of",
+]
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing a builder plugin stays cheap
@@ -35,6 +43,10 @@ def __getattr__(name: str) -> Any:  # lazy: importing a builder plugin stays che
         from htd_plugins.condition_builders.crops import references
 
         return getattr(references, name)
+    if name == "crop_view":
+        from htd_plugins.condition_builders.crops.view import crop_view
+
+        return crop_view
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

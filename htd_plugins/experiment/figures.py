@@ -43,9 +43,9 @@ def write_figure(exp: Any, path: Path, n: int = 8) -> Path | None:
     """Map | crops | one column per arm | real, for the first ``n`` layouts, at the first
     seed."""
     from htd_core.dataset import Dataset
+    from htd_plugins.condition_builders import crop_view
     from htd_plugins.evaluators import save_grid
     from htd_plugins.experiment.arms import arm_folder
-    from htd_plugins.experiment.measure import crop_view
 
     seed = exp.config.seed
     layouts = exp.layouts()[:n]

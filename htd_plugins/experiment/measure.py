@@ -222,14 +222,3 @@ def placement_stats(
                          "median_side": float(np.median(placed)) if placed else None,
                          "other_source": round(other / n, 3), "overlapping_target": round(overlap / n, 3)}  # fmt: skip
     return out
-
-
-def crop_view(condition: Any, num_classes: int, empty: int = 40) -> np.ndarray:
-    """The crops of a dual condition as one RGB image (grey ``empty`` where none is placed)."""
-    rgb = condition.select("crop:").numpy().reshape(num_classes, 3, *condition.spatial.shape[1:])
-    valid = condition.select("valid:").numpy()
-    out = np.full((*condition.spatial.shape[1:], 3), empty, np.float32)
-    for k in range(num_classes):
-        where = valid[k] > 0
-        out[where] = ((rgb[k].transpose(1, 2, 0)[where] + 1) * 127.5).clip(0, 255)
-    return out.round().astype(np.uint8)

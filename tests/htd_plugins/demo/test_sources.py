@@ -9,6 +9,7 @@ import torch
 
 from htd_core.images import opaque_id
 from htd_core.types import Condition
+from htd_plugins.condition_builders import crop_view
 from htd_plugins.demo.sources import (
     from_discovery,
     from_image,
@@ -16,7 +17,6 @@ from htd_plugins.demo.sources import (
     stain_map,
     upsample_grid,
 )
-from htd_plugins.experiment.measure import crop_view
 
 
 def test_glas_patches_are_heterogeneous_and_split_by_source(shared_data):
