@@ -66,8 +66,15 @@ SPECS: dict[str, Spec] = {
         skip="`make demo` / `make test` run the whole demo and the whole suite (this test is "
         "part of `make test`)",
     ),
-    "README.md#1": Spec(
-        "# 1. real patches",
+    "README.md#1": Spec("# 1. real 64 px patches"),
+    "README.md#2": Spec(
+        "python examples/readme_figure.py",
+        skip="runs a script of examples/, not an htd command: tests/test_readme.py runs it on a "
+        "tiny model",
+    ),
+    "README.md#3": Spec("htd evaluate --real out/train --real-test out/test --synthetic quick="),
+    "README.md#4": Spec(
+        "# 2. train 20 minutes",
         subs=(
             (
                 "--evaluators frechet,deeplabv3plus,privacy",
@@ -78,7 +85,7 @@ SPECS: dict[str, Spec] = {
             ("--out runs/student", "--out runs/student --epochs 1 --depth 1"),
         ),
     ),
-    "README.md#2": Spec(
+    "README.md#5": Spec(
         "import htd_core", subs=(('"preset": "small"', '"preset": "tiny"'), TINY_FIT)
     ),
     "docs/sampling.md#0": Spec("# GlaS / CAMELYON / WSSS4LUAD tile folders"),

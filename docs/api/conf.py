@@ -23,3 +23,5 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 html_theme = "alabaster"
 html_title = "htd API reference"
 exclude_patterns = ["_build"]
+# Not nitpicky: links to numpy, torch and PIL types would need their intersphinx inventories,
+# which a build that must run offline cannot fetch. Every other warning is an error (-W).
