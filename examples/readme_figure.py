@@ -8,8 +8,8 @@ folder (``htd sample``'s output) whose masks are the semantic maps and whose ima
 crops (cut from each layout's own image, as ``htd generate --dataset`` does) and the real
 column. One layout is taken from each of ``--n`` source images (seeded), so the rows show
 different glands, not four tiles of one image. The README's picture comes from the README's
-longer path (GlaS, 64 px patches, ``examples/pipeline.yaml`` trained 20 minutes on one CPU
-thread); any model and dataset folder work.
+longer path (GlaS, 64 px patches, ``examples/pipeline.yaml`` trained 30 minutes on one CPU
+thread, 10 of them the autoencoder); any model and dataset folder work.
 """
 
 from __future__ import annotations

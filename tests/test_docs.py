@@ -74,8 +74,9 @@ SPECS: dict[str, Spec] = {
     ),
     "README.md#3": Spec("htd evaluate --real out/train --real-test out/test --synthetic quick="),
     "README.md#4": Spec(
-        "# 2. train 20 minutes",
+        "# 2. train 30 minutes",
         subs=(
+            ("-o vae_steps=3000", "-o vae_steps=2"),
             (
                 "--evaluators frechet,deeplabv3plus,privacy",
                 "--evaluators frechet,deeplabv3plus,privacy -o deeplabv3plus.budget=tiny "
