@@ -161,6 +161,10 @@ SPECS: dict[str, Spec] = {
         "htd experiment examples/experiments/glas.yaml --budget cpu-quick -o",
         skip="the rerun itself: hours of CPU (its tiny-budget form is docs/results.md#0)",
     ),
+    "docs/results.md#4": Spec(
+        "python benchmarks/bench_embedding_arm.py",
+        skip="a timing benchmark over an experiment run's folder (minutes of CPU)",
+    ),
     "docs/results.md#3": Spec(
         "python benchmarks/bench_autoencoders.py --experiment examples/experiments/glas.yaml",
         skip="benchmarks over the real splits: about an hour of CPU, and the KL rows read "
