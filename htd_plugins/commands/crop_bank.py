@@ -5,8 +5,10 @@ images: its crops then come from a bank (:class:`htd_plugins.condition_builders.
 one real crop per class drawn with the seed. This verb builds one, as ``htd experiment``
 builds ``crop-bank.safetensors``, from the **train split only** of DATA (an ``htd sample``
 dataset, or an image + mask tile folder such as GlaS), split by source image through the
-``tiles`` sampler (a preset's official split, else a seeded random split); ``--split all``
-takes every image of a folder that holds training data only.
+``tiles`` sampler (a preset's official split, else a seeded random split); an ``htd sample``
+dataset whose manifest records each patch's ``split`` keeps its recorded train patches (no new
+split of data that is already one); ``--split all`` takes every image of a folder that holds
+training data only.
 
 Written: FILE (``.safetensors``: uint8 crops, options and provenance in its header) and
 ``FILE.json`` beside it (the same, readable). The provenance of each crop is its source's
@@ -115,6 +117,21 @@ def _ours(file: Path, json: Any) -> bool:
         return False
 
 
+def recorded_split(data: Path) -> Any:
+    """The htd dataset at ``data`` when its manifest records a ``split`` per patch (``htd
+    sample`` of a split tile folder), else None."""
+    manifest = data / "manifest.csv"
+    if not manifest.is_file():
+        return None
+    with open(manifest, newline="") as fh:
+        header = fh.readline().strip().split(",")
+    if "split" not in header:
+        return None
+    from htd_core.dataset import Dataset
+
+    return Dataset(data)
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -125,13 +142,18 @@ def run(args: argparse.Namespace) -> int:
 
     options = bank_options(args.option)
     path = check_bank_output(Path(args.out))  # before reading any image
+    recorded = recorded_split(Path(args.data)) if args.split == "train" else None
     sampler_options = {"root": args.data, "split": None if args.split == "all" else "train",
                        "match": args.match, "mpp": args.mpp, "test_fraction": args.test_fraction,
                        "split_seed": args.split_seed}  # fmt: skip
     if args.classes:
         sampler_options["classes"] = [c.strip() for c in args.classes.split(",") if c.strip()]
-    sampler = create("patch_samplers", "tiles", **sampler_options)
-    samples = list(tqdm(sampler, desc="read", unit="image", disable=args.no_progress))
+    if recorded is not None:  # the dataset's own split, recorded by htd sample
+        samples = [s for s in tqdm(recorded, desc="read", unit="image", disable=args.no_progress)
+                   if s.meta.get("split") == "train"]  # fmt: skip
+    else:
+        sampler = create("patch_samplers", "tiles", **sampler_options)
+        samples = list(tqdm(sampler, desc="read", unit="image", disable=args.no_progress))
     if not samples:
         raise InputError(
             f"{args.data}: no image in its {args.split} split: nothing to cut crops from"

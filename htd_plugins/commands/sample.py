@@ -84,7 +84,13 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(
                 f"{out} holds a dataset not written by `htd sample`: choose another folder"
             )
-        writer = DatasetWriter(out, sampler.class_map) if resuming else None
+        # a sampler that cut one split records it per patch (htd crop-bank reads it); a folder
+        # begun without that column resumes without it
+        extra = ("split",) if getattr(sampler, "split", None) else ()
+        if resuming:
+            with open(out / "manifest.csv") as fh:
+                extra = extra if "split" in fh.readline().strip().split(",") else ()
+        writer = DatasetWriter(out, sampler.class_map, extra) if resuming else None
         start = len(writer) if writer else 0
         if args.limit is not None and start >= args.limit:
             writer.close()
@@ -103,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         with output_folder(  # locked to the end; removed if it fails before its first sample
             out, KIND, what="--out", legacy=(FINGERPRINT,), has_results=holds_samples
         ):
-            writer = writer or DatasetWriter(out, sampler.class_map)
+            writer = writer or DatasetWriter(out, sampler.class_map, extra)
             if start:
                 print(
                     f"htd sample: resuming {out}: {start} samples already written", file=sys.stderr

@@ -57,7 +57,8 @@ def generation_sheet(
                 row.append((f"crop: {name}", pixels))
         row.append(("synthetic", outlined(sample.image, sample.mask, cm, side)))
         rows.append(row)
-    title = f"{len(data)} synthetic samples: map | real crops | synthetic image"
+    shown = f"{len(picks)} of {len(data)}" if len(picks) < len(data) else f"{len(data)}"
+    title = f"{shown} synthetic samples: map | real crops | synthetic image"
     return panel_sheet(rows, cm, path, side=side, title=title)
 
 

@@ -209,7 +209,8 @@ class TilesSampler(PatchSampler):
 
     def _meta(self, image_path: Path) -> dict[str, Any]:
         """Ids of a tile: a plain folder's from its file name; an htd dataset's from its
-        manifest row (the source slide's opaque id and mpp, the row index)."""
+        manifest row (the source slide's opaque id and mpp, the row index); the ``split``
+        asked for (``train`` / ``test``), when one is."""
         meta: dict[str, Any] = {
             "slide_id": opaque_id(source_id(image_path.name)),
             "tile_id": opaque_id(image_path),
@@ -222,6 +223,8 @@ class TilesSampler(PatchSampler):
                 meta["mpp"] = float(row["mpp"])
         if self.mpp is not None:
             meta["mpp"] = self.mpp
+        if self.split is not None:  # recorded, so a later step knows the patch's split
+            meta["split"] = self.split
         return meta
 
     def expected_samples(self) -> int | None:

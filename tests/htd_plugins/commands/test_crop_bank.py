@@ -88,3 +88,22 @@ def test_a_missing_bank_names_the_verb_that_builds_one():
 
     with pytest.raises(InputError, match=r"htd crop-bank DATA --out nowhere\.safetensors"):
         CropBank.load("nowhere.safetensors")
+
+
+def test_an_htd_dataset_keeps_its_recorded_split(glas, tmp_path, capsys, builtin_manager):
+    """``htd sample`` of the train split records ``split=train`` per patch: the bank takes all
+    of them (no second random split of training data), never a recorded test patch."""
+    data = tmp_path / "train"
+    assert main(["sample", "tiles", "--out", str(data), "-o", f"root={glas}",
+                 "-o", "classes=[non_gland, gland]", "-o", "split=train",
+                 "-o", "patch_size=48", "-o", "stride=48"]) == 0  # fmt: skip
+    capsys.readouterr()
+    out = tmp_path / "bank.safetensors"
+    assert main(["crop-bank", str(data), "--out", str(out), "-o", "size=16", "-o", "min_size=8",
+                 "--no-progress"]) == 0  # fmt: skip
+    header = json.loads(out.with_suffix(".json").read_text())
+    assert header["options"]["data"]["n_samples"] == len(TRAIN)
+    assert set(header["options"]["data"]["source_ids"]) == {
+        opaque_id("train_1"),
+        opaque_id("train_2"),
+    }
