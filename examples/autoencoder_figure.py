@@ -43,8 +43,7 @@ def main() -> int:
     from PIL import Image, ImageDraw
 
     from htd_plugins.backbones import calibrate, load_autoencoder
-    from htd_plugins.experiment import get_budget, load_experiment
-    from htd_plugins.experiment.data import sample_splits
+    from htd_plugins.experiment import get_budget, load_experiment, sample_splits
 
     torch.set_num_threads(1)
     budget = get_budget(args.budget)

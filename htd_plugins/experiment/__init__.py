@@ -14,7 +14,7 @@ driver) and writes ``results.md`` / ``results.json`` /
 
 from htd_plugins.experiment.budgets import BUDGETS, Budget, get_budget
 from htd_plugins.experiment.config import ARMS, ExperimentConfig, load_experiment
-from htd_plugins.experiment.data import ExperimentData
+from htd_plugins.experiment.data import ExperimentData, sample_splits
 from htd_plugins.experiment.runner import Experiment, run_experiment
 
 __all__ = [
@@ -27,4 +27,5 @@ __all__ = [
     "get_budget",
     "load_experiment",
     "run_experiment",
+    "sample_splits",
 ]
