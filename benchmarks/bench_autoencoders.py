@@ -40,23 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 ENCODERS = ("inception_fid", "efficientnet_lite0")
 
 
-def reconstruct(ae, images: np.ndarray, batch: int = 16) -> np.ndarray:
-    import torch
-
-    from htd_core.interfaces.latent import to_model_range, to_uint8
-
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(images), batch):
-            out.append(to_uint8(ae.decode(ae.encode(to_model_range(images[s : s + batch])))))
-    return np.concatenate(out)
-
-
 def seconds_per_image(ae, images: np.ndarray) -> float:
     times = []
     for _ in range(3):
         start = time.perf_counter()
-        reconstruct(ae, images[:16])
+        ae.reconstruct(images[:16])
         times.append((time.perf_counter() - start) / min(16, len(images)))
     return statistics.median(times)
 
@@ -162,8 +150,8 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
         for name, folder in choices.items():
             ae = load_autoencoder(folder).frozen("cpu")
-            recon = reconstruct(ae, train[subset])
-            l1 = float(np.abs(reconstruct(ae, test).astype(np.float64) - test).mean())
+            recon = ae.reconstruct(train[subset])
+            l1 = float(np.abs(ae.reconstruct(test).astype(np.float64) - test).mean())
             row = {**base, "autoencoder": name, "held_out_l1": round(l1, 2),
                    "s_per_image": round(seconds_per_image(ae, test), 4)}  # fmt: skip
             for k, e in encoders.items():
