@@ -150,8 +150,8 @@ def prepare_autoencoder(
             _note(f"autoencoder: reusing the one trained before in {saved}")
     elif given:
         ae, summary = load_autoencoder(given).frozen(device), {"source": given}
+        check_size(backbone, ae)  # before the images go through it
         calibrate(ae, images, backbone.config.scaling_factor)
-        check_size(backbone, ae)
     else:
         checkpoint = out / AUTOENCODER_CHECKPOINT if out is not None and is_main else None
         if checkpoint is not None and not opts.resume:
