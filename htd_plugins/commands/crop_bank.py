@@ -140,6 +140,13 @@ def run(args: argparse.Namespace) -> int:
     from htd_core.splits import sample_source
     from htd_plugins.condition_builders import CropBank
 
+    data = Path(args.data)
+    if not data.is_dir():
+        what = "is a file" if data.exists() else "does not exist"
+        raise InputError(
+            f"DATA {args.data} {what}: give a folder of images/ + masks/ (e.g. "
+            "../shared/data/glas) or a dataset written by `htd sample`"
+        )
     options = bank_options(args.option)
     path = check_bank_output(Path(args.out))  # before reading any image
     recorded = recorded_split(Path(args.data)) if args.split == "train" else None

@@ -79,6 +79,11 @@ def test_bad_input_is_one_line_naming_the_flag(glas, tmp_path, capsys, builtin_m
         assert main(["crop-bank", str(glas), *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0], err
+    for data, needle in ((tmp_path / "nowhere", "does not exist"), (user, "is a file")):
+        assert main(["crop-bank", str(data), "--out", str(tmp_path / "b")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"DATA {data} {needle}: give a folder" in err[0], err
+        assert "YAML" not in err[0]
     assert user.read_bytes() == b"not a bank"
     assert not (tmp_path / "b.safetensors").exists()
 
