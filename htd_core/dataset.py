@@ -89,6 +89,15 @@ def disk_full_estimate(writer: DatasetWriter, total: int | None) -> Iterator[Non
         raise disk_full(writer.root, need, f"the remaining {left} sample(s)") from None
 
 
+def manifest_columns(root: str | Path) -> tuple[str, ...]:
+    """The column names of ``root/manifest.csv`` (empty when there is none)."""
+    manifest = Path(root) / "manifest.csv"
+    if not manifest.is_file():
+        return ()
+    with open(manifest, newline="") as fh:
+        return tuple(next(csv.reader(fh), ()))
+
+
 def holds_samples(root: str | Path) -> bool:
     """Whether the dataset folder ``root`` holds at least one sample row (a failed new output
     without one is removed whole, :func:`htd_core.outputs.output_folder`)."""

@@ -120,16 +120,9 @@ def _ours(file: Path, json: Any) -> bool:
 def recorded_split(data: Path) -> Any:
     """The htd dataset at ``data`` when its manifest records a ``split`` per patch (``htd
     sample`` of a split tile folder), else None."""
-    manifest = data / "manifest.csv"
-    if not manifest.is_file():
-        return None
-    with open(manifest, newline="") as fh:
-        header = fh.readline().strip().split(",")
-    if "split" not in header:
-        return None
-    from htd_core.dataset import Dataset
+    from htd_core.dataset import Dataset, manifest_columns
 
-    return Dataset(data)
+    return Dataset(data) if "split" in manifest_columns(data) else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -156,8 +149,9 @@ def run(args: argparse.Namespace) -> int:
     if args.classes:
         sampler_options["classes"] = [c.strip() for c in args.classes.split(",") if c.strip()]
     if recorded is not None:  # the dataset's own split, recorded by htd sample
-        samples = [s for s in tqdm(recorded, desc="read", unit="image", disable=args.no_progress)
-                   if s.meta.get("split") == "train"]  # fmt: skip
+        rows = [i for i, row in enumerate(recorded.rows) if row.get("split") == "train"]
+        samples = [recorded[i] for i in tqdm(rows, desc="read", unit="image",
+                                             disable=args.no_progress)]  # fmt: skip
     else:
         sampler = create("patch_samplers", "tiles", **sampler_options)
         samples = list(tqdm(sampler, desc="read", unit="image", disable=args.no_progress))

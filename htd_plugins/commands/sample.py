@@ -55,7 +55,12 @@ def run(args: argparse.Namespace) -> int:
     import itertools
     import warnings
 
-    from htd_core.dataset import DatasetWriter, disk_full_estimate, holds_samples
+    from htd_core.dataset import (
+        DatasetWriter,
+        disk_full_estimate,
+        holds_samples,
+        manifest_columns,
+    )
     from htd_core.errors import InputError
     from htd_core.io import atomic_write_json
     from htd_core.outputs import check_output, output_folder
@@ -87,9 +92,8 @@ def run(args: argparse.Namespace) -> int:
         # a sampler that cut one split records it per patch (htd crop-bank reads it); a folder
         # begun without that column resumes without it
         extra = ("split",) if getattr(sampler, "split", None) else ()
-        if resuming:
-            with open(out / "manifest.csv") as fh:
-                extra = extra if "split" in fh.readline().strip().split(",") else ()
+        if resuming and "split" not in manifest_columns(out):
+            extra = ()
         writer = DatasetWriter(out, sampler.class_map, extra) if resuming else None
         start = len(writer) if writer else 0
         if args.limit is not None and start >= args.limit:

@@ -21,9 +21,6 @@ def shared_autoencoder(run: Any) -> dict[str, Any]:
     (``LatentBackbone.train_autoencoder`` of the first arm's backbone; resumable)."""
     import numpy as np
 
-    from htd_core.interfaces import LatentBackbone
-    from htd_core.plugins import create
-
     b, seed = run.budget, run.config.seed
     if run.config.model.get("autoencoder"):
         return pretrained_autoencoder(run, str(run.config.model["autoencoder"]))
@@ -36,17 +33,7 @@ def shared_autoencoder(run: Any) -> dict[str, Any]:
     done = run.stages.get("autoencoder", key)
     if done is not None and (folder / "config.json").is_file():
         return done
-    work = run.out / "work" / "autoencoder"
-    own_folder(work, key)
-    work.mkdir(parents=True, exist_ok=True)
-    arm = latent_arm(run.config.arms, str(run.config.source))
-    backbone = create("backbones", arm.backbone, preset=b.preset, image_size=run.image_size,
-                      **{**run.config.model, **arm.options})  # fmt: skip
-    if not isinstance(backbone, LatentBackbone):
-        from htd_core.errors import ConfigError
-
-        raise ConfigError(f"{run.config.source}: arm {arm.name!r}: backbone "
-                          f"{arm.backbone!r} has no autoencoder to share")  # fmt: skip
+    backbone, work = _training_backbone(run, key)
     images = np.stack([s.image for s in run.data.train])
     run.log(f"autoencoder: {b.vae_steps} steps on {len(images)} training patches")
     summary = backbone.train_autoencoder(
@@ -54,13 +41,44 @@ def shared_autoencoder(run: Any) -> dict[str, Any]:
         checkpoint_every=max(1, b.checkpoint_every), adversarial_weight=b.vae_adversarial_weight,
         adversarial_start=b.vae_adversarial_start, progress=run.config.fit.get("progress", True),
     )  # fmt: skip
-    test = np.stack([s.image for s in run.data.test])
-    error = np.abs(backbone.reconstruct(test).astype(np.float64) - test).mean()
-    summary["reconstruction_mae_test"] = round(float(error), 3)
+    summary["reconstruction_mae_test"] = _held_out_l1(run, backbone.autoencoder, folder)
     summary["steps_per_second"] = round(summary["steps"] / max(summary["seconds"], 1e-9), 3)
-    backbone.autoencoder.save(folder)
     run.log(f"autoencoder: mean L1 on held-out patches {summary['reconstruction_mae_test']}/255")
     return run.stages.put("autoencoder", key, {**summary, "path": str(folder), "key": key})
+
+
+def _training_backbone(run: Any, key: str) -> tuple[Any, Path]:
+    """The first latent arm's backbone (it trains the shared autoencoder) and its work folder
+    ``OUT/work/autoencoder`` (owned by stage ``key``).
+
+    Raises:
+        ConfigError: that arm's backbone has no autoencoder.
+    """
+    from htd_core.interfaces import LatentBackbone
+    from htd_core.plugins import create
+
+    work = run.out / "work" / "autoencoder"
+    own_folder(work, key)
+    work.mkdir(parents=True, exist_ok=True)
+    arm = latent_arm(run.config.arms, str(run.config.source))
+    backbone = create("backbones", arm.backbone, preset=run.budget.preset,
+                      image_size=run.image_size, **{**run.config.model, **arm.options})  # fmt: skip
+    if not isinstance(backbone, LatentBackbone):
+        from htd_core.errors import ConfigError
+
+        raise ConfigError(f"{run.config.source}: arm {arm.name!r}: backbone "
+                          f"{arm.backbone!r} has no autoencoder to share")  # fmt: skip
+    return backbone, work
+
+
+def _held_out_l1(run: Any, ae: Any, folder: Path) -> float:
+    """Save ``ae`` to ``folder``; its mean L1 (0-255) on the held-out patches, 3 decimals."""
+    import numpy as np
+
+    test = np.stack([s.image for s in run.data.test])
+    error = np.abs(ae.reconstruct(test).astype(np.float64) - test).mean()
+    ae.save(folder)
+    return round(float(error), 3)
 
 
 def pretrained_autoencoder(run: Any, source: str) -> dict[str, Any]:
@@ -70,7 +88,6 @@ def pretrained_autoencoder(run: Any, source: str) -> dict[str, Any]:
     held-out patches and saved to ``OUT/autoencoder`` like a trained one."""
     import numpy as np
 
-    from htd_core.plugins import create
     from htd_plugins.backbones import calibrate, folder_digest, load_autoencoder
 
     b, seed = run.budget, run.config.seed
@@ -85,12 +102,7 @@ def pretrained_autoencoder(run: Any, source: str) -> dict[str, Any]:
     images = np.stack([s.image for s in run.data.train])
     summary: dict[str, Any] = {"source": "pretrained", "steps": 0}
     if steps:
-        work = run.out / "work" / "autoencoder"
-        own_folder(work, key)
-        work.mkdir(parents=True, exist_ok=True)
-        arm = latent_arm(run.config.arms, str(run.config.source))
-        backbone = create("backbones", arm.backbone, preset=b.preset, image_size=run.image_size,
-                          **{**run.config.model, **arm.options})  # fmt: skip
+        backbone, work = _training_backbone(run, key)
         run.log(f"autoencoder: fine-tuning the decoder of {source} for {steps} steps")
         summary.update(backbone.train_autoencoder(
             images, checkpoint=work / "checkpoint.pt", steps=steps, seed=seed,
@@ -102,11 +114,9 @@ def pretrained_autoencoder(run: Any, source: str) -> dict[str, Any]:
     else:
         ae = load_autoencoder(source).frozen("cpu")
         calibrate(ae, images)
-    test = np.stack([s.image for s in run.data.test])
-    error = np.abs(ae.reconstruct(test).astype(np.float64) - test).mean()
-    ae.save(folder)
+    error = _held_out_l1(run, ae, folder)
     summary.update(seconds=round(time.perf_counter() - start, 1), scaling_factor=ae.scaling_factor,
-                   factor=ae.factor, reconstruction_mae_test=round(float(error), 3))  # fmt: skip
+                   factor=ae.factor, reconstruction_mae_test=error)  # fmt: skip
     run.log(f"autoencoder: {summary['source']} ({type(ae).__name__}, {ae.factor}x), mean L1 on "
             f"held-out patches {summary['reconstruction_mae_test']}/255")  # fmt: skip
     return run.stages.put("autoencoder", key, {**summary, "path": str(folder), "key": key})

@@ -98,11 +98,10 @@ def pretrained_to_finetune(source: str | None, images: np.ndarray) -> Autoencode
     """
     if not source:
         return None
-    ae = load_autoencoder(source)
-    from htd_plugins.backbones.ldm.taef2 import TinyAutoencoder
-
-    if not isinstance(ae, TinyAutoencoder):
+    kind = autoencoder_kind(Path(source).expanduser())
+    if kind is not None and kind[0] == "kl":  # not loaded: a new one is trained instead
         return None
+    ae = load_autoencoder(source)  # TAEF2, or an error naming what the folder lacks
     calibrate(ae, images)
     return ae
 
