@@ -14,6 +14,19 @@ Rounds alternate the three settings; each prints its median. The target is
 (about 0.1-1 s once per command) is printed apart, not counted in the throughput.
 
     python benchmarks/bench_threads.py [--rounds 3] [--steps 8] [--images 8] [--patches 8]
+
+**Changing load** (``--scenario start`` or ``stop``): each run lasts two phases of ``--phase``
+seconds; a competing CPU-bound process (one busy Python loop) starts at the phase boundary
+(``start``) or runs during the first phase and stops there (``stop``). Each workload runs
+continuously (training steps, denoising steps of batches of ``--images`` layouts, batches of
+``--patches`` patches) under three settings, alternated over rounds: 1 thread, all cores, and the
+default (:func:`~htd_core.threads.configure_threads` at the run's start, then
+:mod:`htd_core.thread_governor`, as a command does; its measurements count in its time). The
+work done in each phase (training steps, image-steps, patches; per unit, from the loops' own
+progress ticks) gives a throughput per phase and setting; the printed ratio is default / the
+better fixed setting of that phase, median over rounds. Target: >= 0.8 in every phase.
+
+    python benchmarks/bench_threads.py --scenario start [--phase 25] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -31,7 +44,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8, help="generated images per measurement")
     parser.add_argument("--patches", type=int, default=8, help="embedded patches per measurement")
     parser.add_argument("--only", choices=("train", "generate", "embed"), help="one workload")
+    parser.add_argument("--scenario", choices=("steady", "start", "stop"), default="steady")
+    parser.add_argument("--phase", type=float, default=25.0, help="seconds per phase (start/stop)")
     args = parser.parse_args()
+    if args.scenario != "steady":
+        from bench_threads_load import changing_load  # noqa: PLC0415 - this folder's sibling
+
+        changing_load(args, ("train", "generate", "embed"))
+        return
     for var in ("HTD_THREADS", "OMP_NUM_THREADS"):  # measure the policy itself
         os.environ.pop(var, None)
 

@@ -12,7 +12,8 @@ the workload's size with 1 thread and with all cores (interleaved, total time of
 
 Precedence: an explicit count (``--threads N``), then ``$HTD_THREADS``, then
 ``$OMP_NUM_THREADS`` (torch already read it: kept as is), then a CUDA device (the CPU only
-prepares data: torch's default is kept), then the measurement.
+prepares data: torch's default is kept), then the measurement. A measured choice is not final:
+:mod:`htd_core.thread_governor` measures again while the work runs when the load changes.
 """
 
 from __future__ import annotations
@@ -124,6 +125,9 @@ def configure_threads(
         requested, source = int(text), f"${ENV_VAR}"
     else:
         source = "--threads"
+    from htd_core import thread_governor
+
+    thread_governor.install(None)
     if requested is not None:
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
             raise InputError(f"{source} {requested!r}: give a positive number of threads")
@@ -142,10 +146,17 @@ def configure_threads(
     torch.set_num_threads(best)
     if len(timings) < 2:
         return ThreadChoice(best, "one core available")
+    thread_governor.install(
+        thread_governor.ThreadGovernor(best, tuple(timings), lambda: fastest_thread_count(workload))
+    )
     other = max(timings, key=timings.get)
     ratio = timings[other] / max(timings[best], 1e-9)
     unit = "thread" if best == 1 else "threads"
-    return ThreadChoice(best, f"measured: {best} {unit} {ratio:.1f}x faster than {other}")
+    return ThreadChoice(
+        best,
+        f"measured: {best} {unit} {ratio:.1f}x faster than {other}; measured again when the "
+        "load changes",
+    )
 
 
 def explicit_threads(requested: int | None = None) -> ThreadChoice:
@@ -178,7 +189,7 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int_at_least(1),
         help=f"torch CPU threads (default: ${ENV_VAR}, else 1 or all {all_cores()} cores, "
-        "whichever a quick measurement at start finds faster)",
+        "whichever a quick measurement finds faster, measured again when the load changes)",
     )
 
 

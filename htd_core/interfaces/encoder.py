@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from htd_core import thread_governor
 from htd_core.errors import InputError
 
 
@@ -104,6 +105,7 @@ class Encoder(ABC):
             for start in range(0, n, batch_size):
                 feats = self.forward(self.preprocess(images[start : start + batch_size]))
                 out.append(feats.float().cpu())
+                thread_governor.tick(len(feats), "embed")
         feats = torch.cat(out)
         if feats.shape != (n, self.embed_dim):
             raise InputError(

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from htd_core import thread_governor
 from htd_core.errors import InputError
 from htd_core.interfaces.latent import to_model_range
 from htd_core.io import atomic_save_torch
@@ -187,6 +188,7 @@ def train_autoencoder_loop(
         if adversarial:
             adversary.update(x, recon)
         losses.append(float(loss.detach()))  # reconstruction + KL, with or without adversary
+        thread_governor.tick(1, "autoencoder")
         if progress is not None:
             progress(step, losses[-1])
         stop = clock.expired()

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from htd_core import thread_governor
 from htd_core.errors import InputError
 from htd_plugins.backbones.ldm.checkpoint import (
     config_diff,
@@ -107,6 +108,7 @@ def train_denoiser(
         if ema is not None:
             ema.update(unwrapped, step)
         done = step + 1
+        thread_governor.tick(1, "train")
         losses.append(step_loss)
         bar.update(done, loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.1e}")
         if (

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from htd_core import thread_governor
 from htd_core.errors import InputError
 
 #: Sampler name -> (diffusers class name, extra config).
@@ -89,6 +90,7 @@ def sample_latents(
         model_input = scheduler.scale_model_input(latents, t)
         out = guided_output(predict, model_input, t, keep, guidance_scale)
         latents = scheduler.step(out, t, latents, **extra, return_dict=False)[0]
+        thread_governor.tick(1, "generate")
     return latents
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from htd_core import thread_governor
 from htd_core.errors import InputError
 
 #: One part of the training data: uint8 images N x S x S x 3 and masks N x S x S.
@@ -216,6 +217,7 @@ def train_model(
         optimiser.step()
         schedule.step()
         losses.append(float(loss.detach()))
+        thread_governor.tick(1, "segmentation")
     model.eval()
     tail = losses[-max(1, len(losses) // 10) :]
     return model, float(np.mean(tail)) if tail else float("nan")
