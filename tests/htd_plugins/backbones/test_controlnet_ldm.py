@@ -132,6 +132,31 @@ def test_guidance_on_and_off(trained_controlnet):
     controlnet.load_state_dict(saved)
 
 
+def test_guided_sampling_masks_the_condition_once(trained_controlnet):
+    """generate repeats and masks a batch's spatial condition once (``memo``), not at every
+    step: the same latents as the per-step path, with guidance and a null row."""
+    import functools
+
+    from htd_plugins.backbones.ldm.sampling import sample_latents
+
+    backbone, builder, samples, _ = trained_controlnet
+    conds = [builder.build(s, seed=0) for s in samples[:2]] + [Condition()]
+    spatial, tokens, keep, size = backbone._collate(conds)
+
+    def latents(memo):
+        predict = functools.partial(backbone._predict, spatial=spatial, tokens=tokens, memo=memo)
+        return sample_latents(
+            predict, backbone.sampling_scheduler("ddim"), shape=backbone.latent_shape(*size),
+            generators=[torch.Generator().manual_seed(i) for i in range(3)],
+            num_inference_steps=3, guidance_scale=3.0, device=torch.device("cpu"), keep=keep,
+        )  # fmt: skip
+
+    memo: dict = {}
+    assert torch.equal(latents(memo), latents(None))
+    assert list(memo) == [6]  # made once, for the 2 x 3 rows of null and conditional branch
+    assert not memo[6][:3].any() and not memo[6][5].any()  # null branch, and the null row
+
+
 def test_generation_is_per_sample_seeded(trained_controlnet):
     backbone, builder, samples, _ = trained_controlnet
     conds = [builder.build(s, seed=0) for s in samples]
