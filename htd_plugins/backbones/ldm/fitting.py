@@ -100,11 +100,14 @@ def fit_latent_diffusion(
         logger = SampleImages(backbone, data, builder, accelerator, every=opts.sample_every,
                               last_step=opts.steps, count=opts.sample_count, seed=opts.seed)  # fmt: skip
         opts = dataclasses.replace(opts, callbacks=(*opts.callbacks, logger))
-    summary, ema = train_denoiser(
-        backbone.denoiser, noise, source, opts, accelerator=accelerator,
-        learning_rate=opts.learning_rate, warmup_steps=opts.warmup_steps or 0,
-        condition_dropout=backbone.config.condition_dropout, config=config, clock=clock,
-    )  # fmt: skip
+    try:
+        summary, ema = train_denoiser(
+            backbone.denoiser, noise, source, opts, accelerator=accelerator,
+            learning_rate=opts.learning_rate, warmup_steps=opts.warmup_steps or 0,
+            condition_dropout=backbone.config.condition_dropout, config=config, clock=clock,
+        )  # fmt: skip
+    finally:
+        source.close()  # its thread drawing micro-batches ahead
     # without accelerate's autocast wrapper of forward: generation now runs as after a reload
     backbone.denoiser = accelerator.unwrap_model(backbone.denoiser, keep_fp32_wrapper=False)
     if ema is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -28,6 +29,10 @@ class BatchSource:
     ``for_step(sample, step)`` (a sampler's :meth:`~htd_core.PatchSampler.for_step`), when
     given, re-expresses each drawn sample for the step it is drawn at (a curriculum), before
     cropping, augmentation and its condition; the cached latents depend on pixels only.
+    With ``prefetch`` a background thread draws, crops, augments and conditions the next
+    micro-batch (NumPy and the builder: CPU work) while the model trains on this one, as a
+    DataLoader worker would; every draw is seeded by its (step, micro-batch, process), so the
+    batches are the same either way. Encoding and noise stay on the calling thread.
     """
 
     def __init__(
@@ -43,8 +48,11 @@ class BatchSource:
         cache: bool,
         device: torch.device,
         for_step: Callable[[TissueSample, int], TissueSample] | None = None,
+        prefetch: bool = True,
     ) -> None:
         self.for_step = for_step
+        self._pool = ThreadPoolExecutor(1, "htd-batch") if prefetch else None
+        self._ahead: tuple[tuple[int, ...], Future] | None = None
         if cache:  # cached latents need fixed windows: centre crops
             samples = [center_crop(s, image_size) for s in samples]
         self.samples, self.builder, self.image_size = samples, builder, image_size
@@ -67,7 +75,38 @@ class BatchSource:
 
     @torch.no_grad()
     def batch(self, step: int, micro: int, rank: int, world: int, accum: int):
-        """(latents B x c x h x w scaled, spatial B x C x H x W or None, tokens or None)."""
+        """(latents B x c x h x w scaled, spatial B x C x H x W or None, tokens or None).
+
+        Raises what drawing the micro-batch raises (e.g. the builder's InputError), here,
+        also when a background thread drew it."""
+        key = (step, micro, rank, world, accum)
+        ahead, self._ahead = self._ahead, None
+        drawn = ahead[1].result() if ahead is not None and ahead[0] == key else self._draw(*key)
+        if self._pool is not None:  # the next micro-batch of this process, meanwhile
+            after = (step, micro + 1) if micro + 1 < accum else (step + 1, 0)
+            following = (*after, rank, world, accum)
+            self._ahead = (following, self._pool.submit(self._draw, *following))
+        pixels, posterior, spatial, tokens = drawn
+        gen = step_generator(self.seed, step, micro, rank, 2)
+        if posterior is not None:
+            mean, std = posterior
+        else:
+            mean, std = self.autoencoder.distribution(pixels.to(self.device))
+            mean, std = mean.float(), std.float()
+        noise = torch.randn(mean.shape, generator=gen).to(mean.device)
+        latents = (mean + std * noise) * self.scaling
+        to = lambda x: None if x is None else x.to(self.device)  # noqa: E731
+        return latents.to(self.device), to(spatial), to(tokens)
+
+    def close(self) -> None:
+        """Stop the background thread (a micro-batch drawn ahead is dropped)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool, self._ahead = None, None
+
+    def _draw(self, step: int, micro: int, rank: int, world: int, accum: int):
+        """The CPU part of a micro-batch: (pixels B x 3 x H x W in [-1, 1], or None when
+        latents are cached; the cached posterior (mean, std) or None; spatial; tokens)."""
         position = ((step * accum + micro) * world + rank) * self.batch_size
         indices = stream_indices(len(self.samples), position, self.batch_size, self.seed)
         conditions, images, cached = [], [], []
@@ -84,20 +123,11 @@ class BatchSource:
                 cached.append((mean[variant], std[variant]))
             else:
                 images.append(sample.image)
-        gen = step_generator(self.seed, step, micro, rank, 2)
-        if self.cache is not None:
-            mean = torch.stack([m for m, _ in cached])
-            std = torch.stack([s for _, s in cached])
-        else:
-            mean, std = self.autoencoder.distribution(
-                to_model_range(np.stack(images)).to(self.device)
-            )
-            mean, std = mean.float(), std.float()
-        noise = torch.randn(mean.shape, generator=gen).to(mean.device)
-        latents = (mean + std * noise) * self.scaling
         spatial, tokens = collate_conditions(conditions)
-        to = lambda x: None if x is None else x.to(self.device)  # noqa: E731
-        return latents.to(self.device), to(spatial), to(tokens)
+        if self.cache is not None:
+            posterior = (torch.stack([m for m, _ in cached]), torch.stack([s for _, s in cached]))
+            return None, posterior, spatial, tokens
+        return to_model_range(np.stack(images)), None, spatial, tokens
 
 
 def step_transform(

@@ -130,6 +130,36 @@ def test_latent_cache_matches_encoding():
         assert torch.equal(sp_c, sp_d)
 
 
+def test_prefetched_batches_equal_drawn_ones():
+    """A micro-batch drawn ahead on the background thread equals one drawn when asked (also
+    after a jump in steps, as on resume); an error drawing it is raised at its step."""
+    from htd_plugins.backbones.ldm.augment import Augmentation
+    from htd_plugins.backbones.ldm.kl import KLAutoencoder
+    from htd_plugins.backbones.ldm.presets import get_preset
+
+    def for_step(sample, step):
+        if step == 5:
+            raise InputError("no sample at step 5")
+        return sample
+
+    ae = KLAutoencoder.build(get_preset("tiny").vae, 16).frozen("cpu")
+    kwargs = {"batch_size": 3, "image_size": 16, "seed": 0, "device": torch.device("cpu"),
+              "for_step": for_step, "cache": False}  # fmt: skip
+    aug = Augmentation(dihedral=True, brightness=0.1, hed_sigma=0.05)
+    ahead = BatchSource(tiny_samples(), SemanticMapBuilder(), ae, aug, prefetch=True, **kwargs)
+    drawn = BatchSource(tiny_samples(), SemanticMapBuilder(), ae, aug, prefetch=False, **kwargs)
+    for step, micro in [(0, 0), (0, 1), (1, 0), (1, 1), (3, 1), (2, 0), (4, 0), (4, 1)]:
+        pairs = zip(
+            ahead.batch(step, micro, 0, 1, 2), drawn.batch(step, micro, 0, 1, 2), strict=True
+        )
+        for a, b in pairs:
+            assert b is None if a is None else torch.equal(a, b)
+    with pytest.raises(InputError, match="no sample at step 5"):  # drawn ahead after (4, 1)
+        ahead.batch(5, 0, 0, 1, 2)
+    ahead.close()
+    assert ahead.batch(6, 0, 0, 1, 2)[0].shape == (3, 4, 8, 8)  # closed: drawn when asked
+
+
 def test_stream_visits_every_sample_once_per_epoch():
     first = stream_indices(5, 0, 5, seed=3)
     assert sorted(first) == list(range(5))
