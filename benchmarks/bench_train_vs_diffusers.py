@@ -144,6 +144,10 @@ def main() -> None:
     import numpy as np
     import torch
 
+    # before any thread count is set (it notes torch's default); htd draws batches ahead on a
+    # background thread only while torch leaves a core free
+    from htd_core.threads import all_cores
+
     if args.threads:
         os.environ["HTD_THREADS"] = str(args.threads)
         torch.set_num_threads(args.threads)
@@ -203,7 +207,8 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in sides}
     what = "diffusers + accelerate" + (", EMAModel" if ema else ", no EMA")
     print(f"{args.preset} preset, batch {args.batch} x {size} px, {args.samples} samples, "
-          f"{torch.get_num_threads()} threads, no mixed precision, CPU; reference: {what}")  # fmt: skip
+          f"{torch.get_num_threads()} of {all_cores()} cores, no mixed precision, CPU; reference: "
+          f"{what}")  # fmt: skip
     for r in range(args.rounds):
         order = list(sides) if r % 2 == 0 else list(sides)[::-1]
         for name in order:

@@ -99,6 +99,7 @@ def train_denoiser(
                         model, noise_scheduler, latents, spatial, tokens, gen, condition_dropout
                     )
                 check_finite(loss, step, last_ckpt)
+                source.draw_next(step, micro, rank, world, accum)  # beside the backward pass
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and opts.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), opts.max_grad_norm)

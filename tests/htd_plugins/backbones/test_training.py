@@ -130,9 +130,10 @@ def test_latent_cache_matches_encoding():
         assert torch.equal(sp_c, sp_d)
 
 
-def test_prefetched_batches_equal_drawn_ones():
+def test_prefetched_batches_equal_drawn_ones(monkeypatch):
     """A micro-batch drawn ahead on the background thread equals one drawn when asked (also
-    after a jump in steps, as on resume); an error drawing it is raised at its step."""
+    after a jump in steps, as on resume); an error drawing it is raised at its step. Nothing
+    is drawn ahead while torch uses every core."""
     from htd_plugins.backbones.ldm.augment import Augmentation
     from htd_plugins.backbones.ldm.kl import KLAutoencoder
     from htd_plugins.backbones.ldm.presets import get_preset
@@ -148,16 +149,39 @@ def test_prefetched_batches_equal_drawn_ones():
     aug = Augmentation(dihedral=True, brightness=0.1, hed_sigma=0.05)
     ahead = BatchSource(tiny_samples(), SemanticMapBuilder(), ae, aug, prefetch=True, **kwargs)
     drawn = BatchSource(tiny_samples(), SemanticMapBuilder(), ae, aug, prefetch=False, **kwargs)
+    monkeypatch.setattr("htd_core.threads.all_cores", lambda: torch.get_num_threads())
+    ahead.draw_next(0, 0, 0, 1, 2)
+    assert ahead._ahead is None  # no core to spare
+    monkeypatch.setattr("htd_core.threads.all_cores", lambda: torch.get_num_threads() + 1)
     for step, micro in [(0, 0), (0, 1), (1, 0), (1, 1), (3, 1), (2, 0), (4, 0), (4, 1)]:
         pairs = zip(
             ahead.batch(step, micro, 0, 1, 2), drawn.batch(step, micro, 0, 1, 2), strict=True
         )
         for a, b in pairs:
             assert b is None if a is None else torch.equal(a, b)
+        ahead.draw_next(step, micro, 0, 1, 2)  # as the loop does, before the backward pass
+        assert ahead._ahead is not None
     with pytest.raises(InputError, match="no sample at step 5"):  # drawn ahead after (4, 1)
         ahead.batch(5, 0, 0, 1, 2)
     ahead.close()
-    assert ahead.batch(6, 0, 0, 1, 2)[0].shape == (3, 4, 8, 8)  # closed: drawn when asked
+    ahead.draw_next(6, 0, 0, 1, 2)
+    assert ahead._ahead is None
+    assert ahead.batch(6, 1, 0, 1, 2)[0].shape == (3, 4, 8, 8)  # closed: drawn when asked
+
+
+def test_drawing_ahead_changes_no_weight(monkeypatch):
+    """A fit whose micro-batches are drawn ahead ends with the same weights as one drawing
+    each when asked."""
+    samples, builder = tiny_samples(), SemanticMapBuilder()
+    monkeypatch.setattr("htd_core.threads.all_cores", lambda: torch.get_num_threads() + 1)
+    ahead = ControlNetLDM(preset="tiny")
+    ahead.fit(samples, builder, **RUN)
+    monkeypatch.setattr(BatchSource, "draw_next", lambda self, *key: None)
+    asked = ControlNetLDM(preset="tiny")
+    asked.fit(samples, builder, **RUN)
+    expected = weights(asked)
+    for name, value in weights(ahead).items():
+        assert torch.equal(value, expected[name]), name
 
 
 def test_stream_visits_every_sample_once_per_epoch():
