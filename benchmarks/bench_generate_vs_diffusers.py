@@ -18,9 +18,10 @@ per-image generators, CPU, float32. With guidance > 1 both evaluate UNet + Contr
 the batch per step, but the null branches differ by design: diffusers keeps the control image
 there and guides the prompt only, htd's null branch drops the whole condition as trained. So
 the images are compared at guidance 1, where both must give the same image for the same noise
-and condition (the maximum pixel difference is printed). For each batch size a measurement
-generates at least ``--images`` images in calls of that size; rounds alternate which side goes
-first; images/s is the median over rounds.
+and condition (the maximum pixel difference is printed). Each batch shape is warmed up first
+(one step). Per round and batch size, each side generates at least ``--images`` images in
+calls of that size, the two sides alternating call by call (who goes first alternates too);
+images/s is the median over rounds.
 
     python benchmarks/bench_generate_vs_diffusers.py [--batches 1 8 32] [--steps 25]
         [--guidance 2] [--images 16] [--rounds 3] [--preset small] [--threads N] [--profile]
@@ -108,16 +109,21 @@ def main() -> None:
     print(f"{args.preset} controlnet_ldm, {size} px, {args.steps} DDIM steps, guidance "
           f"{args.guidance:g}, {torch.get_num_threads()} threads, float32, CPU")  # fmt: skip
     sides = {"htd": run_htd, "diffusers": run_diffusers}
+    for bs in args.batches:  # warm-up of each batch shape (one step)
+        for fn in sides.values():
+            fn(bs, args.guidance, 1)
     rates = {(name, bs): [] for name in sides for bs in args.batches}
     for r in range(args.rounds):
-        order = list(sides) if r % 2 == 0 else list(sides)[::-1]
         for bs in args.batches:
             calls = -(-args.images // bs)
-            for name in order:
-                start = time.perf_counter()
-                for _ in range(calls):
+            seconds = dict.fromkeys(sides, 0.0)
+            for c in range(calls):  # call by call, alternating who goes first
+                for name in list(sides) if (r + c) % 2 == 0 else list(sides)[::-1]:
+                    start = time.perf_counter()
                     sides[name](bs, args.guidance, args.steps)
-                rates[name, bs].append(calls * bs / (time.perf_counter() - start))
+                    seconds[name] += time.perf_counter() - start
+            for name in sides:
+                rates[name, bs].append(calls * bs / seconds[name])
         print(f"round {r + 1}: " + ", ".join(
             f"batch {bs} htd {rates['htd', bs][-1]:.2f} / diffusers {rates['diffusers', bs][-1]:.2f}"
             for bs in args.batches) + " images/s", flush=True)  # fmt: skip

@@ -23,7 +23,7 @@ its last (setup and optimizer-state creation excluded); each side's figure is th
 rounds. First, both sides' losses on the same batch, noise and timesteps are printed (same
 model, same objective). ``--profile N`` adds a cProfile of N steps of each side.
 
-    python benchmarks/bench_train_vs_diffusers.py [--preset small] [--batch 16] [--steps 20]
+    python benchmarks/bench_train_vs_diffusers.py [--preset small] [--batch 16] [--steps 30]
         [--rounds 3] [--samples 64] [--threads N] [--no-reference-ema] [--profile N]
 """
 
@@ -129,7 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="small", choices=("tiny", "small", "paper"))
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=20, help="optimizer steps per round")
+    parser.add_argument("--steps", type=int, default=30, help="optimizer steps per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None)

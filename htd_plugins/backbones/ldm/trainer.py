@@ -100,8 +100,8 @@ class BatchSource:
         thread. The loop calls it before the backward pass, which holds no Python lock, so the
         thread's work runs beside it. Done only with ``prefetch`` and a core to spare: on a
         GPU, or on CPU while torch uses fewer threads than there are cores (measured on 2
-        cores, ``small``: 1.04x the steps/s with 1 thread, but 0.6x with 2, where the thread
-        preempts torch's OpenMP workers); otherwise :meth:`batch` draws when asked."""
+        cores, ``small``: 1.04x the steps/s with 1 thread, but 0.6x with 2, where every torch
+        operation of the step slowed down); otherwise :meth:`batch` draws when asked."""
         from htd_core.threads import all_cores
 
         if self._pool is None or (
