@@ -209,6 +209,9 @@ def main() -> None:
     print(f"{args.preset} preset, batch {args.batch} x {size} px, {args.samples} samples, "
           f"{torch.get_num_threads()} of {all_cores()} cores, no mixed precision, CPU; reference: "
           f"{what}")  # fmt: skip
+    ahead = torch.get_num_threads() < all_cores()  # BatchSource.draw_next's rule on CPU
+    print(f"htd draws each next batch on a background thread: {'yes' if ahead else 'no'} "
+          f"({'a core is free' if ahead else 'torch uses every core'})")  # fmt: skip
     for r in range(args.rounds):
         order = list(sides) if r % 2 == 0 else list(sides)[::-1]
         for name in order:
