@@ -82,7 +82,10 @@ class BatchSource:
         also when a background thread drew it."""
         key = (step, micro, rank, world, accum)
         ahead, self._ahead = self._ahead, None
-        drawn = ahead[1].result() if ahead is not None and ahead[0] == key else self._draw(*key)
+        if ahead is not None and ahead[0] != key:  # another order of calls (e.g. a resume)
+            ahead[1].cancel()
+            ahead = None
+        drawn = ahead[1].result() if ahead is not None else self._draw(*key)
         pixels, posterior, spatial, tokens = drawn
         gen = step_generator(self.seed, step, micro, rank, 2)
         if posterior is not None:
@@ -118,6 +121,7 @@ class BatchSource:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool, self._ahead = None, None
 
+    @torch.no_grad()  # grad mode is per thread: also off on the background thread
     def _draw(self, step: int, micro: int, rank: int, world: int, accum: int):
         """The CPU part of a micro-batch: (pixels B x 3 x H x W in [-1, 1], or None when
         latents are cached; the cached posterior (mean, std) or None; spatial; tokens)."""
