@@ -8,7 +8,8 @@ choice was *measured* (no ``--threads``, ``$HTD_THREADS`` or ``$OMP_NUM_THREADS`
 :class:`ThreadGovernor` watches the work's own throughput and measures again:
 
 - when the throughput of the running work (median time per item over a window of about
-  ``check_seconds``) falls below ``drop`` times the best window seen since the last measurement;
+  ``check_seconds``) falls below ``drop`` times the best window seen since the last measurement,
+  or a single step takes ``spike`` times as long as that best (judged at once);
 - when the CPU time used by *other* processes changes by half a core or more since the last
   measurement (Linux ``/proc/stat``, only where it counts the cores this process may use: a
   competing job started or stopped);
@@ -66,6 +67,8 @@ class ThreadGovernor:
         threads: the count set now.
         counts: the counts to choose between (1 and all cores).
         check_seconds: length of a throughput window, seconds of work.
+        spike: one tick this many times slower than the best window is judged at once (a
+            step of a model on 2 threads takes 10x longer when another process starts).
         drop: a window below ``drop`` x the best one since the last measurement re-measures.
         margin: the other count must be this many times faster to switch.
         interval: (first, longest) seconds between measurements when nothing else triggers one.
@@ -85,6 +88,7 @@ class ThreadGovernor:
         probe: Callable[[], tuple[int, dict[int, float]]],
         *,
         check_seconds: float = 3.0,
+        spike: float = 3.0,
         drop: float = 0.6,
         margin: float = 1.15,
         interval: tuple[float, float] = (30.0, 240.0),
@@ -95,6 +99,7 @@ class ThreadGovernor:
     ) -> None:
         self.threads, self.counts = threads, tuple(sorted(set(counts)))
         self.check_seconds, self.drop, self.margin = check_seconds, drop, margin
+        self.spike = spike
         self.interval_range = interval
         self._probe = probe
         self._set = set_threads or _torch_set_threads
@@ -123,7 +128,12 @@ class ThreadGovernor:
             self._window, self._rates = _Window(), []
             return
         seconds, self._last = now - self._last, now
-        self._window.durations.append(seconds / max(items, 1))
+        per_item = seconds / max(items, 1)
+        if self._rates and per_item * max(self._rates) > self.spike:  # one very slow step:
+            self._window = _Window([per_item], seconds)  # judge it now, alone
+            self._check(now)
+            return
+        self._window.durations.append(per_item)
         self._window.seconds += seconds
         if self._window.seconds >= self.check_seconds:
             self._check(now)

@@ -62,7 +62,8 @@ def fastest_thread_count(workload: str = "small") -> tuple[int, dict[int, float]
 
     Returns:
         The faster count and the total time in seconds of each count tried (alternating
-        pairs of 3 calls each; stops after 2 pairs when one count is over 3x slower).
+        pairs of 3 calls each; stops after 1 pair when one count is over 6x slower, after 2
+        when over 3x).
 
     Raises:
         InputError: an unknown ``workload``.
@@ -94,7 +95,7 @@ def fastest_thread_count(workload: str = "small") -> tuple[int, dict[int, float]
                         block(x)
                     timings[n] += time.perf_counter() - start
                 slow, fast = max(timings.values()), min(timings.values())
-                if pair >= 1 and slow > 3 * fast:  # clear already: stop early
+                if slow > (3 if pair >= 1 else 6) * fast:  # clear already: stop early
                     break
     finally:
         torch.set_num_threads(previous)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from htd_core import thread_governor
 from htd_core.errors import InputError
 from htd_core.io import atomic_open, atomic_write_json
 
@@ -208,6 +209,7 @@ def train_student(
             opt.step()
             sched.step()
             total, n = total + loss.item() * len(batch), n + len(batch)
+            thread_governor.tick(len(batch), "distill")
             bar.set_postfix(loss=f"{total / n:.3f}")
         history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1)})
         state = {"epoch": epoch + 1, "history": history, "run_key": run_key,

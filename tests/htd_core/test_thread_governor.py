@@ -49,7 +49,7 @@ def test_a_throughput_drop_measures_and_switches():
     assert len(calls) == 1 and gov.threads == 1 and applied[-1] == 1
     assert gov.switches[0].old == 2 and gov.switches[0].new == 1
     assert gov.switches[0].reason == (
-        "throughput fell to 0.22 of its best; 1 thread measured 3.0x faster than 2"
+        "throughput fell to 0.12 of its best; 1 thread measured 3.0x faster than 2"
     )
     assert lines == ["htd: now 1 CPU thread, was 2 (" + gov.switches[0].reason + ")"]
 
@@ -155,6 +155,16 @@ def test_a_switch_that_slows_the_work_is_undone():
     assert gov.threads == 1
     run(gov, clock, 8.0, 1)  # ... but the work runs slower still on 1 thread
     assert gov.threads == 2 and [(s.old, s.new) for s in gov.switches] == [(2, 1), (1, 2)]
-    assert "0.125 items/s after the switch, 0.444 before" in lines[-1]
+    assert "0.125 items/s after the switch, 0.25 before" in lines[-1]
     run(gov, clock, 0.5, 30)  # back to the old pace: the next measurement waits 240 s
     assert len(calls) == 1
+
+
+def test_one_very_slow_step_is_judged_at_once():
+    clock = Clock()
+    gov, calls, _, _ = governor(clock, fastest=1)
+    run(gov, clock, 0.25, 30)  # windows of 12 steps at 4 steps/s
+    run(gov, clock, 0.25, 4)  # a window part-filled with fast steps ...
+    run(gov, clock, 1.0, 1)  # ... then one step 4x slower: measured now, not after the window
+    assert len(calls) == 1 and gov.threads == 1
+    assert gov.switches[0].reason.startswith("throughput fell to 0.25 of its best")
