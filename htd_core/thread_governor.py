@@ -152,6 +152,8 @@ class ThreadGovernor:
         best = max(self._rates, default=rate)
         self._rates.append(rate)
         others = self._others()
+        if self._others_ref is None:  # the first reading: a reference, nothing to compare
+            self._others_ref = others
         if rate < self.drop * best:
             reason = f"throughput fell to {rate / best:.2f} of its best"
         elif (

@@ -64,11 +64,13 @@ def test_measurements_that_keep_the_count_back_off():
 
 
 def test_other_processes_changing_trigger_a_measurement():
-    clock, busy = Clock(), [0.0]
-    gov, calls, _, _ = governor(clock, fastest=1, others=lambda: busy[0])
+    clock, busy = Clock(), [None, 0.0]  # the first reading is unknown (no interval yet)
+    gov, calls, _, _ = governor(
+        clock, fastest=1, others=lambda: busy.pop(0) if len(busy) > 1 else busy[0]
+    )
     run(gov, clock, 0.5, 10)
     assert calls == []
-    busy[0] = 1.0  # a competing single-threaded job started
+    busy[:] = [1.0]  # a competing single-threaded job started
     run(gov, clock, 0.5, 6)
     assert len(calls) == 1 and gov.threads == 1
     assert "other processes use 1.0 cores, were 0.0" in gov.switches[0].reason
