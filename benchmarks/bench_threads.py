@@ -38,13 +38,17 @@ import time
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8, help="training steps per measurement")
     parser.add_argument("--images", type=int, default=8, help="generated images per measurement")
     parser.add_argument("--patches", type=int, default=8, help="embedded patches per measurement")
     parser.add_argument("--only", choices=("train", "generate", "embed"), help="one workload")
-    parser.add_argument("--scenario", choices=("steady", "start", "stop"), default="steady")
+    parser.add_argument("--scenario", choices=("steady", "start", "stop"), default="steady",
+                        help="steady: no competitor; start / stop: a busy process starts / stops "
+                        "between the two phases")  # fmt: skip
     parser.add_argument("--phase", type=float, default=25.0, help="seconds per phase (start/stop)")
     args = parser.parse_args()
     if args.scenario != "steady":

@@ -12,7 +12,8 @@ choice was *measured* (no ``--threads``, ``$HTD_THREADS`` or ``$OMP_NUM_THREADS`
   or a single step takes ``spike`` times as long as that best (judged at once);
 - when the CPU time used by *other* processes changes by half a core or more since the last
   measurement (Linux ``/proc/stat``, only where it counts the cores this process may use: a
-  competing job started or stopped);
+  competing job started or stopped; it sees use, not demand, so a job that stops while another
+  takes its core goes unnoticed here);
 - at a bounded interval otherwise (30 s, doubling up to 240 s while measurements keep the
   count, back to 30 s after a switch).
 
