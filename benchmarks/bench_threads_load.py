@@ -38,35 +38,18 @@ def continuous(name: str, args):
             backbone.fit(samples, builder, steps=10**6, max_minutes=seconds / 60, **common)
 
         return run, "steps/s", "small", 1
-    if name == "generate":
-        from bench_threads import _small_model
+    from bench_threads import embed_workload, generate_workload
 
-        import htd_core
+    once, _, kind = (generate_workload if name == "generate" else embed_workload)(args)
 
-        backbone, builder, samples, _ = _small_model()
-        conditions = [builder.build(s, seed=i) for i, s in enumerate(samples[: args.images])]
-        options = htd_core.GenerationOptions(seed=0, num_inference_steps=10, scheduler="ddim")
-
-        def run(seconds: float) -> None:
-            end = time.perf_counter() + seconds
-            while time.perf_counter() < end:
-                backbone.generate(conditions, options)
-
-        return run, "image-steps/s", "small", len(conditions)
-    import numpy as np
-
-    import htd_core
-
-    encoder = htd_core.create("encoders", "inception_fid", device="cpu")
-    tiles = np.random.default_rng(0).integers(0, 256, (args.patches, 224, 224, 3), np.uint8)
-    encoder(tiles[:2])
-
-    def run(seconds: float) -> None:
+    def run(seconds: float) -> None:  # the steady benchmark's call, repeated
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
-            encoder(tiles, batch_size=len(tiles))
+            once()
 
-    return run, "patches/s", "large", 1
+    if name == "generate":
+        return run, "image-steps/s", kind, args.images
+    return run, "patches/s", kind, 1
 
 
 def one_run(run, mode: str, kind: str, scenario: str, phase: float, per_tick: int):
