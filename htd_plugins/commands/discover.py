@@ -107,6 +107,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--seed", type=int_at_least(0), default=0, help="random seed of sampling and k-means"
     )
+    c.add_argument("--kmeans-backend", default="htd", choices=["htd", "faiss"],
+                   help="htd: hierarchical k-means with split-merge; faiss: one flat faiss "
+                        "k-means (GPU where faiss has one; docs/scale.md)")  # fmt: skip
     add_progress_argument(c, old_quiet=True)
     c.set_defaults(stage_func=run_cluster)
 

@@ -122,7 +122,7 @@ def run_cluster(args: argparse.Namespace) -> int:
     options = KMeansOptions(
         n_phenotypes=args.phenotypes, coarse_k=args.coarse_k, split_criterion=args.split_criterion,
         split_threshold=args.split_threshold, fit_sample=args.fit_sample,
-        min_cluster_size=args.min_cluster_size, seed=args.seed,
+        min_cluster_size=args.min_cluster_size, seed=args.seed, backend=args.kmeans_backend,
     )  # fmt: skip
     result = cluster_stores(args.store, args.out, samples_per_slide=args.samples_per_slide,
                             diversity=args.diversity, levels=parse_levels(args.levels),

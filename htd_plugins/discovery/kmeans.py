@@ -25,15 +25,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from htd_core.errors import InputError
-from htd_plugins.discovery.streaming import (
-    assign,
-    assign_all,
-    cluster_sums,
-    gather_rows,
-    lloyd_pass,
+from htd_plugins.discovery.kmeans_steps import (
+    allocate,
+    kmeans_plus_plus,
+    lloyd_kmeans,
+    split_merge,
 )
+from htd_plugins.discovery.streaming import assign_all, gather_rows, lloyd_pass
 
 CRITERIA = ("sse", "variance", "size")
+#: How the centres are found on the fit sample: ``htd`` (steps 1-4 above) or ``faiss`` (one
+#: flat faiss k-means: :mod:`htd_plugins.discovery.faiss_kmeans`); step 5 is the same.
+BACKENDS = ("htd", "faiss")
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,11 @@ class KMeansOptions:
     full_passes: int = 1
     min_cluster_size: int = 5
     seed: int = 0
+    backend: str = "htd"
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise InputError(f"backend={self.backend!r}: use one of {list(BACKENDS)}")
         if self.split_criterion not in CRITERIA:
             raise InputError(
                 f"split_criterion={self.split_criterion!r}: use one of {list(CRITERIA)}"
@@ -66,114 +72,6 @@ class KMeansOptions:
             raise InputError("split_threshold, refine_iters and full_passes must be >= 0")
         if self.max_swaps is not None and self.max_swaps < 0:
             raise InputError(f"max_swaps={self.max_swaps} must be >= 0")
-
-
-def _kmeans(
-    x: np.ndarray, k: int, seed: int, max_iter: int = 100, tol: float = 1e-4
-) -> tuple[np.ndarray, np.ndarray]:
-    """k-means++ (greedy, 2 + ln k trials) then Lloyd, as scikit-learn's ``KMeans(n_init=1)``.
-
-    Written with torch float32 matrix products: scikit-learn upcasts float32 distances to
-    float64 in blocks, which made the many small fits here 2-5x slower.
-    """
-    import math
-
-    import torch
-
-    data = torch.from_numpy(np.ascontiguousarray(x, np.float32))
-    n = len(data)
-    k = min(k, n)
-    gen = torch.Generator().manual_seed(int(seed))
-    sq = (data * data).sum(1)
-    first = int(torch.randint(n, (1,), generator=gen))
-    chosen = [first]
-    closest = (sq - 2 * data @ data[first] + sq[first]).clamp_min_(0)
-    trials = 2 + int(math.log(k)) if k > 1 else 1
-    for _ in range(1, k):
-        total = float(closest.sum())
-        if total <= 0:  # fewer distinct points than k
-            cand = torch.randint(n, (trials,), generator=gen)
-        else:
-            cand = torch.multinomial(closest / total, trials, replacement=True, generator=gen)
-        dist = (sq[:, None] - 2 * data @ data[cand].T + sq[cand][None]).clamp_min_(0)
-        candidates = torch.minimum(closest[:, None], dist)
-        best = int(candidates.sum(0).argmin())
-        closest = candidates[:, best].contiguous()
-        chosen.append(int(cand[best]))
-    centers = data[chosen].clone()
-    mean = data.mean(0)
-    threshold = tol * max(float(sq.mean() - (mean * mean).sum()), 0.0) / data.shape[1]
-
-    def nearest(c: torch.Tensor) -> torch.Tensor:  # |x|^2 is the same for every centre
-        return ((c * c).sum(1)[None] - 2 * data @ c.T).argmin(1)
-
-    for _ in range(max_iter):
-        labels = nearest(centers)
-        counts = torch.bincount(labels, minlength=k)
-        sums = cluster_sums(data, labels, k)
-        new = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centers)
-        shift = float(((new - centers) ** 2).sum())
-        centers = new
-        if shift <= threshold:
-            break
-    labels = nearest(centers)
-    return centers.numpy().astype(np.float32), labels.numpy()
-
-
-def allocate(scores: np.ndarray, caps: np.ndarray, budget: int) -> np.ndarray:
-    """Phenotypes per coarse cluster: 1 each, the rest by D'Hondt on ``scores`` within caps."""
-    alloc = np.ones(len(scores), np.int64)
-    for _ in range(budget - len(scores)):
-        quotient = np.where(alloc < caps, scores / alloc, -np.inf)
-        best = int(np.argmax(quotient))
-        if not np.isfinite(quotient[best]):
-            break
-        alloc[best] += 1
-    return alloc
-
-
-def split_merge(
-    sample: np.ndarray, centers: np.ndarray, o: KMeansOptions, min_size: int
-) -> tuple[np.ndarray, int]:
-    """Step 4 of the module docstring on the fit sample; returns (centres, swaps done)."""
-    centers = centers.copy()
-    p = len(centers)
-    labels, dist = assign_all(sample, centers)
-    swaps = 0
-    for _ in range(p if o.max_swaps is None else o.max_swaps):
-        counts = np.bincount(labels, minlength=p)
-        sse = np.bincount(labels, weights=dist.astype(np.float64), minlength=p)
-        score = {"sse": sse, "variance": sse / np.maximum(counts, 1), "size": counts.astype(float)}[
-            o.split_criterion
-        ]
-        eligible = (score >= o.split_threshold * score.mean()) & (counts >= 2 * min_size)
-        w = np.maximum(counts, 1).astype(np.float64)
-        c64 = centers.astype(np.float64)
-        sq = (c64 * c64).sum(1)
-        cost = (
-            w[:, None]
-            * w[None]
-            / (w[:, None] + w[None])
-            * np.maximum(sq[:, None] - 2 * c64 @ c64.T + sq[None], 0)
-        )
-        np.fill_diagonal(cost, np.inf)
-        a, b = np.unravel_index(int(np.argmin(cost)), cost.shape)
-        done = False
-        for c in [c for c in np.argsort(-score) if eligible[c] and c not in (a, b)][:3]:
-            members = np.nonzero(labels == c)[0]
-            sub, sub_labels = _kmeans(sample[members], 2, o.seed + swaps + 1, max_iter=30)
-            split_sse = float(((sample[members] - sub[sub_labels]) ** 2).sum(dtype=np.float64))
-            if sse[c] - split_sse > 1.05 * cost[a, b]:
-                centers[a] = ((w[a] * c64[a] + w[b] * c64[b]) / (w[a] + w[b])).astype(np.float32)
-                centers[b], centers[c] = sub[0], sub[1]
-                moved = np.nonzero(np.isin(labels, [a, b, c]))[0]
-                lab, d = assign(sample[moved], centers[[a, b, c]])
-                labels[moved], dist[moved] = np.asarray([a, b, c])[lab], d
-                swaps, done = swaps + 1, True
-                break
-        if not done:
-            break
-    return centers, swaps
 
 
 class HierarchicalKMeans:
@@ -211,6 +109,11 @@ class HierarchicalKMeans:
         return p
 
     def fit(self, x: np.ndarray) -> HierarchicalKMeans:
+        """Fit on ``x`` (N x D, float16 or float32, memory-mapped or not); returns ``self``.
+
+        Raises:
+            InputError: too few rows for 2 phenotypes.
+        """
         o = self.options
         n = len(x)
         p = self.effective_phenotypes(n)
@@ -218,9 +121,34 @@ class HierarchicalKMeans:
         fit_rows = min(n, o.fit_sample or 256 * p)
         sample = gather_rows(x, np.sort(rng.choice(n, size=fit_rows, replace=False)))
         min_size = max(1, int(round(o.min_cluster_size * len(sample) / n)))
+        if o.backend == "faiss":
+            from htd_plugins.discovery.faiss_kmeans import faiss_centers
+
+            start = sample[kmeans_plus_plus(sample, p, o.seed)]
+            self.centers_ = faiss_centers(sample, start)
+            self.coarse_, self.swaps_ = np.zeros(p, np.int64), 0  # one flat k-means
+        else:
+            self.centers_ = self._sample_centers(sample, p, min_size, rng)
+        for _ in range(o.full_passes):
+            self.centers_, self.counts_, self.inertia_ = lloyd_pass(x, self.centers_)
+        if o.full_passes == 0:  # statistics from the fit sample, scaled to the input
+            labels, dist = assign_all(sample, self.centers_)
+            scale = n / len(sample)
+            self.counts_ = np.round(np.bincount(labels, minlength=p) * scale).astype(np.int64)
+            self.inertia_ = float(dist.sum(dtype=np.float64) * scale)
+        self.n_phenotypes_ = len(self.centers_)
+        self._warn_empty(sample, n)
+        return self
+
+    def _sample_centers(
+        self, sample: np.ndarray, p: int, min_size: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Steps 1-4 of the module docstring: P x D float32 centres from the fit sample;
+        sets ``coarse_`` and ``swaps_``."""
+        o = self.options
         k0 = min(o.coarse_k, p)
         coarse_rows = rng.choice(len(sample), size=min(len(sample), 256 * k0), replace=False)
-        coarse_centers, _ = _kmeans(sample[np.sort(coarse_rows)], k0, o.seed, o.init_iters)
+        coarse_centers, _ = lloyd_kmeans(sample[np.sort(coarse_rows)], k0, o.seed, o.init_iters)
         coarse_labels, coarse_dist = assign_all(sample, coarse_centers)
         sizes = np.bincount(coarse_labels, minlength=k0)
         sse = np.bincount(coarse_labels, weights=coarse_dist.astype(np.float64), minlength=k0)
@@ -232,26 +160,20 @@ class HierarchicalKMeans:
             centers.append(
                 coarse_centers[c : c + 1]
                 if a <= 1
-                else _kmeans(members, a, o.seed + c + 1, o.init_iters)[0]
+                else lloyd_kmeans(members, a, o.seed + c + 1, o.init_iters)[0]
             )
             parents += [c] * len(centers[-1])
-        self.centers_ = np.concatenate(centers).astype(np.float32)
+        found = np.concatenate(centers).astype(np.float32)
         self.coarse_ = np.asarray(parents, np.int64)
         for _ in range(o.refine_iters):
-            self.centers_, _, _ = lloyd_pass(sample, self.centers_)
-        self.centers_, self.swaps_ = split_merge(sample, self.centers_, o, min_size)
+            found, _, _ = lloyd_pass(sample, found)
+        found, self.swaps_ = split_merge(
+            sample, found, criterion=o.split_criterion, threshold=o.split_threshold,
+            max_swaps=o.max_swaps, seed=o.seed, min_size=min_size,
+        )  # fmt: skip
         for _ in range(o.refine_iters if self.swaps_ else 0):
-            self.centers_, _, _ = lloyd_pass(sample, self.centers_)
-        for _ in range(o.full_passes):
-            self.centers_, self.counts_, self.inertia_ = lloyd_pass(x, self.centers_)
-        if o.full_passes == 0:  # statistics from the fit sample, scaled to the input
-            labels, dist = assign_all(sample, self.centers_)
-            scale = n / len(sample)
-            self.counts_ = np.round(np.bincount(labels, minlength=p) * scale).astype(np.int64)
-            self.inertia_ = float(dist.sum(dtype=np.float64) * scale)
-        self.n_phenotypes_ = len(self.centers_)
-        self._warn_empty(sample, n)
-        return self
+            found, _, _ = lloyd_pass(sample, found)
+        return found
 
     def _warn_empty(self, sample: np.ndarray, n: int) -> None:
         """Name phenotypes that hold no embedding (identical or near-identical embeddings:
