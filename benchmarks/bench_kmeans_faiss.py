@@ -152,7 +152,7 @@ def main() -> int:
           f"{'rise MiB':>9s} {'inertia':>12s} {'time ratio':>10s} {'inertia ratio':>13s}")  # fmt: skip
     for v, m in med.items():
         times = [x["seconds"] for x in runs[v]]
-        span = f"{m['seconds']:.1f} ({min(times):.1f}-{max(times):.1f})"
+        span = f"{m['seconds']:.2f} ({min(times):.2f}-{max(times):.2f})"
         print(f"{v:11s} {span:>26s} {m['peak']:13.0f} {m['peak'] - m['before']:9.0f} "
               f"{m['inertia']:12.6g} {m['seconds'] / ref['seconds']:10.2f} "
               f"{m['inertia'] / ref['inertia']:13.4f}")  # fmt: skip

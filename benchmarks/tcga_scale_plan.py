@@ -1,20 +1,26 @@
-"""The TCGA-scale plan of discovery: slides per GPU-hour (teacher vs distilled student) and the
-memory of clustering 11,765 slides x 1,000 sampled patches at d = 1536.
+"""The TCGA-scale plan of discovery, measured: embed throughput per CPU core (and per GPU where
+there is one), clustering time, extrapolated to the paper's 634 M patches of 11,765 slides
+and its 11.8 M x 1024 clustering set.
 
-Measured here, on CPU, on real patches of ``../shared/data/slides`` (read outside the timing):
-  - seconds per patch: reading a patch from the slide (tiatoolbox), the FID Inception teacher
-    (real weights, 299 px), the distilled ViT-small student at 64 px; torch's FLOP counter
-    per patch for those and for UNI2-h (ViT-H/14 at 224 px, d = 1536: the TCGA-scale teacher;
-    its architecture with random weights, FLOPs only, as no weights can be downloaded here);
-  - peak RSS of htd's clustering + assignment of an N x 1536 float16 memory-mapped file at two
-    N (``--rss-rows``): constant in N shows memory does not grow with the number of slides.
-Extrapolated (printed with their assumptions): slides per GPU-hour = effective GPU FLOP/s
-x 3600 / (FLOPs per patch x patches per slide), with ``--gpu-tflops`` effective (default 200
-TFLOP/s: about 20 % of an H100's dense bf16 peak, typical of batched ViT inference), and the
-on-disk and in-RAM sizes of clustering 11,765 x 1,000 x 1536.
+Measured here, each step timed on its own (``--threads``, default 1: per CPU core):
+  - *reading*: tissue patches of the real slides of ``../shared/data/slides`` read as
+    ``htd discover embed`` reads them (``plan_slide`` + ``PatchDataset``: tiatoolbox, the
+    embed grid's read mpp and patch size), spread over the slide's tissue cells, each read
+    once; and the per-slide planning (thumbnail, tissue mask);
+  - *encoding*: those patches through the teachers (``--teachers``), called as ``embed``
+    calls them (``encoder(batch, batch_size=32)``, fp32): ``inception_fid`` (discovery's
+    default, real weights), ``uni`` (ViT-L/16, 1024-d: the paper's embedding width) and
+    ``uni2_h`` (ViT-H/14, 1536-d), the two with random weights (no download here; the cost
+    is the same); torch's FLOP count per patch of each;
+  - *GPU probe*: the same teachers on ``cuda`` (fp32 as ``embed`` runs them, and under bf16
+    autocast) when torch sees a GPU; otherwise it says so and the GPU rows are FLOP
+    estimates at ``--gpu-tflops`` effective.
+Given (from ``benchmarks/bench_kmeans_faiss.py``): ``--cluster-seconds`` of one clustering
+of ``--cluster-rows`` x 1024 rows; scaled linearly in rows to 11.8 M (an upper bound: the fit
+on its sample is constant in N, only the streamed pass grows).
 
-Run: ``python benchmarks/tcga_scale_plan.py`` (a few minutes on 2 cores; numbers under load
-are not official: report ``uptime`` beside them).
+Run: ``python benchmarks/tcga_scale_plan.py --cluster-seconds S`` (3-6 min at 1 thread;
+``--teachers inception_fid`` and ``--read-patches 32`` for a one-minute check).
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,111 +37,132 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_discovery import flops_per_patch, per_patch_seconds  # noqa: E402
 
-SLIDES, PATCHES_PER_SLIDE, DIM = 11_765, 1_000, 1536
+PAPER_PATCHES, PAPER_SLIDES, PAPER_DAYS = 634_000_000, 11_765, 90  # "3 months on one A100"
+CLUSTER_ROWS, CLUSTER_DIM = 11_765 * 1_000, 1024
+#: Slides and how embed reads them here: (file, read mpp, slide mpp for slides without one).
+SLIDES = (("CMU-1-Small-Region.svs", 0.5, None), ("TCGA-CR-7395-01A-01-TS1.svs", 2.0, 2.0))
+
+
+def read_rates(n: int, patch: int) -> tuple[np.ndarray, float]:
+    """Read up to ``n`` tissue patches per slide as embed does, printing the rate of each;
+    returns (the patches, mean seconds per patch over the slides)."""
+    from htd_core.data import shared_data_dir
+    from htd_plugins.discovery.patches import GridOptions, PatchDataset, plan_slide
+
+    root, out, rates = shared_data_dir(required=True) / "slides", [], []
+    for name, mpp, slide_mpp in SLIDES:
+        t = time.perf_counter()
+        slide, grid, coords = plan_slide(
+            root / name, GridOptions(read_mpp=mpp, patch_size=patch, slide_mpp=slide_mpp)
+        )
+        plan = time.perf_counter() - t
+        pick = coords[np.linspace(0, len(coords) - 1, min(n, len(coords))).astype(int)]
+        dataset = PatchDataset(root / name, grid, pick, slide)
+        t = time.perf_counter()
+        out += [dataset[i] for i in range(len(pick))]
+        rates.append((time.perf_counter() - t) / len(pick))
+        print(f"read {patch} px at {mpp} um/px, {name.split('-')[0]} slide ({len(pick)} of "
+              f"{len(coords)} tissue cells): {rates[-1] * 1e3:.1f} ms/patch = "
+              f"{1 / rates[-1]:.0f} patches/s/core; planning the slide {plan:.1f} s")  # fmt: skip
+    return np.stack(out), float(np.mean(rates))
+
+
+def probe_gpu(encoder, patches: np.ndarray, batch: int) -> dict[str, float] | None:
+    """Patches/s of ``encoder`` on cuda, fp32 and bf16 autocast; None without a GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    encoder.to("cuda")
+    x = torch.from_numpy(np.resize(patches, (batch * 4, *patches.shape[1:])))
+    rates = {}
+    for mode in ("fp32", "bf16"):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=mode == "bf16"):
+            encoder(x[:batch], batch_size=batch)  # warm up
+            t = time.perf_counter()
+            encoder(x, batch_size=batch)  # returns on the CPU: synchronised
+            rates[mode] = len(x) / (time.perf_counter() - t)
+    encoder.to("cpu")
+    return rates
 
 
 def main() -> int:
     import torch
 
     from htd_core import create
-    from htd_core.data import shared_data_dir
-    from htd_plugins.slides import Slide
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--patches", type=int, default=32)
-    ap.add_argument("--patches-per-slide", type=int, default=15_000,
-                    help="tissue patches of a TCGA diagnostic slide at 0.5 um/px, 224 px")  # fmt: skip
-    ap.add_argument("--gpu-tflops", type=float, default=200.0, help="effective GPU TFLOP/s")
-    ap.add_argument("--rss-rows", type=int, nargs="*", default=[100_000, 400_000])
-    ap.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: per CPU core)")
+    ap.add_argument("--read-patches", type=int, default=96, help="patches read per slide")
+    ap.add_argument("--encode-patches", type=int, default=32, help="patches per teacher timing")
+    ap.add_argument("--teachers", default="inception_fid,uni,uni2_h")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--gpu-batch", type=int, default=128)
+    ap.add_argument("--gpu-tflops", type=float, default=200.0,
+                    help="effective GPU TFLOP/s of the estimate without a GPU")  # fmt: skip
+    ap.add_argument("--node-cores", type=int, default=16, help="CPU cores beside each GPU")
+    ap.add_argument("--cluster-seconds", type=float, help="bench_kmeans_faiss.py's htd median")
+    ap.add_argument("--cluster-rows", type=int, default=1_000_000, help="its --n")
     args = ap.parse_args()
-    if args.rss_child:
-        return rss_child(args.rss_child[0], int(args.rss_child[1]))
-    torch.set_num_threads(1)
-    slide = Slide(shared_data_dir(required=True) / "slides" / "TCGA-CR-7395-01A-01-TS1.svs", 2.0)
-    xy = [(1000 + 300 * (i % 8), 800 + 300 * (i // 8)) for i in range(args.patches)]
-    read = lambda: [slide.read_level0(x, y, 224, 0.5 * 4) for x, y in xy]  # noqa: E731
-    patches = torch.from_numpy(np.stack(read()))  # 224 px at 2 um/px (the test slide's base)
-    small = torch.from_numpy(np.stack([slide.read_level0(x, y, 64, 4.0) for x, y in xy]))
-    rows = {"read 224 px patch (tiatoolbox)": (per_patch_seconds(read, args.patches, 1), None)}
-    teacher = create("encoders", "inception_fid")
-    rows["teacher inception_fid (299 px)"] = (
-        per_patch_seconds(lambda: teacher(patches, batch_size=32), args.patches, 1),
-        flops_per_patch(lambda: teacher(patches[:2], batch_size=2), 2),
-    )
-    uni2 = create("encoders", "uni2_h", weights="random")
-    rows["teacher uni2_h (224 px, d=1536; FLOPs only)"] = (
-        None, flops_per_patch(lambda: uni2(patches[:1], batch_size=1), 1),
-    )  # fmt: skip
-    student = _student()
-    rows["student vit_small @ 64 px"] = (
-        per_patch_seconds(lambda: student(small), args.patches, 3),
-        flops_per_patch(lambda: student(small[:2]), 2),
-    )
-    print(f"{'per patch':48s} {'CPU s (1 thread)':>16s} {'GFLOPs':>8s} {'slides/GPU-h':>13s}")
-    for name, (sec, flops) in rows.items():
-        per_hour = (
-            args.gpu_tflops * 1e12 * 3600 / (flops * args.patches_per_slide) if flops else None
-        )
-        print(f"{name:48s} {_fmt(sec, '.4f'):>16s} {_fmt(flops and flops / 1e9, '.2f'):>8s} "
-              f"{_fmt(per_hour, '.1f'):>13s}")  # fmt: skip
-    print(f"(slides/GPU-h: {args.gpu_tflops:g} TFLOP/s effective, {args.patches_per_slide} patches "
-          f"per slide; patch reading is CPU work beside it: "
-          f"{rows['read 224 px patch (tiatoolbox)'][0] * args.patches_per_slide / 60:.1f} "
-          f"CPU-min per slide here)")  # fmt: skip
-    sample = SLIDES * PATCHES_PER_SLIDE * DIM * 2
-    print(f"clustering {SLIDES} slides x {PATCHES_PER_SLIDE} patches at d={DIM}: sample.f16 "
-          f"{sample / 2**30:.1f} GiB on disk (memory-mapped); in RAM: fit sample 25,600 x {DIM} "
-          f"float32 = {25_600 * DIM * 4 / 2**20:.0f} MiB, one streamed chunk 16,384 x {DIM} "
-          f"float32 = {16_384 * DIM * 4 / 2**20:.0f} MiB, centroids "
-          f"{100 * DIM * 4 / 2**20:.1f} MiB")  # fmt: skip
-    for n in args.rss_rows:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "x.f16"
-            rng = np.random.default_rng(0)
-            centres = rng.normal(0, 3, (150, DIM)).astype(np.float32)
-            with path.open("wb") as fh:
-                for start in range(0, n, 20_000):
-                    m = min(20_000, n - start)
-                    x = centres[rng.integers(0, 150, m)] + rng.normal(0, 1, (m, DIM))
-                    x.astype(np.float16).tofile(fh)
-            out = subprocess.run([sys.executable, __file__, "--rss-child", str(path), str(n)],
-                                 capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
-        print(f"peak RSS, clustering + assigning {n} x {DIM} float16 memmap "
-              f"({n * DIM * 2 / 2**30:.2f} GiB): {out[0]} MiB ({out[1]} s)")  # fmt: skip
-    return 0
-
-
-def _student():
-    import timm
-    import torch
-
-    model = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=100,
-                              img_size=64).eval()  # fmt: skip
-
-    def run(x):
-        with torch.inference_mode():
-            return model(x.permute(0, 3, 1, 2).float().div(255))
-
-    return run
-
-
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def rss_child(path: str, n: int) -> int:
-    """Child: cluster + assign the memmap; print peak RSS (MiB, VmHWM) and seconds."""
-    from htd_plugins.discovery.kmeans import HierarchicalKMeans
-
-    x = np.memmap(path, np.float16, "r", shape=(n, DIM))
-    t = time.perf_counter()
-    HierarchicalKMeans().fit(x).predict(x)
-    seconds = time.perf_counter() - t
-    hwm = next(
-        ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("VmHWM")
-    )
-    print(f"{int(hwm.split()[1]) / 1024:.0f} {seconds:.0f}")
+    torch.set_num_threads(args.threads)
+    uptime = lambda: subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()  # noqa: E731
+    print(f"uptime before: {uptime()}; {args.threads} torch thread(s)")
+    patches, read_s = read_rates(args.read_patches, 224)
+    rows = []
+    for name in [t.strip() for t in args.teachers.split(",") if t.strip()]:
+        enc = create("encoders", name, **({} if name == "inception_fid" else {"weights": "random"}))
+        n = min(args.encode_patches, len(patches)) if name == "inception_fid" else 2
+        x = torch.from_numpy(patches[:: max(1, len(patches) // n)][:n])
+        sec = per_patch_seconds(lambda x=x, enc=enc: enc(x, batch_size=32), n, args.repeats)
+        flops = flops_per_patch(lambda x=x, enc=enc: enc(x[:1], batch_size=1), 1)
+        rows.append((name, enc.embed_dim, sec, flops, probe_gpu(enc, patches, args.gpu_batch)))
+    print(f"uptime after: {uptime()}")
+    print(f"\n{'teacher':14s} {'d':>5s} {'CPU s/patch':>12s} {'patches/s/core':>15s} "
+          f"{'GFLOP/patch':>12s} {'GPU patches/s':>24s} {'634 M patches':>26s}")  # fmt: skip
+    nodes = []
+    for name, dim, sec, flops, gpu in rows:
+        if gpu:
+            rate, how = gpu["bf16"], f"{gpu['fp32']:.0f} fp32, {gpu['bf16']:.0f} bf16"
+        else:
+            rate, how = (
+                args.gpu_tflops * 1e12 / flops,
+                f"~{args.gpu_tflops * 1e12 / flops:.0f} (est.)",
+            )
+        cost = (f"{PAPER_PATCHES * sec / 3600:,.0f} core-h | "
+                f"{PAPER_PATCHES / rate / 3600:,.0f} GPU-h")  # fmt: skip
+        print(f"{name:14s} {dim:5d} {sec:12.3f} {1 / sec:15.2f} {flops / 1e9:12.1f} {how:>24s} "
+              f"{cost:>26s}")  # fmt: skip
+        nodes.append((name, rate))
+    gpu_note = "measured on " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else (
+        "no GPU here (this task was lent no GPU): GPU figures are FLOPs / "
+        f"{args.gpu_tflops:g} TFLOP/s effective, an assumption, not a measurement")  # fmt: skip
+    print(f"GPU: {gpu_note}")
+    print(f"reading {PAPER_PATCHES / 1e6:.0f} M patches at {read_s * 1e3:.1f} ms/patch (mean of "
+          f"the slides above): {PAPER_PATCHES * read_s / 3600:,.0f} CPU core-hours, beside the "
+          f"encoder; {PAPER_PATCHES / PAPER_SLIDES:,.0f} patches per slide on average")  # fmt: skip
+    reading = args.node_cores / read_s
+    for name, rate in nodes:  # readers and the GPU work side by side: the slower sets the pace
+        pace = min(reading, rate)
+        print(f"one GPU + {args.node_cores} reading cores, {name}: {pace:,.0f} patches/s "
+              f"({'reading' if reading < rate else 'the GPU'} sets the pace) -> "
+              f"{PAPER_PATCHES / pace / 86400:,.1f} node-days for {PAPER_PATCHES / 1e6:.0f} M")  # fmt: skip
+    paper = PAPER_PATCHES / (PAPER_DAYS * 86400)
+    print(f"the paper's cost, {PAPER_DAYS} days on one A100: {PAPER_DAYS * 24:,} GPU-hours = "
+          f"{paper:.0f} patches/s")  # fmt: skip
+    size = CLUSTER_ROWS * CLUSTER_DIM
+    line = (f"clustering {CLUSTER_ROWS / 1e6:.1f} M x {CLUSTER_DIM}: {size * 2 / 1e9:.1f} GB "
+            f"as float16 (sample.f16, memory-mapped), {size * 4 / 1e9:.1f} GB as float32")  # fmt: skip
+    if args.cluster_seconds:
+        scaled = args.cluster_seconds * CLUSTER_ROWS / args.cluster_rows
+        line += (f"; {args.cluster_seconds:.0f} s at {args.cluster_rows:,} rows -> at most "
+                 f"{scaled / 3600:.2f} h (linear in rows)")  # fmt: skip
+    else:
+        line += "; time: pass --cluster-seconds from bench_kmeans_faiss.py"
+    print(line)
+    print("assumptions: patches as read here (TCGA diagnostic slides are 0.25 um/px at level "
+          "0: reading 0.5 um/px adds a downsample); reading runs in --workers processes beside "
+          "the encoder and scales with cores; the GPU rate is bf16 where measured; clustering "
+          "time linear in rows; storage and network not limiting")  # fmt: skip
     return 0
 
 
