@@ -67,6 +67,18 @@ def read_rates(n: int, patch: int) -> tuple[np.ndarray, float]:
     return np.stack(out), float(np.mean(rates))
 
 
+def diversity_seconds(rows: int, dim: int = CLUSTER_DIM) -> float:
+    """Seconds of ``cluster``'s diversity sampling (1,000 of ``rows`` patches, diversity 0.5)
+    of one slide: its cost depends only on the shape, so the embeddings are synthetic."""
+    from htd_plugins.discovery.diversity import sample_slide
+
+    emb = np.random.default_rng(0).standard_normal((rows, dim), dtype=np.float32)
+    emb = emb.astype(np.float16)
+    t = time.perf_counter()
+    sample_slide(emb, 1000, diversity=0.5, seed=0)
+    return time.perf_counter() - t
+
+
 def probe_gpu(encoder, patches: np.ndarray, batch: int) -> dict[str, float] | None:
     """Patches/s of ``encoder`` on cuda, fp32 and bf16 autocast; None without a GPU."""
     import torch
@@ -100,6 +112,8 @@ def main() -> int:
     ap.add_argument("--gpu-batch", type=int, default=128)
     ap.add_argument("--gpu-tflops", type=float, default=200.0,
                     help="effective GPU TFLOP/s of the estimate without a GPU")  # fmt: skip
+    ap.add_argument("--diversity-rows", type=int, default=PAPER_PATCHES // PAPER_SLIDES,
+                    help="patches of the slide whose diversity sampling is timed")  # fmt: skip
     ap.add_argument("--node-cores", type=int, default=16, help="CPU cores beside each GPU")
     ap.add_argument("--cluster-seconds", type=float, help="bench_kmeans_faiss.py's htd median")
     ap.add_argument("--cluster-rows", type=int, default=1_000_000, help="its --n")
@@ -116,6 +130,7 @@ def main() -> int:
         sec = per_patch_seconds(lambda x=x, enc=enc: enc(x, batch_size=32), n, args.repeats)
         flops = flops_per_patch(lambda x=x, enc=enc: enc(x[:1], batch_size=1), 1)
         rows.append((name, enc.embed_dim, sec, flops, probe_gpu(enc, patches, args.gpu_batch)))
+    diversity = diversity_seconds(args.diversity_rows)
     print(f"uptime after: {uptime()}")
     print(f"\n{'teacher':14s} {'d':>5s} {'CPU s/patch':>12s} {'patches/s/core':>15s} "
           f"{'GFLOP/patch':>12s} {'GPU patches/s':>24s} {'634 M patches':>26s}")  # fmt: skip
@@ -159,6 +174,11 @@ def main() -> int:
     else:
         line += "; time: pass --cluster-seconds from bench_kmeans_faiss.py"
     print(line)
+    per_slide = diversity * PAPER_PATCHES / PAPER_SLIDES / args.diversity_rows
+    print(f"diversity sampling (cluster's first step, one slide after another): {diversity:.1f} s "
+          f"for a slide of {args.diversity_rows:,} patches -> {per_slide * PAPER_SLIDES / 3600:,.1f}"
+          f" core-hours for {PAPER_SLIDES:,} slides, reading {PAPER_PATCHES * CLUSTER_DIM * 2 / 1e12:.1f}"
+          f" TB of float16 embeddings")  # fmt: skip
     print("assumptions: patches as read here (TCGA diagnostic slides are 0.25 um/px at level "
           "0: reading 0.5 um/px adds a downsample); reading runs in --workers processes beside "
           "the encoder and scales with cores; the GPU rate is bf16 where measured; clustering "

@@ -51,7 +51,8 @@ def test_kmeans_benchmark_names_a_bad_variant(monkeypatch, capsys):
 
 def test_scale_plan_measures_reading_and_encoding(shared_data, monkeypatch, capsys):
     args = ["--teachers", "inception_fid", "--read-patches", "2", "--encode-patches", "2",
-            "--repeats", "1", "--cluster-seconds", "10", "--cluster-rows", "1000"]  # fmt: skip
+            "--repeats", "1", "--cluster-seconds", "10", "--cluster-rows", "1000",
+            "--diversity-rows", "3000"]  # fmt: skip
     out = run_benchmark("tcga_scale_plan.py", args, monkeypatch, capsys)
     reads = re.findall(r"read 224 px at \S+ um/px, (\w+) slide .*: ([\d.]+) ms/patch", out)
     assert [slide for slide, _ in reads] == ["CMU", "TCGA"]
@@ -62,3 +63,5 @@ def test_scale_plan_measures_reading_and_encoding(shared_data, monkeypatch, caps
     assert "no GPU here" in out or "measured on" in out
     assert "10 s at 1,000 rows -> at most 32.68 h" in out  # 11,765,000 / 1,000 x 10 s
     assert "2,160 GPU-hours = 82 patches/s" in out
+    assert re.search(r"diversity sampling .*: [\d.]+ s for a slide of 3,000 patches -> [\d,.]+ "
+                     r"core-hours for 11,765 slides, reading 1.3 TB", out)  # fmt: skip
