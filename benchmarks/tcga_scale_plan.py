@@ -5,8 +5,9 @@ and its 11.8 M x 1024 clustering set.
 Measured here, each step timed on its own (``--threads``, default 1: per CPU core):
   - *reading*: tissue patches of the real slides of ``../shared/data/slides`` read as
     ``htd discover embed`` reads them (``plan_slide`` + ``PatchDataset``: tiatoolbox, the
-    embed grid's read mpp and patch size), spread over the slide's tissue cells, each read
-    once; and the per-slide planning (thumbnail, tissue mask);
+    embed grid's read mpp and patch size), a run of tissue cells in grid order from the
+    middle of the slide, each read once (so neighbours share the slide's tile cache as in
+    embed); and the per-slide planning (thumbnail, tissue mask);
   - *encoding*: those patches through the teachers (``--teachers``), called as ``embed``
     calls them (``encoder(batch, batch_size=32)``, fp32): ``inception_fid`` (discovery's
     default, real weights), ``uni`` (ViT-L/16, 1024-d: the paper's embedding width) and
@@ -56,7 +57,8 @@ def read_rates(n: int, patch: int) -> tuple[np.ndarray, float]:
             root / name, GridOptions(read_mpp=mpp, patch_size=patch, slide_mpp=slide_mpp)
         )
         plan = time.perf_counter() - t
-        pick = coords[np.linspace(0, len(coords) - 1, min(n, len(coords))).astype(int)]
+        start = max(0, (len(coords) - n) // 2)  # a run of cells in grid order, as embed reads
+        pick = coords[start : start + n]
         dataset = PatchDataset(root / name, grid, pick, slide)
         t = time.perf_counter()
         out += [dataset[i] for i in range(len(pick))]
