@@ -61,13 +61,13 @@ def k_center_greedy(
     nearest = torch.full((n,), float("inf"))
     for start in range(0, len(chosen), 1024):  # distance to the random seed set, in blocks
         c = x[chosen[start : start + 1024]]
-        d = sq[:, None] - 2 * x @ c.T + (c * c).sum(1)[None]
+        d = sq[:, None] - 2 * (x @ c.T) + (c * c).sum(1)[None]
         nearest = torch.minimum(nearest, d.min(1).values)
     nearest[chosen] = -1.0
     for _ in range(m - n_random):
         i = int(torch.argmax(nearest))
         chosen.append(i)
-        d = sq - 2 * x @ x[i] + sq[i]
+        d = sq - 2 * (x @ x[i]) + sq[i]  # 2 * x @ y would copy x first
         nearest = torch.minimum(nearest, d)
         nearest[i] = -1.0
     return np.sort(np.asarray(chosen, np.int64))

@@ -28,7 +28,7 @@ def _plus_plus(data, k: int, seed: int) -> list[int]:
     sq = (data * data).sum(1)
     first = int(torch.randint(n, (1,), generator=gen))
     chosen = [first]
-    closest = (sq - 2 * data @ data[first] + sq[first]).clamp_min_(0)
+    closest = (sq - 2 * (data @ data[first]) + sq[first]).clamp_min_(0)
     trials = 2 + int(math.log(k)) if k > 1 else 1
     for _ in range(1, k):
         total = float(closest.sum())
@@ -36,7 +36,7 @@ def _plus_plus(data, k: int, seed: int) -> list[int]:
             cand = torch.randint(n, (trials,), generator=gen)
         else:
             cand = torch.multinomial(closest / total, trials, replacement=True, generator=gen)
-        dist = (sq[:, None] - 2 * data @ data[cand].T + sq[cand][None]).clamp_min_(0)
+        dist = (sq[:, None] - 2 * (data @ data[cand].T) + sq[cand][None]).clamp_min_(0)
         candidates = torch.minimum(closest[:, None], dist)
         best = int(candidates.sum(0).argmin())
         closest = candidates[:, best].contiguous()
@@ -64,7 +64,7 @@ def lloyd_kmeans(
     threshold = tol * max(float(sq.mean() - (mean * mean).sum()), 0.0) / data.shape[1]
 
     def nearest(c: torch.Tensor) -> torch.Tensor:  # |x|^2 is the same for every centre
-        return ((c * c).sum(1)[None] - 2 * data @ c.T).argmin(1)
+        return ((c * c).sum(1)[None] - 2 * (data @ c.T)).argmin(1)
 
     for _ in range(max_iter):
         labels = nearest(centers)

@@ -47,7 +47,7 @@ def assign(block: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarr
     import torch
 
     x, c = torch.from_numpy(block), torch.from_numpy(centers)
-    d = (x * x).sum(1, keepdim=True) - 2 * x @ c.T + (c * c).sum(1)[None]
+    d = (x * x).sum(1, keepdim=True) - 2 * (x @ c.T) + (c * c).sum(1)[None]  # not (2 * x) @
     dist, label = d.min(1)
     return label.numpy(), dist.clamp_min_(0).numpy()
 
