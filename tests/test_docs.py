@@ -35,12 +35,16 @@ FENCE = re.compile(r"^```(python|bash)\n(.*?)^```", re.S | re.M)
 #: The order a reader follows: the README's flow makes the datasets and model the docs reuse.
 DOCS = [
     "README.md", "docs/sampling.md", "docs/backbones.md", "docs/conditioning.md",
-    "docs/encoders.md", "docs/discovery.md", "docs/evaluation.md", "docs/plugins.md",
+    "docs/encoders.md", "docs/discovery.md", "docs/scale.md", "docs/evaluation.md", "docs/plugins.md",
     "docs/reader-study.md", "docs/slide-synthesis.md", "docs/results.md", "docs/architecture.md",
 ]  # fmt: skip
 GATED = "needs the UNI weights file, which users download themselves (gated model)"
 SERVER = "starts the reader-study web server, which runs until it is stopped"
 DRAWN = "needs a layout the user draws (layout.geojson), none ships with htd"
+TIMED = ("a timed benchmark for a quiet machine (minutes, GiB of data); "
+         "tests/test_bench_scale.py runs it at its smallest size")  # fmt: skip
+CLUSTER = ("needs several GPU machines and the gated UNI weights; tests/htd_plugins/discovery/"
+           "test_multiprocess.py runs embed under accelerate launch on 2 CPU processes")  # fmt: skip
 TINY_FIT = ("max_minutes=5)", "max_minutes=5, steps=2, vae_steps=2, batch_size=2, progress=False)")
 #: An encoder with real weights at a tenth of the FID Inception's cost (speed only).
 FAST_ENCODER = "efficientnet_lite0"
@@ -135,6 +139,13 @@ SPECS: dict[str, Spec] = {
             ),
         ),
     ),
+    "docs/scale.md#0": Spec("python benchmarks/bench_kmeans_faiss.py", skip=TIMED),
+    "docs/scale.md#1": Spec("python benchmarks/tcga_scale_plan.py", skip=TIMED),
+    "docs/scale.md#2": Spec("#!/bin/bash", skip=f"a SLURM job script; {CLUSTER}"),
+    "docs/scale.md#3": Spec("accelerate launch --multi_gpu --num_machines 2", skip=CLUSTER),
+    # after docs/discovery.md#0, which writes runs/store
+    "docs/scale.md#4": Spec("htd discover cluster --store runs/store --out runs/phenotypes_faiss"),
+    "docs/scale.md#5": Spec("accelerate launch --multi_gpu --num_machines 4", skip=CLUSTER),
     "docs/evaluation.md#0": Spec("htd evaluate --real data/real_train", skip=GATED),
     "docs/results.md#0": Spec(
         "htd experiment examples/experiments/glas.yaml",
