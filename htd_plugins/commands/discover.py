@@ -110,6 +110,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--kmeans-backend", default="htd", choices=["htd", "faiss"],
                    help="htd: hierarchical k-means with split-merge; faiss: one flat faiss "
                         "k-means (GPU where faiss has one; docs/scale.md)")  # fmt: skip
+    c.add_argument("--workers", type=int_at_least(0), default=0,
+                   help="processes sampling slides in parallel (0: this one)")  # fmt: skip
     add_progress_argument(c, old_quiet=True)
     c.set_defaults(stage_func=run_cluster)
 

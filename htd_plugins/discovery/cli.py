@@ -126,7 +126,8 @@ def run_cluster(args: argparse.Namespace) -> int:
     )  # fmt: skip
     result = cluster_stores(args.store, args.out, samples_per_slide=args.samples_per_slide,
                             diversity=args.diversity, levels=parse_levels(args.levels),
-                            options=options, progress=not args.no_progress)  # fmt: skip
+                            options=options, progress=not args.no_progress,
+                            workers=args.workers)  # fmt: skip
     print(f"{result.tree.n_leaves} phenotypes from {result.info['n_sampled']} patches; "
           f"levels {list(result.levels)}; written to {args.out}")  # fmt: skip
     return 0

@@ -14,7 +14,9 @@ import hashlib
 import json
 import sys
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from htd_core.errors import InputError
 from htd_core.io import atomic_open, atomic_write_json
 from htd_plugins.discovery.diversity import sample_slide
 from htd_plugins.discovery.kmeans import HierarchicalKMeans, KMeansOptions
-from htd_plugins.discovery.store import EmbeddingStore, check_finite, open_stores
+from htd_plugins.discovery.store import EmbeddingStore, SlideEntry, check_finite, open_stores
 from htd_plugins.discovery.streaming import iter_chunks
 from htd_plugins.slides import DEFAULT_LEVELS, PhenotypeTree
 
@@ -98,8 +100,13 @@ def build_sample(
     diversity: float,
     seed: int,
     progress: bool = True,
+    workers: int = 0,
 ) -> tuple[Path, list[dict[str, Any]]]:
-    """Write the diversity sample of every complete slide to ``out/sample.f16`` (atomically)."""
+    """Write the diversity sample of every complete slide to ``out/sample.f16`` (atomically).
+
+    ``workers`` > 0 samples slides in that many processes (one torch thread each); the file
+    is the same byte for byte, slides in store order.
+    """
     from tqdm.auto import tqdm
 
     entries = [e for s in stores for e in s.entries()]
@@ -114,21 +121,46 @@ def build_sample(
         )
     rows: list[dict[str, Any]] = []
     path = out / "sample.f16"
-    with atomic_open(path) as fh:
-        for entry in tqdm(
-            entries, desc="diversity sampling", unit="slide", disable=not progress, file=sys.stderr
-        ):
-            if entry.n == 0:
-                rows.append({"slide_id": entry.slide_id, "n_patches": 0, "sampled": 0})
-                continue
+    job = partial(_choose, m=samples_per_slide, diversity=diversity, seed=seed)
+    with atomic_open(path) as fh, _pool(workers) as pool:
+        chosen_rows = pool.map(job, entries) if pool else map(job, entries)
+        bar = tqdm(zip(entries, chosen_rows, strict=True), total=len(entries),
+                   desc="diversity sampling", unit="slide", disable=not progress, file=sys.stderr)  # fmt: skip
+        for entry, chosen in bar:
             emb = entry.embeddings()
-            chosen = sample_slide(emb, samples_per_slide, diversity=diversity, seed=seed)
             for start in range(0, len(chosen), 8192):
                 np.asarray(emb[chosen[start : start + 8192]], np.float16).tofile(fh)
             rows.append(
                 {"slide_id": entry.slide_id, "n_patches": entry.n, "sampled": int(len(chosen))}
             )
     return path, rows
+
+
+def _choose(entry: SlideEntry, m: int, diversity: float, seed: int) -> np.ndarray:
+    """Rows of one slide's diversity sample (none for a slide without tissue)."""
+    if entry.n == 0:
+        return np.zeros(0, np.int64)
+    return sample_slide(entry.embeddings(), m, diversity=diversity, seed=seed)
+
+
+@contextmanager
+def _pool(workers: int):
+    """``workers`` spawned processes of one torch thread each, or None for this process."""
+    if workers < 1:
+        yield None
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process that ran OpenMP
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+        yield pool
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # the workers share the cores: one thread each
 
 
 def cluster_stores(
@@ -140,14 +172,18 @@ def cluster_stores(
     levels: tuple[int, ...] = DEFAULT_LEVELS,
     options: KMeansOptions | None = None,
     progress: bool = True,
+    workers: int = 0,
 ) -> Phenotypes:
-    """Sample every slide, fit phenotypes, build the merge tree, save to ``out``."""
+    """Sample every slide (in ``workers`` processes, 0: this one), fit phenotypes, build the
+    merge tree, save to ``out``."""
     options = options or KMeansOptions(n_phenotypes=max(levels))
     stores = open_stores(list(store_roots))
     check_finite(e for s in stores for e in s.entries())  # before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    path, rows = build_sample(stores, out, samples_per_slide, diversity, options.seed, progress)
+    path, rows = build_sample(
+        stores, out, samples_per_slide, diversity, options.seed, progress, workers
+    )
     total = sum(r["sampled"] for r in rows)
     if total == 0:
         raise InputError(
