@@ -23,7 +23,7 @@ jitter, as ``bench_clustering.py``) or, by default, a *synthetic* mixture of 150
 Gaussians with Dirichlet-distributed sizes (``bench_clustering.mixture_base``), tiled with
 jitter: realistic enough for time and memory, not for the quality of phenotypes.
 
-Run (quiet machine; about 15-25 min at the default size on 2 cores, most of it faiss-full):
+Run (quiet machine; about 10-15 min at the default size on 2 cores, most of it faiss-full):
 ``python benchmarks/bench_kmeans_faiss.py --threads 2 --data /tmp/kmeans_1m.f32``
 Check (a minute): ``python benchmarks/bench_kmeans_faiss.py --n 20000 --repeats 1``
 """
