@@ -15,6 +15,8 @@
    stays P. Repeated up to ``max_swaps`` times, then ``refine_iters`` Lloyd iterations again.
    This repairs the top-down split's mistakes (two centroids in one mode, one across two).
 5. *Full passes*: ``full_passes`` streamed Lloyd passes over the whole input.
+
+With ``backend="faiss"`` one flat faiss k-means from a k-means++ start replaces steps 1-4.
 """
 
 from __future__ import annotations
@@ -79,8 +81,9 @@ class HierarchicalKMeans:
 
     After :meth:`fit`: ``centers_`` (P x D float32), ``counts_`` (points per phenotype in the
     last pass), ``inertia_`` (sum of squared distances in the last pass, before its update),
-    ``coarse_`` (coarse cluster each phenotype started in), ``swaps_`` (split-merge moves)
-    and ``n_phenotypes_`` (P, possibly reduced: see :meth:`effective_phenotypes`).
+    ``coarse_`` (coarse cluster each phenotype started in; all 0 with the faiss backend),
+    ``swaps_`` (split-merge moves; 0 with faiss) and ``n_phenotypes_`` (P, possibly reduced:
+    see :meth:`effective_phenotypes`). ``options.backend`` picks how steps 1-4 are done.
     """
 
     def __init__(self, options: KMeansOptions | None = None) -> None:
