@@ -124,3 +124,21 @@ def test_bad_options_are_named(options, named):
 def test_registered_by_name():
     builder = htd_core.create("condition_builders", "crop_slots", slots=2)
     assert isinstance(builder, CropSlotsBuilder) and builder.slots == 2
+
+
+def test_tcga_example_builds_the_k100_condition(builtin_manager):
+    """examples/tcga_crop_slots.yaml (its sampler needs the discovery outputs) composes: 21
+    condition channels at k = 100 and a backbone embedding the class index."""
+    from pathlib import Path
+
+    import yaml
+
+    from htd_core import Pipeline
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "tcga_crop_slots.yaml"
+    config = yaml.safe_load(path.read_text())
+    assert config["sampler"]["name"] == "curriculum"
+    pipe = Pipeline.from_config({k: v for k, v in config.items() if k != "sampler"})
+    hundred = ClassMap(tuple(f"phenotype_{i:02d}" for i in range(100)))
+    assert len(pipe.condition_builder.channels(hundred)) == 21
+    assert pipe.backbone.config.class_embedding_dim == 16
