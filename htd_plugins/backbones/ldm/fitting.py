@@ -36,7 +36,7 @@ def fit_latent_diffusion(
     from htd_core.options import override
     from htd_plugins.backbones.ldm.augment import Augmentation
     from htd_plugins.backbones.ldm.loop import make_accelerator, train_denoiser
-    from htd_plugins.backbones.ldm.modules import class_embedding_for
+    from htd_plugins.backbones.ldm.modules import class_embedding_for, class_index_channel
     from htd_plugins.backbones.ldm.progress import Clock
     from htd_plugins.backbones.ldm.sampling import training_scheduler
     from htd_plugins.backbones.ldm.trainer import (
@@ -61,6 +61,7 @@ def fit_latent_diffusion(
     channels = tuple(builder.channels(class_map))
     token_names = tuple(builder.token_names(class_map))
     token_dim = int(builder.token_dim or 0) if token_names else 0
+    class_index_channel(channels)  # one at most: refused before the autoencoder trains
     config = {
         **{k: v for k, v in backbone.options.items() if k != "device"},
         "backbone": backbone.name, "channels": list(channels), "token_names": list(token_names),

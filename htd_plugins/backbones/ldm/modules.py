@@ -98,18 +98,30 @@ class ClassEmbedding(ModelMixin, ConfigMixin):
         return torch.cat([condition[:, :p], embedded, condition[:, p + 1 :]], dim=1)
 
 
-def class_embedding_for(channels: tuple[str, ...], embedding_dim: int) -> ClassEmbedding | None:
-    """A fresh :class:`ClassEmbedding` for a condition with these channel names, or None when
-    it has no ``class_index:<K>`` channel."""
+def class_index_channel(channels: tuple[str, ...]) -> tuple[int, int] | None:
+    """(position, K) of the condition's ``class_index:<K>`` channel, or None without one.
+
+    Raises:
+        InputError: more than one class-index channel.
+    """
     from htd_core.types import CLASS_INDEX
 
     found = [(i, c) for i, c in enumerate(channels) if c.startswith(f"{CLASS_INDEX}:")]
-    if not found:
-        return None
-    (position, name), *more = found
-    if more:
-        raise ValueError(f"a condition holds one class-index channel, got {[c for _, c in found]}")
-    return ClassEmbedding(int(name.split(":", 1)[1]), embedding_dim, position)
+    if len(found) > 1:
+        from htd_core.errors import InputError
+
+        raise InputError(
+            f"the condition has {len(found)} class-index channels {[c for _, c in found]}: "
+            "compose one crop_slots builder"
+        )
+    return (found[0][0], int(found[0][1].split(":", 1)[1])) if found else None
+
+
+def class_embedding_for(channels: tuple[str, ...], embedding_dim: int) -> ClassEmbedding | None:
+    """A fresh :class:`ClassEmbedding` for a condition with these channel names, or None when
+    it has no ``class_index:<K>`` channel (see :func:`class_index_channel`)."""
+    found = class_index_channel(channels)
+    return None if found is None else ClassEmbedding(found[1], embedding_dim, found[0])
 
 
 def build_unet(preset, in_channels: int, out_channels: int, latent_size: int):

@@ -37,6 +37,8 @@ def test_embedding_replaces_the_index_channel():
     assert class_embedding_for(("map:a", "map:b"), 4) is None
     found = class_embedding_for(("slot0:mask", "class_index:7"), 3)
     assert (found.config.num_classes, found.config.channel, found.added_channels) == (7, 1, 2)
+    with pytest.raises(InputError, match="2 class-index channels"):
+        class_embedding_for(("class_index:7", "class_index:7"), 3)
 
 
 @pytest.mark.parametrize("name", ["controlnet_ldm", "concat_ldm"])
@@ -79,3 +81,13 @@ def test_embedding_dim_is_validated():
 
     with pytest.raises(InputError, match="class_embedding_dim"):
         ControlNetLDM(preset="tiny", class_embedding_dim=0)
+
+
+def test_two_class_index_channels_are_refused_before_training(tmp_path):
+    from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
+
+    twice = builder() + builder()
+    with pytest.raises(InputError, match="2 class-index channels"):
+        ControlNetLDM(preset="tiny").fit(samples(2), twice, output_dir=str(tmp_path / "run"),
+                                         **TINY_FIT)  # fmt: skip
+    assert not (tmp_path / "run" / "vae").exists()  # no autoencoder trained first
