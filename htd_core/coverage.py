@@ -3,13 +3,15 @@
 A class of the class list that no sample holds (``necrosis`` listed, never annotated) would
 train an always-empty condition channel in silence. ``htd sample`` checks the dataset it
 wrote and :meth:`htd_core.Pipeline.fit` (``htd train``) the samples it trained on; each empty
-class is one :class:`EmptyClassWarning` naming it and its counts.
+class is one :class:`EmptyClassWarning` naming it and its counts. Samples given to ``fit`` in
+place of a sampler with a per-step schedule (the curriculum) are one warning too.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -79,3 +81,25 @@ class ClassCoverage:
             return []
         self._reported = True
         return warn_empty_classes(self.pixels, self.count, self.where)
+
+
+def warn_dropped_schedule(sampler: Any, samples: Any) -> None:
+    """One line when explicit ``samples`` replace a sampler whose ``for_step`` (a per-step
+    schedule: the curriculum's granularity) a trainer would have applied."""
+    from htd_core.interfaces import PatchSampler
+
+    def schedule(obj: Any) -> str | None:
+        hook = getattr(type(obj), "for_step", None)
+        keeps = isinstance(obj, PatchSampler) and hook is not PatchSampler.for_step
+        return f"{type(obj).__name__}.for_step" if keeps else None
+
+    dropped = schedule(sampler)
+    if dropped and samples is not sampler and not schedule(samples):
+        warnings.warn(
+            f"Pipeline.fit: explicit samples are trained as they are, so the pipeline sampler's "
+            f"per-step schedule ({dropped}, e.g. the curriculum's coarse-to-fine class maps) is "
+            "ignored: call fit() without samples to train on the sampler with its schedule, or "
+            "pass a sampler with the schedule as samples",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -124,15 +124,19 @@ class Pipeline:
 
         Warns:
             EmptyClassWarning: a class of the samples' class list has no pixel in any of them.
+            UserWarning: ``samples`` given while the pipeline's sampler re-expresses samples per
+                step (``for_step``, e.g. the ``curriculum``): explicit samples train without it.
         """
         import contextlib
 
-        from htd_core.coverage import ClassCoverage
+        from htd_core.coverage import ClassCoverage, warn_dropped_schedule
         from htd_core.outputs import check_output, holds_more_than, output_folder
 
         backbone: Backbone = self._need("backbone", "fit")
         builder = self._need("condition_builder", "fit")
         data = samples if samples is not None else self._need("sampler", "fit")
+        if samples is not None:
+            warn_dropped_schedule(self.sampler, samples)
         opts = {**self.stage_options.get("fit", {}), **options}
         run_dir = opts.get("output_dir")
         if run_dir:  # before any work: a file or a user's folder is never written into

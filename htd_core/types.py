@@ -19,6 +19,11 @@ IGNORE_INDEX = 255
 #: or None}`` (what the ``crop`` builder records; the privacy audit reads it).
 CROP_PROVENANCE = "crop_provenance"
 
+#: Prefix of the class-index channel ``class_index:<K>``: per pixel the class index + 1 of a
+#: K-class map (0: ignored pixel, or a dropped condition), as float32. A backbone replaces it by
+#: a learned embedding of the class (``crop_slots``: a condition whose size does not grow with K).
+CLASS_INDEX = "class_index"
+
 # Tab10-like colours, readable on H&E thumbnails; cycled for larger class counts.
 _PALETTE = [
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),

@@ -122,6 +122,7 @@ SPECS: dict[str, Spec] = {
     "docs/conditioning.md#1": Spec("import htd_core"),
     "docs/conditioning.md#2": Spec("from htd_core import Pipeline"),
     "docs/conditioning.md#3": Spec("emb = htd_core.create(", skip=GATED),
+    "docs/conditioning.md#4": Spec("import htd_core"),
     "docs/encoders.md#0": Spec("import htd_core", skip=GATED),
     "docs/discovery.md#0": Spec(
         "htd discover embed",

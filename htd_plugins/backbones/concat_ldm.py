@@ -58,12 +58,17 @@ class ConcatLDM(LatentDiffusionBackbone):
     def part_class(self, name: str) -> type:
         from diffusers import UNet2DConditionModel
 
-        from htd_plugins.backbones.ldm.modules import ConditionRescaler, TokenEncoder
+        from htd_plugins.backbones.ldm.modules import (
+            ClassEmbedding,
+            ConditionRescaler,
+            TokenEncoder,
+        )
 
         return {
             "unet": UNet2DConditionModel,
             "rescaler": ConditionRescaler,
             "token_encoder": TokenEncoder,
+            "class_embedding": ClassEmbedding,
         }[name]
 
 

@@ -104,18 +104,20 @@ class ControlNetLDM(LatentDiffusionBackbone):
     def part_class(self, name: str) -> type:
         from diffusers import ControlNetModel, UNet2DConditionModel
 
-        from htd_plugins.backbones.ldm.modules import TokenEncoder
+        from htd_plugins.backbones.ldm.modules import ClassEmbedding, TokenEncoder
 
         return {
             "unet": UNet2DConditionModel,
             "controlnet": ControlNetModel,
             "token_encoder": TokenEncoder,
+            "class_embedding": ClassEmbedding,
         }[name]
 
     def write_extra(self, folder: Path) -> None:
         """A ``model_index.json`` so ``StableDiffusionControlNetPipeline.from_pretrained`` loads
         the folder (no text encoder: pass the null token as ``prompt_embeds``); not written for
-        an autoencoder diffusers has no class for (TAEF2: the folder loads in htd only)."""
+        an autoencoder diffusers has no class for (TAEF2) nor with a class embedding
+        (``crop_slots``, which no diffusers pipeline applies): such folders load in htd only."""
         import diffusers
 
         from htd_core.io import atomic_write_json
@@ -123,8 +125,11 @@ class ControlNetLDM(LatentDiffusionBackbone):
         from htd_plugins.backbones.ldm.sampling import make_scheduler
 
         scheduler = make_scheduler("ddim", self.noise_config)  # as model_folder saves it
-        if "controlnet" not in self.denoiser.parts or not isinstance(
-            self.autoencoder, KLAutoencoder
+        parts = self.denoiser.parts
+        if (
+            "controlnet" not in parts
+            or "class_embedding" in parts
+            or not isinstance(self.autoencoder, KLAutoencoder)
         ):
             return
         none = [None, None]

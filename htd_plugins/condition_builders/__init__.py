@@ -1,4 +1,5 @@
-"""Condition builders: ``semantic_map``, ``unconditional``, ``crop`` and ``embedding``.
+"""Condition builders: ``semantic_map``, ``unconditional``, ``crop``, ``crop_slots`` and
+``embedding``.
 
 Public names (for scripts, plugins and applications; everything in submodules is internal):
 

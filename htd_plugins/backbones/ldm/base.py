@@ -44,6 +44,8 @@ class Denoiser(nn.Module):
         states = self.parts["token_encoder"](tokens, noisy.shape[0], keep)
         if spatial is not None and not masked:
             spatial = spatial * keep.view(-1, 1, 1, 1).to(spatial.dtype)
+        if spatial is not None and "class_embedding" in self.parts:  # class index -> embedding
+            spatial = self.parts["class_embedding"](spatial)
         return self.inject(noisy, t, spatial, states)
 
     @abstractmethod

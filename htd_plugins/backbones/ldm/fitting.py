@@ -36,6 +36,7 @@ def fit_latent_diffusion(
     from htd_core.options import override
     from htd_plugins.backbones.ldm.augment import Augmentation
     from htd_plugins.backbones.ldm.loop import make_accelerator, train_denoiser
+    from htd_plugins.backbones.ldm.modules import class_embedding_for, class_index_channel
     from htd_plugins.backbones.ldm.progress import Clock
     from htd_plugins.backbones.ldm.sampling import training_scheduler
     from htd_plugins.backbones.ldm.trainer import (
@@ -60,6 +61,7 @@ def fit_latent_diffusion(
     channels = tuple(builder.channels(class_map))
     token_names = tuple(builder.token_names(class_map))
     token_dim = int(builder.token_dim or 0) if token_names else 0
+    class_index_channel(channels)  # one at most: refused before the autoencoder trains
     config = {
         **{k: v for k, v in backbone.options.items() if k != "device"},
         "backbone": backbone.name, "channels": list(channels), "token_names": list(token_names),
@@ -76,9 +78,11 @@ def fit_latent_diffusion(
     if backbone.denoiser is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(opts.seed)
-            parts = backbone.build_parts(
-                len(channels), token_dim, backbone.autoencoder.latent_channels
-            )
+            embedding = class_embedding_for(channels, backbone.config.class_embedding_dim)
+            width = len(channels) + (embedding.added_channels if embedding is not None else 0)
+            parts = backbone.build_parts(width, token_dim, backbone.autoencoder.latent_channels)
+            if embedding is not None:  # crop_slots' class-index channel, embedded
+                parts["class_embedding"] = embedding
             backbone.denoiser = backbone.make_denoiser(parts)
     elif (channels, token_names) != (backbone.channels, backbone.token_names):
         raise InputError(

@@ -66,6 +66,64 @@ class ConditionRescaler(ModelMixin, ConfigMixin):
         return self.projection(x)
 
 
+class ClassEmbedding(ModelMixin, ConfigMixin):
+    """The class-index channel (``class_index:<K>``, :data:`htd_core.types.CLASS_INDEX`) of a
+    condition replaced by a learned embedding of each pixel's class.
+
+    Index 0 (an ignored pixel, or a dropped condition: classifier-free guidance zeroes the
+    condition) embeds to zero, so the null condition stays all zero.
+
+    Args:
+        num_classes: K, the classes of the map (indices 1..K).
+        embedding_dim: E, channels that replace the index channel.
+        channel: position of the index channel among the condition's channels.
+    """
+
+    @register_to_config
+    def __init__(self, num_classes: int, embedding_dim: int, channel: int = 0) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(num_classes + 1, embedding_dim, padding_idx=0)
+
+    @property
+    def added_channels(self) -> int:
+        """How many channels the condition gains (E - 1)."""
+        return self.config.embedding_dim - 1
+
+    def forward(self, condition: torch.Tensor) -> torch.Tensor:
+        """B x C x H x W (float, the index channel holding integers 0..K) -> B x (C - 1 + E)
+        x H x W: the index channel's place taken by the embedding."""
+        p, k = self.config.channel, self.config.num_classes
+        index = condition[:, p].round().long().clamp(0, k)
+        embedded = self.embedding(index).permute(0, 3, 1, 2).to(condition.dtype)
+        return torch.cat([condition[:, :p], embedded, condition[:, p + 1 :]], dim=1)
+
+
+def class_index_channel(channels: tuple[str, ...]) -> tuple[int, int] | None:
+    """(position, K) of the condition's ``class_index:<K>`` channel, or None without one.
+
+    Raises:
+        InputError: more than one class-index channel.
+    """
+    from htd_core.types import CLASS_INDEX
+
+    found = [(i, c) for i, c in enumerate(channels) if c.startswith(f"{CLASS_INDEX}:")]
+    if len(found) > 1:
+        from htd_core.errors import InputError
+
+        raise InputError(
+            f"the condition has {len(found)} class-index channels {[c for _, c in found]}: "
+            "compose one crop_slots builder"
+        )
+    return (found[0][0], int(found[0][1].split(":", 1)[1])) if found else None
+
+
+def class_embedding_for(channels: tuple[str, ...], embedding_dim: int) -> ClassEmbedding | None:
+    """A fresh :class:`ClassEmbedding` for a condition with these channel names, or None when
+    it has no ``class_index:<K>`` channel (see :func:`class_index_channel`)."""
+    found = class_index_channel(channels)
+    return None if found is None else ClassEmbedding(found[1], embedding_dim, found[0])
+
+
 def build_unet(preset, in_channels: int, out_channels: int, latent_size: int):
     """The preset's ``UNet2DConditionModel`` for ``in_channels`` inputs."""
     from diffusers import UNet2DConditionModel

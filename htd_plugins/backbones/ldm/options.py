@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from htd_core.errors import InputError
-from htd_core.options import check_number
+from htd_core.options import check_int, check_number
 
 #: Former options and where they went (an old YAML gets this instead of "unknown option").
 MOVED = {
@@ -42,6 +42,8 @@ class LatentDiffusionOptions:
             null branch of classifier-free guidance (0: guidance is impossible).
         scaling_factor: latent scale; None measures 1 / std of the training latents.
         device: ``auto`` (a GPU when present), ``cpu``, ``cuda``...
+        class_embedding_dim: channels of the learned class embedding that replaces a
+            condition's class-index channel (``crop_slots``; unused without one).
 
     Raises:
         InputError: an unknown preset, an image size that is not a multiple of the preset's
@@ -55,6 +57,7 @@ class LatentDiffusionOptions:
     condition_dropout: float = 0.1
     scaling_factor: float | None = None
     device: str = "auto"
+    class_embedding_dim: int = 16
 
     def __post_init__(self) -> None:
         from htd_plugins.backbones.ldm.presets import get_preset
@@ -75,6 +78,7 @@ class LatentDiffusionOptions:
         dropout = check_number(self.condition_dropout, "condition_dropout", 0.0)
         if dropout >= 1:
             raise InputError(f"condition_dropout={dropout} must be in [0, 1)")
+        check_int(self.class_embedding_dim, "class_embedding_dim", 1)
         if self.scaling_factor is not None:
             check_number(self.scaling_factor, "scaling_factor", 0.0, above=True)
         if self.autoencoder is not None:

@@ -16,6 +16,7 @@ import torch
 
 from htd_core import thread_governor
 from htd_core.errors import InputError
+from htd_core.types import CLASS_INDEX
 
 #: Sampler name -> (diffusers class name, extra config).
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -174,6 +175,12 @@ def _channel_error(i: int, got: tuple[str, ...], expected: tuple[str, ...]) -> N
             f"condition {i} has {len(got)} spatial channels but the model was trained with "
             f"{len(expected)} ({', '.join(expected[:6])}{', ...' if len(expected) > 6 else ''}): "
             "use the condition builder and class list the model was trained with"
+        )
+    counts = [[c for c in names if c.startswith(f"{CLASS_INDEX}:")] for names in (got, expected)]
+    if counts[0] != counts[1]:  # crop_slots: the class count is in the index channel's name
+        raise InputError(
+            f"condition {i} is for a class map of {counts[0]} but the model was trained on "
+            f"{counts[1]}: use the class list the model was trained with"
         )
     unknown = sorted({c.split(":")[1] for c in got if c not in expected and ":" in c})
     known = sorted({c.split(":")[1] for c in expected if ":" in c})

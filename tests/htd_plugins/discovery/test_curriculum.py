@@ -163,3 +163,29 @@ class TestCurriculumConformance(PatchSamplerConformance):
 
 def test_registered_as_plugin(builtin_manager):
     assert "curriculum" in builtin_manager.patch_samplers.names()
+
+
+def test_crop_slots_follow_the_curriculum_and_train(cmu_run, tmp_path):
+    """The k = 100 dual condition in 1 + 5S channels at every step of the curriculum: the
+    slots hold the classes of the coarsened map (the representatives of level k'(t)), and a
+    backbone trains through the schedule with it."""
+    from htd_plugins.backbones.controlnet_ldm import ControlNetLDM
+    from htd_plugins.condition_builders.crop_slots import SLOTS, CropSlotsBuilder
+
+    sampler = make(cmu_run, k_min=5, warmup_steps=3)
+    builder = CropSlotsBuilder(slots=3, crop_options={"d_base": 8, "min_size": 4})
+    names = sampler.class_map.names
+    for step, orig in enumerate(sampler.take(5)):
+        s = sampler.for_step(orig, step)
+        cond = builder.build(s, seed=step)
+        assert cond.num_channels == 16 and cond.channels[0] == "class_index:100"
+        held = np.unique(s.mask[s.mask != 255])
+        assert [n for n in cond.meta[SLOTS] if n] == [
+            names[i] for i in sorted(held, key=lambda i: (-(s.mask == i).sum(), i))[:3]
+        ]
+        index = cond.spatial[0].numpy()
+        assert set(np.unique(index[index > 0]) - 1) == set(held)  # coarse ids, not the fine ones
+    backbone = ControlNetLDM(preset="tiny", image_size=32)
+    summary = backbone.fit(sampler, builder, steps=2, vae_steps=2, batch_size=2, max_samples=4,
+                           progress=False, tensorboard=False)  # fmt: skip
+    assert summary["steps"] == 2 and backbone.channels == builder.channels(sampler.class_map)
