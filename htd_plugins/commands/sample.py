@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{out} holds a dataset not written by `htd sample`: choose another folder"
             )
         if resuming and is_shard_folder(out) != bool(args.shard_size):
-            held, given = ("shards", "without") if is_shard_folder(out) else ("PNG files", "with")
+            held, given = ("shards", "with") if is_shard_folder(out) else ("PNG files", "without")
             raise InputError(
                 f"{out} holds {held}: rerun {given} --shard-size to resume it, or choose "
                 "another folder"
