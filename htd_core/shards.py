@@ -49,6 +49,37 @@ def is_shard_folder(root: str | Path) -> bool:
     return (Path(root) / INDEX).is_file()
 
 
+def tar_members(buf: bytes) -> Iterator[tuple[str, memoryview]]:
+    """(name, contents) of the regular files of a ustar archive in memory, in order.
+
+    The shards' writer (``webdataset.TarWriter``, Python's ``tarfile``) writes ustar headers
+    with short names; parsing them here costs a few microseconds a member, about a fifth of
+    ``tarfile``'s, which otherwise takes a third of the reading time of small patches.
+
+    Raises:
+        ValueError: a header's checksum is wrong, a member runs past the end, or a member is
+            of a kind a shard does not hold (long names, links).
+    """
+    view, pos = memoryview(buf), 0
+    while pos + 512 <= len(buf):
+        header = buf[pos : pos + 512]
+        if header.count(0) == 512:
+            return  # end of archive
+        stored = int(header[148:156].strip(b"\0 ") or b"0", 8)
+        if stored != sum(header[:148]) + 256 + sum(header[156:]):
+            raise ValueError(f"bad tar header checksum at byte {pos}")
+        size = int(header[124:136].strip(b"\0 ") or b"0", 8)
+        kind, start = header[156:157], pos + 512
+        if start + size > len(buf):
+            raise ValueError(f"member at byte {pos} runs past the end")
+        pos = start + -(-size // 512) * 512
+        if kind in (b"0", b"\0"):
+            yield header[:100].rstrip(b"\0").decode(), view[start : start + size]
+        elif kind != b"5":  # directories are skipped; nothing else is written in a shard
+            raise ValueError(f"tar member of type {kind!r} at byte {pos}")
+    raise ValueError("the archive ends without its end-of-archive blocks")
+
+
 class ShardDataset(TrainingData):
     """Read a shard folder as a stream (``take``) or in order (``iter``).
 
@@ -124,21 +155,19 @@ class ShardDataset(TrainingData):
         return float(np.median(self.index["mpp"])) if self.index["mpp"] else None
 
     def _read(self, shard: dict, limit: int | None = None) -> list[tuple[str, bytes, bytes, bytes]]:
-        """(key, image PNG, mask PNG, meta JSON) of a shard's samples (the first ``limit``)."""
-        import tarfile
-
+        """(key, image PNG, mask PNG, meta JSON) of a shard's samples (the first ``limit``),
+        from one sequential read of the file (:func:`tar_members`)."""
         out, parts = [], {}
         try:
-            with tarfile.open(self.root / shard["name"], "r|") as tar:
-                for member in tar:
-                    key, _, ext = member.name.partition(".")
-                    parts[ext] = tar.extractfile(member).read()
-                    if len(parts) == 3:
-                        out.append((key, parts["image.png"], parts["mask.png"], parts["json"]))
-                        parts = {}
-                        if limit is not None and len(out) >= limit:
-                            break
-        except (tarfile.TarError, OSError, KeyError) as exc:
+            for name, data in tar_members((self.root / shard["name"]).read_bytes()):
+                key, _, ext = name.partition(".")
+                parts[ext] = data
+                if len(parts) == 3:
+                    out.append((key, parts["image.png"], parts["mask.png"], parts["json"]))
+                    parts = {}
+                    if limit is not None and len(out) >= limit:
+                        break
+        except (ValueError, OSError, KeyError) as exc:
             self._bad(shard["name"], f"unreadable ({exc})")
             return []
         return out
@@ -149,7 +178,7 @@ class ShardDataset(TrainingData):
         key, image, mask, meta = record
         rgb = np.asarray(Image.open(io.BytesIO(image)).convert("RGB"))
         codes = np.asarray(Image.open(io.BytesIO(mask)))
-        return key, TissueSample(rgb, codes, self.class_map, json.loads(meta))
+        return key, TissueSample(rgb, codes, self.class_map, json.loads(bytes(meta)))
 
     def __iter__(self) -> Iterator[TissueSample]:
         for shard in self.shards:
