@@ -88,17 +88,21 @@ def read(args: argparse.Namespace) -> None:
         print(f"load before: {uptime()}")
         rates: dict[str, list[float]] = {k: [] for k in peers}
         for r in range(args.repeats):
-            for name, fn in (peers.items() if r % 2 == 0 else reversed(peers.items())):
+            for name, fn in peers.items() if r % 2 == 0 else reversed(peers.items()):
                 start = time.perf_counter()
                 count = fn()
                 rates[name].append(count / (time.perf_counter() - start))
         print(f"load after:  {uptime()}")
         base = statistics.median(rates["png folder"])
-        print(f"{args.n} patches of {args.size} px, shards of {args.shard_size}, {args.repeats} repeats")
+        print(
+            f"{args.n} patches of {args.size} px, shards of {args.shard_size}, {args.repeats} repeats"
+        )
         for name, values in rates.items():
             med = statistics.median(values)
             runs = ", ".join(f"{v:.0f}" for v in values)
-            print(f"{name:18s} median {med:8.0f} samples/s  ({runs})  ratio to png {med / base:.2f}x")
+            print(
+                f"{name:18s} median {med:8.0f} samples/s  ({runs})  ratio to png {med / base:.2f}x"
+            )
 
 
 def peak_rss(cmd: list[str], cwd: Path) -> tuple[float, float]:
