@@ -22,6 +22,10 @@ prints the ratio of the two peaks and exits 1 when it exceeds 1.10.
 Run (timed, alone on the machine):
 ``python benchmarks/bench_shards.py read --n 20000 --size 64 --shard-size 1000 --repeats 5``
 ``python benchmarks/bench_shards.py memory --sizes 1000 20000 --size 32 --steps 200 --in-memory``
+
+``resume`` (a check, not a timing): ``htd train --data SHARDS`` killed with SIGKILL after its
+first checkpoint and rerun ends with the same weights as an uninterrupted run:
+``python benchmarks/bench_shards.py resume --n 20000 --steps 40``
 """
 
 from __future__ import annotations
@@ -158,6 +162,55 @@ def memory(args: argparse.Namespace) -> None:
             sys.exit(f"memory is not flat: {ratio:.3f} > 1.10")
 
 
+def resume(args: argparse.Namespace) -> None:
+    """``htd train --data SHARDS`` killed with SIGKILL after its first checkpoint, then rerun,
+    ends with the same weights as an uninterrupted run (which it can only if it read the same
+    samples after the checkpoint)."""
+    import signal
+
+    import yaml
+    from safetensors.numpy import load_file
+
+    htd = str(Path(sys.executable).with_name("htd"))
+    env = {**os.environ, "HTD_THREADS": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_both(folder, args.n, args.size, args.shard_size, png=False)
+        config = folder / "pipe.yaml"
+        config.write_text(yaml.safe_dump({
+            "condition_builders": ["semantic_map"],
+            "backbone": {"name": "controlnet_ldm", "preset": "tiny", "device": "cpu"},
+            "fit": {"steps": args.steps, "vae_steps": 2, "batch_size": 4, "progress": False,
+                    "checkpoint_every": max(args.steps // 4, 1), "tensorboard": False},
+        }))  # fmt: skip
+
+        def train(out: str) -> subprocess.Popen:
+            cmd = [htd, "train", str(config), "--data", str(folder / "shards"), "--out",
+                   str(folder / out), "--threads", "1"]  # fmt: skip
+            return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+
+        if train("whole").wait():
+            sys.exit("the uninterrupted run failed")
+        run, checkpoints = train("cut"), folder / "cut" / "checkpoints"
+        while not list(checkpoints.glob("step-*.pt")) and run.poll() is None:
+            time.sleep(0.05)
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait()
+        killed = sorted(p.name for p in checkpoints.glob("step-*.pt"))
+        if train("cut").wait():
+            sys.exit("the resumed run failed")
+        diffs = []
+        for part in sorted((folder / "whole" / "model").rglob("*.safetensors")):
+            a = load_file(part)
+            b = load_file(folder / "cut" / "model" / part.relative_to(folder / "whole" / "model"))
+            diffs += [k for k in a if not np.array_equal(a[k], b[k])]
+        print(f"{args.n} patches: killed with checkpoints {killed}; resumed to step {args.steps}")
+        print("final weights equal to the uninterrupted run's" if not diffs
+              else f"weights differ: {diffs[:5]}")  # fmt: skip
+        if diffs:
+            sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -169,7 +222,10 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("--steps", type=int, default=200)
     m.add_argument("--batch", type=int, default=4)
     m.add_argument("--in-memory", action="store_true", help="also the PNG folder, in memory")
-    for p in (r, m):
+    k = sub.add_parser("resume", help="htd train from shards: kill -9, resume, same weights")
+    k.add_argument("--n", type=int, default=20000)
+    k.add_argument("--steps", type=int, default=40)
+    for p in (r, m, k):
         p.add_argument("--size", type=int, default=32, help="patch side in px")
         p.add_argument("--shard-size", type=int, default=1000)
     args = ap.parse_args(argv)
@@ -177,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("sizes must be >= 1 and --size >= 16")
     np.seterr(all="ignore")
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    (read if args.what == "read" else memory)(args)
+    {"read": read, "memory": memory, "resume": resume}[args.what](args)
 
 
 if __name__ == "__main__":
