@@ -13,10 +13,11 @@ WebDataset reader, and written with no server or format library beyond ``webdata
 ``TarWriter``. Reading one tar of many samples is faster than opening one PNG pair per
 sample (``benchmarks/bench_shards.py`` measures both side by side). Splitting over processes and
 nodes is by whole shards, as WebDataset's ``split_by_node`` does; we keep the order ourselves so
-that it is a pure function of ``(seed, epoch, process)``: WebDataset, LitData and MosaicML
-Streaming restore a stream position only through their own loader's state, whereas here a run
-resumed from the checkpoint of step ``s`` re-reads exactly what an uninterrupted run read after
-``s`` (:mod:`htd_core.training_data`). LitData and MosaicML Streaming bring their own
+that it is a pure function of ``(seed, epoch, process)``: WebDataset's loader does not resume
+mid-epoch, and LitData's and MosaicML Streaming's resume through their own data loader's state
+saved beside the checkpoint, whereas here a run resumed from the checkpoint of step ``s``
+re-reads exactly what an uninterrupted run read after ``s``, with nothing more to save
+(:mod:`htd_core.training_data`; the checkpoint's configuration holds the shards' fingerprint). LitData and MosaicML Streaming bring their own
 chunk formats and cloud clients; Hugging Face ``datasets`` (Arrow) holds random-access tables,
 more than a training stream needs.
 
@@ -108,7 +109,15 @@ class ShardDataset(TrainingData):
                 f"{self.root} is not an htd shard folder (needs {INDEX} and classes.json; write "
                 "one with `htd sample --shard-size N`)"
             )
-        self.index = json.loads((self.root / INDEX).read_text())
+        try:
+            self.index = json.loads((self.root / INDEX).read_text())
+            if self.index.get("format") != FORMAT:
+                raise ValueError(f"format {self.index.get('format')!r}, not {FORMAT!r}")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise InputError(
+                f"{self.root / INDEX} is not a shard index ({exc}): rewrite the shards with "
+                "`htd sample --shard-size N`"
+            ) from None
         self.class_map = read_class_map(self.root / "classes.json")
         self.skip_bad, self.shards = skip_bad, []
         for shard in self.index["shards"]:
@@ -117,7 +126,12 @@ class ShardDataset(TrainingData):
             if size == shard["bytes"]:
                 self.shards.append(shard)
                 continue
-            state = "missing" if size is None else f"truncated ({size} of {shard['bytes']} bytes)"
+            state = (
+                "missing"
+                if size is None
+                else f"{'truncated' if size < shard['bytes'] else 'changed'} ({size} bytes, "
+                f"the index says {shard['bytes']})"
+            )
             self._bad(shard["name"], state)
         if not self.shards:
             raise InputError(

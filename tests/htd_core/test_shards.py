@@ -131,3 +131,6 @@ def test_corrupt_shard_of_right_size_and_too_few_shards(tmp_path):
         ShardDataset(root).take(0, 2, 0, 4, 0)
     with pytest.raises(InputError, match="not an htd shard folder"):
         ShardDataset(tmp_path)
+    (root / INDEX).write_text("{not json")
+    with pytest.raises(InputError, match="shards.json is not a shard index"):
+        ShardDataset(root)
