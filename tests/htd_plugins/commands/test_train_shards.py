@@ -1,6 +1,7 @@
-"""Training from shards: ``htd sample --shard-size`` then ``htd train --data``; two processes
-under ``accelerate launch`` read disjoint samples; a run killed with SIGKILL resumes at the
-same sample; bad shards and another class map are named."""
+"""Training from shards: ``htd sample --shard-size`` (resumed) then ``htd train --data``; two
+processes under ``accelerate launch`` read disjoint samples; a run killed with SIGKILL resumes
+at the same sample; shards of another class map than the model's are named (bad shards:
+tests/test_bad_inputs.py)."""
 
 from __future__ import annotations
 
@@ -70,30 +71,30 @@ def read_log(path: Path) -> list[tuple[int, int, list[str]]]:
     return [tuple(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_sample_shards_then_train_and_bad_shards(tmp_path, builtin_manager, capsys):
+def test_sample_shards_resume_then_train(tmp_path, builtin_manager, capsys):
+    from htd_core.shards import ShardDataset
+
     tiles = write_tiles(tmp_path / "tiles", n=12)
     config = write_config(tmp_path / "pipe.yaml", tiles)
-    shards = tmp_path / "shards"
-    args = ["sample", "tiles", "--out", str(shards), "-o", f"root={tiles}", "--no-progress",
-            "-o", "classes=[tumor, stroma, normal]", "--shard-size", "5"]  # fmt: skip
-    assert main(args) == 0
-    assert sorted(p.name for p in shards.glob("*.tar")) == [f"shard-00000{i}.tar" for i in range(3)]
-    assert main([*args[:-2]]) == 2  # a shard folder resumes only as shards
-    assert "holds shards: rerun with --shard-size" in capsys.readouterr().err
-    assert main(["train", str(config), "--data", str(shards), "--out", str(tmp_path / "a")]) == 0
-    assert (tmp_path / "a" / "model" / "pipeline.yaml").is_file()
 
-    shard = shards / "shard-000001.tar"
-    shard.write_bytes(shard.read_bytes()[:4000])  # truncated
+    def sample(out: str, *extra: str) -> int:
+        return main(["sample", "tiles", "--out", str(tmp_path / out), "-o", f"root={tiles}",
+                     "--no-progress", "-o", "classes=[tumor, stroma, normal]", *extra])  # fmt: skip
+
+    assert sample("whole", "--shard-size", "5") == 0
+    assert sorted(p.name for p in (tmp_path / "whole").glob("*.tar")) == [
+        f"shard-00000{i}.tar" for i in range(3)
+    ]
+    assert sample("parts", "--shard-size", "5", "--limit", "7") == 0  # stopped, then resumed
+    assert sample("parts", "--shard-size", "5") == 0
+    whole, parts = list(ShardDataset(tmp_path / "whole")), list(ShardDataset(tmp_path / "parts"))
+    assert [s.meta for s in parts] == [s.meta for s in whole] and len(whole) == 12
     capsys.readouterr()
-    assert main(["train", str(config), "--data", str(shards), "--out", str(tmp_path / "b")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "shard-000001.tar is truncated" in err[0]
-    assert "--skip-bad-shards" in err[0] and "Traceback" not in err[0]
-    assert not (tmp_path / "b").exists()  # refused before any work
-    with pytest.warns(UserWarning, match="shard-000001.tar is truncated.*skipped"):
-        assert main(["train", str(config), "--data", str(shards), "--out", str(tmp_path / "b"),
-                     "--skip-bad-shards"]) == 0  # fmt: skip
+    assert sample("whole") == 2  # a shard folder resumes only as shards
+    assert "holds shards: rerun with --shard-size" in capsys.readouterr().err
+    assert main(["train", str(config), "--data", str(tmp_path / "whole"), "--out",
+                 str(tmp_path / "run")]) == 0  # fmt: skip
+    assert (tmp_path / "run" / "model" / "pipeline.yaml").is_file()
 
 
 def test_shards_of_another_class_map_than_the_model_are_named(tmp_path):
