@@ -134,3 +134,20 @@ def test_corrupt_shard_of_right_size_and_too_few_shards(tmp_path):
     (root / INDEX).write_text("{not json")
     with pytest.raises(InputError, match="shards.json is not a shard index"):
         ShardDataset(root)
+
+
+def test_spread_reads_only_the_first_samples_of_the_shards_it_picks(tmp_path, monkeypatch):
+    import htd_core.shards as shards
+
+    data = ShardDataset(write(tmp_path / "sh", samples(15)))
+    members, parse = [], shards.tar_members
+
+    def counted(fh):
+        for member in parse(fh):
+            members.append(member[0])
+            yield member
+
+    monkeypatch.setattr(shards, "tar_members", counted)
+    picked = data.spread(3)
+    assert [int(s.meta["x"]) for s in picked] == [0, 5, 10]  # one from each shard
+    assert len(members) == 9  # image, mask and meta of those three: no more was parsed
