@@ -148,13 +148,13 @@ def run(args: argparse.Namespace) -> int:
                 atomic_write_json(stamp_path, stamp)
                 rest = itertools.chain([first], samples) if first is not None else iter(())
                 _write(rest, writer, args.limit, start, out, total, args.no_progress)
+            sheet = contact_sheet(out, out / CONTACT_SHEET)
+            print(f"{out}: contact sheet {sheet} (patches, mask outlines, class fractions)")
             if args.shard_size:
                 pixels = json.loads((out / "shards.json").read_text())["pixels"]
                 warn_empty_classes(pixels, len(writer), f"shards {out}")
-                return 0
-            sheet = contact_sheet(out, out / CONTACT_SHEET)
-            print(f"{out}: contact sheet {sheet} (patches, mask outlines, class fractions)")
-            _warn_empty_classes(out)
+            else:
+                _warn_empty_classes(out)
     return 0
 
 

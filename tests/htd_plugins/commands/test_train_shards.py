@@ -89,6 +89,7 @@ def test_sample_shards_resume_then_train(tmp_path, builtin_manager, capsys):
     assert sample("parts", "--shard-size", "5") == 0
     whole, parts = list(ShardDataset(tmp_path / "whole")), list(ShardDataset(tmp_path / "parts"))
     assert [s.meta for s in parts] == [s.meta for s in whole] and len(whole) == 12
+    assert (tmp_path / "whole" / "contact_sheet.png").is_file()
     capsys.readouterr()
     assert sample("whole") == 2  # a shard folder resumes only as shards
     assert "holds shards: rerun with --shard-size" in capsys.readouterr().err
