@@ -178,3 +178,28 @@ def test_killed_run_resumes_at_the_same_sample(tmp_path):
     for _, micro, ks in log:  # either process drew exactly what the uninterrupted run drew
         assert ks == expected[micro]
     assert {micro for micro, _ in after} >= set(range(done, STEPS))
+
+
+def test_checkpoint_records_the_stream_and_another_process_count_warns(tmp_path):
+    import torch
+
+    from htd_core.pipeline import Pipeline
+    from htd_core.shards import ShardDataset
+    from htd_plugins.backbones.ldm.checkpoint import list_checkpoints
+
+    data = ShardDataset(write_shards(tmp_path / "sh", 6, 3))
+    run = {"output_dir": str(tmp_path / "run"), "vae_steps": 1, "batch_size": 2,
+           "gradient_accumulation_steps": 2, "progress": False, "tensorboard": False}  # fmt: skip
+
+    def pipe():
+        return Pipeline.from_config({"condition_builders": ["semantic_map"],
+                                     "backbone": {"name": "controlnet_ldm", "preset": "tiny"}})  # fmt: skip
+
+    pipe().fit(data, steps=2, **run)
+    path = list_checkpoints(tmp_path / "run")[-1]
+    state = torch.load(path, weights_only=True)
+    assert state["stream"] == {"processes": 1, "micro_batches": 4}
+    state["stream"]["processes"] = 2  # as if it had run under accelerate launch on 2
+    torch.save(state, path)
+    with pytest.warns(UserWarning, match=r"step 2, 2 process\(es\)\) with 1: .*resume with 2"):
+        pipe().fit(data, steps=3, **run)
