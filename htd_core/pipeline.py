@@ -110,7 +110,10 @@ class Pipeline:
         """Train the backbone with the composed condition.
 
         Args:
-            samples: the training split; default: everything the sampler yields.
+            samples: the training split; default: everything the sampler yields. A
+                :class:`~htd_core.shards.ShardDataset` is read as a stream (memory flat in
+                the number of samples; each process of ``accelerate launch`` reads its own
+                shards).
             **options: training options over ``stage_options["fit"]`` (the backbone's, e.g.
                 ``steps``, ``max_minutes``, ``output_dir``; docs/backbones.md).
 
@@ -129,8 +132,9 @@ class Pipeline:
         """
         import contextlib
 
-        from htd_core.coverage import ClassCoverage, warn_dropped_schedule
+        from htd_core.coverage import ClassCoverage, warn_dropped_schedule, warn_empty_classes
         from htd_core.outputs import check_output, holds_more_than, output_folder
+        from htd_core.training_data import TrainingData
 
         backbone: Backbone = self._need("backbone", "fit")
         builder = self._need("condition_builder", "fit")
@@ -141,7 +145,11 @@ class Pipeline:
         run_dir = opts.get("output_dir")
         if run_dir:  # before any work: a file or a user's folder is never written into
             check_output(run_dir, RUN_KIND, what="output_dir", legacy=("checkpoints",))
-        coverage = ClassCoverage(data, "training samples")  # names classes no sample holds
+        if isinstance(data, TrainingData):  # shards: counted when written, not read twice
+            warn_empty_classes(data.class_pixels(), len(data), f"training data {data}")
+            coverage = data
+        else:
+            coverage = ClassCoverage(data, "training samples")  # names classes no sample holds
         with (
             output_folder(
                 run_dir,
@@ -154,7 +162,8 @@ class Pipeline:
             else contextlib.nullcontext()
         ):
             summary = backbone.fit(coverage, builder, **opts)
-        coverage.report()
+        if isinstance(coverage, ClassCoverage):
+            coverage.report()
         if summary.get("model_dir"):
             self._write_pipeline_file(Path(summary["model_dir"]))
         return summary

@@ -118,23 +118,30 @@ def contact_sheet(
     dataset: str | Path, path: str | Path, *, n: int = 24, columns: int = 6, side: int = 128
 ) -> Path:
     """Write a PNG of up to ``n`` patches of an htd dataset folder (spread evenly over its
-    rows): each with its mask outlines in class colours, its row index and class fractions,
-    and a legend of the classes. Returns ``path`` (written atomically).
+    rows; of a shard folder: over its shards): each with its mask outlines in class colours,
+    its row index and class fractions, and a legend of the classes. Returns ``path`` (written
+    atomically).
 
     Raises:
-        InputError: ``dataset`` is not a dataset folder, or it is empty.
+        InputError: ``dataset`` is not a dataset or shard folder, or it is empty.
     """
     from PIL import Image, ImageDraw
 
     from htd_core.dataset import Dataset
     from htd_core.errors import InputError
     from htd_core.io import atomic_save_image
+    from htd_core.shards import ShardDataset, is_shard_folder
 
-    data = Dataset(dataset)
+    data = ShardDataset(dataset) if is_shard_folder(dataset) else Dataset(dataset)
     if not len(data):
         raise InputError(f"dataset {dataset} is empty: no contact sheet to draw")
     cm = data.class_map
-    picks = sorted({int(round(v)) for v in np.linspace(0, len(data) - 1, min(n, len(data)))})
+    if isinstance(data, ShardDataset):  # read only the patches shown
+        chosen = [(int(s.meta["index"]), s) for s in data.spread(n)]
+    else:
+        picks = np.linspace(0, len(data) - 1, min(n, len(data)))
+        chosen = [(i, data[i]) for i in sorted({int(round(v)) for v in picks})]
+    picks = [i for i, _ in chosen]
     columns = min(columns, len(picks))
     caption, pad = 30, 14
     cell_w, cell_h = side + pad, side + caption
@@ -143,8 +150,7 @@ def contact_sheet(
     sheet = Image.new("RGB", (legend.width, legend.height + rows * cell_h + pad), PAPER)
     sheet.paste(legend, (0, 0))
     draw, font = ImageDraw.Draw(sheet), _font(10)
-    for k, i in enumerate(picks):
-        sample = data[i]
+    for k, (i, sample) in enumerate(chosen):
         x = pad + (k % columns) * cell_w
         y = legend.height + (k // columns) * cell_h
         sheet.paste(Image.fromarray(outlined(sample.image, sample.mask, cm, side)), (x, y))

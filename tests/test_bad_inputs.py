@@ -123,6 +123,26 @@ def config(
     return path
 
 
+def shard_folder(root: Path, damage: str | None = None) -> Path:
+    """Shards of 2 samples (4 samples, classes a and b); shard 1 missing or truncated."""
+    from htd_core.shard_writer import ShardWriter
+    from htd_core.types import ClassMap, TissueSample
+
+    rng, classes = np.random.default_rng(0), ClassMap(("a", "b"))
+    mask = np.zeros((32, 32), np.uint8)
+    mask[:, 16:] = 1
+    with ShardWriter(root, classes, 2) as writer:
+        for i in range(4):
+            image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            writer.write(TissueSample(image, mask, classes, {"slide_id": f"s{i}"}))
+    shard = root / "shard-000001.tar"
+    if damage == "missing":
+        shard.unlink()
+    elif damage == "truncated":
+        shard.write_bytes(shard.read_bytes()[:1500])
+    return root
+
+
 def store(root: Path, nan_rows: tuple[int, ...] = (4,), n: int = 60) -> Path:
     """An embedding store of one slide (n x 8 float16 rows), NaN in ``nan_rows``."""
     from htd_plugins.discovery.store import EmbeddingStore
@@ -361,6 +381,15 @@ BAD = [
          lambda t, c: ["generate", str(c["model"]), "--out", str(t / "syn"), "--masks", str(dataset(t / "ds", ["x", "y"]) / "masks"), "--unconditional"],
          r"--masks {tmp}/ds/masks: {tmp}/ds/classes.json lists classes \['x', 'y'\], but the model was trained on",
          needs_model=True),
+    Case("train --data SHARDS: a shard is missing (before any work)",
+         lambda t, c: ["train", str(config(t / "p.yaml")), "--data", str(shard_folder(t / "sh", "missing")), "--out", str(t / "run")],
+         r"{tmp}/sh/shard-000001.tar is missing: .* pass --skip-bad-shards to read the other shards"),
+    Case("train --data SHARDS: a shard is truncated (before any work)",
+         lambda t, c: ["train", str(config(t / "p.yaml")), "--data", str(shard_folder(t / "sh", "truncated")), "--out", str(t / "run")],
+         r"{tmp}/sh/shard-000001.tar is truncated \(1500 bytes, the index says \d+\)"),
+    Case("train: --skip-bad-shards without shards",
+         lambda t, c: ["train", str(config(tiles(t / "tiles").parent / "p.yaml")), "--out", str(t / "run"), "--skip-bad-shards"],
+         r"--skip-bad-shards applies to --data SHARDS"),
     # 5. plugins
     Case("train: crop blocked by HTD_DISABLED_PLUGINS",
          lambda t, c: ["train", str(config((tiles(t / "tiles").parent) / "p.yaml")), "--out", str(t / "run")],
@@ -443,6 +472,9 @@ WARNED = [
            lambda t: ["sample", "heterogeneous", "--out", str(t / "ds"), "-o", f"slide={slide(t / 's.png')}", "-o", "slide_mpp=0.5",
                       "-o", f"label_mask={_jpeg_mask(t / 'm.jpg')}", "-o", "classes=[tumor, stroma]", "-o", "patch_size=64"],
            r"label mask {tmp}/m.jpg is a lossy JPEG"),
+    Warned("train --data SHARDS --skip-bad-shards: a missing shard is left out",
+           lambda t: ["train", str(config(t / "p.yaml")), "--data", str(shard_folder(t / "sh", "missing")), "--out", str(t / "run"), "--skip-bad-shards"],
+           r"{tmp}/sh/shard-000001.tar is missing: skipped \(--skip-bad-shards\)"),
     Warned("plugins: unknown name in HTD_DISABLED_PLUGINS",
            lambda t: ["plugins"], r"'crpo', which is no installed plugin.*Did you mean 'crop'",
            disabled=frozenset({"crpo"})),

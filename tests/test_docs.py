@@ -94,6 +94,12 @@ SPECS: dict[str, Spec] = {
         "import htd_core", subs=(('"preset": "small"', '"preset": "tiny"'), TINY_FIT)
     ),
     "docs/sampling.md#0": Spec("# GlaS / CAMELYON / WSSS4LUAD tile folders"),
+    "docs/sampling.md#1": Spec("# shard-000000.tar, shard-000001.tar, ... of 1000 patches"),
+    "docs/sampling.md#2": Spec(
+        "# 2 nodes x 4 GPUs",
+        skip="needs 2 machines of 4 GPUs; tests/htd_plugins/commands/test_train_shards.py runs "
+        "`accelerate launch --num_processes 2` on CPU",
+    ),
     "docs/backbones.md#0": Spec(
         "from htd_core import Pipeline",
         prelude="from htd_core.dataset import Dataset\n"

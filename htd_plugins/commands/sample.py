@@ -42,6 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--limit", type=int_at_least(1), help="stop when the dataset holds this many samples"
     )
+    p.add_argument(
+        "--shard-size",
+        type=int_at_least(1),
+        help="write WebDataset tar shards of this many samples (shard-000000.tar, ..., "
+        "shards.json) for streamed training, instead of PNG files (docs/sampling.md)",
+    )
     add_threads_argument(p)  # no --device: samplers run no model
     co.add_progress_argument(p)
 
@@ -55,16 +61,18 @@ def run(args: argparse.Namespace) -> int:
     import itertools
     import warnings
 
+    from htd_core.coverage import warn_empty_classes
     from htd_core.dataset import (
         DatasetWriter,
         disk_full_estimate,
-        holds_samples,
         manifest_columns,
     )
     from htd_core.errors import InputError
     from htd_core.io import atomic_write_json
     from htd_core.outputs import check_output, output_folder
     from htd_core.plugins import create
+    from htd_core.shard_writer import ShardWriter
+    from htd_core.shards import is_shard_folder
     from htd_core.threads import explicit_threads, report
     from htd_plugins.commands.logs import route_logging
     from htd_plugins.pictures import contact_sheet
@@ -84,17 +92,29 @@ def run(args: argparse.Namespace) -> int:
                 f"{out} was sampled with other options (or another sampler): rerun with the same "
                 "options to resume, or choose another output folder"
             )
-        resuming = (out / "manifest.csv").is_file()
+        resuming = (out / "manifest.csv").is_file() or is_shard_folder(out)
         if resuming and not stamp_path.is_file():
             raise InputError(
                 f"{out} holds a dataset not written by `htd sample`: choose another folder"
+            )
+        if resuming and is_shard_folder(out) != bool(args.shard_size):
+            held, given = ("shards", "with") if is_shard_folder(out) else ("PNG files", "without")
+            raise InputError(
+                f"{out} holds {held}: rerun {given} --shard-size to resume it, or choose "
+                "another folder"
             )
         # a sampler that cut one split records it per patch (htd crop-bank reads it); a folder
         # begun without that column resumes without it
         extra = ("split",) if getattr(sampler, "split", None) else ()
         if resuming and "split" not in manifest_columns(out):
             extra = ()
-        writer = DatasetWriter(out, sampler.class_map, extra) if resuming else None
+
+        def open_writer():
+            if args.shard_size:
+                return ShardWriter(out, sampler.class_map, args.shard_size, extra)
+            return DatasetWriter(out, sampler.class_map, extra)
+
+        writer = open_writer() if resuming else None
         start = len(writer) if writer else 0
         if args.limit is not None and start >= args.limit:
             writer.close()
@@ -111,9 +131,9 @@ def run(args: argparse.Namespace) -> int:
                 writer.close()
             raise
         with output_folder(  # locked to the end; removed if it fails before its first sample
-            out, KIND, what="--out", legacy=(FINGERPRINT,), has_results=holds_samples
+            out, KIND, what="--out", legacy=(FINGERPRINT,), has_results=has_results
         ):
-            writer = writer or DatasetWriter(out, sampler.class_map, extra)
+            writer = writer or open_writer()
             if start:
                 print(
                     f"htd sample: resuming {out}: {start} samples already written", file=sys.stderr
@@ -130,8 +150,20 @@ def run(args: argparse.Namespace) -> int:
                 _write(rest, writer, args.limit, start, out, total, args.no_progress)
             sheet = contact_sheet(out, out / CONTACT_SHEET)
             print(f"{out}: contact sheet {sheet} (patches, mask outlines, class fractions)")
-            _warn_empty_classes(out)
+            if args.shard_size:
+                pixels = json.loads((out / "shards.json").read_text())["pixels"]
+                warn_empty_classes(pixels, len(writer), f"shards {out}")
+            else:
+                _warn_empty_classes(out)
     return 0
+
+
+def has_results(out: Path) -> bool:
+    """Whether ``out`` holds a sample: a manifest row, or a finished shard."""
+    from htd_core.dataset import holds_samples
+
+    index = out / "shards.json"
+    return holds_samples(out) or (index.is_file() and bool(json.loads(index.read_text())["shards"]))
 
 
 def _warn_empty_classes(out: Path) -> None:

@@ -50,8 +50,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--data",
-        help="train on this dataset folder (`htd sample` output, or image + mask tiles) with "
-        "the tiles sampler, instead of the config's sampler",
+        help="train on this dataset folder instead of the config's sampler: `htd sample` "
+        "output or image + mask tiles (read with the tiles sampler), or shards (`htd sample "
+        "--shard-size`: streamed, each process of `accelerate launch` reading its own)",
+    )
+    p.add_argument(
+        "--skip-bad-shards",
+        action="store_true",
+        help="with --data SHARDS: leave out a missing or truncated shard with a warning "
+        "instead of stopping",
     )
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run")
     co.add_compute_arguments(p, device_help="default: the backbone's device option, auto")
@@ -126,13 +133,20 @@ def run(args: argparse.Namespace) -> int:
     from htd_core.errors import ConfigError
     from htd_core.outputs import check_output
     from htd_core.pipeline import RUN_KIND, Pipeline
+    from htd_core.shards import ShardDataset, is_shard_folder
     from htd_core.threads import check_device, configure_threads, report
 
     check_device(args.device)
     data, label = load_config(args.config)
-    if args.data:  # an htd dataset brings its own classes.json and manifest (tiles sampler)
+    samples = None
+    if args.data and is_shard_folder(args.data):  # streamed; its index checked before work
+        samples = ShardDataset(args.data, skip_bad=args.skip_bad_shards)
+        data.pop("sampler", None)
+    elif args.skip_bad_shards:
+        raise ConfigError("--skip-bad-shards applies to --data SHARDS (a folder with shards.json)")
+    elif args.data:  # an htd dataset brings its own classes.json and manifest (tiles sampler)
         data["sampler"] = {"name": "tiles", "root": args.data}
-    for section in ("sampler", "backbone"):
+    for section in ("sampler", "backbone")[samples is not None :]:
         if not data.get(section):
             raise ConfigError(f"{label}: `htd train` needs a {section!r} section")
     options, notes = apply_options(data, args, label)
@@ -153,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     workload = "large" if backbone.get("preset") == "paper" else "small"
     choice = configure_threads(args.threads, workload=workload, device=backbone.get("device"))
     print(report("train", choice), file=sys.stderr)
-    summary = pipeline.fit(**options)
+    summary = pipeline.fit(samples, **options)
     model_dir = Path(summary.get("model_dir", output / "model"))
     print(json.dumps({k: v for k, v in summary.items() if k != "vae"}, indent=2, default=str))
     print(f"model: {model_dir}")

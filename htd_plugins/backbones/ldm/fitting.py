@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,9 @@ from htd_core.types import TissueSample
 #: The autoencoder's checkpoint inside a fit's ``output_dir`` while it trains (removed once
 #: ``output_dir/vae`` is written).
 AUTOENCODER_CHECKPOINT = "autoencoder-checkpoint.pt"
+#: Samples of a shard stream the autoencoder trains and calibrates on (read once, spread over
+#: the shards; a list in memory gives all of its samples).
+AUTOENCODER_SAMPLES = 2048
 
 
 def fit_latent_diffusion(
@@ -39,12 +42,7 @@ def fit_latent_diffusion(
     from htd_plugins.backbones.ldm.modules import class_embedding_for, class_index_channel
     from htd_plugins.backbones.ldm.progress import Clock
     from htd_plugins.backbones.ldm.sampling import training_scheduler
-    from htd_plugins.backbones.ldm.trainer import (
-        BatchSource,
-        fingerprint,
-        prepare_samples,
-        step_transform,
-    )
+    from htd_plugins.backbones.ldm.trainer import BatchSource, prepare_samples, step_transform
 
     given = {k: v for k, v in options.items() if v is not None}  # None: the preset's
     opts = override(backbone.preset.train, given, "fit")
@@ -56,8 +54,19 @@ def fit_latent_diffusion(
     )
     size = backbone.image_size
     data = prepare_samples(samples, size, opts.max_samples)
+    if data.streamed and opts.cache_latents:
+        raise InputError(
+            "cache_latents keeps every sample's latents in memory: train from shards with "
+            "cache_latents=false (latents are then encoded per batch)"
+        )
     for_step = step_transform(samples)  # e.g. the curriculum's granularity at step t
-    class_map = data[0].class_map
+    class_map = data.class_map
+    if backbone.denoiser is not None and backbone.class_map not in (None, class_map):
+        where = getattr(data, "root", "the training samples")
+        raise InputError(
+            f"{where} holds classes {list(class_map.names)}, but the model was trained on "
+            f"{list(backbone.class_map.names)}: train a new model, or use samples of its classes"
+        )
     channels = tuple(builder.channels(class_map))
     token_names = tuple(builder.token_names(class_map))
     token_dim = int(builder.token_dim or 0) if token_names else 0
@@ -65,13 +74,15 @@ def fit_latent_diffusion(
     config = {
         **{k: v for k, v in backbone.options.items() if k != "device"},
         "backbone": backbone.name, "channels": list(channels), "token_names": list(token_names),
-        "token_dim": token_dim, "num_samples": len(data), "data": fingerprint(data),
+        "token_dim": token_dim, "num_samples": len(data), "data": data.fingerprint(),
         "for_step": None if for_step is None else for_step.__qualname__,
         **{k: v for k, v in opts.trajectory_config().items() if k != "augment"},
         "augment": vars(augment),
     }  # fmt: skip
     accelerator = make_accelerator(opts, backbone.device)
-    images = np.stack([d.image[:size, :size] for d in data])
+    # the autoencoder's images: all samples in memory; a stream's AUTOENCODER_SAMPLES, spread
+    subset = data.spread(AUTOENCODER_SAMPLES) if data.streamed else data
+    images = np.stack([d.image[:size, :size] for d in subset])
     ae_summary = prepare_autoencoder(
         backbone, images, opts, accelerator.device, accelerator.is_main_process, clock
     )
@@ -91,7 +102,7 @@ def fit_latent_diffusion(
         )
     backbone.channels, backbone.token_names, backbone.token_dim = channels, token_names, token_dim
     backbone.class_map = class_map
-    backbone.mpp = training_mpp(data)
+    backbone.mpp = data.median_mpp()
     noise = training_scheduler(1000, "scaled_linear", backbone.config.prediction_type)
     backbone.denoiser.to(accelerator.device)
     source = BatchSource(
@@ -101,7 +112,7 @@ def fit_latent_diffusion(
     if opts.sample_every and opts.tensorboard and opts.output_dir:  # pictures in TensorBoard
         from htd_plugins.backbones.ldm.sample_images import SampleImages
 
-        logger = SampleImages(backbone, data, builder, accelerator, every=opts.sample_every,
+        logger = SampleImages(backbone, data.spread(opts.sample_count), builder, accelerator, every=opts.sample_every,
                               last_step=opts.steps, count=opts.sample_count, seed=opts.seed)  # fmt: skip
         opts = dataclasses.replace(opts, callbacks=(*opts.callbacks, logger))
     try:
@@ -191,9 +202,3 @@ def check_size(backbone: Any, ae: Any) -> None:
             f"autoencoder ({ae.factor}x) and the {backbone.preset.name} preset's UNet "
             f"({backbone.preset.unet_factor}x): use e.g. image_size={max(multiple, backbone.image_size // multiple * multiple)}"
         )
-
-
-def training_mpp(samples: Sequence[TissueSample]) -> float | None:
-    """Median ``meta['mpp']`` of the training samples (None when none says it)."""
-    values = [float(s.meta["mpp"]) for s in samples if s.meta.get("mpp") not in (None, "")]
-    return float(np.median(values)) if values else None

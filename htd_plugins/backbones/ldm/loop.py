@@ -69,6 +69,7 @@ def train_denoiser(
         if ema is not None:
             ema.load_state_dict(state["ema"])
         start = int(state["step"])
+        check_stream(state.get("stream"), accelerator.num_processes, start, last_ckpt)
     if opts.tensorboard and opts.output_dir:
         accelerator.init_trackers("htd")
     unwrapped = accelerator.unwrap_model(model)
@@ -160,8 +161,28 @@ def _checkpoint(accelerator, unwrapped, optimizer, ema, step, config, opts) -> s
         "denoiser": {k: v.detach().cpu() for k, v in unwrapped.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "ema": ema.state_dict() if ema is not None else None,
+        # where each process's data stream stands (micro-batches drawn; training_data.py)
+        "stream": {
+            "processes": accelerator.num_processes,
+            "micro_batches": step * opts.gradient_accumulation_steps,
+        },  # fmt: skip
     }
     return str(save_checkpoint(opts.output_dir, step, state, keep_last=opts.keep_checkpoints))
+
+
+def check_stream(stream: dict | None, processes: int, step: int, checkpoint: str | None) -> None:
+    """Warn when a run resumes with another number of processes than its checkpoint's: each
+    process's samples after ``step`` then differ from an uninterrupted run's (the data of a
+    micro-batch is addressed by process, :mod:`htd_core.training_data`)."""
+    if stream and int(stream["processes"]) != processes:
+        import warnings
+
+        warnings.warn(
+            f"resuming {checkpoint} (step {step}, {stream['processes']} process(es)) with "
+            f"{processes}: training continues, but not on the samples an uninterrupted run "
+            f"would have read; resume with {stream['processes']} for those",
+            stacklevel=2,
+        )
 
 
 def make_accelerator(opts: TrainOptions, device: torch.device):

@@ -3,7 +3,6 @@ encoded (the loop that consumes them is :mod:`.loop`)."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,9 +13,10 @@ import torch
 from htd_core.errors import InputError
 from htd_core.interfaces import Autoencoder, ConditionBuilder, PatchSampler
 from htd_core.interfaces.latent import to_model_range
+from htd_core.training_data import SampleList, TrainingData
 from htd_core.types import TissueSample, collate_conditions
 from htd_plugins.backbones.ldm.augment import Augmentation, dihedral, random_crop
-from htd_plugins.backbones.ldm.training import step_generator, stream_indices
+from htd_plugins.backbones.ldm.training import step_generator
 
 
 class BatchSource:
@@ -38,7 +38,7 @@ class BatchSource:
 
     def __init__(
         self,
-        samples: Sequence[TissueSample],
+        samples: TrainingData | Sequence[TissueSample],
         builder: ConditionBuilder,
         autoencoder: Autoencoder,
         augment: Augmentation,
@@ -54,24 +54,26 @@ class BatchSource:
         self.for_step = for_step
         self._pool = ThreadPoolExecutor(1, "htd-batch") if prefetch else None
         self._ahead: tuple[tuple[int, ...], Future] | None = None
+        if not isinstance(samples, TrainingData):
+            samples = SampleList(samples)
         if cache:  # cached latents need fixed windows: centre crops
-            samples = [center_crop(s, image_size) for s in samples]
+            samples = SampleList([center_crop(s, image_size) for s in samples])
         self.samples, self.builder, self.image_size = samples, builder, image_size
         self.autoencoder = autoencoder
         self.batch_size, self.seed, self.device = batch_size, seed, device
         self.scaling = float(autoencoder.scaling_factor)
         self.augment = Augmentation(augment.dihedral, 0.0, 0.0) if cache else augment
-        self.cache: list[tuple[torch.Tensor, torch.Tensor]] | None = (
+        self.cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = (
             self._encode_all() if cache else None
         )
 
     @torch.no_grad()
-    def _encode_all(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        out = []
-        for sample in self.samples:
+    def _encode_all(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        out = {}
+        for i, sample in enumerate(self.samples):
             views = np.stack([dihedral(sample.image, v) for v in range(self.augment.num_variants)])
             mean, std = self.autoencoder.distribution(to_model_range(views).to(self.device))
-            out.append((mean.float(), std.float()))
+            out[str(i)] = (mean.float(), std.float())
         return out
 
     @torch.no_grad()
@@ -125,12 +127,10 @@ class BatchSource:
     def _draw(self, step: int, micro: int, rank: int, world: int, accum: int):
         """The CPU part of a micro-batch: (pixels B x 3 x H x W in [-1, 1], or None when
         latents are cached; the cached posterior (mean, std) or None; spatial; tokens)."""
-        position = ((step * accum + micro) * world + rank) * self.batch_size
-        indices = stream_indices(len(self.samples), position, self.batch_size, self.seed)
+        drawn = self.samples.take(step * accum + micro, self.batch_size, rank, world, self.seed)
         conditions, images, cached = [], [], []
-        for j, i in enumerate(indices):
+        for j, (i, sample) in enumerate(drawn):
             rng = np.random.default_rng([self.seed, step, micro, rank, j])
-            sample = self.samples[i]
             if self.for_step is not None:
                 sample = self.for_step(sample, step)
             sample = random_crop(sample, self.image_size, rng)
@@ -164,38 +164,45 @@ def step_transform(
 
 
 def prepare_samples(
-    samples: Iterable[TissueSample], image_size: int, limit: int | None
-) -> list[TissueSample]:
-    """Materialise training samples and check them (images present, one class map, size)."""
+    samples: Iterable[TissueSample] | TrainingData, image_size: int, limit: int | None
+) -> TrainingData:
+    """The training data, checked (images present, one class map, size): shards (a
+    :class:`~htd_core.training_data.TrainingData` read as a stream, checked on a first sample)
+    pass through; other samples are materialised in a :class:`SampleList`.
+
+    Raises:
+        InputError: naming the sample at fault; ``limit`` with a stream (write fewer shards).
+    """
+    if isinstance(samples, TrainingData) and samples.streamed:
+        if limit is not None:
+            raise InputError(
+                f"max_samples={limit} selects samples in memory; a shard stream reads all its "
+                "shards: write fewer samples (htd sample --limit) instead"
+            )
+        _check(samples.spread(1)[0], 0, samples.class_map, image_size)
+        return samples
     out: list[TissueSample] = []
     for s in itertools.islice(samples, limit):
-        if s.image is None:
-            raise InputError(
-                f"training sample {len(out)} ({s.meta.get('slide_id', '?')}) has no image"
-            )
-        if out and s.class_map != out[0].class_map:
-            raise InputError(
-                f"training sample {len(out)} has classes {list(s.class_map.names)}, unlike sample 0 "
-                f"{list(out[0].class_map.names)}: train on one class map"
-            )
-        if min(s.size) < image_size:
-            raise InputError(
-                f"training sample {len(out)} is {s.size[0]}x{s.size[1]} px, smaller than the model's "
-                f"{image_size} px patches: sample larger patches or set image_size"
-            )
+        _check(s, len(out), out[0].class_map if out else s.class_map, image_size)
         out.append(s)
     if not out:
         raise InputError("no training samples: the sampler yielded nothing")
-    return out
+    return SampleList(out)
 
 
-def fingerprint(samples: Sequence[TissueSample]) -> str:
-    """Content hash of the training set (a resumed run must see the same data)."""
-    h = hashlib.sha1()
-    for s in samples:
-        h.update(np.ascontiguousarray(s.image).tobytes())
-        h.update(np.ascontiguousarray(s.mask).tobytes())
-    return h.hexdigest()[:16]
+def _check(s: TissueSample, i: int, class_map, image_size: int) -> None:
+    if s.image is None:
+        raise InputError(f"training sample {i} ({s.meta.get('slide_id', '?')}) has no image")
+    if s.class_map != class_map:
+        raise InputError(
+            f"training sample {i} has classes {list(s.class_map.names)}, unlike sample 0 "
+            f"{list(class_map.names)}: train on one class map"
+        )
+    if min(s.size) < image_size:
+        raise InputError(
+            f"training sample {i} is {s.size[0]}x{s.size[1]} px, smaller than the model's "
+            f"{image_size} px patches: sample larger patches or set image_size"
+        )
 
 
 def center_crop(sample: TissueSample, size: int) -> TissueSample:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from htd_core.errors import HtdError, InputError
+from htd_core.training_data import stream_indices  # noqa: F401 - its name here too
 
 
 class NonFiniteLossError(HtdError):
@@ -197,18 +198,6 @@ class EMA:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.shadow = {k: v.clone().float() for k, v in state.items()}
-
-
-def stream_indices(num_samples: int, start: int, count: int, seed: int) -> list[int]:
-    """Positions ``start .. start+count-1`` of an endless stream of seeded epoch permutations."""
-    perms: dict[int, np.ndarray] = {}
-    out = []
-    for pos in range(start, start + count):
-        epoch, offset = divmod(pos, num_samples)
-        if epoch not in perms:
-            perms[epoch] = np.random.default_rng([seed, 7919, epoch]).permutation(num_samples)
-        out.append(int(perms[epoch][offset]))
-    return out
 
 
 def step_generator(seed: int, *key: int) -> torch.Generator:
