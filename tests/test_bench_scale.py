@@ -65,3 +65,18 @@ def test_scale_plan_measures_reading_and_encoding(shared_data, monkeypatch, caps
     assert "2,160 GPU-hours = 82 patches/s" in out
     assert re.search(r"diversity sampling .*: [\d.]+ s for a slide of 3,000 patches -> [\d,.]+ "
                      r"core-hours for 11,765 slides, reading 1.3 TB", out)  # fmt: skip
+
+
+def test_shard_read_benchmark_reads_every_patch_of_both_layouts(monkeypatch, capsys):
+    bench = runpy.run_path(str(BENCHMARKS / "bench_shards.py"), run_name="bench_shards")
+    bench["main"](["read", "--n", "40", "--size", "16", "--shard-size", "10", "--repeats", "2"])
+    out = capsys.readouterr().out
+    assert (
+        "40 patches of 16 px, shards of 10, 2 repeats" in out
+        and "load before:" in out
+        and "load after:" in out
+    )
+    rows = re.findall(r"^(png folder|shards, in order|shards, stream) +median +(\d+) samples/s"
+                      r" +\((\d+), (\d+)\) +ratio to png ([\d.]+)x$", out, re.M)  # fmt: skip
+    assert [r[0] for r in rows] == ["png folder", "shards, in order", "shards, stream"]
+    assert rows[0][4] == "1.00" and all(int(r[1]) > 0 for r in rows)

@@ -148,11 +148,12 @@ SPECS: dict[str, Spec] = {
     ),
     "docs/scale.md#0": Spec("python benchmarks/bench_kmeans_faiss.py", skip=TIMED),
     "docs/scale.md#1": Spec("python benchmarks/tcga_scale_plan.py", skip=TIMED),
-    "docs/scale.md#2": Spec("#!/bin/bash", skip=f"a SLURM job script; {CLUSTER}"),
-    "docs/scale.md#3": Spec("accelerate launch --multi_gpu --num_machines 2", skip=CLUSTER),
+    "docs/scale.md#2": Spec("python benchmarks/bench_shards.py read", skip=TIMED),
+    "docs/scale.md#3": Spec("#!/bin/bash", skip=f"a SLURM job script; {CLUSTER}"),
+    "docs/scale.md#4": Spec("accelerate launch --multi_gpu --num_machines 2", skip=CLUSTER),
     # after docs/discovery.md#0, which writes runs/store
-    "docs/scale.md#4": Spec("htd discover cluster --store runs/store --out runs/phenotypes_faiss"),
-    "docs/scale.md#5": Spec("accelerate launch --multi_gpu --num_machines 4", skip=CLUSTER),
+    "docs/scale.md#5": Spec("htd discover cluster --store runs/store --out runs/phenotypes_faiss"),
+    "docs/scale.md#6": Spec("accelerate launch --multi_gpu --num_machines 4", skip=CLUSTER),
     "docs/evaluation.md#0": Spec("htd evaluate --real data/real_train", skip=GATED),
     "docs/results.md#0": Spec(
         "htd experiment examples/experiments/glas.yaml",
