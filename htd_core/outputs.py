@@ -144,6 +144,8 @@ def start_output(
     except BaseException:
         release_output(path, part)
         raise
+    if part is None and secondary_rank():  # the main rank marks a whole output: a mark of
+        return resume  # ours could land between its first check and the one above
     if read_marker(path) is None:
         write_marker(path, kind)
     for stale in filter(_marker_temp, path.iterdir()):  # ours: a killed marker write's temp

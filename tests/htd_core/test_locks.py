@@ -180,3 +180,22 @@ def test_the_other_ranks_of_a_distributed_launch_write_what_the_main_rank_locked
             check_output(out, "sample")
     finally:
         proc.communicate("")
+
+
+def test_a_secondary_rank_first_into_a_new_folder_leaves_the_marking_to_the_main_rank(
+    tmp_path, monkeypatch
+):
+    """Ranks start together: rank 1 may open a new run folder between rank 0's first check
+    (empty) and its check under the lock. Rank 1 marks nothing, so rank 0 is not told that
+    another run started the folder (as it was under load, in a 2-process accelerate test)."""
+    out = tmp_path / "run"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert check_output(out, "sample") is False  # rank 0's first check: a new folder
+    monkeypatch.setenv("RANK", "1")
+    assert start_output(out, "sample") is False  # rank 1 comes first
+    assert not any(out.iterdir())  # no marker, no lock: rank 0's
+    monkeypatch.setenv("RANK", "0")
+    assert start_output(out, "sample") is False  # not "started by another run"
+    assert (out / "htd-output.json").is_file() and holds(out / LOCK)
+    release_output(out)
