@@ -70,7 +70,7 @@ def embed_slide(
     slide_id = opaque_id(path)
     if store.is_complete(slide_id):
         meta = store.entry(slide_id).meta
-        _check_same_plan(meta, path, options, slide_id)
+        check_same_plan(meta, path, options, slide_id)
         return {**meta, "status": "already done"}
     started = time.perf_counter()
     planned = resume_plan(store, path, options)
@@ -119,7 +119,7 @@ def resume_plan(
     if not plan_path.exists():
         return None
     plan = json.loads(plan_path.read_text())  # the grid and tissue cells are fixed by the first run
-    _check_same_plan(plan, path, options, slide_id)
+    check_same_plan(plan, path, options, slide_id)
     return plan, np.load(folder / "coords.npy", allow_pickle=False)
 
 
@@ -181,9 +181,14 @@ class SlideRows:
         return {**meta, "status": "done" if self.n else "no tissue"}
 
 
-def _check_same_plan(
+def check_same_plan(
     plan: dict[str, Any], path: str | Path, options: GridOptions, slide_id: str
 ) -> None:
+    """Refuse to resume or reuse a slide planned with another stride or tissue threshold.
+
+    Raises:
+        InputError: naming both settings and the fix.
+    """
     grid = plan["grid"]
     if int(grid["stride"]) != int(options.stride) or not np.isclose(
         plan["min_tissue"], options.min_tissue
