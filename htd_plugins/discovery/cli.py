@@ -117,7 +117,8 @@ def run_embed(args: argparse.Namespace) -> int:
 
         from htd_plugins.discovery.engine_run import embed_on_cluster
 
-        where = engine.scheduler or f"a local cluster of {engine.local_workers} workers"
+        n = engine.local_workers
+        where = engine.scheduler or f"a local cluster of {n} worker{'s' * (n != 1)}"
         print(f"htd discover embed: Dask engine on {where}", file=sys.stderr)
         factory = partial(create, "encoders", args.encoder, **encoder_options)
         report = embed_on_cluster(store, slides, factory, options, engine, shard=shard,

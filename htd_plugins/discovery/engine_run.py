@@ -53,7 +53,7 @@ from htd_plugins.discovery.tiles import TileShard, normalizer_of
 class _Slide:
     path: Path
     slide_id: str
-    started: float = field(default_factory=time.perf_counter)
+    started: float | None = None  # its first task's submission
     plan: dict[str, Any] | None = None
     coords: np.ndarray | None = None
     rows: SlideRows | None = None
@@ -106,7 +106,10 @@ class _Run:
         self.store, self.factory, self.options, self.engine = store, factory, options, engine
         self.batch_size, self.client, self.report = batch_size, client, EmbedReport()
         self.chunk = -(-engine.tiles_per_task // batch_size) * batch_size
-        self.token = f"{store.encoder}:{store.weights_id}:{uuid.uuid4().hex}"
+        self.run_id = uuid.uuid4().hex[
+            :12
+        ]  # in every key: two runs on one scheduler never share a task
+        self.token = f"{store.encoder}:{store.weights_id}:{self.run_id}"
         self.queue: deque[tuple[str, _Slide, int, int, str | None]] = deque()
         self.tasks: dict[str, tuple[str, _Slide, int, int]] = {}
         self.done = as_completed() if client is not None else ()  # None: nothing to submit
@@ -132,8 +135,8 @@ class _Run:
             if not slide.failed:
                 if future.status == "finished":
                     self._finished(kind, slide, start, future.result())
-                else:
-                    self._failed(kind, slide, start, attempt, future.exception())
+                else:  # erred, or cancelled (a scheduler restarted under it)
+                    self._failed(kind, slide, start, attempt, _error_of(future))
             future.release()
             self._fill()
         self.bar.close()
@@ -149,6 +152,7 @@ class _Run:
             kind, slide, start, attempt, avoid = self.queue.popleft()
             if slide.failed:
                 continue
+            slide.started = slide.started or time.perf_counter()
             if kind == "plan":
                 args = (plan_task, str(slide.path), slide.slide_id, self.options,
                         store_identity(self.store))  # fmt: skip
@@ -161,7 +165,7 @@ class _Run:
                         self.engine.task_threads)  # fmt: skip
             others = [w for w in workers if w != avoid] if avoid else None
             where = {"workers": others, "allow_other_workers": True} if others else {}
-            future = self.client.submit(*args, key=f"htd-{kind}-{slide.slide_id}-{start}-{attempt}",
+            future = self.client.submit(*args, key=f"htd-{kind}-{slide.slide_id}-{start}-{attempt}-{self.run_id}",
                                         pure=False, retries=0, **where)  # fmt: skip
             self.tasks[future.key] = (kind, slide, start, attempt)
             self.done.add(future)
@@ -193,7 +197,8 @@ class _Run:
             self._commit(slide)
 
     def _commit(self, slide: _Slide) -> None:
-        self._result(slide, slide.rows.finish(time.perf_counter() - slide.started))
+        now = time.perf_counter()
+        self._result(slide, slide.rows.finish(now - (slide.started or now)))
 
     def _result(self, slide: _Slide, meta: dict[str, Any]) -> None:
         self.report.results[slide.slide_id] = meta
@@ -211,3 +216,10 @@ class _Run:
             return
         slide.failed = True
         self.report.skipped[str(slide.path)] = message
+
+
+def _error_of(future: Any) -> BaseException:
+    try:
+        return future.exception()
+    except Exception as exc:  # a cancelled future has no exception of its own
+        return exc

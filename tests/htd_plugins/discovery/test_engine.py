@@ -198,7 +198,7 @@ def test_the_cli_runs_the_engine_whose_workers_build_the_encoder_by_name(
             "--tiles-per-task", "40", "--threads", "1", "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr()
-    assert "Dask engine on a local cluster of 1 workers" in out.err
+    assert "Dask engine on a local cluster of 1 worker\n" in out.err
     assert sorted(out.out.splitlines()) == sorted(
         f"{opaque_id(s)}: 96 patches (done)" for s in slides
     )
