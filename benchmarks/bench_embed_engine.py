@@ -26,6 +26,7 @@ Full timed run (alone on the machine; the per-core figure of docs/scale.md)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -102,31 +103,37 @@ def main() -> None:
     try:
         slides = slide_copies(source, args.slides, work / "slides")
         times: dict[str, list[float]] = {"process": []} | {f"dask-{w}": [] for w in sizes}
-        starts: dict[str, list[float]] = {f"dask-{w}": [] for w in sizes}
+        starts: dict[str, float] = {}
         stores: dict[str, EmbeddingStore] = {}
-        for r in range(args.repeats):
-            peers = list(times) if r % 2 == 0 else list(reversed(times))
-            for peer in peers:
-                store = EmbeddingStore(work / f"{peer}-{r}", identity)
-                stores.setdefault(peer, store)
+        with contextlib.ExitStack() as stack:
+            clients = {}
+            for w in sizes:  # one cluster per size for the whole run, started untimed
+                t = time.perf_counter()
+                engine = EngineOptions(local_workers=w, tiles_per_task=args.tiles_per_task)
+                clients[f"dask-{w}"] = (engine, stack.enter_context(open_client(engine)))
+                clients[f"dask-{w}"][1].wait_for_workers(w)
+                starts[f"dask-{w}"] = time.perf_counter() - t
+
+            def embed(peer: str, store: EmbeddingStore) -> None:
                 if peer == "process":
-                    t = time.perf_counter()
                     embed_slides(store, slides, encoder, options, batch_size=args.batch_size,
                                  progress=False)  # fmt: skip
-                    times[peer].append(time.perf_counter() - t)
-                    continue
-                engine = EngineOptions(local_workers=int(peer.split("-")[1]),
-                                       tiles_per_task=args.tiles_per_task)  # fmt: skip
-                t = time.perf_counter()
-                with open_client(engine) as client:
-                    client.wait_for_workers(engine.local_workers)
-                    starts[peer].append(time.perf_counter() - t)
+                    return
+                engine, client = clients[peer]
+                embed_on_cluster(store, slides, factory, options, engine, client=client,
+                                 batch_size=args.batch_size, progress=False)  # fmt: skip
+
+            for peer in times:  # warm-up (untimed): encoders built on the workers, files cached
+                embed(peer, EmbeddingStore(work / f"warm-{peer}", identity))
+            for r in range(args.repeats):
+                for peer in list(times) if r % 2 == 0 else list(reversed(times)):
+                    store = EmbeddingStore(work / f"{peer}-{r}", identity)
+                    stores.setdefault(peer, store)
                     t = time.perf_counter()
-                    embed_on_cluster(store, slides, factory, options, engine, client=client,
-                                     batch_size=args.batch_size, progress=False)  # fmt: skip
+                    embed(peer, store)
                     times[peer].append(time.perf_counter() - t)
-            print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()),
-                  flush=True)  # fmt: skip
+                print(f"repeat {r + 1}: "
+                      + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)  # fmt: skip
         reference = stores["process"]
         patches = sum(reference.entry(s).n for s in reference.slide_ids())
         base = statistics.median(times["process"])
@@ -143,8 +150,7 @@ def main() -> None:
                    "median_s": round(median, 3), "patches_per_s": round(patches / median, 2),
                    "patches_per_s_per_core": round(patches / median / cores, 2),
                    "speedup_vs_process": round(base / median, 3), "max_abs_diff": diff,
-                   "cluster_start_s": round(statistics.median(starts[peer]), 2)
-                   if peer in starts else None}  # fmt: skip
+                   "cluster_start_s": round(starts[peer], 2) if peer in starts else None}  # fmt: skip
             rows.append(row)
             print(json.dumps(row), flush=True)
         after = load()

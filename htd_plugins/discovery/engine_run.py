@@ -109,7 +109,8 @@ class _Run:
         self.run_id = uuid.uuid4().hex[
             :12
         ]  # in every key: two runs on one scheduler never share a task
-        self.token = f"{store.encoder}:{store.weights_id}:{self.run_id}"
+        # a worker keeps the encoder it built while runs give the same factory and weights
+        self.token = f"{store.encoder}:{store.weights_id}:{factory!r}"
         self.queue: deque[tuple[str, _Slide, int, int, str | None]] = deque()
         self.tasks: dict[str, tuple[str, _Slide, int, int]] = {}
         self.done = as_completed() if client is not None else ()  # None: nothing to submit
