@@ -159,6 +159,8 @@ def test_two_workers_equal_one_process_resume_it_and_never_redo(
     again = embed_on_cluster(store, slides, refuse, OPTIONS, engine, batch_size=16, progress=False)
     assert {v["status"] for v in again.results.values()} == {"already done"}
     assert not again.skipped
+    half = embed_on_cluster(store, slides, refuse, OPTIONS, engine, shard=(1, 2), progress=False)
+    assert list(half.results) == [opaque_id(slides[1])]  # --shard 1/2: every 2nd slide from 1
     assert_equal_stores(store, reference)
 
 
