@@ -8,9 +8,11 @@ embedded into fresh stores, in one process, repeatedly and in alternating order:
     W worker processes (1 torch thread per task), timed without the cluster's start (given
     separately: it is paid once per run).
 Reported per peer: median wall seconds over ``--repeats``, patches/s, patches/s per core used
-(1 for ``process``, W for ``dask-W``), the ratio to ``process``, and the largest difference
-of the stored features from the ``process`` store (0 expected). The load average is printed
-before and after: numbers taken while other jobs run are not official.
+(1 for ``process``, W for ``dask-W``), the ratio to ``process``, the CPU seconds of the run
+(this process, which is also the client and the local scheduler, plus the workers) and
+patches per CPU second (the per-core figure least changed by other jobs), and the largest
+difference of the stored features from the ``process`` store (0 expected). The load average
+is printed before and after: wall times taken while other jobs run are not official.
 
 Small check (under a minute on 2 cores)::
 
@@ -104,6 +106,7 @@ def main() -> None:
         slides = slide_copies(source, args.slides, work / "slides")
         times: dict[str, list[float]] = {"process": []} | {f"dask-{w}": [] for w in sizes}
         starts: dict[str, float] = {}
+        cpu_times: dict[str, list[float]] = {peer: [] for peer in times}
         stores: dict[str, EmbeddingStore] = {}
         with contextlib.ExitStack() as stack:
             clients = {}
@@ -113,6 +116,14 @@ def main() -> None:
                 clients[f"dask-{w}"] = (engine, stack.enter_context(open_client(engine)))
                 clients[f"dask-{w}"][1].wait_for_workers(w)
                 starts[f"dask-{w}"] = time.perf_counter() - t
+
+            def cpu(peer: str) -> float:
+                """CPU seconds so far of this process and (dask) the peer's worker processes."""
+                import psutil
+
+                pids = [] if peer == "process" else list(clients[peer][1].run(os.getpid).values())
+                times = [psutil.Process(pid).cpu_times() for pid in pids]
+                return time.process_time() + sum(t.user + t.system for t in times)
 
             def embed(peer: str, store: EmbeddingStore) -> None:
                 if peer == "process":
@@ -129,9 +140,10 @@ def main() -> None:
                 for peer in list(times) if r % 2 == 0 else list(reversed(times)):
                     store = EmbeddingStore(work / f"{peer}-{r}", identity)
                     stores.setdefault(peer, store)
-                    t = time.perf_counter()
+                    c, t = cpu(peer), time.perf_counter()
                     embed(peer, store)
                     times[peer].append(time.perf_counter() - t)
+                    cpu_times[peer].append(cpu(peer) - c)
                 print(f"repeat {r + 1}: "
                       + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)  # fmt: skip
         reference = stores["process"]
@@ -150,6 +162,8 @@ def main() -> None:
                    "median_s": round(median, 3), "patches_per_s": round(patches / median, 2),
                    "patches_per_s_per_core": round(patches / median / cores, 2),
                    "speedup_vs_process": round(base / median, 3), "max_abs_diff": diff,
+                   "cpu_s": round(statistics.median(cpu_times[peer]), 2),
+                   "patches_per_cpu_s": round(patches / statistics.median(cpu_times[peer]), 2),
                    "cluster_start_s": round(starts[peer], 2) if peer in starts else None}  # fmt: skip
             rows.append(row)
             print(json.dumps(row), flush=True)
