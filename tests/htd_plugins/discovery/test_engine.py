@@ -25,7 +25,8 @@ from htd_plugins.discovery.engine_run import embed_on_cluster
 from htd_plugins.discovery.patches import GridOptions
 from htd_plugins.discovery.store import EmbeddingStore
 
-pytest.importorskip("distributed")
+distributed = pytest.importorskip("distributed")
+get_task_stream = distributed.get_task_stream
 
 #: The real H&E image of the tiatoolbox wheel at 2 um/px: 96 tissue patches of 32 px.
 OPTIONS = GridOptions(read_mpp=2.0, patch_size=32, stride=25, slide_mpp=0.5)
@@ -141,14 +142,25 @@ def test_two_workers_equal_one_process_resume_it_and_never_redo(
                     progress=False)  # fmt: skip
     assert (store.slide_folder(opaque_id(slides[0])) / "progress.json").exists()
     gone = tmp_path / "slides" / "gone.png"  # fails on every worker: reported, the rest done
+    fail = tmp_path / "fail"  # one embed task fails once
+    fail.touch()
     engine = EngineOptions(local_workers=2, tiles_per_task=20, retries=1)  # 32-tile tasks
-    report = embed_on_cluster(store, [*slides, gone], hooked, OPTIONS, engine, batch_size=16,
-                              progress=False)  # fmt: skip
+    factory = functools.partial(hooked, fail=str(fail))
+    with open_client(engine) as client, get_task_stream(client) as stream:
+        report = embed_on_cluster(store, [*slides, gone], factory, OPTIONS, engine,
+                                  batch_size=16, progress=False, client=client)  # fmt: skip
     assert {k: v["status"] for k, v in report.results.items()} == {
         opaque_id(s): "done" for s in slides
     }
     assert list(report.skipped) == [str(gone)] and "does not exist" in report.skipped[str(gone)]
-    assert "retrying (attempt 2 of 2)" in capsys.readouterr().err
+    assert not fail.exists() and "simulated failure); retrying" in capsys.readouterr().err
+    ran: dict[tuple[str, ...], dict[str, str]] = {}  # task -> attempt -> worker
+    for task in stream.data:  # keys: htd-KIND-SLIDE-START-ATTEMPT-RUN
+        _, kind, sid, start, attempt, _ = task["key"].split("-")
+        ran.setdefault((kind, sid, start), {})[attempt] = task["worker"]
+    retried = {k: v for k, v in ran.items() if len(v) > 1}
+    assert {k[0] for k in retried} == {"plan", "embed"}  # gone.png's plan, the failed embed
+    assert all(v["0"] != v["1"] for v in retried.values())  # each retry on the other worker
     assert_equal_stores(store, reference)
     for sid in store.slide_ids():  # committed: no partial file, no progress left behind
         assert sorted(p.name for p in store.slide_folder(sid).iterdir()) == [
