@@ -5,8 +5,10 @@ embedded into fresh stores, in one process, repeatedly and in alternating order:
   - ``process``: :func:`htd_plugins.discovery.embed.embed_slides` here, 1 torch thread,
     tiles read in this process (``--workers 0``);
   - ``dask-W``: :func:`htd_plugins.discovery.engine_run.embed_on_cluster` on a local cluster of
-    W worker processes (1 torch thread per task), timed without the cluster's start (given
-    separately: it is paid once per run).
+    W worker processes (1 torch thread per task), started once and timed without its start
+    (given separately: it is paid once per run).
+Each peer first makes one untimed warm-up run (the workers build the encoder, the slide file
+is cached), as a long run amortises both.
 Reported per peer: median wall seconds over ``--repeats``, patches/s, patches/s per core used
 (1 for ``process``, W for ``dask-W``), the ratio to ``process``, the CPU seconds of the run
 (this process, which is also the client and the local scheduler, plus the workers) and
