@@ -137,7 +137,7 @@ def open_client(engine: EngineOptions) -> Iterator[Any]:
         with (
             dask.config.set({NO_TRIM: None}),
             LocalCluster(n_workers=engine.local_workers, threads_per_worker=1, processes=True,
-                         dashboard_address=None, silence_logs=logging.CRITICAL) as cluster,
+                         dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL) as cluster,
             Client(cluster) as client,  # failures are reported by the run, in one line
         ):  # fmt: skip
             yield client
