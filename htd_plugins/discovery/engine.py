@@ -41,7 +41,7 @@ class EngineOptions:
             local cluster of ``local_workers`` processes for this run.
         local_workers: worker processes of the local cluster (one task each at a time).
         connect_timeout: seconds to wait for the scheduler, then for its first worker.
-        retries: times a failed task is run again (on another worker where possible).
+        retries: times a failed task is run again (preferably on another worker).
         tiles_per_task: tile coordinates per task (rounded up to a multiple of the batch size).
         task_threads: torch CPU threads of each task.
     """

@@ -8,8 +8,9 @@ worker (grid and tissue cells, the store's ``plan.json``), then their tiles go o
 of the one-process path and the rows are equal). Workers read their own tiles from the slide
 files (which they must see at the same paths); only coordinates go out and float16 features
 come back. Rows are written in order (``SlideRows``), and a slide is committed once, atomically
-(``meta.json`` last). A failed task is retried ``retries`` times, on another worker where one
-exists; then its slide is reported as skipped and the others go on.
+(``meta.json`` last). A failed task is retried ``retries`` times, preferring another worker
+(a loose restriction: Dask's work stealing may still move it when that worker is busy); then
+its slide is reported as skipped and the others go on.
 """
 
 from __future__ import annotations

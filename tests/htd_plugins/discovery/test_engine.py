@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 
+import dask
 import numpy as np
 import pytest
 import torch
@@ -146,7 +147,13 @@ def test_two_workers_equal_one_process_resume_it_and_never_redo(
     fail.touch()
     engine = EngineOptions(local_workers=2, tiles_per_task=20, retries=1)  # 32-tile tasks
     factory = functools.partial(hooked, fail=str(fail))
-    with open_client(engine) as client, get_task_stream(client) as stream:
+    # without work stealing, which may move a retry back to a busy-elsewhere worker ("where
+    # possible"): here the retry's preference for the other worker is what is checked
+    with (
+        dask.config.set({"distributed.scheduler.work-stealing": False}),
+        open_client(engine) as client,
+        get_task_stream(client) as stream,
+    ):
         report = embed_on_cluster(store, [*slides, gone], factory, OPTIONS, engine,
                                   batch_size=16, progress=False, client=client)  # fmt: skip
     assert {k: v["status"] for k, v in report.results.items()} == {
