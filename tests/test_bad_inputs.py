@@ -54,6 +54,15 @@ def slide(path: Path, tissue: bool = True) -> Path:
     return path
 
 
+def _closed_port() -> int:
+    """A local TCP port nothing listens on."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def painted_mask(path: Path) -> Path:
     """A label mask painted in colours: tumour red (left), stroma green (right)."""
     rgb = np.zeros((64, 64, 3), np.uint8)
@@ -290,6 +299,12 @@ BAD = [
     Case("discover embed: --shard 2/2",
          lambda t, c: ["discover", "embed", str(slide(t / "s.png")), "--out", str(t / "store"), "--shard", "2/2", *EMBED],
          r"shard 2/2 is invalid"),
+    Case("discover embed: a --scheduler that does not answer (before --out, within the timeout)",
+         lambda t, c: ["discover", "embed", str(slide(t / "s.png")), "--out", str(t / "store"), "--scheduler", f"tcp://127.0.0.1:{_closed_port()}", "--connect-timeout", "1", *EMBED],
+         r"no Dask scheduler answers at --scheduler tcp://127.0.0.1:\d+ within 1 s .*leave --scheduler out for a local cluster"),
+    Case("discover embed: --scheduler with --engine process",
+         lambda t, c: ["discover", "embed", str(slide(t / "s.png")), "--out", str(t / "store"), "--scheduler", "tcp://127.0.0.1:8786", "--engine", "process", *EMBED],
+         r"--scheduler tcp://127.0.0.1:8786 needs --engine dask"),
     Case("discover cluster: NaN rows in the store (nothing written)",
          lambda t, c: ["discover", "cluster", "--store", str(store(t / "store", (4, 9))), "--out", str(t / "phen"), "--no-progress"],
          r"{tmp}/store/slides/0123456789abcdef/embeddings.f16 holds NaN or inf in 2 of 60 rows \(rows 4, 9\)"),

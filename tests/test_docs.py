@@ -138,6 +138,13 @@ SPECS: dict[str, Spec] = {
         ),
     ),
     "docs/discovery.md#1": Spec(
+        "htd discover embed ../shared/data/slides/CMU-1-Small-Region.svs --out runs/store_dask",
+        subs=(
+            ("--encoder inception_fid --mpp 0.5 --patch-size 224", DISCOVER_FAST),
+            ("--local-workers 2", "--local-workers 1"),
+        ),
+    ),
+    "docs/discovery.md#2": Spec(
         "from htd_plugins.discovery import",
         subs=(
             (

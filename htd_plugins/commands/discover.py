@@ -33,6 +33,7 @@ from htd_core.cli_options import add_progress_argument
 from htd_core.interfaces.command import make_command
 from htd_core.threads import add_threads_argument
 from htd_plugins.discovery.cli import (
+    engine_options,
     parse_shard,
     process_state,
     run_cluster,
@@ -80,6 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="normalise patches' stains before embedding (tiatoolbox; None: off)")  # fmt: skip
     e.add_argument("--stain-target", type=Path,
                    help="RGB tile to normalise to (None: tiatoolbox's reference H&E tile)")  # fmt: skip
+    _engine_args(e)
     e.set_defaults(stage_func=run_embed)
 
     c = stages.add_parser("cluster", help="diverse patches -> phenotypes + merge tree", **fmt)
@@ -169,6 +171,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         add_threads_argument(stage)
 
 
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    """``embed``'s engine: this process (or ``accelerate launch``'s), or Dask distributed."""
+    from htd_core.options import int_at_least, number_at_least
+
+    g = p.add_argument_group("engine (docs/discovery.md, section 1)")
+    g.add_argument("--engine", choices=["process", "dask"],
+                   help="process: this process (or its share under accelerate launch); dask: "
+                        "a Dask cluster plans and embeds (None: dask if --scheduler is given)")  # fmt: skip
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a running Dask scheduler, e.g. tcp://host:8786 (None: a local cluster "
+                        "of --local-workers processes)")  # fmt: skip
+    g.add_argument("--local-workers", type=int_at_least(1), default=2,
+                   help="worker processes of the local Dask cluster")  # fmt: skip
+    g.add_argument("--connect-timeout", type=number_at_least(0, above=True), default=10.0,
+                   help="seconds to wait for the scheduler and its first worker")  # fmt: skip
+    g.add_argument("--retries", type=int_at_least(0), default=2,
+                   help="times a failed task runs again, on another worker where possible")  # fmt: skip
+    g.add_argument("--tiles-per-task", type=int_at_least(1), default=1024,
+                   help="tile coordinates per Dask task (rounded up to a multiple of the batch)")  # fmt: skip
+    g.add_argument("--task-threads", type=int_at_least(1), default=1,
+                   help="torch CPU threads of each Dask task")  # fmt: skip
+
+
 def _slides_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     from htd_core.options import int_at_least, number_at_least
 
@@ -206,7 +231,17 @@ def run(args: argparse.Namespace) -> int:
     # the jobs of one --shard i/n run write disjoint slides of one --out: each locks its part
     shard = parse_shard(args.shard) if getattr(args, "shard", None) else (0, 1)
     part = f"shard-{shard[0]}-of-{shard[1]}" if shard[1] > 1 else None
+    engine = engine_options(args) if args.stage == "embed" else None
+    if engine is not None and engine.scheduler is not None:  # before --out is touched
+        from htd_plugins.discovery.engine import open_client
+
+        with open_client(engine):
+            pass
     state = process_state(args.device) if args.stage == "embed" else None
+    if engine is not None and state.num_processes > 1:
+        from htd_core.errors import InputError
+
+        raise InputError("--engine dask runs from one process: run it without accelerate launch")
     ranks = state is not None and state.num_processes > 1
     if ranks and not state.is_main_process:
         state.wait_for_everyone()  # the main process checks, creates, marks and locks --out

@@ -41,6 +41,26 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def engine_options(args: argparse.Namespace):
+    """``embed``'s Dask engine options, or None for the one-process path.
+
+    Raises:
+        InputError: ``--scheduler`` with ``--engine process``.
+    """
+    from htd_core.errors import InputError
+
+    engine = args.engine or ("dask" if args.scheduler else "process")
+    if engine == "process":
+        if args.scheduler:
+            raise InputError(f"--scheduler {args.scheduler} needs --engine dask (or no --engine)")
+        return None
+    from htd_plugins.discovery.engine import EngineOptions
+
+    return EngineOptions(scheduler=args.scheduler, local_workers=args.local_workers,
+                         connect_timeout=args.connect_timeout, retries=args.retries,
+                         tiles_per_task=args.tiles_per_task, task_threads=args.task_threads)  # fmt: skip
+
+
 def _report_skipped(skipped: dict[str, str]) -> int:
     for path, reason in skipped.items():
         print(f"htd discover: skipped {path}: {reason}", file=sys.stderr)
@@ -87,9 +107,22 @@ def run_embed(args: argparse.Namespace) -> int:
         mine = len(select_shard(slides, shard, process))
         print(f"htd discover embed: process {process[0]} of {process[1]} embeds {mine} of "
               f"{len(slides)} slides", file=sys.stderr)  # fmt: skip
-    report = embed_slides(store, slides, encoder, options, shard=shard,
-                          process=process,
-                          batch_size=args.batch_size, workers=args.workers, progress=not args.no_progress)  # fmt: skip
+    engine = engine_options(args)
+    if engine is None:
+        report = embed_slides(store, slides, encoder, options, shard=shard, process=process,
+                              batch_size=args.batch_size, workers=args.workers,
+                              progress=not args.no_progress)  # fmt: skip
+    else:  # workers build the encoder themselves, from its registered name
+        from functools import partial
+
+        from htd_plugins.discovery.engine_run import embed_on_cluster
+
+        n = engine.local_workers
+        where = engine.scheduler or f"a local cluster of {n} worker{'s' * (n != 1)}"
+        print(f"htd discover embed: Dask engine on {where}", file=sys.stderr)
+        factory = partial(create, "encoders", args.encoder, **encoder_options)
+        report = embed_on_cluster(store, slides, factory, options, engine, shard=shard,
+                                  batch_size=args.batch_size, progress=not args.no_progress)  # fmt: skip
     for slide_id, name in report.names.items():  # the terminal, and the local-only csv
         print(f"{slide_id} <- {name}", file=sys.stderr)
     from htd_plugins.discovery.slide_ids import record_slide_ids

@@ -25,8 +25,9 @@ from htd_core.images import opaque_id
 from htd_core.interfaces import Encoder
 from htd_core.io import atomic_open, atomic_write_json, remove_stale_temps
 from htd_plugins.discovery.grid import PatchGrid
-from htd_plugins.discovery.patches import GridOptions, PatchDataset, patch_batches, plan_slide
+from htd_plugins.discovery.patches import GridOptions, PatchDataset
 from htd_plugins.discovery.store import EmbeddingStore
+from htd_plugins.discovery.tiles import normalizer_of, plan_tiles, tile_features
 
 
 def slides_by_id(slides: Sequence[str | Path]) -> dict[str, Path]:
@@ -66,83 +67,128 @@ def embed_slide(
     """
     from tqdm.auto import tqdm
 
-    from htd_plugins.discovery.stain import PatchNormalizer
-
     slide_id = opaque_id(path)
-    folder = store.slide_folder(slide_id)
     if store.is_complete(slide_id):
         meta = store.entry(slide_id).meta
-        _check_same_plan(meta, path, options, slide_id)
+        check_same_plan(meta, path, options, slide_id)
         return {**meta, "status": "already done"}
+    started = time.perf_counter()
+    planned = resume_plan(store, path, options)
+    slide = None
+    if planned is None:
+        slide, plan, coords = plan_tiles(path, slide_id, options, store_identity(store))
+        save_plan(store, plan, coords)
+    else:
+        plan, coords = planned
+    rows = SlideRows(store, plan)
+    if rows.remaining:
+        normalize = normalizer_of(plan, store.stain_target)
+        grid = PatchGrid.from_dict(plan["grid"])
+        dataset = PatchDataset(path, grid, coords[rows.done :], slide, normalize)
+        if rows.done:
+            print(f"{slide_id}: resuming at patch {rows.done} of {rows.n}", file=sys.stderr)
+        bar = tqdm(total=rows.n, initial=rows.done, unit="patch", desc=slide_id,
+                   disable=not progress, file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+        for half in tile_features(dataset, encoder, batch_size, slide_id, workers):
+            rows.write(half)
+            bar.update(len(half))
+        bar.close()
+    return rows.finish(time.perf_counter() - started)
+
+
+def store_identity(store: EmbeddingStore) -> dict[str, Any]:
+    """What a slide's plan records of its store (and the stain target it is fitted to)."""
+    return {"embed_dim": store.embed_dim, "encoder": store.encoder,
+            "weights_id": store.weights_id, "stain_target": store.stain_target}  # fmt: skip
+
+
+def resume_plan(
+    store: EmbeddingStore, path: str | Path, options: GridOptions
+) -> tuple[dict[str, Any], np.ndarray] | None:
+    """(plan, coords) of a slide started in ``store`` by an earlier run, else None; prepares
+    its folder (stale temporary files of a killed run removed).
+
+    Raises:
+        InputError: the slide was started with other grid options.
+    """
+    slide_id = opaque_id(path)
+    folder = store.slide_folder(slide_id)
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(folder)
     plan_path = folder / "plan.json"
-    slide = None
-    if plan_path.exists():  # resuming: the grid and tissue cells are fixed by the first run
-        plan = json.loads(plan_path.read_text())
-        _check_same_plan(plan, path, options, slide_id)
-        grid = PatchGrid.from_dict(plan["grid"])
-        coords = np.load(folder / "coords.npy", allow_pickle=False)
-    else:
-        slide, grid, coords = plan_slide(path, options)
-        plan = {
-            "slide_id": slide_id,
-            "grid": grid.to_dict(),
-            "min_tissue": options.min_tissue,
-            "n_patches": int(len(coords)),
-            "embed_dim": store.embed_dim,
-            "encoder": store.encoder,
-            "weights_id": store.weights_id,
-        }
-        if store.stain_target is not None:  # fitted once per slide, before any patch
-            plan["stain_source"] = PatchNormalizer.for_slide(
-                store.stain_target, slide, grid.read_mpp
-            ).source
-        with atomic_open(folder / "coords.npy") as fh:
-            np.save(fh, coords)
-        atomic_write_json(plan_path, plan)
-    n, dim = len(coords), store.embed_dim
-    partial = folder / "embeddings.partial"
-    progress_path = folder / "progress.json"
-    done = json.loads(progress_path.read_text())["done"] if progress_path.exists() else 0
-    started = time.perf_counter()
-    finished = (folder / "embeddings.f16").exists() and done == n  # killed before meta.json
-    if n and not finished:
-        mode = "r+" if partial.exists() and done > 0 else "w+"
-        done = done if mode == "r+" else 0
-        out = np.memmap(partial, np.float16, mode, shape=(n, dim))
-        stain = store.stain_target
-        normalize = None if stain is None else PatchNormalizer(stain, plan["stain_source"])
-        dataset = PatchDataset(path, grid, coords[done:], slide, normalize)
-        if done:
-            print(f"{slide_id}: resuming at patch {done} of {n}", file=sys.stderr)
-        bar = tqdm(total=n, initial=done, unit="patch", desc=slide_id, disable=not progress,
-                   file=sys.stderr, dynamic_ncols=True)  # fmt: skip
-        for batch in patch_batches(dataset, batch_size, workers):
-            feats = encoder(batch, batch_size=batch_size).numpy()
-            half = feats.astype(np.float16)
-            if not np.isfinite(half).all():
-                raise InputError(
-                    f"{encoder.label} features of slide {slide_id} overflow float16 "
-                    f"(max |x| = {np.abs(feats).max():.3g}): normalise the encoder output"
-                )
-            out[done : done + len(half)] = half
-            out.flush()
-            done += len(half)
-            atomic_write_json(progress_path, {"done": done})
-            bar.update(len(half))
-        bar.close()
-        del out
-        os.replace(partial, folder / "embeddings.f16")
-    meta = {**plan, "seconds": round(time.perf_counter() - started, 3), "complete": True}
-    atomic_write_json(folder / "meta.json", meta)
-    progress_path.unlink(missing_ok=True)
-    return {**meta, "status": "done" if n else "no tissue"}
+    if not plan_path.exists():
+        return None
+    plan = json.loads(plan_path.read_text())  # the grid and tissue cells are fixed by the first run
+    check_same_plan(plan, path, options, slide_id)
+    return plan, np.load(folder / "coords.npy", allow_pickle=False)
 
 
-def _check_same_plan(
+def save_plan(store: EmbeddingStore, plan: dict[str, Any], coords: np.ndarray) -> None:
+    """Write a slide's ``coords.npy`` then ``plan.json`` (each atomically)."""
+    folder = store.slide_folder(plan["slide_id"])
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_open(folder / "coords.npy") as fh:
+        np.save(fh, coords)
+    atomic_write_json(folder / "plan.json", plan)
+
+
+class SlideRows:
+    """The rows of one slide's ``embeddings.partial``, written in order and recorded in
+    ``progress.json`` after every write; :meth:`finish` commits the slide (``embeddings.f16``
+    by rename, then ``meta.json``): a slide is complete exactly when ``meta.json`` exists.
+
+    Attributes:
+        n: the slide's patch count; done: rows already final (a resumed run starts there).
+    """
+
+    def __init__(self, store: EmbeddingStore, plan: dict[str, Any]) -> None:
+        self.folder, self.plan = store.slide_folder(plan["slide_id"]), plan
+        self.n, self.dim = int(plan["n_patches"]), store.embed_dim
+        progress = self.folder / "progress.json"
+        self.done = json.loads(progress.read_text())["done"] if progress.exists() else 0
+        self._finished = (self.folder / "embeddings.f16").exists() and self.done == self.n
+        partial = self.folder / "embeddings.partial"
+        if not (partial.exists() and self.done > 0):
+            self.done = 0
+        self._out: np.memmap | None = None
+
+    @property
+    def remaining(self) -> int:
+        """Rows still to write (0 when the rows were final before a kill before meta.json)."""
+        return 0 if self._finished else self.n - self.done
+
+    def write(self, half: np.ndarray) -> None:
+        """Append B x D float16 rows (flushed, then recorded in ``progress.json``)."""
+        if self._out is None:
+            mode = "r+" if self.done > 0 else "w+"
+            partial = self.folder / "embeddings.partial"
+            self._out = np.memmap(partial, np.float16, mode, shape=(self.n, self.dim))
+        self._out[self.done : self.done + len(half)] = half
+        self._out.flush()
+        self.done += len(half)
+        atomic_write_json(self.folder / "progress.json", {"done": self.done})
+
+    def finish(self, seconds: float) -> dict[str, Any]:
+        """Commit the slide; returns its metadata with ``status`` (done / no tissue)."""
+        if self.n and not self._finished:
+            if self.done != self.n:
+                raise RuntimeError(f"slide {self.plan['slide_id']}: {self.done} of {self.n} rows")
+            self._out = None
+            os.replace(self.folder / "embeddings.partial", self.folder / "embeddings.f16")
+        meta = {**self.plan, "seconds": round(seconds, 3), "complete": True}
+        atomic_write_json(self.folder / "meta.json", meta)
+        (self.folder / "progress.json").unlink(missing_ok=True)
+        return {**meta, "status": "done" if self.n else "no tissue"}
+
+
+def check_same_plan(
     plan: dict[str, Any], path: str | Path, options: GridOptions, slide_id: str
 ) -> None:
+    """Refuse to resume or reuse a slide planned with another stride or tissue threshold.
+
+    Raises:
+        InputError: naming both settings and the fix.
+    """
     grid = plan["grid"]
     if int(grid["stride"]) != int(options.stride) or not np.isclose(
         plan["min_tissue"], options.min_tissue
