@@ -43,6 +43,10 @@ SERVER = "starts the reader-study web server, which runs until it is stopped"
 DRAWN = "needs a layout the user draws (layout.geojson), none ships with htd"
 TIMED = ("a timed benchmark for a quiet machine (minutes, GiB of data); "
          "tests/test_bench_scale.py runs it at its smallest size")  # fmt: skip
+TRAIN_CLUSTER = ("needs several GPU machines; tests/htd_plugins/commands/test_train_shards.py "
+                 "trains from shards under accelerate launch on 2 CPU processes")  # fmt: skip
+DASK_CLUSTER = ("needs several machines and the gated UNI weights; tests/htd_plugins/discovery/"
+                "test_engine.py runs the same client on a local Dask cluster")  # fmt: skip
 CLUSTER = ("needs several GPU machines and the gated UNI weights; tests/htd_plugins/discovery/"
            "test_multiprocess.py runs embed under accelerate launch on 2 CPU processes")  # fmt: skip
 TINY_FIT = ("max_minutes=5)", "max_minutes=5, steps=2, vae_steps=2, batch_size=2, progress=False)")
@@ -156,11 +160,12 @@ SPECS: dict[str, Spec] = {
     "docs/scale.md#0": Spec("python benchmarks/bench_kmeans_faiss.py", skip=TIMED),
     "docs/scale.md#1": Spec("python benchmarks/tcga_scale_plan.py", skip=TIMED),
     "docs/scale.md#2": Spec("python benchmarks/bench_shards.py read", skip=TIMED),
-    "docs/scale.md#3": Spec("#!/bin/bash", skip=f"a SLURM job script; {CLUSTER}"),
-    "docs/scale.md#4": Spec("accelerate launch --multi_gpu --num_machines 2", skip=CLUSTER),
+    "docs/scale.md#3": Spec("dask scheduler", skip=DASK_CLUSTER),
+    "docs/scale.md#4": Spec("#!/bin/bash", skip=f"a SLURM job script; {CLUSTER}"),
+    "docs/scale.md#5": Spec("accelerate launch --multi_gpu --num_machines 2", skip=CLUSTER),
     # after docs/discovery.md#0, which writes runs/store
-    "docs/scale.md#5": Spec("htd discover cluster --store runs/store --out runs/phenotypes_faiss"),
-    "docs/scale.md#6": Spec("accelerate launch --multi_gpu --num_machines 4", skip=CLUSTER),
+    "docs/scale.md#6": Spec("htd discover cluster --store runs/store --out runs/phenotypes_faiss"),
+    "docs/scale.md#7": Spec("accelerate launch --multi_gpu --num_machines 4", skip=TRAIN_CLUSTER),
     "docs/evaluation.md#0": Spec("htd evaluate --real data/real_train", skip=GATED),
     "docs/results.md#0": Spec(
         "htd experiment examples/experiments/glas.yaml",
