@@ -1,13 +1,14 @@
 """Training from shards: ``htd sample --shard-size`` (resumed) then ``htd train --data``; two
-processes under ``accelerate launch`` read disjoint samples; a run killed with SIGKILL resumes
+processes under ``accelerate launch`` read disjoint samples; a run killed with SIGKILL (one process,
+or every process of a 2-process launch) resumes
 at the same sample; shards of another class map than the model's are named (bad shards:
 tests/test_bad_inputs.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -138,46 +139,61 @@ def test_two_processes_under_accelerate_launch_read_disjoint_samples(tmp_path):
 STEPS = 16
 
 
-def test_killed_run_resumes_at_the_same_sample(tmp_path):
-    shards = write_shards(tmp_path / "shards", 30, 5)
+@pytest.mark.parametrize("processes", [1, 2])
+def test_killed_run_resumes_at_the_same_sample(tmp_path, processes):
+    """SIGKILL after the first checkpoint (of one process, or of a 2-process `accelerate
+    launch`, every process at once), then the same command: each process's stream continues
+    at the checkpoint's step with exactly the samples an uninterrupted run draws."""
+    shards = write_shards(tmp_path / "shards", 30, 5)  # 6 shards: 3 per process at 2
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
+    launch = [sys.executable]
+    if processes > 1:
+        launch += ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                   str(processes), "--num_machines", "1", "--mixed_precision", "no",
+                   "--dynamo_backend", "no", "--main_process_port", str(free_port())]  # fmt: skip
 
-    def start(out: str, log: str) -> subprocess.Popen:  # the same command both times
-        cmd = [
-            sys.executable,
-            str(script),
-            str(shards),
-            str(tmp_path / out),
-            str(tmp_path / log),
-            str(STEPS),
-        ]
+    def start() -> subprocess.Popen:  # the same command both times
+        cmd = [*launch, str(script), str(shards), str(tmp_path / "cut"), str(tmp_path / "cut"),
+               str(STEPS)]  # fmt: skip
         return subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     from htd_core.shards import ShardDataset
 
     data = ShardDataset(shards)  # what an uninterrupted run draws: a function of (seed, step)
-    expected = {micro: [k for k, _ in data.take(micro, 2, 0, 1, 0)] for micro in range(STEPS + 1)}
-    run = start("cut", "cut")
+    expected = {
+        (rank, micro): [k for k, _ in data.take(micro, 2, rank, processes, 0)]
+        for rank in range(processes)
+        for micro in range(STEPS + 1)
+    }
+    run = start()
     checkpoints = tmp_path / "cut" / "checkpoints"
     deadline = time.monotonic() + 300
     while not list(checkpoints.glob("step-*.pt")) and run.poll() is None:
         assert time.monotonic() < deadline, "no checkpoint written"
         time.sleep(0.02)
-    os.kill(run.pid, signal.SIGKILL)
+    import psutil  # accelerate's dependency
+
+    launcher = psutil.Process(run.pid)  # torch's launcher starts each rank in its own session,
+    procs = [launcher, *launcher.children(recursive=True)]  # so kill -9 each process
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
     run.wait()
+    psutil.wait_procs(procs, timeout=30)
     done = max(int(p.stem.split("-")[1]) for p in checkpoints.glob("step-*.pt"))
     assert done < STEPS, "the run ended before it was killed"
-    resumed = start("cut", "cut")
+    resumed = start()
     assert resumed.wait(timeout=400) == 0, resumed.stderr.read().decode()[-3000:]
-    log = read_log(tmp_path / "cut-0.jsonl")
-    pids = list(dict.fromkeys(pid for pid, _, _ in log))
-    assert len(pids) == 2
-    after = [(micro, ks) for pid, micro, ks in log if pid == pids[1]]
-    assert after[0][0] == done  # the resumed stream starts at the checkpoint's step
-    for _, micro, ks in log:  # either process drew exactly what the uninterrupted run drew
-        assert ks == expected[micro]
-    assert {micro for micro, _ in after} >= set(range(done, STEPS))
+    for rank in range(processes):
+        log = read_log(tmp_path / f"cut-{rank}.jsonl")
+        pids = list(dict.fromkeys(pid for pid, _, _ in log))
+        assert len(pids) == 2, f"rank {rank}: {len(pids)} process(es) drew, not killed + resumed"
+        after = [(micro, ks) for pid, micro, ks in log if pid == pids[1]]
+        assert after[0][0] == done  # the resumed stream starts at the checkpoint's step
+        for _, micro, ks in log:  # either process drew exactly what the uninterrupted run drew
+            assert ks == expected[(rank, micro)]
+        assert {micro for micro, _ in after} >= set(range(done, STEPS))
 
 
 def test_checkpoint_records_the_stream_and_another_process_count_warns(tmp_path):
