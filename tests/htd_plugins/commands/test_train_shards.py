@@ -1,8 +1,7 @@
 """Training from shards: ``htd sample --shard-size`` (resumed) then ``htd train --data``; two
-processes under ``accelerate launch`` read disjoint samples; a run killed with SIGKILL (one process,
-or every process of a 2-process launch) resumes
-at the same sample; shards of another class map than the model's are named (bad shards:
-tests/test_bad_inputs.py)."""
+processes under ``accelerate launch`` read disjoint samples; a run killed with SIGKILL (one
+process, or every process of a 2-process launch) resumes at the same sample; shards of another
+class map than the model's are named (bad shards: tests/test_bad_inputs.py)."""
 
 from __future__ import annotations
 
