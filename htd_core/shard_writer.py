@@ -58,15 +58,22 @@ class ShardWriter:
         if is_shard_folder(self.root):
             self.index = json.loads((self.root / INDEX).read_text())
             existing = read_class_map(self.root / "classes.json")
-            if existing != class_map or self.index["shard_size"] != shard_size:
+            if existing != class_map:
                 raise InputError(
-                    f"{self.root} holds shards of classes {list(existing.names)}, "
-                    f"{self.index['shard_size']} samples each; cannot add shards of classes "
-                    f"{list(class_map.names)}, {shard_size} each: choose another folder"
+                    f"{self.root} holds shards of classes {list(existing.names)}; cannot add "
+                    f"shards of classes {list(class_map.names)}: choose another folder"
                 )
+            if self.index["shard_size"] != shard_size:
+                raise InputError(
+                    f"{self.root} holds shards of {self.index['shard_size']} samples; cannot add "
+                    f"shards of {shard_size}: rerun with --shard-size {self.index['shard_size']} "
+                    "to resume it, or choose another folder"
+                )
+            self.keys = tuple(self.index.get("keys", self.keys))  # as the folder began
         else:
             self.index = {"format": FORMAT, "shard_size": shard_size, "shards": [],
-                          "pixels": dict.fromkeys(class_map.names, 0), "mpp": []}  # fmt: skip
+                          "pixels": dict.fromkeys(class_map.names, 0), "mpp": [],
+                          "keys": list(self.keys)}  # fmt: skip
             self.root.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.root / "classes.json", class_map.to_dict())
             atomic_write_json(self.root / INDEX, self.index)

@@ -190,12 +190,23 @@ class ShardDataset(TrainingData):
         return out
 
     def _decode(self, record: tuple[str, bytes, bytes, bytes]) -> tuple[str, TissueSample]:
+        """The sample of a record.
+
+        Raises:
+            InputError: its image, mask or meta cannot be decoded (names the sample's key).
+        """
         from PIL import Image
 
         key, image, mask, meta = record
-        rgb = np.asarray(Image.open(io.BytesIO(image)).convert("RGB"))
-        codes = np.asarray(Image.open(io.BytesIO(mask)))
-        return key, TissueSample(rgb, codes, self.class_map, json.loads(meta))
+        try:
+            rgb = np.asarray(Image.open(io.BytesIO(image)).convert("RGB"))
+            codes = np.asarray(Image.open(io.BytesIO(mask)))
+            return key, TissueSample(rgb, codes, self.class_map, json.loads(meta))
+        except (OSError, ValueError) as exc:
+            raise InputError(
+                f"{self.root}: sample {key} cannot be decoded ({exc}): its shard is damaged; "
+                "rewrite the shards (rerun `htd sample` into a new folder)"
+            ) from None
 
     def __iter__(self) -> Iterator[TissueSample]:
         for shard in self.shards:
@@ -208,6 +219,12 @@ class ShardDataset(TrainingData):
         )
         per = -(-count // len(picks))
         out = [self._decode(r)[1] for i in picks for r in self._read(self.shards[int(i)], per)]
+        for shard in self.shards if not out else ():  # the picked ones skipped as unreadable
+            out = [self._decode(r)[1] for r in self._read(shard, count)]
+            if out:
+                break
+        if not out:
+            raise InputError(f"{self.root}: no shard could be read")
         return out[:count]
 
     def _groups(self, epoch: int, rank: int, world: int, seed: int) -> list[list[dict]]:

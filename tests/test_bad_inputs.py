@@ -149,6 +149,8 @@ def shard_folder(root: Path, damage: str | None = None) -> Path:
         shard.unlink()
     elif damage == "truncated":
         shard.write_bytes(shard.read_bytes()[:1500])
+    elif damage == "no index":
+        (root / "shards.json").unlink()
     return root
 
 
@@ -402,6 +404,12 @@ BAD = [
     Case("train --data SHARDS: a shard is truncated (before any work)",
          lambda t, c: ["train", str(config(t / "p.yaml")), "--data", str(shard_folder(t / "sh", "truncated")), "--out", str(t / "run")],
          r"{tmp}/sh/shard-000001.tar is truncated \(1500 bytes, the index says \d+\)"),
+    Case("train --data: tar shards without their index (shards.json)",
+         lambda t, c: ["train", str(config(t / "p.yaml")), "--data", str(shard_folder(t / "sh", "no index")), "--out", str(t / "run")],
+         r"--data {tmp}/sh holds .tar files but no shards.json \(the shard index\): write the shards with `htd sample"),
+    Case("train --data: a file, not a folder",
+         lambda t, c: ["train", str(config(t / "p.yaml")), "--data", str(shard_folder(t / "sh") / "shards.json"), "--out", str(t / "run")],
+         r"--data {tmp}/sh/shards.json is a file: give the folder that holds it"),
     Case("train: --skip-bad-shards without shards",
          lambda t, c: ["train", str(config(tiles(t / "tiles").parent / "p.yaml")), "--out", str(t / "run"), "--skip-bad-shards"],
          r"--skip-bad-shards applies to --data SHARDS"),

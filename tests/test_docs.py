@@ -98,7 +98,7 @@ SPECS: dict[str, Spec] = {
         "import htd_core", subs=(('"preset": "small"', '"preset": "tiny"'), TINY_FIT)
     ),
     "docs/sampling.md#0": Spec("# GlaS / CAMELYON / WSSS4LUAD tile folders"),
-    "docs/sampling.md#1": Spec("# shard-000000.tar, shard-000001.tar, ... of 1000 patches"),
+    "docs/sampling.md#1": Spec("# shard-000000.tar, shard-000001.tar, ... of 32 patches"),
     "docs/sampling.md#2": Spec(
         "# 2 nodes x 4 GPUs",
         skip="needs 2 machines of 4 GPUs; tests/htd_plugins/commands/test_train_shards.py runs "

@@ -106,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
         # a sampler that cut one split records it per patch (htd crop-bank reads it); a folder
         # begun without that column resumes without it
         extra = ("split",) if getattr(sampler, "split", None) else ()
-        if resuming and "split" not in manifest_columns(out):
-            extra = ()
+        if resuming and not is_shard_folder(out) and "split" not in manifest_columns(out):
+            extra = ()  # (a shard folder keeps the keys its index records)
 
         def open_writer():
             if args.shard_size:

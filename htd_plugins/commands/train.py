@@ -139,6 +139,16 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device)
     data, label = load_config(args.config)
     samples = None
+    if args.data and Path(args.data).is_file():
+        raise ConfigError(
+            f"--data {args.data} is a file: give the folder that holds it (a dataset folder of "
+            "`htd sample`, or a shard folder with shards.json)"
+        )
+    if args.data and not is_shard_folder(args.data) and any(Path(args.data).glob("*.tar")):
+        raise ConfigError(
+            f"--data {args.data} holds .tar files but no shards.json (the shard index): write the "
+            "shards with `htd sample ... --shard-size N`, which writes the index beside them"
+        )
     if args.data and is_shard_folder(args.data):  # streamed; its index checked before work
         samples = ShardDataset(args.data, skip_bad=args.skip_bad_shards)
         data.pop("sampler", None)

@@ -169,3 +169,47 @@ def test_spread_reads_only_the_first_samples_of_the_shards_it_picks(tmp_path, mo
     picked = data.spread(3)
     assert [int(s.meta["x"]) for s in picked] == [0, 5, 10]  # one from each shard
     assert len(members) == 9  # image, mask and meta of those three: no more was parsed
+
+
+def test_skipped_first_shard_and_an_undecodable_sample_are_one_line_each(tmp_path):
+    import tarfile
+
+    root = write(tmp_path / "sh", samples(10))
+    first = root / "shard-000000.tar"
+    with tarfile.open(first) as tar:
+        member = tar.getmembers()[0]
+    raw = bytearray(first.read_bytes())
+    raw[member.offset : member.offset + 100] = b"x" * 100  # no sample of it is readable
+    first.write_bytes(bytes(raw))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        picked = ShardDataset(root, skip_bad=True).spread(1)  # its pick is the bad shard
+    assert [int(s.meta["x"]) for s in picked] == [5]
+    root = write(tmp_path / "img", samples(10))
+    second = root / "shard-000001.tar"
+    with tarfile.open(second) as tar:
+        image = tar.getmembers()[0]
+    raw = bytearray(second.read_bytes())
+    raw[image.offset_data : image.offset_data + 40] = b"\0" * 40  # the PNG signature and header
+    second.write_bytes(bytes(raw))
+    with pytest.raises(
+        InputError, match=r"sample 000000005 cannot be decoded .*rewrite the shards"
+    ):
+        list(ShardDataset(root))
+
+
+def test_a_resumed_writer_keeps_the_keys_and_shard_size_the_folder_began_with(tmp_path):
+    items = samples(8)
+    for s in items:
+        s.meta["split"] = "train"
+    root = tmp_path / "sh"
+    with ShardWriter(root, items[0].class_map, 4, ("split",)) as w:
+        for s in items[:4]:
+            w.write(s)
+    with pytest.raises(InputError, match=r"shards of 4 samples; cannot add shards of 3: rerun "
+                                         r"with --shard-size 4"):  # fmt: skip
+        ShardWriter(root, items[0].class_map, 3)
+    with ShardWriter(root, items[0].class_map, 4) as w:  # resumed without the extra column
+        for s in items[4:]:
+            w.write(s)
+    assert [s.meta.get("split") for s in ShardDataset(root)] == ["train"] * 8
