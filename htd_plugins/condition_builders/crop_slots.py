@@ -28,11 +28,10 @@ import numpy as np
 import torch
 
 from htd_core import ClassMap, Condition, ConditionBuilder, TissueSample, hookimpl
-from htd_core.errors import InputError
 from htd_core.options import check_int
 from htd_core.types import CLASS_INDEX, CROP_PROVENANCE
-from htd_plugins.condition_builders.crop import CropBuilder
 from htd_plugins.condition_builders.crops.bank import CropBank
+from htd_plugins.condition_builders.crops.inner import inner_cropper
 from htd_plugins.condition_builders.crops.provenance import crop_provenance
 
 #: Key of the slots' classes in ``Condition.meta``: one class name (or None) per slot.
@@ -68,13 +67,7 @@ class CropSlotsBuilder(ConditionBuilder):
         seed: int = 0,
     ) -> None:
         self.slots = check_int(slots, "crop_slots: slots", 1)
-        crop_options = dict(crop_options or {})
-        for key in ("classes", "seed"):
-            if key in crop_options:
-                raise InputError(f"crop_slots: give {key}= to the builder, not in crop_options")
-        if bank is not None:
-            crop_options["bank"] = bank
-        self.cropper = CropBuilder(**crop_options, classes=classes, seed=seed)
+        self.cropper = inner_cropper("crop_slots", crop_options, bank, classes, seed)
 
     def channels(self, class_map: ClassMap) -> tuple[str, ...]:
         self.cropper.check_classes(class_map)

@@ -28,8 +28,8 @@ import torch
 from htd_core import ClassMap, Condition, ConditionBuilder, Encoder, TissueSample, hookimpl
 from htd_core.errors import InputError
 from htd_core.types import CROP_PROVENANCE
-from htd_plugins.condition_builders.crop import CropBuilder
 from htd_plugins.condition_builders.crops.bank import CropBank
+from htd_plugins.condition_builders.crops.inner import inner_cropper
 from htd_plugins.condition_builders.crops.provenance import crop_provenance
 
 
@@ -72,13 +72,7 @@ class EmbeddingBuilder(ConditionBuilder):
         check_int(cache_size, "embedding: cache_size", 0)
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
-        crop_options = dict(crop_options or {})
-        for key in ("classes", "seed"):
-            if key in crop_options:
-                raise InputError(f"embedding: give {key}= to the builder, not in crop_options")
-        if bank is not None:
-            crop_options["bank"] = bank
-        self.cropper = CropBuilder(**crop_options, classes=classes, seed=seed)
+        self.cropper = inner_cropper("embedding", crop_options, bank, classes, seed)
         if isinstance(encoder, Encoder):
             if encoder_options:
                 raise InputError("embedding: encoder_options apply to an encoder given by name")
