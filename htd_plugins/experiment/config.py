@@ -16,6 +16,8 @@ evaluators (see ``examples/experiments/*.yaml`` and docs/results.md).
     evaluators: [frechet, deeplabv3plus, layout_adherence, privacy]   # any registered
                                           # evaluator, or {name: ..., **options}
     seeds: [0, 1, 2]                      # each arm trained and sampled once per seed
+    figure: {rows: 8, autoencoders: {TAEF2: ../shared/weights/taef2}}   # figure.png's
+                                          # layouts and extra autoencoder round trips
 
 An arm is a name of :data:`ARMS` (the paper's conditions) or of a registered condition
 builder (trained alone), or a mapping ``{name, builders, backbone, options}``. Every arm gets
@@ -91,7 +93,7 @@ EVALUATOR_DEFAULTS: dict[str, dict[str, Any]] = {
     "privacy": {"encoder": "efficientnet_lite0"},
 }
 KEYS = ("name", "data", "arms", "budget", "budget_options", "evaluators", "encoders", "seeds",
-        "seed", "model", "fit", "output_dir")  # fmt: skip
+        "seed", "model", "fit", "figure", "output_dir")  # fmt: skip
 DATA_KEYS = ("sampler", "options", "train", "test")
 
 
@@ -119,6 +121,7 @@ class ExperimentConfig:
     seeds: tuple[int, ...] = (0,)
     model: dict[str, Any] = field(default_factory=dict)
     fit: dict[str, Any] = field(default_factory=dict)
+    figure: dict[str, Any] = field(default_factory=dict)
     output_dir: str | None = None
     source: str = "<config>"
 
@@ -148,6 +151,7 @@ def load_experiment(
             evaluator, or a malformed section; every message names the file and the key.
     """
     from htd_core.config import read_yaml_mapping, resolve_paths
+    from htd_plugins.experiment.figures import figure_options
 
     if isinstance(source, Mapping):
         raw, label, base = dict(source), "<experiment>", None
@@ -189,12 +193,14 @@ def load_experiment(
         if not isinstance(raw.get(key, {}), Mapping):
             raise ConfigError(f"{label}: {key}: expected a mapping")
     seeds = _seeds(raw, label)
+    figure = figure_options(raw.get("figure") or {}, base, label)
     out = raw.get("output_dir")
     return ExperimentConfig(
         name=name, data=data, arms=arms, budget=str(raw.get("budget") or "cpu-quick"),
         budget_options=dict(raw.get("budget_options") or {}), evaluators=evaluators,
         encoders=tuple(raw.get("encoders") or ()), seeds=seeds, model=dict(raw.get("model") or {}),
-        fit=dict(raw.get("fit") or {}), output_dir=None if out is None else str(out), source=label,
+        fit=dict(raw.get("fit") or {}), figure=figure, output_dir=None if out is None else str(out),
+        source=label,
     )  # fmt: skip
 
 

@@ -1,5 +1,5 @@
 """The pictures of an experiment run: ``figure.png`` (map | crops | one column per arm |
-real) and ``evaluation/report.md`` (every evaluator's own section)."""
+autoencoder round trips | real) and ``evaluation/report.md`` (every evaluator's own section)."""
 
 from __future__ import annotations
 
@@ -39,15 +39,23 @@ def write_evaluation_report(
     return folder / "report.md"
 
 
-def write_figure(exp: Any, path: Path, n: int = 8) -> Path | None:
-    """Map | crops | one column per arm | real, for the first ``n`` layouts, at the first
-    seed."""
+def write_figure(exp: Any, path: Path, n: int | None = None) -> Path | None:
+    """Map | crops | one column per arm | each autoencoder's round trip of the real patch |
+    real, for the first ``n`` layouts (default: the file's ``figure.rows``, else 8), at the
+    first seed.
+
+    The round-trip columns show what the decoder alone keeps of real tissue (every generated
+    image passes through it): the run's own autoencoder (``OUT/autoencoder``), then each
+    folder of the file's ``figure.autoencoders`` (label -> folder, e.g. TAEF2's weights),
+    calibrated on the training patches.
+    """
     from htd_core.dataset import Dataset
     from htd_plugins.condition_builders import crop_view
     from htd_plugins.evaluators import save_grid
     from htd_plugins.experiment.arms import arm_folder
 
     seed = exp.config.seed
+    n = n or int(exp.config.figure.get("rows", 8))
     layouts = exp.layouts()[:n]
     arms = [a.name for a in exp.config.arms]
     sets = {a: Dataset(arm_folder(exp.out, a, seed) / "synthetic") for a in arms}
@@ -62,6 +70,7 @@ def write_figure(exp: Any, path: Path, n: int = 8) -> Path | None:
         conds = pipe.build_conditions(layouts, seed=seed)
         k = len(layouts[0].class_map)
         views = [crop_view(c, k) for c in conds]
+    trips = round_trips(exp, [layout.image for layout in layouts])
     rows = []
     for i, layout in enumerate(layouts):
         row = {"map": layout.class_map.colorize(layout.mask)}
@@ -69,15 +78,81 @@ def write_figure(exp: Any, path: Path, n: int = 8) -> Path | None:
             row["crops"] = views[i]
         for a in arms:
             row[a] = sets[a][i].image if i < len(sets[a]) else None
+        for label, images in trips.items():
+            row[label] = images[i]
         row["real"] = layout.image
         rows.append(row)
     return save_grid(
         path,
         rows,
-        title=f"{exp.config.name}: training layouts, each arm (seed {seed}), real",
+        title=f"{exp.config.name}: training layouts, each arm (seed {seed}), round trips, real",
         tile=1.4,
     )
 
 
+def round_trips(exp: Any, images: list[Any]) -> dict[str, Any]:
+    """Column label -> ``images`` (uint8 H x W x 3, the model size) encoded and decoded by the
+    run's autoencoder and by each of ``figure.autoencoders`` (calibrated on the training
+    patches). Empty when the run has no autoencoder folder (a pixel-space or training-free run).
+
+    Raises:
+        InputError: a ``figure.autoencoders`` folder that holds no autoencoder.
+    """
+    import numpy as np
+
+    from htd_plugins.backbones import calibrate, load_autoencoder
+
+    folders = {}
+    if (exp.out / "autoencoder" / "config.json").is_file():
+        folders["autoencoder (round trip)"] = exp.out / "autoencoder"
+    folders.update({str(k): v for k, v in exp.config.figure.get("autoencoders", {}).items()})
+    if not folders or not images:
+        return {}
+    batch = np.stack(images)
+    train = np.stack([s.image for s in exp.data.train])
+    out = {}
+    for label, folder in folders.items():
+        ae = load_autoencoder(folder).frozen("cpu")
+        if label != "autoencoder (round trip)":
+            calibrate(ae, train)
+        out[label] = ae.reconstruct(batch)
+    return out
+
+
 def _builder_names(arm: Any) -> list[str]:
     return [b if isinstance(b, str) else str(b.get("name")) for b in arm.builders]
+
+
+def figure_options(value: Any, base: Path | None, label: str) -> dict[str, Any]:
+    """``figure: {rows: 8, autoencoders: {TAEF2: ../shared/weights/taef2}}``: how many layouts
+    ``figure.png`` shows and extra autoencoder folders whose round trips it shows beside the
+    run's own (each must be an existing folder; relative paths are relative to the file).
+
+    Raises:
+        ConfigError: an unknown key, ``rows`` not an integer >= 1, or a label whose folder
+            does not exist (naming the file and the key).
+    """
+    from htd_core.config import resolve_paths
+    from htd_core.errors import ConfigError
+    from htd_plugins.experiment.config import _known
+
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{label}: figure: expected a mapping, e.g. figure: {{rows: 8}}")
+    _known(value, ("rows", "autoencoders"), f"{label}: figure key", f"{label}: figure:")
+    rows = value.get("rows", 8)
+    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:
+        raise ConfigError(f"{label}: figure.rows={rows!r}: give an integer >= 1")
+    autoencoders = value.get("autoencoders") or {}
+    if not isinstance(autoencoders, Mapping):
+        raise ConfigError(
+            f"{label}: figure.autoencoders: give a mapping LABEL: FOLDER, e.g. "
+            "{TAEF2: ../shared/weights/taef2}"
+        )
+    autoencoders = resolve_paths(dict(autoencoders), base, f"{label}: figure.autoencoders")
+    for name, folder in autoencoders.items():
+        if not isinstance(folder, str) or not Path(folder).expanduser().is_dir():
+            raise ConfigError(
+                f"{label}: figure.autoencoders.{name}={folder!r} is not a folder: give the folder "
+                "of an autoencoder (`htd train-vae`'s output, or TAEF2's two weight files)"
+            )
+    return {"rows": rows, "autoencoders": {str(k): str(v) for k, v in autoencoders.items()}}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from htd_core.errors import ConfigError, InputError
@@ -82,6 +83,20 @@ def test_unknown_keys_and_evaluators_are_named(tmp_path):
         load_experiment({**config(tmp_path), "budgte": "cpu"})
     with pytest.raises(ConfigError, match=r"evaluators\[0\]: unknown evaluator .fid."):
         load_experiment(config(tmp_path, evaluators=["fid"]))
+
+
+def test_figure_options_are_checked_and_relative_folders_resolved(tmp_path):
+    (tmp_path / "ae").mkdir()
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({**config(tmp_path), "figure": {"autoencoders": {"T": "./ae"}}}))
+    cfg = load_experiment(path)
+    assert cfg.figure == {"rows": 8, "autoencoders": {"T": str(tmp_path / "ae")}}
+    with pytest.raises(ConfigError, match=r"figure.autoencoders.T=.*is not a folder"):
+        load_experiment({**config(tmp_path), "figure": {"autoencoders": {"T": "/no/such"}}})
+    with pytest.raises(ConfigError, match=r"figure.rows=0: give an integer >= 1"):
+        load_experiment({**config(tmp_path), "figure": {"rows": 0}})
+    with pytest.raises(ConfigError, match="figure key .row. unknown. Did you mean .rows."):
+        load_experiment({**config(tmp_path), "figure": {"row": 2}})
 
 
 def test_a_source_image_in_both_splits_is_named(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from htd_core.errors import ConfigError
@@ -19,9 +20,11 @@ def test_taef2_is_calibrated_once_and_shared(shared_data, taef2_weights, tmp_pat
     from htd_plugins.backbones.ldm.taef2 import TinyAutoencoder
 
     cfg = glas(Path(shared_data), evaluators=["frechet"], encoders=["efficientnet_lite0"],
-               seeds=[0], model={"autoencoder": str(taef2_weights)})  # fmt: skip
+               seeds=[0], model={"autoencoder": str(taef2_weights)},
+               figure={"rows": 2, "autoencoders": {"TAEF2 again": str(taef2_weights)}})  # fmt: skip
     out = tmp_path / "run"
-    Experiment(cfg, output_dir=out, log=lambda text: None).run()
+    exp = Experiment(cfg, output_dir=out, log=lambda text: None)
+    exp.run()
     results = json.loads((out / "results.json").read_text())
     vae = results["autoencoder"]
     assert vae["source"] == "pretrained" and vae["steps"] == 0 and vae["factor"] == 8
@@ -35,6 +38,17 @@ def test_taef2_is_calibrated_once_and_shared(shared_data, taef2_weights, tmp_pat
     assert fd["fd_reconstruction"] > 0 and fd["n_reconstruction"] == fd["n_synthetic"]
     stages = json.loads((out / "stages" / "autoencoder.json").read_text())
     assert stages["result"]["source"] == "pretrained"
+    # figure.png's round-trip columns: the run's autoencoder and the file's extra folder, the
+    # same weights calibrated on the same patches, so the same reconstructions
+    from htd_plugins.experiment.figures import round_trips
+
+    real = [s.image for s in exp.data.test[:2]]
+    trips = round_trips(exp, real)
+    assert list(trips) == ["autoencoder (round trip)", "TAEF2 again"]
+    own, extra = (trips[k].astype(float) for k in trips)
+    assert own.shape == (2, *real[0].shape) and abs(own - extra).max() <= 1
+    assert 3 < abs(own - np.stack(real)).mean() < 40  # a round trip, not a copy or noise
+    assert (out / "figure.png").stat().st_size > 1000
 
 
 def test_decoder_fine_tuning_is_a_budget_option(shared_data, taef2_weights, tmp_path):
