@@ -70,6 +70,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="step from which the adversarial term and discriminator updates start (default 0)",
     )
     p.add_argument(
+        "--perceptual-weight",
+        type=number_at_least(0),
+        help="weight of a perceptual term (LPIPS-style distance on the offline ImageNet "
+        "EfficientNet-Lite0 features; default 0: off; LDM weighs its LPIPS term 1)",
+    )
+    p.add_argument(
         "--max-minutes", type=number_at_least(0, above=True),
         help="stop (and save) after this wall time",
     )  # fmt: skip
@@ -134,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     options = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
                "learning_rate": args.learning_rate, "crop_size": args.crop_size,
                "adversarial_weight": args.adversarial_weight,
-               "adversarial_start": args.adversarial_start}  # fmt: skip
+               "adversarial_start": args.adversarial_start,
+               "perceptual_weight": args.perceptual_weight}  # fmt: skip
     options = {k: v for k, v in options.items() if v is not None}
     workload = "large" if args.preset == "paper" else "small"
     choice = configure_threads(args.threads, workload=workload, device=args.device)

@@ -27,8 +27,9 @@ def shared_autoencoder(run: Any) -> dict[str, Any]:
     adversarial = (
         [b.vae_adversarial_weight, b.vae_adversarial_start] if b.vae_adversarial_weight else []
     )
+    perceptual = [f"perceptual={b.vae_perceptual_weight}"] if b.vae_perceptual_weight else []
     key = stage_key("autoencoder", run.data_key, b.preset, run.image_size, b.vae_steps, seed,
-                    *adversarial)  # fmt: skip
+                    *adversarial, *perceptual)  # fmt: skip
     folder = run.out / "autoencoder"
     done = run.stages.get("autoencoder", key)
     if done is not None and (folder / "config.json").is_file():
@@ -39,7 +40,8 @@ def shared_autoencoder(run: Any) -> dict[str, Any]:
     summary = backbone.train_autoencoder(
         images, checkpoint=work / "checkpoint.pt", steps=b.vae_steps, seed=seed,
         checkpoint_every=max(1, b.checkpoint_every), adversarial_weight=b.vae_adversarial_weight,
-        adversarial_start=b.vae_adversarial_start, progress=run.config.fit.get("progress", True),
+        adversarial_start=b.vae_adversarial_start, perceptual_weight=b.vae_perceptual_weight,
+        progress=run.config.fit.get("progress", True),
     )  # fmt: skip
     summary["reconstruction_mae_test"] = _held_out_l1(run, backbone.autoencoder, folder)
     summary["steps_per_second"] = round(summary["steps"] / max(summary["seconds"], 1e-9), 3)
@@ -92,8 +94,9 @@ def pretrained_autoencoder(run: Any, source: str) -> dict[str, Any]:
 
     b, seed = run.budget, run.config.seed
     steps = b.vae_finetune_steps
+    perceptual = [f"perceptual={b.vae_perceptual_weight}"] if b.vae_perceptual_weight else []
     key = stage_key("autoencoder", run.data_key, "pretrained", folder_digest(source),
-                    *([steps, seed] if steps else []))  # fmt: skip
+                    *([steps, seed, *perceptual] if steps else []))  # fmt: skip
     folder = run.out / "autoencoder"
     done = run.stages.get("autoencoder", key)
     if done is not None and (folder / "config.json").is_file():
@@ -106,7 +109,7 @@ def pretrained_autoencoder(run: Any, source: str) -> dict[str, Any]:
         run.log(f"autoencoder: fine-tuning the decoder of {source} for {steps} steps")
         summary.update(backbone.train_autoencoder(
             images, checkpoint=work / "checkpoint.pt", steps=steps, seed=seed,
-            checkpoint_every=max(1, b.checkpoint_every),
+            checkpoint_every=max(1, b.checkpoint_every), perceptual_weight=b.vae_perceptual_weight,
             progress=run.config.fit.get("progress", True),
         ))  # fmt: skip
         summary["source"] = "pretrained, decoder fine-tuned"

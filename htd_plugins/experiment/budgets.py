@@ -43,6 +43,8 @@ class Budget:
         vae_adversarial_weight: weight of the autoencoder's PatchGAN term (0: off; see
             :mod:`htd_plugins.backbones.ldm.discriminator`).
         vae_adversarial_start: autoencoder step at which that term starts.
+        vae_perceptual_weight: weight of the autoencoder's perceptual term (0: off; see
+            :mod:`htd_plugins.backbones.ldm.perceptual`).
         vae_finetune_steps: with a pretrained autoencoder (the experiment's
             ``model: {autoencoder: FOLDER}``, e.g. TAEF2), steps of fine-tuning its decoder on
             the training patches (0: used frozen). ``vae_steps`` then does not apply.
@@ -68,6 +70,7 @@ class Budget:
     checkpoint_every: int = 250
     vae_adversarial_weight: float = 0.0
     vae_adversarial_start: int = 0
+    vae_perceptual_weight: float = 0.0
     vae_finetune_steps: int = 0
     evaluators: dict[str, dict[str, Any]] = field(default_factory=dict)
     subsets: dict[str, int] = field(default_factory=dict)
@@ -81,6 +84,7 @@ class Budget:
                 check_int(getattr(self, name), f"budget {name}", 1)
         check_number(self.guidance_scale, "budget guidance_scale", 0.0)
         check_number(self.vae_adversarial_weight, "budget vae_adversarial_weight", 0.0)
+        check_number(self.vae_perceptual_weight, "budget vae_perceptual_weight", 0.0)
         check_int(self.vae_adversarial_start, "budget vae_adversarial_start", 0)
         check_int(self.vae_finetune_steps, "budget vae_finetune_steps", 0)
         for name, cap in self.subsets.items():

@@ -3,9 +3,9 @@
 decoder alone (its encoder frozen, so the latents keep their meaning and statistics).
 
 Losses: L1 + L2 reconstruction + ``kl_weight`` x KL (LDM's KL-regularised autoencoder,
-Rombach et al. 2022, without its perceptual term; no KL for a deterministic encoder),
-optionally LDM's PatchGAN term
-(:mod:`.discriminator`). Each step draws a batch of random crops with random flips from a
+Rombach et al. 2022; no KL for a deterministic encoder), optionally ``perceptual_weight`` x a
+perceptual distance (LDM's LPIPS term, here on offline EfficientNet-Lite0 features:
+:mod:`.perceptual`) and LDM's PatchGAN term (:mod:`.discriminator`). Each step draws a batch of random crops with random flips from a
 generator seeded by ``(seed, step)``, so the same call gives the same weights and a run resumed
 from its checkpoint continues exactly.
 """
@@ -45,6 +45,8 @@ class AutoencoderTrainOptions:
         adversarial_weight: weight of LDM's PatchGAN term, times its adaptive weight (0: off;
             LDM used 0.5).
         adversarial_start: step from which that term and the discriminator's updates start.
+        perceptual_weight: weight of the perceptual distance (:mod:`.perceptual`; 0: off;
+            LDM weighs its LPIPS term 1).
         discriminator_learning_rate: Adam learning rate of the discriminator (None: as
             ``learning_rate``).
         checkpoint_every: steps between checkpoints (when a checkpoint file is given).
@@ -63,6 +65,7 @@ class AutoencoderTrainOptions:
     adversarial_start: int = 0
     discriminator_learning_rate: float | None = None
     checkpoint_every: int = 200
+    perceptual_weight: float = 0.0
 
     def __post_init__(self) -> None:
         check_int(self.steps, "autoencoder steps", 1)
@@ -74,6 +77,7 @@ class AutoencoderTrainOptions:
         check_int(self.seed, "seed", 0)
         check_number(self.adversarial_weight, "adversarial_weight", 0.0)
         check_int(self.adversarial_start, "adversarial_start", 0)
+        check_number(self.perceptual_weight, "perceptual_weight", 0.0)
         if self.discriminator_learning_rate is not None:
             check_number(
                 self.discriminator_learning_rate, "discriminator_learning_rate", 0.0, above=True
@@ -139,6 +143,13 @@ def train_autoencoder_loop(
     free = ("steps", "checkpoint_every", "adversarial_weight", "adversarial_start",
             "discriminator_learning_rate")  # fmt: skip
     trajectory = {k: v for k, v in opts.to_dict().items() if k not in free}
+    if not opts.perceptual_weight:  # added later: checkpoints without it still resume
+        trajectory.pop("perceptual_weight")
+    perceptual = None
+    if opts.perceptual_weight > 0:
+        from htd_plugins.backbones.ldm.perceptual import PerceptualDistance
+
+        perceptual = PerceptualDistance().to(device)
     if checkpoint is not None and Path(checkpoint).is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
         saved = json.loads(state.get("options", "null") or "null")
@@ -174,6 +185,8 @@ def train_autoencoder_loop(
         z = mean + std * torch.randn(mean.shape, generator=gen).to(device)
         recon = ae.decode(z * ae.scaling_factor)
         reconstruction = F.l1_loss(recon, x) + F.mse_loss(recon, x)
+        if perceptual is not None:
+            reconstruction = reconstruction + opts.perceptual_weight * perceptual(recon, x)
         loss = total = reconstruction + opts.kl_weight * kl_divergence(mean, std)
         adversarial = adversary is not None and step >= adversary.start
         if adversarial:
@@ -187,7 +200,7 @@ def train_autoencoder_loop(
         opt.step()
         if adversarial:
             adversary.update(x, recon)
-        losses.append(float(loss.detach()))  # reconstruction + KL, with or without adversary
+        losses.append(float(loss.detach()))  # reconstruction (+ perceptual) + KL, no adversary
         thread_governor.tick(1, "autoencoder")
         if progress is not None:
             progress(step, losses[-1])

@@ -63,6 +63,8 @@ class TrainOptions:
             LDM used 0.5), times its adaptive weight (see ``ldm/discriminator.py``).
         vae_adversarial_start: autoencoder step from which the adversarial term and the
             discriminator's updates start.
+        vae_perceptual_weight: weight of the autoencoder's perceptual term (LPIPS-style on
+            EfficientNet-Lite0 features, ``ldm/perceptual.py``; 0: off).
         sample_every: log ``sample_count`` generated images to TensorBoard every this many
             optimizer steps and at the last one (0: off), always from the same conditions and
             noise (:mod:`.sample_images`); needs ``tensorboard`` and ``output_dir``.
@@ -95,6 +97,7 @@ class TrainOptions:
     vae_max_minutes: float | None = None
     vae_adversarial_weight: float = 0.0
     vae_adversarial_start: int = 0
+    vae_perceptual_weight: float = 0.0
     progress: bool = True
     sample_every: int = 0
     sample_count: int = 4
@@ -106,7 +109,8 @@ class TrainOptions:
                "vae_max_minutes", "sample_every", "sample_count")  # fmt: skip
     #: Options added after runs were checkpointed: left out of :meth:`trajectory_config` at
     #: their default, so those checkpoints (which lack them) still resume.
-    LATER = {"vae_adversarial_weight": 0.0, "vae_adversarial_start": 0}
+    LATER = {"vae_adversarial_weight": 0.0, "vae_adversarial_start": 0,
+             "vae_perceptual_weight": 0.0}  # fmt: skip
 
     def __post_init__(self) -> None:
         from htd_core.options import check_int, check_number
@@ -121,7 +125,8 @@ class TrainOptions:
         check_int(self.sample_every, "fit option sample_every", 0)
         check_int(self.sample_count, "fit option sample_count", 1)
         check_int(self.vae_adversarial_start, "fit option vae_adversarial_start", 0)
-        for name in ("weight_decay", "max_grad_norm", "vae_adversarial_weight"):
+        for name in ("weight_decay", "max_grad_norm", "vae_adversarial_weight",
+                     "vae_perceptual_weight"):  # fmt: skip
             check_number(getattr(self, name), f"fit option {name}", 0.0)
         for name in ("learning_rate", "vae_learning_rate", "max_minutes", "vae_max_minutes"):
             if getattr(self, name) is not None:
@@ -161,7 +166,8 @@ class TrainOptions:
 
         given = {"steps": self.vae_steps, "learning_rate": self.vae_learning_rate,
                  "adversarial_weight": self.vae_adversarial_weight,
-                 "adversarial_start": self.vae_adversarial_start, "seed": self.seed}  # fmt: skip
+                 "adversarial_start": self.vae_adversarial_start,
+                 "perceptual_weight": self.vae_perceptual_weight, "seed": self.seed}  # fmt: skip
         return override(defaults, {k: v for k, v in given.items() if v is not None}, "fit")
 
     def trajectory_config(self) -> dict[str, Any]:
