@@ -20,6 +20,11 @@ cost: seconds per image to encode + decode (1 thread, median of 3 batches of 16)
 ``--finetune STEPS`` adds TAEF2 with its decoder fine-tuned on the training patches
 (``LatentBackbone.train_autoencoder`` with ``autoencoder=<TAEF2>``, whole patches, learning rate
 ``--finetune-lr``) once per ``--finetune-adversarial`` weight (PatchGAN term from step 0).
+``--finetune-perceptual`` gives the perceptual term's weights to try (LPIPS-style on
+EfficientNet-Lite0 features, :mod:`htd_plugins.backbones.ldm.perceptual`; each with every
+adversarial weight). ``--train-kl STEPS`` trains KL autoencoders here from scratch, as the
+experiment's autoencoder stage does (``small`` preset, whole patches, seed ``--seed``), once per
+``--kl-perceptual`` weight: the same recipe with and without the perceptual term.
 ``--kl SIZE=FOLDER`` adds a trained KL autoencoder (``htd train-vae`` or an experiment's
 ``OUT/autoencoder``) at the size it was trained at; ``--extra NAME@SIZE=FOLDER`` any other
 autoencoder folder (e.g. a fine-tuned TAEF2). One JSON line per row, then a Markdown table.
@@ -49,22 +54,25 @@ def seconds_per_image(ae, images: np.ndarray) -> float:
     return statistics.median(times)
 
 
-def finetune(taef2: Path | str, train: np.ndarray, size: int, args, weight: float) -> str:
-    """TAEF2 with its decoder fine-tuned on ``train``; returns the saved folder."""
+def train_here(taef2: Path | str | None, train: np.ndarray, size: int, steps: int, seed: int,
+               **options) -> str:  # fmt: skip
+    """An autoencoder trained on ``train`` through ``LatentBackbone.train_autoencoder``:
+    TAEF2's decoder fine-tuned (``taef2`` given) or a KL one from scratch; returns the saved
+    folder."""
     import tempfile
 
     from htd_core import create
 
+    extra = {"autoencoder": str(taef2)} if taef2 else {}
     backbone = create("backbones", "controlnet_ldm", preset="small", image_size=size,
-                      autoencoder=str(taef2), device="cpu")  # fmt: skip
+                      device="cpu", **extra)  # fmt: skip
     start = time.perf_counter()
     summary = backbone.train_autoencoder(
-        train, steps=args.finetune, learning_rate=args.finetune_lr, crop_size=None,
-        adversarial_weight=weight, seed=args.seed, progress=False,
+        train, steps=steps, seed=seed, progress=False, **options
     )  # fmt: skip
-    folder = Path(tempfile.mkdtemp(prefix="taef2-finetuned-")) / "ae"
+    folder = Path(tempfile.mkdtemp(prefix="autoencoder-")) / "ae"
     backbone.autoencoder.save(folder)
-    print(json.dumps({"finetune": str(folder), "size": size, "adversarial_weight": weight,
+    print(json.dumps({"trained": str(folder), "size": size, "taef2": bool(taef2), **options,
                       "seconds": round(time.perf_counter() - start, 1),
                       "final_loss": summary["final_loss"]}), flush=True)  # fmt: skip
     return str(folder)
@@ -98,6 +106,9 @@ def main() -> None:
     parser.add_argument("--finetune", type=int, default=0, help="decoder steps (0: none)")
     parser.add_argument("--finetune-lr", type=float, default=1e-4)
     parser.add_argument("--finetune-adversarial", default="0", help="weights, comma-separated")
+    parser.add_argument("--finetune-perceptual", default="0", help="weights, comma-separated")
+    parser.add_argument("--train-kl", type=int, default=0, help="KL steps here (0: none)")
+    parser.add_argument("--kl-perceptual", default="0,1", help="weights, comma-separated")
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -135,10 +146,20 @@ def main() -> None:
             at, folder = rest.split("=", 1)
             if int(at) == size:
                 choices[name] = folder
-        if taef2 and args.finetune:
-            for weight in (float(w) for w in args.finetune_adversarial.split(",")):
-                name = f"taef2 decoder {args.finetune} steps, adv {weight:g}"
-                choices[name] = finetune(taef2, train, size, args, weight)
+        for weight in (float(w) for w in args.finetune_adversarial.split(",")):
+            for perceptual in (float(w) for w in args.finetune_perceptual.split(",")):
+                if not (taef2 and args.finetune):
+                    break
+                name = f"taef2 decoder {args.finetune} steps, adv {weight:g}, perc {perceptual:g}"
+                choices[name] = train_here(
+                    taef2, train, size, args.finetune, args.seed, learning_rate=args.finetune_lr,
+                    crop_size=None, adversarial_weight=weight, perceptual_weight=perceptual,
+                )  # fmt: skip
+        for perceptual in (float(w) for w in args.kl_perceptual.split(",")):
+            if args.train_kl:
+                name = f"kl {args.train_kl} steps here, perc {perceptual:g}"
+                choices[name] = train_here(None, train, size, args.train_kl, args.seed,
+                                           perceptual_weight=perceptual)  # fmt: skip
         feats_test = {k: embed_images(e, list(test)) for k, e in encoders.items()}
         real = {k: score(feats_test[k], embed_images(e, list(train[subset])), args.seed,
                          args.bootstrap) for k, e in encoders.items()}  # fmt: skip
