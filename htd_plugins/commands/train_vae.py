@@ -70,6 +70,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="step from which the adversarial term and discriminator updates start (default 0)",
     )
     p.add_argument(
+        "--finetune",
+        metavar="FOLDER",
+        help="fine-tune the decoder of this pretrained autoencoder (TAEF2's two weight files, "
+        "or a TAEF2 folder htd saved) instead of training a KL one from scratch; its encoder "
+        "stays frozen, so latents keep their meaning",
+    )
+    p.add_argument(
         "--perceptual-weight",
         type=number_at_least(0),
         help="weight of a perceptual term (LPIPS-style distance on the offline ImageNet "
@@ -132,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.out)
     check_output(output, KIND, what="--out")  # before any work: never replace a user's files
     device = {"device": args.device} if args.device else {}
+    if args.finetune:
+        check_finetune(args.finetune)
+        device["autoencoder"] = args.finetune
     backbone = create(
         "backbones", args.backbone, preset=args.preset, image_size=args.image_size, **device
     )
@@ -166,6 +176,24 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(summary, indent=2))
     print(f"autoencoder: {output} (use it as the backbone option autoencoder: {output})")
     return 0
+
+
+def check_finetune(folder: str) -> None:
+    """``--finetune`` must name a pretrained TAEF2 folder, checked before any image is read.
+
+    Raises:
+        InputError: not a folder, or one holding a KL autoencoder or nothing htd reads.
+    """
+    from htd_core.errors import InputError
+    from htd_plugins.backbones import autoencoder_kind
+
+    kind = autoencoder_kind(Path(folder).expanduser()) if Path(folder).is_dir() else None
+    if kind is None or kind[0] == "kl":
+        raise InputError(
+            f"--finetune {folder}: give the folder of a pretrained TAEF2 autoencoder (its "
+            "taef2_encoder.pth and taef2_decoder.pth, or a TAEF2 folder htd saved); a KL "
+            "autoencoder is trained from scratch without --finetune"
+        )
 
 
 @hookimpl

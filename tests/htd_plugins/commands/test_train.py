@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -118,6 +119,29 @@ def test_train_vae_writes_a_diffusers_autoencoder(tmp_path, capsys):
     assert report["steps"] == 2 and report["options"]["batch_size"] == 2
     assert not list(tmp_path.glob(".vae.checkpoint.pt"))  # finished: no checkpoint left
     assert main(["train-vae", str(tmp_path / "empty"), "--out", str(out), "--preset", "tiny"]) == 2
+
+
+def test_train_vae_fine_tunes_taef2s_decoder_with_a_perceptual_term(
+    tmp_path, capsys, taef2_weights
+):
+    from htd_plugins.backbones import load_autoencoder
+    from htd_plugins.backbones.ldm.taef2 import TinyAutoencoder
+
+    tiles = write_tiles(tmp_path / "tiles", size=32)
+    out = tmp_path / "taef2-tuned"
+    args = ["train-vae", str(tiles), "--out", str(out), "--preset", "tiny", "--image-size", "32",
+            "--steps", "2", "--batch-size", "2", "--finetune", str(taef2_weights),
+            "--perceptual-weight", "1"]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out.split("\nautoencoder:")[0])
+    assert report["options"]["perceptual_weight"] == 1 and report["steps"] == 2
+    tuned, original = load_autoencoder(out), load_autoencoder(taef2_weights)
+    assert isinstance(tuned, TinyAutoencoder) and tuned.factor == 8
+    enc = [torch.equal(a, b) for a, b in zip(tuned.module.encoder.state_dict().values(),
+           original.module.encoder.state_dict().values(), strict=True)]  # fmt: skip
+    dec = [torch.equal(a, b) for a, b in zip(tuned.module.decoder.state_dict().values(),
+           original.module.decoder.state_dict().values(), strict=True)]  # fmt: skip
+    assert all(enc) and not all(dec)  # the decoder moved, the encoder did not
 
 
 def _train_args(*argv: str):
