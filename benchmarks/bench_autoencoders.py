@@ -127,7 +127,7 @@ def main() -> None:
     cfg = load_experiment(args.experiment)
     taef2 = args.taef2 or taef2_dir()
     encoders = {name: build_encoder(name) for name in ENCODERS}
-    rows = []
+    rows, boots = [], {}
     for size in (int(s) for s in args.sizes.split(",")):
         data = sample_splits(cfg.data, size, budget.max_train, budget.n_test, args.seed)
         train = np.stack([s.image for s in data.train])
@@ -181,6 +181,7 @@ def main() -> None:
                     res["fd_boot"], real[k]["fd_boot"], center=res["fd"] - real[k]["fd"]
                 )
                 row[k] = _public(res)
+                boots[size, name, k] = (res["fd_boot"], res["fd"])
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(
@@ -193,6 +194,14 @@ def main() -> None:
         print(f"| {r['dataset']} | {r['size']} | {r['autoencoder']} | {r['n']} | {_ci(inc)} | "
               f"{_ci(eff)} | {_pair(inc)} | {inc['kid']:.4f} | {r.get('held_out_l1', '')} | "
               f"{r.get('s_per_image', '')} |")  # fmt: skip
+    print("\nPaired differences, row - column (same resamples; 95 % interval):")
+    for (size, a, k), (boot_a, fd_a) in boots.items():
+        for (size_b, b, k_b), (boot_b, fd_b) in boots.items():
+            if size_b == size and k_b == k and a < b:
+                ci = paired_interval(boot_a, boot_b, center=fd_a - fd_b)
+                print(
+                    f"| {size} | {k} | {a} - {b} | {fd_a - fd_b:+.1f} [{ci[0]:+.1f}, {ci[1]:+.1f}] |"
+                )
 
 
 def _public(res: dict) -> dict:
