@@ -3,11 +3,13 @@ image, side by side in one process (issue "Synthetic tissue good enough to train
 
 Rows: the ``small`` preset's KL autoencoder (4x) at 64 px (today's default: a 16 x 16 latent),
 TAEF2 (8x) at 64 px (8 x 8) and at 128 px (16 x 16: four times the pixels for the latent grid
-of today's 64 px), each with latents encoded every step and cached once
+of today's 64 px) and pixel space at 64 px (no autoencoder: a 64 x 64 x 3 grid), each with
+latents encoded every step and cached once
 (``cache_latents``). Real GlaS training tiles, the crop arm's condition (map + crops), batch 16,
 1 thread; rounds interleave the rows and the median of ``--rounds`` is printed with the load.
 
-    python benchmarks/bench_autoencoder_cost.py [--steps 10] [--rounds 3] [--images 8]
+    python benchmarks/bench_autoencoder_cost.py [--steps 10] [--rounds 3] [--images 8] \
+        [--rows "kl 64 px,pixels 64 px"]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--images", type=int, default=8, help="generated per round")
+    parser.add_argument("--rows", default="", help="comma-separated row names (default: all)")
     args = parser.parse_args()
 
     import torch
@@ -42,7 +45,9 @@ def main() -> None:
     builder = SemanticMapBuilder() + CropBuilder(fixed_size=24, min_size=8)
     common = {"progress": False, "tensorboard": False, "batch_size": 16}
     rows = {"kl 64 px": (64, None), "taef2 64 px": (64, str(taef2)),
-            "taef2 128 px": (128, str(taef2))}  # fmt: skip
+            "taef2 128 px": (128, str(taef2)), "pixels 64 px": (64, "pixels")}  # fmt: skip
+    if args.rows:
+        rows = {k: v for k, v in rows.items() if k in args.rows.split(",") or k == "kl 64 px"}
     models, data = {}, {}
     for name, (size, ae) in rows.items():
         data[name] = real_tiles(root, "glas", n=32, size=size)

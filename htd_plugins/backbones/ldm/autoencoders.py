@@ -3,7 +3,8 @@
 - a KL autoencoder (:mod:`.kl`): a diffusers ``AutoencoderKL`` folder (``htd train-vae``'s
   output, or a pipeline folder with ``vae/``), factor 4 at the ``small`` preset;
 - TAEF2 (:mod:`.taef2`): the folder of its two published weight files, or a folder htd saved
-  (with the latent statistics of its training patches); factor 8, 32 channels, frozen.
+  (with the latent statistics of its training patches); factor 8, 32 channels, frozen;
+- pixel space (:mod:`.pixels`): the word ``pixels`` (or a folder it saved): no autoencoder.
 
 The ``autoencoder`` option of ``controlnet_ldm`` / ``concat_ldm`` takes either folder; the kind
 is read from the folder's files. A loaded autoencoder is calibrated on the training patches
@@ -22,9 +23,14 @@ from htd_core.interfaces.latent import Autoencoder
 
 
 def autoencoder_kind(path: str | Path) -> tuple[str, Path] | None:
-    """(``"kl"``, ``"taef2"`` (published weights) or ``"taef2-saved"``, the folder holding
-    it: ``path`` or its ``vae/``), or None when neither holds one."""
+    """(``"kl"``, ``"taef2"`` (published weights), ``"taef2-saved"`` or ``"pixels"``, the
+    folder holding it: ``path`` or its ``vae/``), or None when neither holds one; the word
+    ``pixels`` itself gives (``"pixels"``, ``Path("pixels")``)."""
+    from htd_plugins.backbones.ldm import pixels
     from htd_plugins.backbones.ldm.taef2 import KIND, WEIGHT_FILES
+
+    if str(path) == pixels.KIND:
+        return pixels.KIND, Path(pixels.KIND)
 
     for folder in (Path(path), Path(path) / "vae"):
         config = folder / "config.json"
@@ -33,6 +39,8 @@ def autoencoder_kind(path: str | Path) -> tuple[str, Path] | None:
                 saved = json.loads(config.read_text()).get("htd_autoencoder")
             except (OSError, ValueError, AttributeError):
                 saved = None
+            if saved == pixels.KIND:
+                return pixels.KIND, folder
             return ("taef2-saved" if saved == KIND else "kl"), folder
         if all((folder / f).is_file() for f in WEIGHT_FILES):
             return "taef2", folder
@@ -46,15 +54,21 @@ def load_autoencoder(source: str | Path) -> Autoencoder:
         InputError: ``source`` is not a local folder, or holds no autoencoder htd reads.
     """
     from htd_plugins.backbones.ldm.kl import KLAutoencoder
+    from htd_plugins.backbones.ldm.pixels import KIND, PixelSpace
     from htd_plugins.backbones.ldm.taef2 import TinyAutoencoder
 
+    if str(source) == KIND:
+        return PixelSpace()
     path = Path(source).expanduser()
     if not path.is_dir():
         raise InputError(
             f"autoencoder {str(source)!r} is not a local folder (htd downloads nothing): train "
-            "one with `htd train-vae`, or give the folder of TAEF2's two weight files"
+            "one with `htd train-vae`, give the folder of TAEF2's two weight files, or "
+            "'pixels' for pixel-space diffusion"
         )
     kind, folder = autoencoder_kind(path) or (None, path)
+    if kind == KIND:
+        return PixelSpace()
     if kind == "kl":
         return KLAutoencoder.load(path)
     if kind == "taef2-saved":
@@ -101,6 +115,11 @@ def pretrained_to_finetune(source: str | None, images: np.ndarray) -> Autoencode
     kind = autoencoder_kind(Path(source).expanduser())
     if kind is not None and kind[0] == "kl":  # not loaded: a new one is trained instead
         return None
+    if kind is not None and kind[0] == "pixels":
+        raise InputError(
+            "autoencoder 'pixels' (pixel-space diffusion) has no weights to train: leave "
+            "autoencoder training out (vae_finetune_steps 0), or name a TAEF2 folder"
+        )
     ae = load_autoencoder(source)  # TAEF2, or an error naming what the folder lacks
     calibrate(ae, images)
     return ae

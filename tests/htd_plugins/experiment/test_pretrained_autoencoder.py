@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from htd_core.errors import ConfigError
+from htd_core.errors import ConfigError, InputError
 from htd_plugins.experiment import Experiment
 from tests.htd_plugins.experiment.test_truth import glas
 
@@ -82,3 +82,24 @@ def test_a_folder_without_an_autoencoder_is_refused_first(shared_data, tmp_path)
     with pytest.raises(ConfigError, match="holds no autoencoder htd reads"):
         Experiment(cfg, output_dir=tmp_path / "run", log=lambda text: None)
     assert not (tmp_path / "run").exists()
+
+
+def test_pixel_space_needs_no_autoencoder_and_its_round_trip_is_real(shared_data, tmp_path):
+    """``model: {autoencoder: pixels}``: nothing trained or calibrated, the reconstruction row
+    equals real vs real (the round trip is exact), the arm denoises 32 x 32 x 3 pixels."""
+    cfg = glas(Path(shared_data), evaluators=["frechet"], encoders=["efficientnet_lite0"],
+               seeds=[0], model={"autoencoder": "pixels"})  # fmt: skip
+    out = tmp_path / "run"
+    Experiment(cfg, output_dir=out, log=lambda text: None).run()
+    results = json.loads((out / "results.json").read_text())
+    vae = results["autoencoder"]
+    assert vae["factor"] == 1 and vae["reconstruction_mae_test"] == 0
+    fd = results["scores"]["frechet"]["crop"]["0"]["encoders"]["efficientnet_lite0"]
+    assert fd["fd_reconstruction"] == pytest.approx(fd["fd_real_train"])
+    model = json.loads(
+        (Path(results["arms"]["crop"]["0"]["model_dir"]) / "vae" / "config.json").read_text()
+    )
+    assert model["htd_autoencoder"] == "pixels"
+    with pytest.raises(InputError, match="has no weights to train"):
+        Experiment({**cfg, "budget_options": {"vae_finetune_steps": 2}}, output_dir=tmp_path / "b",
+                   log=lambda text: None).run()  # fmt: skip
