@@ -151,7 +151,7 @@ def load_experiment(
             evaluator, or a malformed section; every message names the file and the key.
     """
     from htd_core.config import read_yaml_mapping, resolve_paths
-    from htd_plugins.experiment.figures import figure_options
+    from htd_plugins.experiment.figure_options import figure_options
 
     if isinstance(source, Mapping):
         raw, label, base = dict(source), "<experiment>", None
