@@ -57,18 +57,16 @@ def load_autoencoder(source: str | Path) -> Autoencoder:
     from htd_plugins.backbones.ldm.pixels import KIND, PixelSpace
     from htd_plugins.backbones.ldm.taef2 import TinyAutoencoder
 
-    if str(source) == KIND:
-        return PixelSpace()
     path = Path(source).expanduser()
+    kind, folder = autoencoder_kind(path) or (None, path)  # the word 'pixels' included
+    if kind == KIND:
+        return PixelSpace()
     if not path.is_dir():
         raise InputError(
             f"autoencoder {str(source)!r} is not a local folder (htd downloads nothing): train "
             "one with `htd train-vae`, give the folder of TAEF2's two weight files, or "
             "'pixels' for pixel-space diffusion"
         )
-    kind, folder = autoencoder_kind(path) or (None, path)
-    if kind == KIND:
-        return PixelSpace()
     if kind == "kl":
         return KLAutoencoder.load(path)
     if kind == "taef2-saved":
