@@ -112,12 +112,22 @@ class ArmStages:
                 f"{self.config.source}: arm {arm.name!r}: the budget's generation options "
                 f"(budget_options.guidance_scale / scheduler / num_inference_steps): {exc}"
             ) from None
+        if is_latent(arm):  # its training options (the experiment's fit, then the arm's own)
+            from htd_core.options import override
+            from htd_plugins.backbones.ldm.training import TrainOptions
+
+            try:
+                override(TrainOptions(), {**self.config.fit, **arm.fit}, "fit")
+            except HtdError as exc:
+                where = "fit" if not arm.fit else f"fit / arm {arm.name!r}'s fit"
+                raise ConfigError(f"{self.config.source}: {where}: {exc}") from None
 
     def arm_key(self, arm: Arm, vae: Mapping[str, Any], seed: int) -> str:
         b = self.budget
+        own = [_keyed(arm.fit)] if arm.fit else []  # absent when empty: older runs keep their keys
         return stage_key("train", vae["key"], self.bank_key, arm.name, arm.builders, arm.backbone,
                          arm.options, b.preset, self.image_size, b.steps, b.batch_size,
-                         _keyed(self.config.model), _keyed(self.config.fit), seed)  # fmt: skip
+                         _keyed(self.config.model), _keyed(self.config.fit), seed, *own)  # fmt: skip
 
     def train(self, arm: Arm, vae: Mapping[str, Any], seed: int) -> dict[str, Any]:
         """Stage ``train:<arm>@<seed>``: the arm's own model (resumes from its checkpoint)."""
@@ -130,9 +140,9 @@ class ArmStages:
         own_folder(folder, key)
         pipe = self.build_pipeline(arm, vae, seed)
         b = self.budget
-        self.log(f"{name}: {b.steps} steps ({arm.backbone}, builders {arm.builders})")
         options = {"steps": b.steps, "seed": seed, "checkpoint_every": b.checkpoint_every,
-                   "batch_size": b.batch_size, **self.config.fit}  # fmt: skip
+                   "batch_size": b.batch_size, **self.config.fit, **arm.fit}  # fmt: skip
+        self.log(f"{name}: {options['steps']} steps ({arm.backbone}, builders {arm.builders})")
         summary = pipe.fit(self.data.train, output_dir=str(folder), **options)
         keep = ("steps", "seconds", "steps_per_second", "final_loss", "model_dir", "resumed_from")
         result = {k: summary.get(k) for k in keep if k in summary}

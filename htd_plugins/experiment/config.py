@@ -29,6 +29,7 @@ the layouts, the crop bank and the shared autoencoder use the first (docs/result
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,34 +51,23 @@ CROPS: dict[str, Any] = {"placement": "outside", "max_fraction": 0.5, "min_size"
 #: the null branch of a conditioned model). ``crop_elsewhere`` is the old placement (cut from
 #: the target, moved), an ablation of the copy shortcut; ``concat_ldm`` another backbone;
 #: ``collage`` the training-free reference (each class region tiled with the crop arm's crops,
-#: no model: what copy-paste augmentation gives).
+#: no model: what copy-paste augmentation gives); ``crop_v_prediction`` and ``crop_min_snr``
+#: the crop arm with v-prediction or Min-SNR-5 loss weighting (Hang et al. 2023). Every arm
+#: outside the paper's four is read against ``crop`` (:mod:`.ablation`).
+_CROP = ["semantic_map", {"name": "crop", **CROPS}]  # the method's builders
 ARMS: dict[str, dict[str, Any]] = {
-    "crop": {"builders": ["semantic_map", {"name": "crop", **CROPS}]},
-    "embedding": {
-        "builders": [
-            "semantic_map",
-            {
-                "name": "embedding",
-                "encoder": "efficientnet_lite0",
-                "normalize": True,
-                "crop_options": dict(CROPS),
-            },
-        ],
-    },  # fmt: skip
+    "crop": {"builders": _CROP},
+    "embedding": {"builders": ["semantic_map", {"name": "embedding", "encoder": "efficientnet_lite0",
+                                                "normalize": True, "crop_options": dict(CROPS)}]},
     "unconditional": {"builders": ["unconditional"]},
     "semantic_map": {"builders": ["semantic_map"]},
-    "crop_elsewhere": {
-        "builders": [
-            "semantic_map",
-            {"name": "crop", "placement": "elsewhere", "min_size": 8, "max_fraction": 0.5},
-        ],
-    },  # fmt: skip
-    "concat_ldm": {
-        "builders": ["semantic_map", {"name": "crop", **CROPS}],
-        "backbone": "concat_ldm",
-    },
-    "collage": {"builders": ["semantic_map", {"name": "crop", **CROPS}], "backbone": "collage"},
-}
+    "crop_elsewhere": {"builders": ["semantic_map", {"name": "crop", "placement": "elsewhere",
+                                                     "min_size": 8, "max_fraction": 0.5}]},
+    "concat_ldm": {"builders": _CROP, "backbone": "concat_ldm"},
+    "collage": {"builders": _CROP, "backbone": "collage"},
+    "crop_v_prediction": {"builders": _CROP, "options": {"prediction_type": "v_prediction"}},
+    "crop_min_snr": {"builders": _CROP, "fit": {"snr_gamma": 5.0}},
+}  # fmt: skip
 DEFAULT_ARMS = ("unconditional", "semantic_map", "embedding", "crop")
 #: The paper's measurements, run when the file names no evaluators.
 DEFAULT_EVALUATORS = ("frechet", "deeplabv3plus", "layout_adherence", "privacy")
@@ -99,12 +89,15 @@ DATA_KEYS = ("sampler", "options", "train", "test")
 
 @dataclass
 class Arm:
-    """One arm: its condition builders (component specs) and backbone."""
+    """One arm: its condition builders (component specs), backbone, backbone options and
+    training options (``fit``: over the experiment's ``fit`` and the budget's steps, e.g.
+    ``{"steps": 4000}`` or ``{"snr_gamma": 5}`` for an ablation arm)."""
 
     name: str
     builders: list[Any]
     backbone: str = "controlnet_ldm"
     options: dict[str, Any] = field(default_factory=dict)
+    fit: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -269,8 +262,8 @@ def _arm(value: Any, where: str) -> Arm:
     if isinstance(value, str):
         if value in ARMS:
             spec = ARMS[value]
-            return Arm(value, list(spec["builders"]), spec.get("backbone", "controlnet_ldm"),
-                       dict(spec.get("options", {})))  # fmt: skip
+            return Arm(value, copy.deepcopy(spec["builders"]), spec.get("backbone", "controlnet_ldm"),
+                       dict(spec.get("options", {})), dict(spec.get("fit", {})))  # fmt: skip
         if value in registered:
             return Arm(value, [value])
         raise ConfigError(
@@ -278,7 +271,7 @@ def _arm(value: Any, where: str) -> Arm:
             f"condition builder ({', '.join(registered)}); `htd plugins` lists the builders"
         )
     if isinstance(value, Mapping) and value.get("name") and value.get("builders"):
-        unknown = set(value) - {"name", "builders", "backbone", "options"}
+        unknown = set(value) - {"name", "builders", "backbone", "options", "fit"}
         if unknown:
             raise ConfigError(f"{where}: unknown arm keys {sorted(unknown)}")
         builders = value["builders"] if isinstance(value["builders"], list) else [value["builders"]]
@@ -289,8 +282,12 @@ def _arm(value: Any, where: str) -> Arm:
                     f"{where}: condition builder {name!r} is not registered (registered: "
                     f"{', '.join(registered)})"
                 )
+        fit = value.get("fit") or {}
+        if not isinstance(fit, Mapping):
+            raise ConfigError(f"{where}: arm {value['name']!r}: fit must be a mapping of options")
         return Arm(str(value["name"]), list(builders), str(value.get("backbone", "controlnet_ldm")),
-                   dict(value.get("options") or {}))  # fmt: skip
+                   dict(value.get("options") or {}), dict(fit))  # fmt: skip
     raise ConfigError(
-        f"{where}: give an arm name ({', '.join(ARMS)}) or {{name, builders, backbone, options}}"
+        f"{where}: give an arm name ({', '.join(ARMS)}) or {{name, builders, backbone, options, "
+        "fit}"
     )

@@ -18,6 +18,7 @@ from typing import Any
 
 from htd_plugins.experiment import summary as sm
 from htd_plugins.experiment import tables as tb
+from htd_plugins.experiment.ablation import ablation, ablation_lines
 from htd_plugins.experiment.claims import encoders, orderings
 
 
@@ -31,6 +32,7 @@ def write_results(exp: Any, results: dict[str, Any], drivers: Mapping[int, Any] 
     out = exp.out
     results["machine"] = machine()
     results["orderings"] = orderings(results["scores"], list(results["arms"]))
+    results["ablation"] = ablation(results["scores"], list(results["arms"]))
     figure = write_figure(exp, out / "figure.png")
     report = write_evaluation_report(exp, results, drivers) if drivers else None
     atomic_write_json(out / "results.json", results)
@@ -123,6 +125,7 @@ def markdown(results: Mapping[str, Any], figure: Path | None, report: Path | Non
     lines = _header(results, report)
     lines += tb.fd_table(scores, arms) + tb.iou_table(scores, arms)
     lines += tb.adherence_table(scores, arms) + ordering_lines(results)
+    lines += ablation_lines(results.get("ablation", []), tb.LABELS)
     lines += tb.placement_table(results.get("diagnostics", {})) + diagnostics(results)
     lines += privacy_lines(scores, arms) + training_lines(results)
     if figure:

@@ -25,6 +25,9 @@ LABELS = {
     "crop": "map + crop (the method)",
     "crop_elsewhere": "map + crop cut from the target (ablation)",
     "concat_ldm": "map + crop, concat_ldm backbone",
+    "crop_v_prediction": "map + crop, v-prediction",
+    "crop_min_snr": "map + crop, Min-SNR-5 weighting",
+    "collage": "collage (no model)",
 }
 #: The reference rows of the FD table: the frechet evaluator's metric -> the row's label.
 REFERENCE_ROWS = {

@@ -97,7 +97,14 @@ def train_denoiser(
                 gen = step_generator(opts.seed, step, micro, rank, 1)
                 with accelerator.autocast():
                     loss = diffusion_loss(
-                        model, noise_scheduler, latents, spatial, tokens, gen, condition_dropout
+                        model,
+                        noise_scheduler,
+                        latents,
+                        spatial,
+                        tokens,
+                        gen,
+                        condition_dropout,
+                        opts.snr_gamma,
                     )
                 check_finite(loss, step, last_ckpt)
                 source.draw_next(step, micro, rank, world, accum)  # beside the backward pass

@@ -65,6 +65,10 @@ class TrainOptions:
             discriminator's updates start.
         vae_perceptual_weight: weight of the autoencoder's perceptual term (LPIPS-style on
             EfficientNet-Lite0 features, ``ldm/perceptual.py``; 0: off).
+        snr_gamma: Min-SNR-gamma loss weighting (Hang et al., ICCV 2023, Eq. 7; diffusers'
+            ``compute_snr``): each sample's loss is weighted by min(SNR(t), gamma) / SNR(t)
+            for epsilon prediction, min(SNR(t), gamma) / (SNR(t) + 1) for v prediction
+            (None: unweighted mean squared error; the paper used gamma = 5).
         sample_every: log ``sample_count`` generated images to TensorBoard every this many
             optimizer steps and at the last one (0: off), always from the same conditions and
             noise (:mod:`.sample_images`); needs ``tensorboard`` and ``output_dir``.
@@ -98,6 +102,7 @@ class TrainOptions:
     vae_adversarial_weight: float = 0.0
     vae_adversarial_start: int = 0
     vae_perceptual_weight: float = 0.0
+    snr_gamma: float | None = None
     progress: bool = True
     sample_every: int = 0
     sample_count: int = 4
@@ -110,7 +115,7 @@ class TrainOptions:
     #: Options added after runs were checkpointed: left out of :meth:`trajectory_config` at
     #: their default, so those checkpoints (which lack them) still resume.
     LATER = {"vae_adversarial_weight": 0.0, "vae_adversarial_start": 0,
-             "vae_perceptual_weight": 0.0}  # fmt: skip
+             "vae_perceptual_weight": 0.0, "snr_gamma": None}  # fmt: skip
 
     def __post_init__(self) -> None:
         from htd_core.options import check_int, check_number
@@ -128,7 +133,8 @@ class TrainOptions:
         for name in ("weight_decay", "max_grad_norm", "vae_adversarial_weight",
                      "vae_perceptual_weight"):  # fmt: skip
             check_number(getattr(self, name), f"fit option {name}", 0.0)
-        for name in ("learning_rate", "vae_learning_rate", "max_minutes", "vae_max_minutes"):
+        for name in ("learning_rate", "vae_learning_rate", "max_minutes", "vae_max_minutes",
+                     "snr_gamma"):  # fmt: skip
             if getattr(self, name) is not None:
                 check_number(getattr(self, name), f"fit option {name}", 0.0, above=True)
         check_number(self.ema_decay, "fit option ema_decay", 0.0)
@@ -220,15 +226,17 @@ def choose_mixed_precision(option: str) -> str:
 
 
 def diffusion_loss(
-    denoiser: torch.nn.Module,
+    denoiser: Callable[..., torch.Tensor],
     noise_scheduler: Any,
     latents: torch.Tensor,
     spatial: torch.Tensor | None,
     tokens: torch.Tensor | None,
     generator: torch.Generator,
     condition_dropout: float,
+    snr_gamma: float | None = None,
 ) -> torch.Tensor:
-    """Mean squared error of the denoiser's epsilon or v prediction on one batch."""
+    """Mean squared error of the denoiser's epsilon or v prediction on one batch, optionally
+    Min-SNR-gamma weighted per sample (see ``TrainOptions.snr_gamma``)."""
     b = latents.shape[0]
     noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=generator).to(
@@ -236,12 +244,17 @@ def diffusion_loss(
     )
     keep = (torch.rand(b, generator=generator) >= condition_dropout).to(latents.device)
     noisy = noise_scheduler.add_noise(latents, noise, t)
-    if noise_scheduler.config.prediction_type == "v_prediction":
-        target = noise_scheduler.get_velocity(latents, noise, t)
-    else:
-        target = noise
+    v_prediction = noise_scheduler.config.prediction_type == "v_prediction"
+    target = noise_scheduler.get_velocity(latents, noise, t) if v_prediction else noise
     pred = denoiser(noisy, t, spatial, tokens, keep)
-    return torch.nn.functional.mse_loss(pred.float(), target.float())
+    if snr_gamma is None:
+        return torch.nn.functional.mse_loss(pred.float(), target.float())
+    from diffusers.training_utils import compute_snr
+
+    snr = compute_snr(noise_scheduler, t)
+    weight = torch.clamp(snr, max=snr_gamma) / (snr + 1 if v_prediction else snr)
+    per_sample = torch.nn.functional.mse_loss(pred.float(), target.float(), reduction="none")
+    return (per_sample.mean(dim=tuple(range(1, per_sample.ndim))) * weight).mean()
 
 
 def check_finite(loss: torch.Tensor, step: int, last_checkpoint: str | None) -> None:

@@ -261,3 +261,57 @@ def test_v_prediction_trains(tmp_path):
         16,
         3,
     )
+
+
+def _loss_inputs(prediction_type: str):
+    from htd_plugins.backbones.ldm.sampling import training_scheduler
+
+    scheduler = training_scheduler(1000, "scaled_linear", prediction_type)
+    latents = torch.randn(6, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+
+    def denoiser(noisy, t, spatial, tokens, keep):  # a fixed guess: the loss is its error
+        return noisy * 0.5
+
+    return scheduler, latents, denoiser
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_min_snr_weighting_matches_its_formula(prediction_type):
+    from diffusers.training_utils import compute_snr
+
+    from htd_plugins.backbones.ldm.training import diffusion_loss
+
+    scheduler, latents, denoiser = _loss_inputs(prediction_type)
+
+    def loss(gamma):
+        gen = torch.Generator().manual_seed(3)
+        return float(diffusion_loss(denoiser, scheduler, latents, None, None, gen, 0.0, gamma))
+
+    # the same draws as diffusion_loss makes (noise, timesteps), to weigh by hand
+    gen = torch.Generator().manual_seed(3)
+    noise = torch.randn(latents.shape, generator=gen)
+    t = torch.randint(0, 1000, (6,), generator=gen)
+    noisy = scheduler.add_noise(latents, noise, t)
+    v = prediction_type == "v_prediction"
+    target = scheduler.get_velocity(latents, noise, t) if v else noise
+    per_sample = ((noisy * 0.5 - target) ** 2).mean(dim=(1, 2, 3))
+    snr = compute_snr(scheduler, t)
+    gamma = 1.0
+    weight = torch.clamp(snr, max=gamma) / (snr + 1 if v else snr)
+    assert loss(gamma) == pytest.approx(float((per_sample * weight).mean()), rel=1e-5)
+    assert loss(None) == pytest.approx(float(per_sample.mean()), rel=1e-5)
+    assert loss(gamma) != pytest.approx(loss(None), rel=1e-3)  # the weighting changes it
+    if not v:  # a gamma above every SNR leaves epsilon's loss unweighted
+        assert loss(float(snr.max()) * 2) == pytest.approx(loss(None), rel=1e-5)
+
+
+def test_snr_gamma_trains_and_is_part_of_the_trajectory(tmp_path):
+    assert "snr_gamma" not in TrainOptions().trajectory_config()  # old checkpoints still resume
+    assert TrainOptions(snr_gamma=5.0).trajectory_config()["snr_gamma"] == 5.0
+    with pytest.raises(InputError, match="snr_gamma"):
+        TrainOptions(snr_gamma=0.0)
+    backbone = ControlNetLDM(preset="tiny")
+    summary = backbone.fit(
+        tiny_samples(), SemanticMapBuilder(), **{**RUN, "steps": 2, "snr_gamma": 5.0}
+    )
+    assert np.isfinite(summary["final_loss"])

@@ -1,0 +1,99 @@
+"""Ablation arms read against the method: every arm that is not one of the paper's four
+(unconditional, map only, map + embedding, map + crop) compared with ``crop`` on each reading
+of the experiment, paired by seed and resample (:mod:`.summary`).
+
+For each ablation arm ``a`` and reading, the difference ``a - crop`` with its 95 % interval and
+the verdict of "``a`` is better than map + crop": **holds** when the interval lies on the
+better side (lower FD / KID; higher mIoU and adherence), **does not hold** when it lies on the
+worse side, **tie** when it straddles 0. Ablation arms are, for example, ``concat_ldm``
+(concatenation instead of ControlNet injection), ``crop_v_prediction``, ``crop_min_snr``, a
+longer-trained crop arm (an arm's own ``fit: {steps: N}``) or ``collage`` (no model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from htd_plugins.experiment import summary as sm
+from htd_plugins.experiment.claims import encoders
+
+#: The paper's arms: compared with each other by :mod:`.claims`, not here.
+PAPER_ARMS = ("unconditional", "semantic_map", "embedding", "crop")
+#: The method every ablation arm is read against.
+BASE = "crop"
+
+
+def _reading(name: str, est: sm.Estimate, lower_is_better: bool) -> dict[str, Any]:
+    verdict = sm.verdict(est, upper=0.0) if lower_is_better else sm.verdict(est, lower=0.0)
+    return {"reading": name, "verdict": verdict, "difference": est.to_dict(),
+            "better": "lower" if lower_is_better else "higher"}  # fmt: skip
+
+
+def ablation(scores: Mapping[str, Any], arms: list[str]) -> list[dict[str, Any]]:
+    """``[{"arm", "readings": [{"reading", "verdict", "difference", "better"}]}]`` for each
+    ablation arm in ``arms`` (in their order) when ``crop`` ran too; empty otherwise.
+
+    Readings (those the run measured): FD and KID under each encoder; DeepLabv3+ mIoU trained
+    on the arm's synthetic patches, and on real + synthetic; layout adherence mIoU.
+    """
+    if BASE not in arms:
+        return []
+    out = []
+    frechet = scores.get("frechet", {})
+    seg = scores.get("deeplabv3plus", {})
+    adh = scores.get("layout_adherence", {})
+    for arm in [a for a in arms if a not in PAPER_ARMS]:
+        readings = []
+        if arm in frechet and BASE in frechet:
+            for key, label in encoders(scores).items():
+                for metric in (sm.fd(key, label), sm.kid(key, label)):
+                    d = sm.difference(frechet[arm], frechet[BASE], metric)
+                    readings.append(_reading(metric.label, d, lower_is_better=True))
+        if arm in seg and BASE in seg:
+            for setting in ("synthetic", "real+synthetic"):
+                if _has_setting(seg[arm], setting) and _has_setting(seg[BASE], setting):
+                    d = sm.difference(seg[arm], seg[BASE], sm.iou(setting))
+                    readings.append(_reading(f"DeepLabv3+ mIoU, {setting}", d, False))
+        if arm in adh and BASE in adh:
+            d = sm.difference(adh[arm], adh[BASE], sm.adherence())
+            readings.append(_reading("layout adherence mIoU", d, lower_is_better=False))
+        if readings:
+            out.append({"arm": arm, "readings": readings})
+    return out
+
+
+def _has_setting(per_seed: Mapping[Any, Any], setting: str) -> bool:
+    return any(setting in m.get("settings", {}) for m in per_seed.values())
+
+
+def ablation_lines(items: list[dict[str, Any]], labels: Mapping[str, str]) -> list[str]:
+    """The report's section: one row per ablation arm, one column per reading, each cell
+    ``difference [95 %] verdict`` (difference = ablation arm - map + crop)."""
+    if not items:
+        return []
+    columns: list[str] = []
+    for item in items:
+        columns += [r["reading"] for r in item["readings"] if r["reading"] not in columns]
+    lines = ["## Ablation arms against map + crop", "",
+             "Each cell: ablation arm - map + crop, paired by seed and resample, mean [95 %]; "
+             "**better** / **worse** when the interval lies on one side of 0 (lower FD and KID, "
+             "higher mIoU and adherence are better), **tie** when it straddles 0.", "",
+             "| arm | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]  # fmt: skip
+    word = {"holds": "better", "does not hold": "worse", "tie": "tie"}  # "... (point values)"
+    for item in items:
+        by_name = {r["reading"]: r for r in item["readings"]}
+        cells = []
+        for c in columns:
+            r = by_name.get(c)
+            if r is None or r["difference"].get("mean") is None:
+                cells.append("-")
+                continue
+            est, digits = r["difference"], (4 if c.startswith("KID") else 3)
+            ci = est.get("ci")
+            text = f"{est['mean']:+.{digits}f}"
+            text += "" if ci is None else f" [{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+            head, _, rest = r["verdict"].partition(" (")
+            cells.append(f"{text} {word.get(head, head)}" + (f" ({rest}" if rest else ""))
+        lines.append(f"| {labels.get(item['arm'], item['arm'])} | " + " | ".join(cells) + " |")
+    return [*lines, ""]

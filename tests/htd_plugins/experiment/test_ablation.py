@@ -1,0 +1,82 @@
+"""Ablation arms: an arm's own training options (``fit``), the named ablation arms, and every
+arm outside the paper's four read against map + crop with paired intervals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from htd_core.errors import ConfigError
+from htd_plugins.experiment import Experiment, load_experiment
+from htd_plugins.experiment.ablation import ablation, ablation_lines
+from htd_plugins.experiment.config import CROPS
+from tests.htd_plugins.experiment.test_truth import _seeds, glas
+
+LONG = {"name": "crop_long", "builders": ["semantic_map", {"name": "crop", **CROPS}],
+        "fit": {"steps": 9}}  # fmt: skip
+
+
+def _iou(values: dict[int, float], setting: str = "synthetic") -> dict[int, dict]:
+    spread = np.linspace(-0.01, 0.01, 21)
+    return {s: {"settings": {setting: {"mean_iou": v, "bootstrap": {"mean_iou": list(v + spread)}}}}
+            for s, v in values.items()}  # fmt: skip
+
+
+def test_each_ablation_arm_is_read_against_the_crop_arm():
+    spread = list(np.linspace(-5, 5, 41))
+    crop = {0: (50.0, [50 + x for x in spread]), 1: (52.0, [52 + x for x in spread])}
+    better = {0: (30.0, [30 + x for x in spread]), 1: (31.0, [31 + x for x in spread])}
+    close = {0: (51.0, [51 + x for x in spread[::-1]]), 1: (52.5, [52.5 + x for x in spread[::-1]])}
+    scores = {
+        "frechet": {"crop": _seeds(crop), "concat_ldm": _seeds(better), "collage": _seeds(close),
+                    "semantic_map": _seeds(better)},
+        "deeplabv3plus": {"crop": _iou({0: 0.50, 1: 0.52}), "concat_ldm": _iou({0: 0.40, 1: 0.41}),
+                          "collage": _iou({0: 0.51, 1: 0.515})},
+    }  # fmt: skip
+    items = ablation(scores, ["crop", "semantic_map", "concat_ldm", "collage"])
+    assert [i["arm"] for i in items] == ["concat_ldm", "collage"]  # the paper's arms are not
+    concat = {r["reading"]: r for r in items[0]["readings"]}
+    assert concat["FD E"]["verdict"] == "holds"  # lower FD than crop: better
+    assert concat["FD E"]["difference"]["mean"] == pytest.approx(-20.5)
+    assert concat["DeepLabv3+ mIoU, synthetic"]["verdict"] == "does not hold"  # lower mIoU
+    collage = {r["reading"]: r for r in items[1]["readings"]}
+    assert collage["FD E"]["verdict"] == "tie"
+    assert "DeepLabv3+ mIoU, real+synthetic" not in collage  # not measured: no column
+    lines = "\n".join(ablation_lines(items, {"concat_ldm": "concat"}))
+    assert "| concat | -20.500 [" in lines and "better" in lines and "worse" in lines
+    assert "tie" in lines
+    assert ablation(scores, ["semantic_map", "concat_ldm"]) == []  # no crop arm: nothing to read
+
+
+def test_an_arms_own_fit_options_are_parsed_keyed_and_checked(tmp_path):
+    cfg = load_experiment(glas(Path("/nonexistent"), arms=["crop", "crop_min_snr", LONG]))
+    arms = {a.name: a for a in cfg.arms}
+    assert arms["crop_long"].fit == {"steps": 9} and arms["crop"].fit == {}
+    assert arms["crop_min_snr"].fit == {"snr_gamma": 5.0}
+    with pytest.raises(ConfigError, match="fit must be a mapping"):
+        load_experiment(glas(Path("/nonexistent"), arms=[{**LONG, "fit": [1]}]))
+    bad = {**LONG, "fit": {"snr_gama": 5}}
+    with pytest.raises(ConfigError, match=r"arm 'crop_long'.*snr_gama.*snr_gamma"):
+        Experiment(glas(Path("/nonexistent"), arms=["crop", bad]), output_dir=tmp_path / "o")
+    assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def test_ablation_arms_train_with_their_own_options_and_are_reported(shared_data, tmp_path):
+    cfg = glas(Path(shared_data), arms=["crop", "crop_min_snr", LONG], seeds=[0],
+               evaluators=["frechet", "layout_adherence"], encoders=["efficientnet_lite0"])  # fmt: skip
+    out = tmp_path / "run"
+    Experiment(cfg, output_dir=out, log=lambda text: None).run()
+
+    def trained(arm: str) -> dict:
+        return json.loads((out / "stages" / f"train--{arm}@0.json").read_text())["result"]
+
+    assert trained("crop_long")["steps"] == 9 and trained("crop")["steps"] == 6  # tiny: 6
+    assert trained("crop_min_snr")["key"] != trained("crop")["key"]
+    results = json.loads((out / "results.json").read_text())
+    assert [i["arm"] for i in results["ablation"]] == ["crop_min_snr", "crop_long"]
+    readings = {r["reading"] for r in results["ablation"][0]["readings"]}
+    assert "layout adherence mIoU" in readings and any(r.startswith("FD ") for r in readings)
+    assert "## Ablation arms against map + crop" in (out / "results.md").read_text()
