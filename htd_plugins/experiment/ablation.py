@@ -17,9 +17,8 @@ from typing import Any
 
 from htd_plugins.experiment import summary as sm
 from htd_plugins.experiment.claims import encoders
+from htd_plugins.experiment.config import DEFAULT_ARMS as PAPER_ARMS  # compared by .claims
 
-#: The paper's arms: compared with each other by :mod:`.claims`, not here.
-PAPER_ARMS = ("unconditional", "semantic_map", "embedding", "crop")
 #: The method every ablation arm is read against.
 BASE = "crop"
 
