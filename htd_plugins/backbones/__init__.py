@@ -8,6 +8,8 @@ Public names (submodules are internal):
 - autoencoders from a local folder (:mod:`.ldm.autoencoders`): :func:`load_autoencoder`
   (a KL autoencoder or TAEF2), :func:`autoencoder_kind`, :func:`calibrate` (latent statistics
   on training patches), :func:`folder_digest`.
+- :class:`TrainOptions`: the latent backbones' ``fit`` options (validated on creation), so an
+  application can check a run's training options before any work.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ _PUBLIC = {
     "autoencoder_kind": "htd_plugins.backbones.ldm.autoencoders",
     "calibrate": "htd_plugins.backbones.ldm.autoencoders",
     "folder_digest": "htd_plugins.backbones.ldm.autoencoders",
+    "TrainOptions": "htd_plugins.backbones.ldm.training",
 }
 __all__ = list(_PUBLIC)
 

@@ -114,7 +114,7 @@ class ArmStages:
             ) from None
         if is_latent(arm):  # its training options (the experiment's fit, then the arm's own)
             from htd_core.options import override
-            from htd_plugins.backbones.ldm.training import TrainOptions
+            from htd_plugins.backbones import TrainOptions
 
             try:
                 override(TrainOptions(), {**self.config.fit, **arm.fit}, "fit")
