@@ -142,11 +142,16 @@ class ArmStages:
         b = self.budget
         options = {"steps": b.steps, "seed": seed, "checkpoint_every": b.checkpoint_every,
                    "batch_size": b.batch_size, **self.config.fit, **arm.fit}  # fmt: skip
-        self.log(f"{name}: {options['steps']} steps ({arm.backbone}, builders {arm.builders})")
+        latent = is_latent(arm)  # a training-free backbone (collage) only saves its options
+        what = f"{options['steps']} steps" if latent else "no training"
+        self.log(f"{name}: {what} ({arm.backbone}, builders {arm.builders})")
         summary = pipe.fit(self.data.train, output_dir=str(folder), **options)
         keep = ("steps", "seconds", "steps_per_second", "final_loss", "model_dir", "resumed_from")
         result = {k: summary.get(k) for k in keep if k in summary}
-        self.log(f"{name}: {result.get('steps')} steps, {result.get('steps_per_second')} steps/s")
+        if latent:
+            self.log(
+                f"{name}: {result.get('steps')} steps, {result.get('steps_per_second')} steps/s"
+            )
         return self.stages.put(name, key, {**result, "key": key})
 
     def layouts(self) -> list[Any]:
