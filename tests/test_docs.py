@@ -207,6 +207,11 @@ SPECS: dict[str, Spec] = {
         "path is tests/htd_plugins/experiment/test_pretrained_autoencoder.py)",
     ),
     "docs/results.md#7": Spec(
+        'htd experiment examples/experiments/glas.yaml --budget cpu-quick -o "seeds=[0,1]" \\',
+        skip="the ablation run itself: about 2 hours of CPU per dataset (tests/htd_plugins/"
+        "experiment/test_ablation.py runs ablation arms at the tiny budget)",
+    ),
+    "docs/results.md#8": Spec(
         "python benchmarks/bench_embedding_arm.py",
         skip="a timing benchmark over an experiment run's folder (minutes of CPU)",
     ),
