@@ -119,8 +119,8 @@ class ArmStages:
             try:
                 override(TrainOptions(), {**self.config.fit, **arm.fit}, "fit")
             except HtdError as exc:
-                where = "fit" if not arm.fit else f"fit / arm {arm.name!r}'s fit"
-                raise ConfigError(f"{self.config.source}: {where}: {exc}") from None
+                where = f" arm {arm.name!r}:" if arm.fit else ""  # exc names the fit option
+                raise ConfigError(f"{self.config.source}:{where} {exc}") from None
 
     def arm_key(self, arm: Arm, vae: Mapping[str, Any], seed: int) -> str:
         b = self.budget

@@ -62,6 +62,9 @@ def test_an_arms_own_fit_options_are_parsed_keyed_and_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"arm 'crop_long'.*snr_gama.*snr_gamma"):
         Experiment(glas(Path("/nonexistent"), arms=["crop", bad]), output_dir=tmp_path / "o")
     assert not (tmp_path / "o").exists()  # refused before any work
+    with pytest.raises(ConfigError, match=r"fit has no option 'ema_decy'.*'ema_decay'"):
+        Experiment(glas(Path("/nonexistent"), fit={"ema_decy": 0.9}), output_dir=tmp_path / "p")
+    assert not (tmp_path / "p").exists()  # the file's own fit too
 
 
 def test_ablation_arms_train_with_their_own_options_and_are_reported(shared_data, tmp_path):
