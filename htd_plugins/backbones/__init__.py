@@ -10,6 +10,8 @@ Public names (submodules are internal):
   on training patches), :func:`folder_digest`.
 - :class:`TrainOptions`: the latent backbones' ``fit`` options (validated on creation), so an
   application can check a run's training options before any work.
+- :func:`get_preset`: a model-size preset (``tiny``, ``small``, ``paper``): architecture and
+  training defaults.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ _PUBLIC = {
     "calibrate": "htd_plugins.backbones.ldm.autoencoders",
     "folder_digest": "htd_plugins.backbones.ldm.autoencoders",
     "TrainOptions": "htd_plugins.backbones.ldm.training",
+    "get_preset": "htd_plugins.backbones.ldm.presets",
 }
 __all__ = list(_PUBLIC)
 

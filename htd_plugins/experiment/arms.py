@@ -125,9 +125,25 @@ class ArmStages:
     def arm_key(self, arm: Arm, vae: Mapping[str, Any], seed: int) -> str:
         b = self.budget
         own = [_keyed(arm.fit)] if arm.fit else []  # absent when empty: older runs keep their keys
+        recipe = self.recipe(arm)
+        own += [recipe] if recipe else []
         return stage_key("train", vae["key"], self.bank_key, arm.name, arm.builders, arm.backbone,
                          arm.options, b.preset, self.image_size, b.steps, b.batch_size,
                          _keyed(self.config.model), _keyed(self.config.fit), seed, *own)  # fmt: skip
+
+    def recipe(self, arm: Arm) -> dict[str, Any]:
+        """The preset's training defaults that came after runs were keyed (``TrainOptions.LATER``,
+        e.g. the ``small`` preset's Min-SNR-5), as the arm trains them, where they are not the
+        option's original value: in the train key, so a run trained before that default changed
+        is never reused as if it had it (and older runs without them keep their keys)."""
+        from htd_plugins.backbones import TrainOptions, get_preset
+
+        if not is_latent(arm):
+            return {}
+        given = {**self.config.fit, **arm.fit}
+        train = get_preset(self.budget.preset).train
+        later = {k: given.get(k, getattr(train, k)) for k in TrainOptions.LATER}
+        return {k: v for k, v in later.items() if v != TrainOptions.LATER[k] and k not in given}
 
     def train(self, arm: Arm, vae: Mapping[str, Any], seed: int) -> dict[str, Any]:
         """Stage ``train:<arm>@<seed>``: the arm's own model (resumes from its checkpoint)."""

@@ -83,3 +83,27 @@ def test_ablation_arms_train_with_their_own_options_and_are_reported(shared_data
     readings = {r["reading"] for r in results["ablation"][0]["readings"]}
     assert "layout adherence mIoU" in readings and any(r.startswith("FD ") for r in readings)
     assert "## Ablation arms against map + crop" in (out / "results.md").read_text()
+
+
+def test_the_presets_later_training_defaults_are_in_the_train_key(tmp_path):
+    """The ``small`` preset trains with Min-SNR-5: an arm trained before that default (same
+    file, same budget) must not be reused as if it had it; an arm that sets it itself, or
+    turns it off, is keyed by its own ``fit``."""
+    cfg = glas(Path("/nonexistent"), arms=["crop", "crop_min_snr", "collage"])
+    exp = Experiment(cfg, budget="cpu-quick", output_dir=tmp_path / "o")
+    arms = {a.name: a for a in exp.config.arms}
+    assert exp.recipe(arms["crop"]) == {"snr_gamma": 5.0}
+    assert exp.recipe(arms["crop_min_snr"]) == {}  # its own fit says it
+    assert exp.recipe(arms["collage"]) == {}  # nothing trains
+    off = Experiment(glas(Path("/nonexistent"), arms=["crop"], fit={"snr_gamma": None}),
+                     budget="cpu-quick", output_dir=tmp_path / "p")  # fmt: skip
+    assert off.recipe(off.config.arms[0]) == {}
+    vae = {"key": "v"}
+    keys = {
+        exp.arm_key(arms["crop"], vae, 0),
+        off.arm_key(off.config.arms[0], vae, 0),
+        exp.arm_key(arms["crop_min_snr"], vae, 0),
+    }
+    assert len(keys) == 3
+    tiny = Experiment(cfg, output_dir=tmp_path / "q")  # the tiny preset keeps plain epsilon
+    assert tiny.recipe(arms["crop"]) == {}
