@@ -201,8 +201,9 @@ class ArmStages:
         own_folder(folder, key)
         pipe = Pipeline.from_pretrained(trained["model_dir"])
         options = pipe.generation_options(**asked)
-        self.log(f"{name}: {len(layouts)} patches from training layouts, {options.scheduler} "
-                 f"{options.num_inference_steps} steps, guidance {options.guidance_scale}")  # fmt: skip
+        how = (f"{options.scheduler} {options.num_inference_steps} steps, guidance "
+               f"{options.guidance_scale}" if is_latent(arm) else "no sampler")  # fmt: skip
+        self.log(f"{name}: {len(layouts)} patches from training layouts, {how}")
         t0 = time.monotonic()
         with DatasetWriter(folder, layouts[0].class_map, GENERATION_COLUMNS) as writer:
             start = len(writer)

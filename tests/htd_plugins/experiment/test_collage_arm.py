@@ -20,7 +20,11 @@ def test_collage_runs_beside_the_crop_arm(shared_data, tmp_path):
     cfg = glas(Path(shared_data), arms=["collage", "crop"], seeds=[0],
                evaluators=["frechet", "layout_adherence"], encoders=["efficientnet_lite0"])  # fmt: skip
     out = tmp_path / "run"
-    Experiment(cfg, output_dir=out, log=lambda text: None).run()
+    lines: list[str] = []
+    Experiment(cfg, output_dir=out, log=lines.append).run()
+    said = [line for line in lines if "collage@0" in line]
+    assert any("train:collage@0: no training" in line for line in said)
+    assert any(line.endswith("from training layouts, no sampler") for line in said)  # no ddim
     results = json.loads((out / "results.json").read_text())
     stages = json.loads((out / "stages" / "train--collage@0.json").read_text())["result"]
     assert stages["steps"] == 0
