@@ -8,7 +8,8 @@ percentile interval of all seeds' resamples pooled, each seed's resamples first 
 its own value when the statistic's bootstrap is biased (FD). That interval covers the spread
 of ONE run's score over seeds and over resamples of the test images, so it is wider than an
 interval of the mean: a verdict it gives holds for a single run. Without resamples the
-interval is Student's t over the seeds' values (two seeds or more), else there is none.
+interval is Student's t over the seeds' values (two seeds or more that differ), else there is
+none (one seed, or a score whose inputs every seed shares, such as the reference rows).
 
 A comparison of two arms is formed seed by seed and resample by resample (the arms of one
 seed share the resamples: same seed, same set sizes), pooled the same way, and read as:
@@ -83,12 +84,14 @@ def _pool(parts: Sequence[tuple[float | None, Any]], center: bool) -> Estimate:
         n = len(draws)
         how = f"bootstrap, {n} seed{'s' * (n > 1)} pooled ({sum(map(len, draws))} resamples)"
         return Estimate(mean, boot.interval(np.concatenate(draws)), values, how)
-    if len(points) >= 2:
+    if len(points) >= 2 and np.ptp(points) > 0:
         from scipy import stats
 
         half = stats.t.ppf(0.5 + boot.LEVEL / 2, len(points) - 1) * np.std(points, ddof=1)
         half /= np.sqrt(len(points))
         return Estimate(mean, [mean - half, mean + half], values, f"t over {len(points)} seeds")
+    if len(points) >= 2:  # a score of inputs every seed shares (a reference row): no spread
+        return Estimate(mean, None, values, f"the same value at {len(points)} seeds, no interval")
     return Estimate(mean, None, values, "one value, no interval")
 
 

@@ -81,8 +81,9 @@ def fd_table(scores: Mapping[str, Any], arms: list[str]) -> list[str]:
     return ["## Table 1: Frechet distance and KID to the held-out real patches (lower is better)",
             "", f"Against {enc0.get('n_real')} held-out patches, {enc0.get('n_synthetic')} "
             "synthetic patches per arm and seed. Mean over seeds [95 % interval over seeds and "
-            "bootstrap resamples of both sets]; reference rows: mean [t interval] over seeds, "
-            "at the synthetic sets' N.", "", table(head, rows), ""]  # fmt: skip
+            "bootstrap resamples of both sets]; reference rows at the synthetic sets' N, one "
+            "value when every seed shares their inputs (the data and the autoencoder), else "
+            "mean [t interval] over seeds.", "", table(head, rows), ""]  # fmt: skip
 
 
 def iou_table(scores: Mapping[str, Any], arms: list[str]) -> list[str]:

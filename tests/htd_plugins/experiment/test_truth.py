@@ -106,6 +106,9 @@ def test_an_interval_pools_seeds_and_resamples_and_falls_back_to_t():
     assert t.method == "t over 2 seeds" and t.ci[0] < 1.0 and t.ci[1] > 3.0
     one = sm.estimate({0: {"v": 1.0}}, sm.Metric("", lambda m: m["v"]))
     assert one.ci is None and "no interval" in sm.verdict(one, upper=2.0)
+    shared = sm.estimate({0: {"v": 2.0}, 1: {"v": 2.0}}, sm.Metric("", lambda m: m["v"]))
+    assert shared.mean == 2.0 and shared.ci is None  # not a zero-width interval
+    assert shared.method == "the same value at 2 seeds, no interval"
 
 
 @pytest.mark.parametrize(
