@@ -136,14 +136,28 @@ class ArmStages:
         e.g. the ``small`` preset's Min-SNR-5), as the arm trains them, where they are not the
         option's original value: in the train key, so a run trained before that default changed
         is never reused as if it had it (and older runs without them keep their keys)."""
-        from htd_plugins.backbones import TrainOptions, get_preset
+        from htd_plugins.backbones import TrainOptions
 
         if not is_latent(arm):
             return {}
         given = {**self.config.fit, **arm.fit}
-        train = get_preset(self.budget.preset).train
-        later = {k: given.get(k, getattr(train, k)) for k in TrainOptions.LATER}
+        later = {k: self.trained_with(arm, k) for k in TrainOptions.LATER}
         return {k: v for k, v in later.items() if v != TrainOptions.LATER[k] and k not in given}
+
+    def trained_with(self, arm: Arm, option: str) -> Any:
+        """The value of training option ``option`` the arm trains with: its own ``fit``, the
+        file's, else the budget's model preset's default."""
+        from htd_plugins.backbones import get_preset
+
+        given = {**self.config.fit, **arm.fit}
+        return given.get(option, getattr(get_preset(self.budget.preset).train, option))
+
+    def loss_weighting(self) -> dict[str, str]:
+        """Each latent arm's denoiser loss weighting (``unweighted`` or ``Min-SNR-<gamma>``),
+        for the results' header."""
+        weights = {a.name: self.trained_with(a, "snr_gamma") for a in self.config.arms
+                   if is_latent(a)}  # fmt: skip
+        return {a: "unweighted" if g is None else f"Min-SNR-{g:g}" for a, g in weights.items()}
 
     def train(self, arm: Arm, vae: Mapping[str, Any], seed: int) -> dict[str, Any]:
         """Stage ``train:<arm>@<seed>``: the arm's own model (resumes from its checkpoint)."""

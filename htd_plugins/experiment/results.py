@@ -64,6 +64,14 @@ def _generation_line(results: Mapping[str, Any]) -> str:
             f"{first.get('guidance_scale')} asked; used per arm: {per_arm or '-'}")  # fmt: skip
 
 
+def _weighting(per_arm: Mapping[str, str]) -> str:
+    """``Min-SNR-5 (every arm)`` or the arms' own, e.g. ``crop unweighted, crop_min_snr ...``."""
+    kinds = set(per_arm.values())
+    if len(kinds) == 1:
+        return f"{kinds.pop()} (every arm)"
+    return ", ".join(f"{a} {w}" for a, w in per_arm.items()) or "-"
+
+
 def _header(results: Mapping[str, Any], report: Path | None) -> list[str]:
     b, m, vae = results["budget"], results["machine"], results["autoencoder"]
     gens = next(iter(results["generated"].values()))
@@ -74,6 +82,7 @@ def _header(results: Mapping[str, Any], report: Path | None) -> list[str]:
              f"{vae['steps']} steps, trained once (first seed) and shared by every arm and seed "
              f"(held-out mean L1 {tb.cell(vae.get('reconstruction_mae_test'))}/255); each arm "
              f"{b['steps']} denoiser steps per seed",
+             f"- denoiser loss: {_weighting(results.get('loss_weighting') or {})}",
              f"- seeds: {results['seeds']} (each arm trained and sampled once per seed; the data, "
              "layouts, crop bank and autoencoder use the first)",
              f"- generation: {_generation_line(results)}",

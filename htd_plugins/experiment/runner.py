@@ -131,7 +131,7 @@ class Experiment(ArmStages):
             "image_size": self.image_size, "data": self.data.description if self.data else "",
             "data_key": self.data_key, "crop_bank": self.bank_summary, "autoencoder": vae,
             "seeds": seeds, "arms": trained, "generated": generated, "scores": scores,
-            "diagnostics": diagnostics,
+            "diagnostics": diagnostics, "loss_weighting": self.loss_weighting(),
             "wall_minutes_this_call": round((time.monotonic() - clock) / 60, 2),
         }  # fmt: skip
         paths = write_results(self, results, drivers)

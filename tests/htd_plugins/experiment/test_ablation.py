@@ -82,7 +82,10 @@ def test_ablation_arms_train_with_their_own_options_and_are_reported(shared_data
     assert [i["arm"] for i in results["ablation"]] == ["crop_min_snr", "crop_long"]
     readings = {r["reading"] for r in results["ablation"][0]["readings"]}
     assert "layout adherence mIoU" in readings and any(r.startswith("FD ") for r in readings)
-    assert "## Ablation arms against map + crop" in (out / "results.md").read_text()
+    text = (out / "results.md").read_text()
+    assert "## Ablation arms against map + crop" in text
+    # the tiny preset trains unweighted; the arm's own fit sets Min-SNR-5
+    assert "- denoiser loss: crop unweighted, crop_min_snr Min-SNR-5, crop_long unweighted" in text
 
 
 def test_the_presets_later_training_defaults_are_in_the_train_key(tmp_path):
@@ -107,3 +110,5 @@ def test_the_presets_later_training_defaults_are_in_the_train_key(tmp_path):
     assert len(keys) == 3
     tiny = Experiment(cfg, output_dir=tmp_path / "q")  # the tiny preset keeps plain epsilon
     assert tiny.recipe(arms["crop"]) == {}
+    assert exp.loss_weighting() == {"crop": "Min-SNR-5", "crop_min_snr": "Min-SNR-5"}
+    assert off.loss_weighting() == {"crop": "unweighted"}
