@@ -48,7 +48,7 @@ def test_examples_parse_with_the_paper_arms(monkeypatch, tmp_path):
         assert cfg.data["train"] == {"split": "train"} and cfg.data["test"] == {"split": "test"}
         crop = cfg.arms[3].builders[1]
         assert crop == {"name": "crop", "placement": "outside", "max_fraction": 0.5, "min_size": 8}
-        # two seeds: the `cpu` budget runs all arms and seeds within 2 h per dataset (issue 24)
+        # two seeds: the `cpu` budget runs all arms and seeds within 2 h per dataset
         assert cfg.seeds == (0, 1) and "layout_adherence" in cfg.evaluators
 
 
