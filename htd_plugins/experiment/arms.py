@@ -124,12 +124,13 @@ class ArmStages:
 
     def arm_key(self, arm: Arm, vae: Mapping[str, Any], seed: int) -> str:
         b = self.budget
-        own = [_keyed(arm.fit)] if arm.fit else []  # absent when empty: older runs keep their keys
+        fit = _trained(arm.fit)
+        own = [fit] if fit else []  # absent when empty: older runs keep their keys
         recipe = self.recipe(arm)
         own += [recipe] if recipe else []
         return stage_key("train", vae["key"], self.bank_key, arm.name, arm.builders, arm.backbone,
                          arm.options, b.preset, self.image_size, b.steps, b.batch_size,
-                         _keyed(self.config.model), _keyed(self.config.fit), seed, *own)  # fmt: skip
+                         _keyed(self.config.model), _trained(self.config.fit), seed, *own)  # fmt: skip
 
     def recipe(self, arm: Arm) -> dict[str, Any]:
         """The preset's training defaults that came after runs were keyed (``TrainOptions.LATER``,
@@ -244,3 +245,12 @@ UNKEYED = ("device", "progress")
 
 def _keyed(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k not in UNKEYED}
+
+
+def _trained(fit: Mapping[str, Any]) -> dict[str, Any]:
+    """``fit`` as keyed: a later option given at its original value (``snr_gamma: null``)
+    trains what runs before it trained, so it keys as absent and their stages are reused."""
+    from htd_plugins.backbones import TrainOptions
+
+    later = TrainOptions.LATER
+    return {k: v for k, v in _keyed(fit).items() if not (k in later and v == later[k])}

@@ -108,6 +108,11 @@ def test_the_presets_later_training_defaults_are_in_the_train_key(tmp_path):
         exp.arm_key(arms["crop_min_snr"], vae, 0),
     }
     assert len(keys) == 3
+    plain = Experiment(glas(Path("/nonexistent"), arms=["crop"]), output_dir=tmp_path / "r")
+    old = plain.arm_key(plain.config.arms[0], vae, 0)  # tiny: unweighted, as runs before
+    tiny_off = Experiment(glas(Path("/nonexistent"), arms=["crop"], fit={"snr_gamma": None}),
+                          output_dir=tmp_path / "s")  # fmt: skip
+    assert tiny_off.arm_key(tiny_off.config.arms[0], vae, 0) == old  # null: the original value
     tiny = Experiment(cfg, output_dir=tmp_path / "q")  # the tiny preset keeps plain epsilon
     assert tiny.recipe(arms["crop"]) == {}
     assert exp.loss_weighting() == {"crop": "Min-SNR-5", "crop_min_snr": "Min-SNR-5"}
