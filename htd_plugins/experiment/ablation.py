@@ -18,6 +18,7 @@ from typing import Any
 from htd_plugins.experiment import summary as sm
 from htd_plugins.experiment.claims import encoders
 from htd_plugins.experiment.config import DEFAULT_ARMS as PAPER_ARMS  # compared by .claims
+from htd_plugins.experiment.tables import est_cell
 
 #: The method every ablation arm is read against.
 BASE = "crop"
@@ -88,10 +89,8 @@ def ablation_lines(items: list[dict[str, Any]], labels: Mapping[str, str]) -> li
             if r is None or r["difference"].get("mean") is None:
                 cells.append("-")
                 continue
-            est, digits = r["difference"], (4 if c.startswith("KID") else 3)
-            ci = est.get("ci")
-            text = f"{est['mean']:+.{digits}f}"
-            text += "" if ci is None else f" [{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+            est = sm.Estimate(r["difference"]["mean"], r["difference"].get("ci"))
+            text = est_cell(est, 4 if c.startswith("KID") else 3, signed=True)
             head, _, rest = r["verdict"].partition(" (")
             cells.append(f"{text} {word.get(head, head)}" + (f" ({rest}" if rest else ""))
         lines.append(f"| {labels.get(item['arm'], item['arm'])} | " + " | ".join(cells) + " |")

@@ -117,7 +117,7 @@ class ArmStages:
             from htd_plugins.backbones import TrainOptions
 
             try:
-                override(TrainOptions(), {**self.config.fit, **arm.fit}, "fit")
+                override(TrainOptions(), self.fit(arm), "fit")
             except HtdError as exc:
                 where = f" arm {arm.name!r}:" if arm.fit else ""  # exc names the fit option
                 raise ConfigError(f"{self.config.source}:{where} {exc}") from None
@@ -141,7 +141,7 @@ class ArmStages:
 
         if not is_latent(arm):
             return {}
-        given = {**self.config.fit, **arm.fit}
+        given = self.fit(arm)
         later = {k: self.trained_with(arm, k) for k in TrainOptions.LATER}
         return {k: v for k, v in later.items() if v != TrainOptions.LATER[k] and k not in given}
 
@@ -150,8 +150,12 @@ class ArmStages:
         file's, else the budget's model preset's default."""
         from htd_plugins.backbones import get_preset
 
-        given = {**self.config.fit, **arm.fit}
-        return given.get(option, getattr(get_preset(self.budget.preset).train, option))
+        return self.fit(arm).get(option, getattr(get_preset(self.budget.preset).train, option))
+
+    def fit(self, arm: Arm) -> dict[str, Any]:
+        """The training options the arm gives: the experiment file's ``fit``, then the arm's own
+        (which wins)."""
+        return {**self.config.fit, **arm.fit}
 
     def loss_weighting(self) -> dict[str, str]:
         """Each latent arm's denoiser loss weighting (``unweighted`` or ``Min-SNR-<gamma>``),
@@ -172,7 +176,7 @@ class ArmStages:
         pipe = self.build_pipeline(arm, vae, seed)
         b = self.budget
         options = {"steps": b.steps, "seed": seed, "checkpoint_every": b.checkpoint_every,
-                   "batch_size": b.batch_size, **self.config.fit, **arm.fit}  # fmt: skip
+                   "batch_size": b.batch_size, **self.fit(arm)}  # fmt: skip
         latent = is_latent(arm)  # a training-free backbone (collage) only saves its options
         what = f"{options['steps']} steps" if latent else "no training"
         self.log(f"{name}: {what} ({arm.backbone}, builders {arm.builders})")

@@ -42,12 +42,14 @@ def cell(value: Any, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def est_cell(est: sm.Estimate, digits: int = 2) -> str:
-    """``mean [lo, hi]`` (``-`` when not measured)."""
+def est_cell(est: sm.Estimate, digits: int = 2, signed: bool = False) -> str:
+    """``mean [lo, hi]`` (``-`` when not measured); ``signed``: every number with its sign
+    (for differences)."""
     if est.mean is None:
         return "-"
-    ci = "" if est.ci is None else f" [{est.ci[0]:.{digits}f}, {est.ci[1]:.{digits}f}]"
-    return f"{est.mean:.{digits}f}{ci}"
+    f = f"{'+' if signed else ''}.{digits}f"
+    ci = "" if est.ci is None else f" [{est.ci[0]:{f}}, {est.ci[1]:{f}}]"
+    return f"{est.mean:{f}}{ci}"
 
 
 def table(head: list[str], rows: list[list[Any]]) -> str:
