@@ -111,6 +111,13 @@ def _ci(est: Mapping[str, Any]) -> str:
     return f"{mean:+.4g}" + ("" if ci is None else f" [{ci[0]:+.4g}, {ci[1]:+.4g}]")
 
 
+def _verdict(claim: Mapping[str, Any]) -> str:
+    """``**verdict** (difference [95 %])``; a claim not measured shows no difference."""
+    if claim["verdict"].startswith("not measured"):
+        return f"**{claim['verdict']}**"
+    return f"**{claim['verdict']}** ({_ci(claim['difference'])})"
+
+
 def ordering_lines(results: Mapping[str, Any]) -> list[str]:
     lines = ["## The paper's orderings", "",
              "Each claim is read from the 95 % interval of the paired difference (seed by seed, "
@@ -120,9 +127,9 @@ def ordering_lines(results: Mapping[str, Any]) -> list[str]:
     if results["budget"]["name"] == "tiny":
         lines += ["The `tiny` budget checks that the runner works; its verdicts mean nothing.", ""]
     for o in results["orderings"]:
-        text = f"- {o['claim']}: **{o['verdict']}** ({_ci(o['difference'])})"
+        text = f"- {o['claim']}: {_verdict(o)}"
         if "kid" in o:
-            text += f"; KID: **{o['kid']['verdict']}** ({_ci(o['kid']['difference'])})"
+            text += f"; KID: {_verdict(o['kid'])}"
         lines.append(text)
     return [*lines, ""]
 

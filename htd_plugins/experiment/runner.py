@@ -117,6 +117,10 @@ class Experiment(ArmStages):
         seeds = list(self.config.seeds)
         self.log(f"{self.config.name}: budget {self.budget.name}, {self.image_size} px, arms "
                  f"{[a.name for a in self.config.arms]}, seeds {seeds}, output {self.out}")  # fmt: skip
+        if self.budget.preset == "paper" and not _cuda():
+            self.log(f"warning: budget {self.budget.name!r} trains the paper-sized model "
+                     f"({self.budget.steps} steps per arm) and no GPU was found: on CPU this "
+                     "takes days; use --budget cpu or cpu-quick here")  # fmt: skip
         self.load_data()
         vae = self.autoencoder()
         trained: dict[str, dict[int, Any]] = {a.name: {} for a in self.config.arms}
@@ -205,6 +209,12 @@ class Experiment(ArmStages):
         from htd_plugins.experiment.autoencoder import shared_autoencoder
 
         return shared_autoencoder(self)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def model_size(budget: Budget, config: ExperimentConfig, own_data: bool) -> int:

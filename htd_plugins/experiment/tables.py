@@ -84,7 +84,8 @@ def fd_table(scores: Mapping[str, Any], arms: list[str]) -> list[str]:
             "", f"Against {enc0.get('n_real')} held-out patches, {enc0.get('n_synthetic')} "
             "synthetic patches per arm and seed. Mean over seeds [95 % interval over seeds and "
             "bootstrap resamples of both sets]; reference rows at the synthetic sets' N, one "
-            "value when every seed shares their inputs (the data and the autoencoder), else "
+            "value when every seed shares their inputs (the data, the autoencoder and, where the "
+            "training split holds more than N patches, the seed's own draw of N of them), else "
             "mean [t interval] over seeds.", "", table(head, rows), ""]  # fmt: skip
 
 
@@ -141,8 +142,9 @@ def adherence_table(scores: Mapping[str, Any], arms: list[str]) -> list[str]:
     return ["## Layout adherence: do the images follow their masks?", "",
             "A DeepLabv3+ trained on the real training patches segments each synthetic image; "
             "mIoU against the mask it was generated from. Its ceiling, the same network on the "
-            f"held-out real patches: {est_cell(ceiling, 3)}. Ratio = adherence / ceiling; "
-            "chance = class maps drawn from the real class frequencies.", "",
+            f"held-out real patches: {est_cell(ceiling, 3)}. Ratio = adherence / ceiling "
+            "per seed (each seed's own real-data network), then the mean over seeds: it can differ "
+            "from the ratio of the two means; chance = class maps drawn from the real class frequencies.", "",
             table(["arm", "adherence mIoU", "ratio to ceiling", "chance"], rows), ""]  # fmt: skip
 
 

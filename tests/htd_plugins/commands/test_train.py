@@ -150,10 +150,12 @@ def _train_args(*argv: str):
     return build_parser().parse_args(["train", "cfg.yaml", *argv])
 
 
-def test_train_options_go_to_their_component(builtin_manager):
+def test_train_options_go_to_their_component(builtin_manager, tmp_path, monkeypatch):
     """-o KEY: the backbone's option when it takes KEY, else fit's; PART.KEY for a section;
     --preset / --device are backbone options; a file's vae_max_minutes that leaves nothing of
-    a smaller --max-minutes is dropped with a note (examples/pipeline.yaml: 3 of 20)."""
+    a smaller --max-minutes is dropped with a note (examples/pipeline.yaml: 3 of 20). The file
+    is only read (its ``${HTD_SHARED_DATA}`` resolved to an empty folder): no data needed."""
+    monkeypatch.setenv("HTD_SHARED_DATA", str(tmp_path))
     from htd_core.config import load_config
     from htd_core.errors import ConfigError
     from htd_plugins.commands.train import apply_options

@@ -244,3 +244,31 @@ def test_device_and_progress_reach_the_run_but_no_stage_key(tmp_path, capsys):
     assert cfg.model == {"device": "cpu"} and cfg.fit == {"progress": False}
     code = main(["experiment", str(tmp_path / "e.yaml"), "--device", "no-device"])
     assert code == 2 and "--device 'no-device' is not a torch device" in capsys.readouterr().err
+
+
+def test_the_gpu_budget_without_a_gpu_warns_before_any_work(tmp_path, monkeypatch):
+    """The paper-sized budget on a machine without CUDA says so in its first lines (it would
+    take days), before the data stage."""
+    from htd_plugins.experiment import runner
+
+    cfg = config(tile_folder(tmp_path / "tiles", ["train_a", "test_a"]))
+    cfg["data"]["options"]["patch_size"] = 32
+    logged: list[str] = []
+    exp = Experiment(cfg, budget="gpu", output_dir=tmp_path / "out", log=logged.append)
+
+    class Stop(Exception):
+        pass
+
+    def stop(self):
+        raise Stop
+
+    monkeypatch.setattr(runner, "_cuda", lambda: False)
+    monkeypatch.setattr(runner.Experiment, "load_data", stop)
+    with pytest.raises(Stop):
+        exp._run_stages()
+    assert any("no GPU was found" in line and "--budget cpu" in line for line in logged)
+    monkeypatch.setattr(runner, "_cuda", lambda: True)
+    logged.clear()
+    with pytest.raises(Stop):
+        exp._run_stages()
+    assert not any("no GPU" in line for line in logged)

@@ -172,3 +172,20 @@ def test_the_gpu_budget_reads_native_resolution_and_upsampling_is_refused(tmp_pa
         Experiment({**cfg, "budget_options": {"image_size": 256}}, budget="gpu",
                    output_dir=tmp_path / "b")  # fmt: skip
     assert not (tmp_path / "b").exists()
+
+
+def test_a_claim_not_measured_shows_no_difference():
+    """A verdict of "not measured" prints no (zero) difference beside it; a measured one does,
+    and KID's follows the same rule."""
+    from htd_plugins.experiment.results import ordering_lines
+
+    zero = {"mean": 0.0, "ci": [0.0, 0.0]}
+    results = {"budget": {"name": "cpu"}, "orderings": [
+        {"claim": "IoU(a) > IoU(b)", "verdict": "not measured (at or below chance)",
+         "difference": zero},
+        {"claim": "FD(a) < FD(b)", "verdict": "tie", "difference": {"mean": -1.5, "ci": [-3, 1]},
+         "kid": {"verdict": "not measured (no KID)", "difference": zero}},
+    ]}  # fmt: skip
+    lines = ordering_lines(results)
+    assert "- IoU(a) > IoU(b): **not measured (at or below chance)**" in lines
+    assert "- FD(a) < FD(b): **tie** (-1.5 [-3, +1]); KID: **not measured (no KID)**" in lines
