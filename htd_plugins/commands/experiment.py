@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--budget",
         help="budget preset overriding the file's: tiny (a smoke test), demo, cpu-quick (800 "
-        "steps per arm), cpu (1200; the example files' 4 arms x 2 seeds took 1.7-2.3 h per "
+        "steps per arm), cpu (1200; the example files' 4 arms x 2 seeds took 1.8-2.8 h per "
         "dataset on 2 CPU cores, docs/results.md), gpu (the paper preset at the data's native "
         "patch size)",
     )

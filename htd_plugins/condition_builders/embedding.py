@@ -12,6 +12,13 @@ in memory, keyed by the crop's pixels (a BLAKE2b digest of its bytes and its sha
 crops of a sample not seen yet are embedded in one batch. A cached embedding is the one the
 encoder computed for those pixels (up to the float rounding of the batch it was computed in):
 the condition does not change.
+
+The crop builder trims a drawn crop to the square its class region holds (its centre, 8 to 32
+px at 64 px), so one bank entry gives many distinct squares and the cache rarely hits: the
+encoder then runs on nearly every crop of every training step. ``whole_crop=True`` embeds the
+drawn crop itself (the bank entry or explicit crop, whole) instead: the same draw, more of the
+same tissue, and each entry embedded once however often it is drawn (the experiment's
+``embedding`` arm; docs/results.md gives its speed and FD against the placed squares).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from htd_core.errors import InputError
 from htd_core.types import CROP_PROVENANCE
 from htd_plugins.condition_builders.crops.bank import CropBank
 from htd_plugins.condition_builders.crops.inner import inner_cropper
-from htd_plugins.condition_builders.crops.provenance import crop_provenance
+from htd_plugins.condition_builders.crops.provenance import CropChoice, crop_provenance
 
 
 class EmbeddingBuilder(ConditionBuilder):
@@ -51,6 +58,10 @@ class EmbeddingBuilder(ConditionBuilder):
         cache_size: distinct crop embeddings kept in memory (least recently used dropped
             first; ``embed_dim`` float32 each: 20000 x 1280 is 100 MB); 0 embeds every crop
             every time.
+        whole_crop: embed each drawn bank or explicit crop whole (as stored, any size) rather
+            than the square placed from it (see the module docstring); a crop cut from the
+            sample itself is embedded as placed either way. The tokens still say nothing of
+            where a crop sits, so only what the encoder sees changes.
 
     Raises:
         InputError: an unknown encoder or option, a negative ``cache_size``.
@@ -66,6 +77,7 @@ class EmbeddingBuilder(ConditionBuilder):
         classes: list[str] | tuple[str, ...] | None = None,
         seed: int = 0,
         cache_size: int = 20000,
+        whole_crop: bool = False,
     ) -> None:
         from htd_core.options import check_int
 
@@ -87,6 +99,7 @@ class EmbeddingBuilder(ConditionBuilder):
                 f"{type(encoder).__name__}"
             )
         self.normalize = bool(normalize)
+        self.whole_crop = bool(whole_crop)
         self.token_dim = int(self.encoder.embed_dim)
 
     def channels(self, class_map: ClassMap) -> tuple[str, ...]:
@@ -104,8 +117,9 @@ class EmbeddingBuilder(ConditionBuilder):
         tokens = torch.zeros((len(names), self.token_dim), dtype=torch.float32)
         if placed:
             enc = self.encoder
-            feats = self.embed([c.image for c in placed.values()])
             classes = [sample.class_map.names[i] for i in placed]
+            pixels = [self.pixels(c, n) for c, n in zip(placed.values(), classes, strict=True)]
+            feats = self.embed(pixels)
             enc.check_finite(feats, f"crops (classes {classes})")
             if self.normalize:
                 feats = torch.nn.functional.normalize(feats, dim=1)
@@ -115,6 +129,16 @@ class EmbeddingBuilder(ConditionBuilder):
             token_names=names,
             meta={CROP_PROVENANCE: crop_provenance(sample.class_map, choices)},
         )
+
+    def pixels(self, choice: CropChoice, class_name: str) -> np.ndarray:
+        """What the encoder sees of a placed crop (uint8 H x W x 3): its placed square, or with
+        ``whole_crop`` the bank entry or explicit crop it was drawn from, whole."""
+        p = choice.provenance
+        if self.whole_crop and p.get("source") == "bank" and "bank_index" in p:
+            return np.asarray(self.cropper.bank.crops(class_name)[int(p["bank_index"])].image)
+        if self.whole_crop and p.get("source") == "explicit":
+            return np.asarray(self.cropper.crops[class_name])
+        return choice.image
 
     def embed(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
         """Encoder features of ``crops`` (uint8 H x W x 3 each): float32 N x ``embed_dim``,
@@ -144,7 +168,8 @@ class EmbeddingBuilder(ConditionBuilder):
         return torch.stack(rows)
 
     def __repr__(self) -> str:
-        return f"EmbeddingBuilder(encoder={self.encoder.label!r})"
+        whole = ", whole_crop=True" if self.whole_crop else ""
+        return f"EmbeddingBuilder(encoder={self.encoder.label!r}{whole})"
 
 
 @hookimpl

@@ -45,9 +45,11 @@ from htd_core.errors import ConfigError
 #: strands hold no 16 px square in 43 % of class instances).
 CROPS: dict[str, Any] = {"placement": "outside", "max_fraction": 0.5, "min_size": 8}
 #: The paper's arms (Table 1 / Table 2 columns) and ablations. ``crop`` is the method:
-#: semantic map + one real crop per class (:data:`CROPS`); ``embedding`` gives the same crops
-#: as encoder embeddings (cross-attention tokens); ``semantic_map`` is the map alone (what the
-#: crops add is crop vs map); ``unconditional`` is a model of its own with no condition (not
+#: semantic map + one real crop per class (:data:`CROPS`); ``embedding`` gives the same draws
+#: as encoder embeddings (cross-attention tokens) of the whole bank crop, each embedded once
+#: (``whole_crop``: the squares placed from a crop rarely repeat, so the encoder ran on
+#: nearly every one); ``semantic_map`` is the map alone (what the crops add is crop vs map);
+#: ``unconditional`` is a model of its own with no condition (not
 #: the null branch of a conditioned model). ``crop_elsewhere`` is the old placement (cut from
 #: the target, moved), an ablation of the copy shortcut; ``concat_ldm`` another backbone;
 #: ``collage`` the training-free reference (each class region tiled with the crop arm's crops,
@@ -58,7 +60,8 @@ _CROP = ["semantic_map", {"name": "crop", **CROPS}]  # the method's builders
 ARMS: dict[str, dict[str, Any]] = {
     "crop": {"builders": _CROP},
     "embedding": {"builders": ["semantic_map", {"name": "embedding", "encoder": "efficientnet_lite0",
-                                                "normalize": True, "crop_options": dict(CROPS)}]},
+                                                "normalize": True, "whole_crop": True,
+                                                "crop_options": dict(CROPS)}]},
     "unconditional": {"builders": ["unconditional"]},
     "semantic_map": {"builders": ["semantic_map"]},
     "crop_elsewhere": {"builders": ["semantic_map", {"name": "crop", "placement": "elsewhere",
@@ -140,8 +143,8 @@ def load_experiment(
 
     Raises:
         ConfigError: a missing file, unknown keys (with the closest name), an arm that is
-            neither a paper arm nor a registered condition builder (listing both), an unknown
-            evaluator, or a malformed section; every message names the file and the key.
+            neither a named arm (the paper's or an ablation) nor a registered condition builder
+            (listing both), an unknown evaluator, or a malformed section; every message names the file and the key.
     """
     from htd_core.config import read_yaml_mapping, resolve_paths
     from htd_plugins.experiment.figure_options import figure_options
@@ -267,8 +270,9 @@ def _arm(value: Any, where: str) -> Arm:
         if value in registered:
             return Arm(value, [value])
         raise ConfigError(
-            f"{where}: arm {value!r} is neither a paper arm ({', '.join(ARMS)}) nor a registered "
-            f"condition builder ({', '.join(registered)}); `htd plugins` lists the builders"
+            f"{where}: arm {value!r} is neither a named arm (the paper's and the ablations: "
+            f"{', '.join(ARMS)}) nor a registered condition builder ({', '.join(registered)}); "
+            "`htd plugins` lists the builders"
         )
     if isinstance(value, Mapping) and value.get("name") and value.get("builders"):
         unknown = set(value) - {"name", "builders", "backbone", "options", "fit"}

@@ -99,10 +99,13 @@ def iou_table(scores: Mapping[str, Any], arms: list[str]) -> list[str]:
     head = ["DeepLabv3+ trained on", "mIoU", "mean Dice", "n train", "paper mIoU Camelyon16",
             "paper mIoU PANDA"]  # fmt: skip
 
+    chance = sm.estimate(real, sm.Metric("", lambda m: m["chance_mean_iou"]))
+
     def row(label: str, per_seed: Mapping[Any, Any], setting: str, paper: tuple) -> list[Any]:
         dice = sm.estimate(per_seed, sm.Metric("", lambda m: m["settings"][setting]["mean_dice"]))
         n = sm.estimate(per_seed, sm.Metric("", lambda m: m["settings"][setting]["n_train"]))
-        return [label, est_cell(sm.estimate(per_seed, sm.iou(setting)), 3), cell(dice.mean, 3),
+        iou = sm.estimate(per_seed, sm.iou(setting))
+        return [label, est_cell(iou, 3) + chance_flag(iou, chance.mean), cell(dice.mean, 3),
                 cell(None if n.mean is None else int(n.mean)), *paper]  # fmt: skip
 
     rows = [row("real training patches", real, "real", PAPER_IOU["real"])]
@@ -111,14 +114,22 @@ def iou_table(scores: Mapping[str, Any], arms: list[str]) -> list[str]:
                         PAPER_IOU.get(arm, ("-", "-"))))  # fmt: skip
         rows.append(row(f"real + {LABELS.get(arm, arm)} synthetic", seg.get(arm, {}),
                         "real+synthetic", ("-", "-")))  # fmt: skip
-    chance = sm.estimate(real, sm.Metric("", lambda m: m["chance_mean_iou"]))
     budget = first.get("budget", {})
     return ["## Table 2: segmentation of the held-out real patches", "",
             f"Chance mIoU {cell(chance.mean, 3)}; {first.get('n_test')} test patches from "
             f"{first.get('n_test_sources')} source images; DeepLabv3+ {_budget_text(budget)}. "
             "Mean over seeds [95 % interval over seeds and bootstrap resamples of the test "
             "patches]. The unconditional arm's images are not conditioned on the masks they "
-            "are paired with, so its rows measure unpaired data.", "", table(head, rows), ""]  # fmt: skip
+            "are paired with, so its rows measure unpaired data. \"At or below chance\": the "
+            "interval reaches chance mIoU.", "", table(head, rows), ""]  # fmt: skip
+
+
+def chance_flag(est: sm.Estimate, chance: float | None) -> str:
+    """``" (at or below chance)"`` when ``est``'s interval (its mean, without one) reaches
+    ``chance`` (an mIoU), else ``""``: such a score says nothing of the arm."""
+    if chance is None or est.mean is None:
+        return ""
+    return " (at or below chance)" if (est.ci[0] if est.ci else est.mean) <= chance else ""
 
 
 def _budget_text(budget: Mapping[str, Any]) -> str:
@@ -136,7 +147,8 @@ def adherence_table(scores: Mapping[str, Any], arms: list[str]) -> list[str]:
         per_seed = adh.get(arm, {})
         ratio = sm.Metric("", lambda m: m["ratio"], lambda m: sm.resamples_of(m, "ratio"))
         chance = sm.estimate(per_seed, sm.Metric("", lambda m: m["chance_mean_iou"]))
-        rows.append([LABELS.get(arm, arm), est_cell(sm.estimate(per_seed, sm.adherence()), 3),
+        adherence = sm.estimate(per_seed, sm.adherence())
+        rows.append([LABELS.get(arm, arm), est_cell(adherence, 3) + chance_flag(adherence, chance.mean),
                      est_cell(sm.estimate(per_seed, ratio), 3), cell(chance.mean, 3)])  # fmt: skip
     ceiling = sm.estimate(next(iter(adh.values())), sm.adherence("ceiling"))
     return ["## Layout adherence: do the images follow their masks?", "",
@@ -144,7 +156,8 @@ def adherence_table(scores: Mapping[str, Any], arms: list[str]) -> list[str]:
             "mIoU against the mask it was generated from. Its ceiling, the same network on the "
             f"held-out real patches: {est_cell(ceiling, 3)}. Ratio = adherence / ceiling "
             "per seed (each seed's own real-data network), then the mean over seeds: it can differ "
-            "from the ratio of the two means; chance = class maps drawn from the real class frequencies.", "",
+            "from the ratio of the two means; chance = class maps drawn from the real class "
+            "frequencies (\"at or below chance\": the interval reaches it).", "",
             table(["arm", "adherence mIoU", "ratio to ceiling", "chance"], rows), ""]  # fmt: skip
 
 

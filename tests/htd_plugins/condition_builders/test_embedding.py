@@ -136,3 +136,32 @@ def test_each_distinct_crop_is_embedded_once_and_the_tokens_do_not_change():
     assert len(small._cache) == 3  # least recently used dropped
     with pytest.raises(InputError, match="cache_size"):
         EmbeddingBuilder(_ENCODER, cache_size=-1)
+
+
+def test_whole_crop_embeds_the_drawn_bank_crop_once_per_entry():
+    """``whole_crop``: the same draws as the placed squares (same classes tokened), each token
+    the embedding of the whole bank entry, so the encoder runs at most once per entry however
+    many sizes the squares placed from it take."""
+    bank = CropBank.from_samples([synthetic_sample(64, seed=s) for s in range(4)], size=24,
+                                 min_size=4)  # fmt: skip
+    options = {"bank": bank, "crop_options": {"min_size": 4, "placement": "outside"}}
+    whole = EmbeddingBuilder(_ENCODER, whole_crop=True, **options)
+    placed = EmbeddingBuilder(_ENCODER, **options)
+    samples = [synthetic_sample(64, seed=s) for s in range(4, 8)]
+    builds = [(s, seed) for seed in range(10) for s in samples]
+    entries, sizes = set(), set()
+    for s, seed in builds:
+        a, b = whole.build(s, seed=seed), placed.build(s, seed=seed)
+        assert a.meta == b.meta  # the same draws, placed alike
+        for name, prov in a.meta["crop_provenance"].items():
+            if prov and "bank_index" in prov:
+                k = a.token_names.index(f"embed:{name}")
+                entry = bank.crops(name)[prov["bank_index"]].image
+                with torch.inference_mode():
+                    expected = _ENCODER.forward(_ENCODER.preprocess(np.asarray(entry)))[0]
+                assert torch.allclose(a.tokens[k], expected.float(), atol=1e-5)
+                assert b.tokens[k].abs().sum() > 0
+                entries.add((name, prov["bank_index"]))
+                sizes.add((name, prov["bank_index"], prov["placed_size"]))
+    assert len(whole._cache) == len(entries) < len(sizes) <= len(placed._cache)
+    assert "whole_crop=True" in repr(whole)

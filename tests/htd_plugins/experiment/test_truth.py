@@ -189,3 +189,25 @@ def test_a_claim_not_measured_shows_no_difference():
     lines = ordering_lines(results)
     assert "- IoU(a) > IoU(b): **not measured (at or below chance)**" in lines
     assert "- FD(a) < FD(b): **tie** (-1.5 [-3, +1]); KID: **not measured (no KID)**" in lines
+
+
+def test_a_score_whose_interval_reaches_chance_is_flagged():
+    """Table 2 and the adherence table mark a score whose interval reaches chance mIoU (the
+    unconditional arm's, typically); one clear of it is not marked."""
+    from htd_plugins.experiment.tables import adherence_table, chance_flag
+
+    assert chance_flag(sm.Estimate(0.12, [0.08, 0.15]), 0.14) == " (at or below chance)"
+    assert chance_flag(sm.Estimate(0.30, [0.27, 0.33]), 0.14) == ""
+    assert chance_flag(sm.Estimate(0.10), 0.14) == " (at or below chance)"  # no interval
+    assert chance_flag(sm.Estimate(None), 0.14) == chance_flag(sm.Estimate(0.1), None) == ""
+
+    def seeds(value: float) -> dict[int, dict]:
+        part = {"mean_iou": value, "bootstrap": {"mean_iou": [value - 0.01, value + 0.01]}}
+        return {s: {"adherence": part, "ceiling": {"mean_iou": 0.6}, "ratio": value / 0.6,
+                    "chance_mean_iou": 0.15} for s in (0, 1)}  # fmt: skip
+
+    lines = adherence_table({"layout_adherence": {"unconditional": seeds(0.12),
+                                                  "crop": seeds(0.3)}}, ["unconditional", "crop"])  # fmt: skip
+    rows = {r.split(" | ")[0]: r for r in "\n".join(lines).splitlines() if r.startswith("| ")}
+    assert "(at or below chance)" in rows["| unconditional (its own model)"]
+    assert "(at or below chance)" not in rows["| map + crop (the method)"]

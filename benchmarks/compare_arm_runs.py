@@ -1,0 +1,83 @@
+"""One arm of two experiment runs side by side: did a change of the arm move its scores?
+
+Reads ``OUT/evaluation/results/<evaluator>--<arm>@<seed>.json`` of both runs (the same data,
+test split and seeds, so their bootstrap resamples pair up as the arms of one run do) and
+prints, per score, each run's mean over seeds and the paired difference B - A with the
+experiment's 95 % interval (:mod:`htd_plugins.experiment.summary`: seeds and resamples pooled),
+read as "moved" (the interval excludes 0) or "tie" (it does not). Written for issue "Synthetic
+tissue good enough to train on", item 6: the embedding arm of whole bank crops (B) against the
+placed squares it embedded before (A) must not move beyond its interval.
+
+    python benchmarks/compare_arm_runs.py runs/wsss4luad-cpu runs/wsss4luad-cpu-whole \\
+        --arm embedding [--against crop]
+
+``--against``: also print B's arm minus that arm of run A (e.g. the crop arm both runs share).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+
+def load(run: Path, arm: str) -> dict[str, dict[int, dict]]:
+    """``{evaluator: {seed: metrics}}`` of ``arm`` in ``run``."""
+    out: dict[str, dict[int, dict]] = {}
+    for path in sorted((run / "evaluation" / "results").glob(f"*--{arm}@*.json")):
+        m = re.fullmatch(rf"(.+)--{re.escape(arm)}@(\d+)\.json", path.name)
+        if m:
+            out.setdefault(m[1], {})[int(m[2])] = json.loads(path.read_text())["metrics"]
+    if not out:
+        raise SystemExit(f"compare_arm_runs: {run} has no results of arm {arm!r}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a", type=Path, help="run folder A (before)")
+    parser.add_argument("b", type=Path, help="run folder B (after)")
+    parser.add_argument("--arm", required=True)
+    parser.add_argument("--against", help="an arm of run A to set B's arm against as well")
+    args = parser.parse_args()
+
+    from htd_plugins.experiment import summary as sm
+
+    a, b = load(args.a, args.arm), load(args.b, args.arm)
+    other = load(args.a, args.against) if args.against else None
+    metrics = []
+    encoders = next(iter(a.get("frechet", {}).values()), {}).get("encoders", {})
+    for key in sorted(encoders):
+        metrics += [("frechet", sm.fd(key, key)), ("frechet", sm.kid(key, key))]
+    metrics += [("deeplabv3plus", sm.iou(s)) for s in ("synthetic", "real+synthetic")]
+    metrics += [("layout_adherence", sm.adherence())]
+    head = f"| score | A: {args.arm} | B: {args.arm} | B - A [95 %] | reading |"
+    if other is not None:
+        head += f" B - A's {args.against} [95 %] |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for evaluator, metric in metrics:
+        if evaluator not in a or evaluator not in b:
+            continue
+        ea, eb = sm.estimate(a[evaluator], metric), sm.estimate(b[evaluator], metric)
+        diff = sm.difference(b[evaluator], a[evaluator], metric)
+        moved = sm.verdict(diff, None, 0.0) == "holds" or sm.verdict(diff, 0.0) == "holds"
+        row = (f"| {metric.label} | {_num(ea.mean)} | {_num(eb.mean)} | {_est(diff)} | "
+               f"{'moved' if moved else 'tie'} |")  # fmt: skip
+        if other is not None and evaluator in other:
+            row += f" {_est(sm.difference(b[evaluator], other[evaluator], metric))} |"
+        print(row)
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
+
+
+def _est(e) -> str:
+    ci = "" if e.ci is None else f" [{e.ci[0]:+.3g}, {e.ci[1]:+.3g}]"
+    return "n/a" if e.mean is None else f"{e.mean:+.3g}{ci}"
+
+
+if __name__ == "__main__":
+    main()
