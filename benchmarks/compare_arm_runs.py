@@ -1,8 +1,7 @@
 """One arm of two experiment runs side by side: did a change of the arm move its scores?
 
-Reads ``OUT/evaluation/results/<evaluator>--<arm>@<seed>.json`` of both runs (the same data,
-test split and seeds, so their bootstrap resamples pair up as the arms of one run do) and
-prints, per score, each run's mean over seeds and the paired difference B - A with the
+Reads the ``scores`` of both runs' ``results.json`` (the same data, test split and seeds, so
+their bootstrap resamples pair up as the arms of one run do) and prints, per score, each run's mean over seeds and the paired difference B - A with the
 experiment's 95 % interval (:mod:`htd_plugins.experiment.summary`: seeds and resamples pooled),
 read as "moved" (the interval excludes 0) or "tie" (it does not). Written for issue "Synthetic
 tissue good enough to train on", item 6: the embedding arm of whole bank crops (B) against the
@@ -18,17 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 
-def load(run: Path, arm: str) -> dict[str, dict[int, dict]]:
-    """``{evaluator: {seed: metrics}}`` of ``arm`` in ``run``."""
-    out: dict[str, dict[int, dict]] = {}
-    for path in sorted((run / "evaluation" / "results").glob(f"*--{arm}@*.json")):
-        m = re.fullmatch(rf"(.+)--{re.escape(arm)}@(\d+)\.json", path.name)
-        if m:
-            out.setdefault(m[1], {})[int(m[2])] = json.loads(path.read_text())["metrics"]
+def load(run: Path, arm: str) -> dict[str, dict[str, dict]]:
+    """``{evaluator: {seed: metrics}}`` of ``arm`` in ``run``'s ``results.json`` (its
+    ``scores``, as the run's tables read them)."""
+    path = run / "results.json"
+    if not path.is_file():
+        raise SystemExit(f"compare_arm_runs: {path} not found: give an experiment run's folder")
+    scores = json.loads(path.read_text()).get("scores", {})
+    out = {ev: per_arm[arm] for ev, per_arm in scores.items() if arm in per_arm}
     if not out:
         raise SystemExit(f"compare_arm_runs: {run} has no results of arm {arm!r}")
     return out
