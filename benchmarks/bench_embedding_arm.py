@@ -10,8 +10,8 @@ autoencoder, ``small`` preset, batch 16, 1 thread. The arms alternate in rounds 
 optimizer steps (each fit continues the same model and builder, so the embedding cache warms
 as in a run, and draws its batches and crops with the round as seed: a fit's draws are a pure
 function of its seed and step, so rounds of one seed would replay round 1's crops and hit the
-cache every time, a warm cache no run has); per round: s/step of each, the encoder's images per step (its cache misses)
-and the ratios to the crop arm. The last rounds are the steady state of a long run; the
+cache every time, a warm cache no run has); per round: s/step of each, the encoder's images
+per step (its cache misses) and the ratios to the crop arm. The last rounds are the steady state of a long run; the
 first, its cold start.
 
     python benchmarks/bench_embedding_arm.py --run runs/glas-cpu-quick [--steps 25] [--rounds 4]

@@ -1,8 +1,8 @@
 """One arm of two experiment runs side by side: did a change of the arm move its scores?
 
 Reads the ``scores`` of both runs' ``results.json`` (the same data, test split and seeds, so
-their bootstrap resamples pair up as the arms of one run do) and prints, per score, each run's mean over seeds and the paired difference B - A with the
-experiment's 95 % interval (:mod:`htd_plugins.experiment.summary`: seeds and resamples pooled),
+their bootstrap resamples pair up as the arms of one run do) and prints, per score, each run's
+mean over seeds and the paired difference B - A with the experiment's 95 % interval (:mod:`htd_plugins.experiment.summary`: seeds and resamples pooled),
 read as "moved" (the interval excludes 0) or "tie" (it does not). Written for issue "Synthetic
 tissue good enough to train on", item 6: the embedding arm of whole bank crops (B) against the
 placed squares it embedded before (A) must not move beyond its interval.
@@ -42,6 +42,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from htd_plugins.experiment import summary as sm
+    from htd_plugins.experiment.tables import est_cell
 
     a, b = load(args.a, args.arm), load(args.b, args.arm)
     other = load(args.a, args.against) if args.against else None
@@ -61,21 +62,14 @@ def main() -> None:
             continue
         ea, eb = sm.estimate(a[evaluator], metric), sm.estimate(b[evaluator], metric)
         diff = sm.difference(b[evaluator], a[evaluator], metric)
-        moved = sm.verdict(diff, None, 0.0) == "holds" or sm.verdict(diff, 0.0) == "holds"
-        row = (f"| {metric.label} | {_num(ea.mean)} | {_num(eb.mean)} | {_est(diff)} | "
-               f"{'moved' if moved else 'tie'} |")  # fmt: skip
+        moved = sm.verdict(diff, upper=0.0) in ("holds", "does not hold")  # 0 outside
+        digits = 2 if "FD" in metric.label else 4
+        row = (f"| {metric.label} | {est_cell(ea, digits)} | {est_cell(eb, digits)} | "
+               f"{est_cell(diff, digits, signed=True)} | {'moved' if moved else 'tie'} |")  # fmt: skip
         if other is not None and evaluator in other:
-            row += f" {_est(sm.difference(b[evaluator], other[evaluator], metric))} |"
+            against = sm.difference(b[evaluator], other[evaluator], metric)
+            row += f" {est_cell(against, digits, signed=True)} |"
         print(row)
-
-
-def _num(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4g}"
-
-
-def _est(e) -> str:
-    ci = "" if e.ci is None else f" [{e.ci[0]:+.3g}, {e.ci[1]:+.3g}]"
-    return "n/a" if e.mean is None else f"{e.mean:+.3g}{ci}"
 
 
 if __name__ == "__main__":

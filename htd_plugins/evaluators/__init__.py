@@ -10,6 +10,7 @@ Public names (submodules are internal):
   Frechet distance between two such (float64 maths).
 - :func:`build_encoder`, :func:`encoder_spec_name`: an encoder from its spec (a registered
   name, ``{name: options}`` or an instance) and the name it is reported under.
+- :func:`at_or_below_chance`: whether a mean IoU does not exceed the chance mean IoU.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "at_or_below_chance",
     "build_encoder",
     "crop_region",
     "encoder_spec_name",
@@ -39,6 +41,10 @@ def __getattr__(name: str) -> Any:  # lazy: importing an evaluator plugin stays 
         from htd_plugins.evaluators.distance import fd_math
 
         return getattr(fd_math, name)
+    if name == "at_or_below_chance":
+        from htd_plugins.evaluators.segmentation.section import at_or_below_chance
+
+        return at_or_below_chance
     if name in ("build_encoder", "encoder_spec_name"):
         from htd_plugins.evaluators.distance import encoding
 

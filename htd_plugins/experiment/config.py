@@ -49,8 +49,8 @@ CROPS: dict[str, Any] = {"placement": "outside", "max_fraction": 0.5, "min_size"
 #: as encoder embeddings (cross-attention tokens) of the whole bank crop, each embedded once
 #: (``whole_crop``: the squares placed from a crop rarely repeat, so the encoder ran on
 #: nearly every one); ``semantic_map`` is the map alone (what the crops add is crop vs map);
-#: ``unconditional`` is a model of its own with no condition (not
-#: the null branch of a conditioned model). ``crop_elsewhere`` is the old placement (cut from
+#: ``unconditional`` is a model of its own with no condition (not the null branch of a
+#: conditioned model). ``crop_elsewhere`` is the old placement (cut from
 #: the target, moved), an ablation of the copy shortcut; ``concat_ldm`` another backbone;
 #: ``collage`` the training-free reference (each class region tiled with the crop arm's crops,
 #: no model: what copy-paste augmentation gives); ``crop_v_prediction`` and ``crop_min_snr``
@@ -144,7 +144,8 @@ def load_experiment(
     Raises:
         ConfigError: a missing file, unknown keys (with the closest name), an arm that is
             neither a named arm (the paper's or an ablation) nor a registered condition builder
-            (listing both), an unknown evaluator, or a malformed section; every message names the file and the key.
+            (listing both), an unknown evaluator, or a malformed section; every message names
+            the file and the key.
     """
     from htd_core.config import read_yaml_mapping, resolve_paths
     from htd_plugins.experiment.figure_options import figure_options

@@ -127,9 +127,10 @@ def iou_table(scores: Mapping[str, Any], arms: list[str]) -> list[str]:
 def chance_flag(est: sm.Estimate, chance: float | None) -> str:
     """``" (at or below chance)"`` when ``est``'s interval (its mean, without one) reaches
     ``chance`` (an mIoU), else ``""``: such a score says nothing of the arm."""
-    if chance is None or est.mean is None:
-        return ""
-    return " (at or below chance)" if (est.ci[0] if est.ci else est.mean) <= chance else ""
+    from htd_plugins.evaluators import at_or_below_chance
+
+    low = None if est.mean is None else est.ci[0] if est.ci else est.mean
+    return " (at or below chance)" if at_or_below_chance(low, chance) else ""
 
 
 def _budget_text(budget: Mapping[str, Any]) -> str:
