@@ -157,6 +157,14 @@ class ArmStages:
         (which wins)."""
         return {**self.config.fit, **arm.fit}
 
+    def decoders(self, vae: Mapping[str, Any]) -> dict[str, str | None]:
+        """The autoencoder folder that decodes each arm's images: the shared one (``vae``), the
+        arm's own where its options name one (an autoencoder ablation arm), None for a
+        training-free arm (collage). For the results: the shared autoencoder's reconstruction
+        row speaks only for the arms it decodes."""
+        return {a.name: str(a.options.get("autoencoder") or vae.get("path")) if is_latent(a)
+                else None for a in self.config.arms}  # fmt: skip
+
     def loss_weighting(self) -> dict[str, str]:
         """Each latent arm's denoiser loss weighting (``unweighted`` or ``Min-SNR-<gamma>``),
         for the results' header."""

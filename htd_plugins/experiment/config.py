@@ -156,6 +156,11 @@ def load_experiment(
         raw = read_yaml_mapping(source, "experiment file", ", ".join(KEYS))
         label, base = str(source), Path(source).parent
     raw = dict(raw)
+    given_by_o = {str(key).partition(".")[0] for key in overrides or {}}
+
+    def at(key: str) -> str:  # where a section's value came from: the file, or -o
+        return f"{label} (-o {key})" if key in given_by_o else label
+
     for key, value in (overrides or {}).items():
         top, dot, sub = str(key).partition(".")
         if dot:
@@ -169,28 +174,32 @@ def load_experiment(
     data = raw.get("data")
     if not isinstance(data, Mapping) or "sampler" not in data:
         raise ConfigError(
-            f"{label}: data: give a mapping with sampler, options, train and test (the sampler "
+            f"{at('data')}: data: give a mapping with sampler, options, train and test (the sampler "
             "options of each split)"
         )
-    _known(data, DATA_KEYS, f"{label}: data key", f"{label}: data:")
+    _known(data, DATA_KEYS, f"{at('data')}: data key", "data:")
     for key in ("options", "train", "test"):
         if not isinstance(data.get(key, {}), Mapping):
-            raise ConfigError(f"{label}: data.{key}: expected a mapping of sampler options")
+            raise ConfigError(f"{at('data')}: data.{key}: expected a mapping of sampler options")
     data = resolve_paths(dict(data), base, f"{label}: data")
     name = str(raw.get("name") or (Path(label).stem if base is not None else "experiment"))
     given = raw.get("arms") or DEFAULT_ARMS
     given = [given] if isinstance(given, str | Mapping) else given  # -o arms=crop: one arm
-    arms = [_arm(a, f"{label}: arms[{i}]") for i, a in enumerate(given)]
+    arms = [_arm(a, f"{at('arms')}: arms[{i}]") for i, a in enumerate(given)]
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
-        raise ConfigError(f"{label}: arms: {twice} listed twice (got {names}); list each arm once")
-    evaluators = _evaluators(raw.get("evaluators") or DEFAULT_EVALUATORS, f"{label}: evaluators")
+        raise ConfigError(
+            f"{at('arms')}: arms: {twice} listed twice (got {names}); list each arm once"
+        )
+    evaluators = _evaluators(
+        raw.get("evaluators") or DEFAULT_EVALUATORS, f"{at('evaluators')}: evaluators"
+    )
     for key in ("budget_options", "model", "fit"):
         if not isinstance(raw.get(key, {}), Mapping):
-            raise ConfigError(f"{label}: {key}: expected a mapping")
-    seeds = _seeds(raw, label)
-    figure = figure_options(raw.get("figure") or {}, base, label)
+            raise ConfigError(f"{at(key)}: {key}: expected a mapping")
+    seeds = _seeds(raw, at("seeds") if "seeds" in given_by_o else at("seed"))
+    figure = figure_options(raw.get("figure") or {}, base, at("figure"))
     out = raw.get("output_dir")
     return ExperimentConfig(
         name=name, data=data, arms=arms, budget=str(raw.get("budget") or "cpu-quick"),

@@ -28,7 +28,7 @@ def figure_options(value: Any, base: Path | None, label: str) -> dict[str, Any]:
         if key not in ("rows", "autoencoders"):
             raise ConfigError(
                 f"{label}: figure key {key!r} unknown.{suggest(str(key), ['rows', 'autoencoders'])}"
-                f" {label}: figure: rows, autoencoders"
+                " The figure keys: rows, autoencoders"
             )
     rows = value.get("rows", 8)
     if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:

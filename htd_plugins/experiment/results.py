@@ -154,6 +154,7 @@ def diagnostics(results: Mapping[str, Any]) -> list[str]:
     used, and each arm's FD at each seed."""
     scores, arms = results["scores"], list(results["arms"])
     frechet = scores.get("frechet", {})
+    shared, elsewhere = decoded(results, arms)
     lines = ["## Diagnostics", ""]
     for key, label in encoders(scores).items():
         per_seed = frechet.get(arms[0], {})
@@ -167,7 +168,8 @@ def diagnostics(results: Mapping[str, Any]) -> list[str]:
         )
         lines.append(f"- {label}: real vs real {tb.est_cell(real, 1)}, training patches through "
                      f"the autoencoder {tb.est_cell(recon, 1)} (same N, unpaired); FD per seed: "
-                     f"{seeds}. {autoencoder_reading(recon, {a: sm.estimate(frechet.get(a, {}), fd) for a in arms})}")  # fmt: skip
+                     f"{seeds}. {autoencoder_reading(recon, {a: sm.estimate(frechet.get(a, {}), fd) for a in shared})}"
+                     f"{elsewhere}")  # fmt: skip
     fidelity = results.get("diagnostics", {}).get("crop_fidelity") or {}
     if fidelity.get("n_crops"):
         cells = ", ".join(f"{k} {tb.cell(v, 1)}" for k, v in fidelity["mae"].items())
@@ -179,6 +181,19 @@ def diagnostics(results: Mapping[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def decoded(results: Mapping[str, Any], arms: list[str]) -> tuple[list[str], str]:
+    """The arms the run's shared autoencoder decodes (every arm in runs that predate
+    ``decoded_by``), and a sentence naming the others: a training-free arm, or an arm on an
+    autoencoder of its own, which the shared reconstruction row does not bound."""
+    by = results.get("decoded_by") or {}
+    path = (results.get("autoencoder") or {}).get("path")
+    shared = [a for a in arms if a not in by or (by[a] is not None and by[a] == path)]
+    other = [f"{a} ({'no autoencoder' if by[a] is None else 'its own autoencoder'})"
+             for a in arms if a not in shared]  # fmt: skip
+    return shared, (f" Not decoded by it, so not read against that row: {', '.join(other)}."
+                    if other else "")  # fmt: skip
+
+
 def autoencoder_reading(recon: Any, arms: Mapping[str, Any]) -> str:
     """What the autoencoder's reconstruction row says about each arm, from the numbers: an arm
     whose FD interval reaches the row (or whose FD is at or below it) may be limited by the
@@ -186,6 +201,8 @@ def autoencoder_reading(recon: Any, arms: Mapping[str, Any]) -> str:
     trip alone, so its denoiser adds the rest. No claim without a reconstruction row."""
     if recon.mean is None:
         return "No reconstruction row (no autoencoder was measured)."
+    if not arms:
+        return ""
     reach, above = [], []
     for arm, est in arms.items():
         if est.mean is None:

@@ -136,6 +136,7 @@ class Experiment(ArmStages):
             "data_key": self.data_key, "crop_bank": self.bank_summary, "autoencoder": vae,
             "seeds": seeds, "arms": trained, "generated": generated, "scores": scores,
             "diagnostics": diagnostics, "loss_weighting": self.loss_weighting(),
+            "decoded_by": self.decoders(vae),
             "wall_minutes_this_call": round((time.monotonic() - clock) / 60, 2),
         }  # fmt: skip
         paths = write_results(self, results, drivers)

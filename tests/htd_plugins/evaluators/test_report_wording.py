@@ -83,3 +83,23 @@ def test_the_experiments_diagnostics_follow_the_numbers():
     assert "crop lie above it" in text and "map reach the reconstruction row" in text
     assert "reach" not in autoencoder_reading(recon, {"crop": Estimate(150.0, [140.0, 160.0])})
     assert "No reconstruction row" in autoencoder_reading(Estimate(None), {})
+
+
+def test_the_reconstruction_row_is_read_only_for_the_arms_its_autoencoder_decodes():
+    from types import SimpleNamespace
+
+    from htd_plugins.experiment.arms import ArmStages
+    from htd_plugins.experiment.config import ARMS, Arm
+    from htd_plugins.experiment.results import decoded
+
+    arms = [Arm("crop", **ARMS["crop"]), Arm("collage", **ARMS["collage"]),
+            Arm("crop_ae", ARMS["crop"]["builders"], options={"autoencoder": "/other/ae"})]  # fmt: skip
+    run = SimpleNamespace(config=SimpleNamespace(arms=arms))
+    by = ArmStages.decoders(run, {"path": "/run/autoencoder"})
+    assert by == {"crop": "/run/autoencoder", "collage": None, "crop_ae": "/other/ae"}
+    results = {"decoded_by": by, "autoencoder": {"path": "/run/autoencoder"}}
+    shared, sentence = decoded(results, list(by))
+    assert shared == ["crop"]
+    assert "collage (no autoencoder)" in sentence and "crop_ae (its own autoencoder)" in sentence
+    # a run written before decoded_by: every arm is read against the row, as it was
+    assert decoded({"autoencoder": {"path": "/run/autoencoder"}}, list(by)) == (list(by), "")

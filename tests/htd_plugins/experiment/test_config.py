@@ -96,8 +96,9 @@ def test_figure_options_are_checked_and_relative_folders_resolved(tmp_path):
         load_experiment({**config(tmp_path), "figure": {"autoencoders": {"T": "/no/such"}}})
     with pytest.raises(ConfigError, match=r"figure.rows=0: give an integer >= 1"):
         load_experiment({**config(tmp_path), "figure": {"rows": 0}})
-    with pytest.raises(ConfigError, match="figure key .row. unknown. Did you mean .rows."):
+    with pytest.raises(ConfigError, match="figure key .row. unknown. Did you mean .rows.") as err:
         load_experiment({**config(tmp_path), "figure": {"row": 2}})
+    assert str(err.value).count("<experiment>") == 1  # the file named once
 
 
 def test_a_source_image_in_both_splits_is_named(tmp_path):
@@ -272,3 +273,15 @@ def test_the_gpu_budget_without_a_gpu_warns_before_any_work(tmp_path, monkeypatc
     with pytest.raises(Stop):
         exp._run_stages()
     assert not any("no GPU" in line for line in logged)
+
+
+def test_an_error_in_a_value_given_with_o_names_the_option(tmp_path):
+    """A bad value set on the command line is traced to ``-o``, not only to the file."""
+    with pytest.raises(ConfigError, match=r"^<experiment> \(-o seeds\): seeds: 'a' is not"):
+        load_experiment(config(tmp_path), {"seeds": ["a"]})
+    with pytest.raises(ConfigError, match=r"^<experiment> \(-o arms\): arms\[0\]: arm 'cropp'"):
+        load_experiment(config(tmp_path), {"arms": ["cropp"]})
+    with pytest.raises(ConfigError, match=r"^<experiment> \(-o figure\): figure key 'row'"):
+        load_experiment(config(tmp_path), {"figure.row": 1})
+    with pytest.raises(ConfigError, match=r"^<experiment>: seeds: 'a'"):  # from the file
+        load_experiment({**config(tmp_path), "seeds": ["a"]}, {"arms": ["crop"]})
