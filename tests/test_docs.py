@@ -217,12 +217,19 @@ SPECS: dict[str, Spec] = {
         "experiment/test_ablation.py runs ablation arms at the tiny budget)",
     ),
     "docs/results.md#9": Spec(
+        "htd experiment examples/experiments/glas.yaml --budget cpu-quick --threads 1 --out runs/glas-aeP \\",
+        skip="the autoencoder ablation at cpu-quick: about 2 hours of CPU per dataset (an arm "
+        "on its own autoencoder folder is tests/htd_plugins/evaluators/test_report_wording.py's "
+        "decoded_by test; ablation arms at the tiny budget: tests/htd_plugins/experiment/"
+        "test_ablation.py)",
+    ),
+    "docs/results.md#10": Spec(
         "htd experiment examples/experiments/wsss4luad.yaml --budget cpu --threads 2 \\",
         skip="the embedding arm's rerun at cpu: about 50 minutes of CPU over a copy of a cpu "
         "run's folder (the whole_crop option is tests/htd_plugins/condition_builders/"
         "test_embedding.py)",
     ),
-    "docs/results.md#10": Spec(
+    "docs/results.md#11": Spec(
         "python benchmarks/bench_embedding_arm.py",
         skip="a timing benchmark over an experiment run's folder (minutes of CPU)",
     ),

@@ -117,3 +117,28 @@ def test_the_presets_later_training_defaults_are_in_the_train_key(tmp_path):
     assert tiny.recipe(arms["crop"]) == {}
     assert exp.loss_weighting() == {"crop": "Min-SNR-5", "crop_min_snr": "Min-SNR-5"}
     assert off.loss_weighting() == {"crop": "unweighted"}
+
+
+def test_an_arm_on_its_own_autoencoder_folder_is_decoded_by_it(shared_data, tmp_path):
+    """An autoencoder ablation in one run: the arm's options name another run's autoencoder
+    folder; it trains on it, and the report reads the shared reconstruction row only for the
+    arms the shared autoencoder decodes."""
+    first = tmp_path / "first"
+    Experiment(glas(Path(shared_data), arms=["crop"], seeds=[0], evaluators=["frechet"],
+                    encoders=["efficientnet_lite0"]), output_dir=first, log=lambda t: None).run()  # fmt: skip
+    own = {"name": "crop_own_ae", "builders": ["semantic_map", {"name": "crop", **CROPS}],
+           "options": {"autoencoder": str(first / "autoencoder")}}  # fmt: skip
+    cfg = glas(Path(shared_data), arms=["crop", own], seeds=[0], evaluators=["frechet"],
+               encoders=["efficientnet_lite0"])  # fmt: skip
+    out = tmp_path / "run"
+    Experiment(cfg, output_dir=out, log=lambda text: None).run()
+    results = json.loads((out / "results.json").read_text())
+    assert results["decoded_by"] == {"crop": str(out / "autoencoder"),
+                                     "crop_own_ae": str(first / "autoencoder")}  # fmt: skip
+    trained = json.loads((out / "stages" / "train--crop_own_ae@0.json").read_text())["result"]
+    vae = json.loads((Path(trained["model_dir"]) / "vae" / "config.json").read_text())
+    assert vae["_name_or_path"] == str(first / "autoencoder")  # the model holds that autoencoder
+    assert (
+        "Not decoded by it, so not read against that row: crop_own_ae (its own autoencoder)"
+        in (out / "results.md").read_text()
+    )
