@@ -162,8 +162,9 @@ class ArmStages:
         arm's own where its options name one (an autoencoder ablation arm), None for a
         training-free arm (collage). For the results: the shared autoencoder's reconstruction
         row speaks only for the arms it decodes."""
-        return {a.name: str(a.options.get("autoencoder") or vae.get("path")) if is_latent(a)
-                else None for a in self.config.arms}  # fmt: skip
+        folders = {a.name: a.options.get("autoencoder") or vae.get("path") if is_latent(a)
+                   else None for a in self.config.arms}  # fmt: skip
+        return {name: None if f is None else str(f) for name, f in folders.items()}
 
     def loss_weighting(self) -> dict[str, str]:
         """Each latent arm's denoiser loss weighting (``unweighted`` or ``Min-SNR-<gamma>``),
