@@ -9,12 +9,14 @@ Folders: ``OUT/arms/<arm>/seed-<seed>/{train,synthetic}``.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from htd_core.io import atomic_open
 from htd_plugins.experiment.config import Arm
 from htd_plugins.experiment.stages import own_folder, stage_key
 
@@ -174,7 +176,10 @@ class ArmStages:
         return {a: "unweighted" if g is None else f"Min-SNR-{g:g}" for a, g in weights.items()}
 
     def train(self, arm: Arm, vae: Mapping[str, Any], seed: int) -> dict[str, Any]:
-        """Stage ``train:<arm>@<seed>``: the arm's own model (resumes from its checkpoint)."""
+        """Stage ``train:<arm>@<seed>``: the arm's own model (resumes from its checkpoint, or
+        continues the model of a shorter arm of the same recipe: :meth:`continues`)."""
+        from htd_plugins.backbones.ldm.checkpoint import checkpoint_dir, list_checkpoints
+
         key = self.arm_key(arm, vae, seed)
         name = f"train:{arm.name}@{seed}"
         folder = arm_folder(self.out, arm.name, seed) / "train"
@@ -182,6 +187,13 @@ class ArmStages:
         if done is not None and Path(done["model_dir"]).is_dir():
             return done
         own_folder(folder, key)
+        continued = None if list_checkpoints(folder) else self.continues(arm, vae, seed)
+        if continued is not None:  # its last checkpoint, as if this arm had been killed there
+            other, step, path = continued
+            with open(path, "rb") as src, atomic_open(checkpoint_dir(folder) / path.name) as dst:
+                shutil.copyfileobj(src, dst)
+            self.log(f"{name}: continues {other}@{seed} from its step {step} (the same recipe "
+                     "but for the steps: the steps after it are trained here)")  # fmt: skip
         pipe = self.build_pipeline(arm, vae, seed)
         b = self.budget
         options = {"steps": b.steps, "seed": seed, "checkpoint_every": b.checkpoint_every,
@@ -192,11 +204,44 @@ class ArmStages:
         summary = pipe.fit(self.data.train, output_dir=str(folder), **options)
         keep = ("steps", "seconds", "steps_per_second", "final_loss", "model_dir", "resumed_from")
         result = {k: summary.get(k) for k in keep if k in summary}
+        if continued is not None:
+            result["continued_from"] = {"arm": continued[0], "step": continued[1]}
         if latent:
             self.log(
                 f"{name}: {result.get('steps')} steps, {result.get('steps_per_second')} steps/s"
             )
         return self.stages.put(name, key, {**result, "key": key})
+
+    def lineage(self, arm: Arm, vae: Mapping[str, Any], seed: int) -> str | None:
+        """``arm``'s train key without its name and step count: arms that share it train one
+        trajectory (the same batches, noise and learning rate at every step, warm-up included:
+        :mod:`htd_plugins.backbones.ldm.loop`), so the shorter one's last checkpoint is the
+        longer one's state at that step. None for a training-free arm."""
+        if not is_latent(arm):
+            return None
+        b = self.budget
+        fit = {k: v for k, v in _trained(self.fit(arm)).items() if k != "steps"}
+        return stage_key("lineage", vae["key"], self.bank_key, arm.builders, arm.backbone,
+                         arm.options, b.preset, self.image_size, b.batch_size,
+                         _keyed(self.config.model), fit, seed, self.recipe(arm))  # fmt: skip
+
+    def continues(self, arm: Arm, vae: Mapping[str, Any], seed: int) -> tuple | None:
+        """The arm of this run whose model ``arm`` continues (a steps curve trains each step
+        once): the same :meth:`lineage`, trained at this seed, its last checkpoint at fewer
+        steps than ``arm``'s (the most such). Returns ``(its name, that step, the checkpoint
+        path)``; None when there is none (a training-free arm has none)."""
+        from htd_plugins.backbones.ldm.checkpoint import list_checkpoints
+
+        mine, steps = self.lineage(arm, vae, seed), self.fit(arm).get("steps", self.budget.steps)
+        found = []
+        for o in self.config.arms:
+            if mine is None or o.name == arm.name or self.lineage(o, vae, seed) != mine:
+                continue
+            if self.stages.finished(f"train:{o.name}@{seed}", self.arm_key(o, vae, seed)):
+                for path in list_checkpoints(arm_folder(self.out, o.name, seed) / "train")[-1:]:
+                    found.append((int(path.stem.split("-")[1]), o.name, path))
+        step, other, path = max((f for f in found if f[0] < steps), default=(0, None, None))
+        return (other, step, path) if other is not None else None
 
     def layouts(self) -> list[Any]:
         """The training layouts every arm and seed generates from (seeded by the first seed;

@@ -261,4 +261,10 @@ def training_lines(results: Mapping[str, Any]) -> list[str]:
                      tb.cell(float(sum(g.get("seconds") or 0 for g in gen)), 0)])  # fmt: skip
     head = ["arm", "seeds", "steps", "steps/s (mean)", "final loss (mean)", "train s (all seeds)",
             "generate s (all seeds)"]  # fmt: skip
-    return ["## Training", "", tb.table(head, rows), ""]
+    continued = sorted({f"{a} from {r['continued_from']['arm']}'s model at step "
+                        f"{r['continued_from']['step']}" for a, per_seed in results["arms"].items()
+                        for r in per_seed.values() if r.get("continued_from")})  # fmt: skip
+    note = ([f"Continued (the same recipe but for the steps, so the same trajectory): "
+             f"{'; '.join(continued)}. Their train s and steps/s count the steps after it only.",
+             ""] if continued else [])  # fmt: skip
+    return ["## Training", "", tb.table(head, rows), "", *note]

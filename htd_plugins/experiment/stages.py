@@ -36,6 +36,11 @@ class Stages:
                 return saved["result"]
         return None
 
+    def finished(self, name: str, key: str) -> bool:
+        """Whether stage ``name`` finished with ``key`` (as :meth:`get`, without its log line)."""
+        path = self._path(name)
+        return path.is_file() and json.loads(path.read_text()).get("key") == key
+
     def put(self, name: str, key: str, result: dict[str, Any]) -> dict[str, Any]:
         from htd_core.io import atomic_write_json
 

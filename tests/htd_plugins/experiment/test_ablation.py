@@ -78,6 +78,13 @@ def test_ablation_arms_train_with_their_own_options_and_are_reported(shared_data
 
     assert trained("crop_long")["steps"] == 9 and trained("crop")["steps"] == 6  # tiny: 6
     assert trained("crop_min_snr")["key"] != trained("crop")["key"]
+    # crop_long is crop's recipe but for the steps: it continues crop's model at step 6 (the
+    # loop's resume, test_training.py: the weights of an uninterrupted run); Min-SNR does not
+    assert trained("crop_long")["continued_from"] == {"arm": "crop", "step": 6}
+    assert "continued_from" not in trained("crop_min_snr") and "continued_from" not in trained(
+        "crop"
+    )
+    assert trained("crop_long")["model_dir"] != trained("crop")["model_dir"]
     results = json.loads((out / "results.json").read_text())
     assert [i["arm"] for i in results["ablation"]] == ["crop_min_snr", "crop_long"]
     readings = {r["reading"] for r in results["ablation"][0]["readings"]}
@@ -86,6 +93,10 @@ def test_ablation_arms_train_with_their_own_options_and_are_reported(shared_data
     assert "## Ablation arms against map + crop" in text
     # the tiny preset trains unweighted; the arm's own fit sets Min-SNR-5
     assert "- denoiser loss: crop unweighted, crop_min_snr Min-SNR-5, crop_long unweighted" in text
+    assert (
+        "Continued (the same recipe but for the steps, so the same trajectory): crop_long "
+        "from crop's model at step 6." in text
+    )
 
 
 def test_the_presets_later_training_defaults_are_in_the_train_key(tmp_path):
