@@ -24,7 +24,8 @@ builder (trained alone), or a mapping ``{name, builders, backbone, options}``. E
 the same backbone architecture, budget, seeds, autoencoder and layouts; only the condition
 differs. ``seeds`` (or one ``seed``) are the training and sampling seeds of each arm; the data,
 the layouts, the crop bank and the shared autoencoder use the first (docs/results.md says why).
-``${NAME}`` is expanded; paths starting with ``./`` or ``../`` are relative to the file.
+``${NAME}`` is expanded; paths starting with ``./`` or ``../`` are relative to the file (in a
+value given with ``-o``, to the working folder).
 """
 
 from __future__ import annotations
@@ -161,7 +162,8 @@ def load_experiment(
     def at(key: str) -> str:  # where a section's value came from: the file, or -o
         return f"{label} (-o {key})" if key in given_by_o else label
 
-    for key, value in (overrides or {}).items():
+    for key, value in (overrides or {}).items():  # its paths are the shell's: relative to cwd
+        value = resolve_paths(value, Path.cwd(), f"{label}: -o {key}")
         top, dot, sub = str(key).partition(".")
         if dot:
             inner = raw.get(top) or {}
@@ -185,6 +187,7 @@ def load_experiment(
     name = str(raw.get("name") or (Path(label).stem if base is not None else "experiment"))
     given = raw.get("arms") or DEFAULT_ARMS
     given = [given] if isinstance(given, str | Mapping) else given  # -o arms=crop: one arm
+    given = resolve_paths(given, base, f"{at('arms')}: arms")  # e.g. an arm's autoencoder
     arms = [_arm(a, f"{at('arms')}: arms[{i}]") for i, a in enumerate(given)]
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
@@ -204,7 +207,8 @@ def load_experiment(
     return ExperimentConfig(
         name=name, data=data, arms=arms, budget=str(raw.get("budget") or "cpu-quick"),
         budget_options=dict(raw.get("budget_options") or {}), evaluators=evaluators,
-        encoders=tuple(raw.get("encoders") or ()), seeds=seeds, model=dict(raw.get("model") or {}),
+        encoders=tuple(raw.get("encoders") or ()), seeds=seeds,
+        model=resolve_paths(dict(raw.get("model") or {}), base, f"{at('model')}: model"),
         fit=dict(raw.get("fit") or {}), figure=figure, output_dir=None if out is None else str(out),
         source=label,
     )  # fmt: skip

@@ -101,6 +101,32 @@ def test_figure_options_are_checked_and_relative_folders_resolved(tmp_path):
     assert str(err.value).count("<experiment>") == 1  # the file named once
 
 
+def test_paths_in_the_file_are_relative_to_it_and_paths_given_with_o_to_the_shell(
+    tmp_path, monkeypatch
+):
+    """``./`` and ``../`` in the file (data, arms, model, figure) are read from the file's
+    folder; in a ``-o`` value, from the working folder, where the shell that typed it is."""
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "ae").mkdir()
+    (tmp_path / "exp" / "ae").mkdir()
+    arm = {"name": "crop_ae", "builders": ["semantic_map"], "options": {"autoencoder": "../ae"}}
+    path = tmp_path / "exp" / "e.yaml"
+    path.write_text(yaml.safe_dump({**config(tmp_path), "arms": ["crop", arm],
+                                    "model": {"autoencoder": "../ae"},
+                                    "figure": {"autoencoders": {"T": "./ae"}}}))  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    cfg = load_experiment(path)
+    assert cfg.arms[1].options == {"autoencoder": str(tmp_path / "ae")}
+    assert cfg.model == {"autoencoder": str(tmp_path / "ae")}
+    assert cfg.figure["autoencoders"] == {"T": str(tmp_path / "exp" / "ae")}
+    given = {"arms": [{**arm, "options": {"autoencoder": "./ae"}}], "model.autoencoder": "./ae",
+             "figure": {"autoencoders": {"T": "./ae"}}}  # fmt: skip
+    cfg = load_experiment(path, given)  # cwd is tmp_path: ./ae is tmp_path/ae, not exp/ae
+    assert cfg.arms[0].options == {"autoencoder": str(tmp_path / "ae")}
+    assert cfg.model == {"autoencoder": str(tmp_path / "ae")}
+    assert cfg.figure["autoencoders"] == {"T": str(tmp_path / "ae")}
+
+
 def test_a_source_image_in_both_splits_is_named(tmp_path):
     root = tile_folder(tmp_path / "tiles", ["train_1", "train_2", "test_1"])
     cfg = config(root)
