@@ -81,6 +81,9 @@ class EvaluationDriver:
         progress: a progress bar per (evaluator, set) on stderr.
         log: where "reused" notes go (default: stderr).
         force: recompute results that are in the store.
+        root: the folder the run's outputs live in (an experiment's run folder): paths under
+            it enter the stored results' keys relative to it, so a copy of the folder reuses
+            its results (keys written before, with the full path, are still read).
 
     Raises:
         ConfigError: an unknown evaluator, an evaluator listed twice, or a bad option (on
@@ -99,6 +102,7 @@ class EvaluationDriver:
         progress: bool = True,
         log: Callable[[str], None] | None = None,
         force: bool = False,
+        root: str | Path | None = None,
     ) -> None:
         from htd_core.plugins import get_plugin_manager
 
@@ -116,6 +120,7 @@ class EvaluationDriver:
         self.store = Path(store) if store is not None else None
         self.figures_dir = Path(figures_dir) if figures_dir is not None else None
         self.batch_size, self.progress, self.force = int(batch_size), bool(progress), bool(force)
+        self.root = str(root) if root is not None else None
         self._log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         self._output_dirs: dict[str, dict[str, Path]] = {r.name: {} for r in self.runs}
 
@@ -196,13 +201,13 @@ class EvaluationDriver:
                     self._output_dirs[r.name][set_name] = Path(opts["output_dir"])
                 set_key = (keys or {}).get(set_name) or _content_key(samples)
                 chosen = subset(samples, r.subset, seed)
-                key = None
+                key = keys_read = None
                 if real_key is not None and set_key is not None and r.instance is None:
                     state = [r.name, resolved[r.name], real_key, set_key,
                              len(chosen), r.subset, seed if r.subset else None, extra]  # fmt: skip
-                    key = hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode())
-                    key = key.hexdigest()
-                saved = self._stored(r.name, set_name, key)
+                    keys_read = self._keys(json.dumps(state, sort_keys=True, default=str))
+                    key = keys_read[0]
+                saved = self._stored(r.name, set_name, keys_read)
                 if saved is not None:
                     results[r.name][set_name] = saved
                     continue
@@ -240,12 +245,29 @@ class EvaluationDriver:
     def _path(self, name: str, set_name: str) -> Path | None:
         return None if self.store is None else self.store / f"{name}--{set_name}.json"
 
-    def _stored(self, name: str, set_name: str, key: str | None) -> dict[str, Any] | None:
+    def _keys(self, state: str) -> tuple[str, ...]:
+        """The store key of ``state`` (JSON), a path that starts with :attr:`root` (as given or
+        absolute) made relative to it, then the key written before ``root`` existed (full
+        paths): both are read, the first is written."""
+        import re
+
+        def digest(text: str) -> str:
+            return hashlib.sha256(text.encode()).hexdigest()
+
+        if self.root is None:
+            return (digest(state),)
+        forms = sorted({self.root, str(Path(self.root).resolve())}, key=len, reverse=True)
+        spelled = "|".join(re.escape(json.dumps(f)[1:-1]) for f in forms)  # as JSON writes it
+        return digest(re.sub(f'"(?:{spelled})(?=[/"])', '"<root>', state)), digest(state)
+
+    def _stored(
+        self, name: str, set_name: str, keys: Sequence[str] | None
+    ) -> dict[str, Any] | None:
         path = self._path(name, set_name)
-        if key is None or path is None or self.force or not path.is_file():
+        if not keys or path is None or self.force or not path.is_file():
             return None
         saved = json.loads(path.read_text())
-        if saved.get("key") != key:
+        if saved.get("key") not in keys:
             return None
         self._log(f"{name} on {set_name!r}: reusing the result in {path} (same inputs)")
         return saved["metrics"]

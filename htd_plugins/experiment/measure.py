@@ -52,7 +52,7 @@ def evaluation_driver(exp: Any, model_dir: str | Path | None = None, log: Any = 
     return EvaluationDriver(
         runs, settings=settings, store=exp.out / "evaluation" / "results",
         figures_dir=exp.out / "evaluation" / "figures", log=log or exp.log,
-        progress=exp.config.fit.get("progress", True) is not False,
+        progress=exp.config.fit.get("progress", True) is not False, root=exp.out,
     )  # fmt: skip
 
 

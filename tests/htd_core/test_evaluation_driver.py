@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,9 @@ class Count(Evaluator):
 
     name = "count"
 
-    def __init__(self, offset: int = 0, seed: int = 0, output_dir: str | None = None) -> None:
+    def __init__(
+        self, offset: int = 0, seed: int = 0, output_dir: str | None = None, cache_dir: Any = None
+    ) -> None:
         self.offset, self.seed, self.output_dir = offset, seed, output_dir
         self.reset()
 
@@ -106,6 +109,42 @@ def test_stored_results_are_reused_until_an_input_changes(
     unkeyed = EvaluationDriver(["count"], store=tmp_path / "unkeyed", progress=False)
     unkeyed.run(real, synthetic)  # no content keys: nothing stored, nothing wrongly reused
     assert not (tmp_path / "unkeyed").exists()
+
+
+def test_a_copied_run_folder_reuses_its_stored_results(
+    htd_manager, register_plugin, sets, tmp_path, monkeypatch
+):
+    """Paths under the driver's ``root`` are keyed relative to it, so a copy of the folder
+    reuses its results; a path outside it is still an input; keys written with full paths
+    (before ``root``) are still read."""
+    import shutil
+
+    register_plugin(CountPlugin(), "count_plugin")
+    real, synthetic = sets
+
+    def scored(folder: Path, root: Path | None, cache: Path | None = None) -> int:
+        CALLS.clear()
+        settings = RunSettings(cache_dir=cache or folder / "cache")
+        driver = EvaluationDriver(["count"], settings=settings, store=folder / "results",
+                                  progress=False, root=root)  # fmt: skip
+        driver.run(real, synthetic, real_key="r", keys={"a": "a1", "b": "b1"})
+        return CALLS.count(("aggregate",))
+
+    run, copy = tmp_path / "run", tmp_path / "run-copy"
+    assert scored(run, run) == 2
+    shutil.copytree(run, copy)
+    assert scored(copy, copy) == 0  # its cache_dir is copy/cache: the same, relative to root
+    assert scored(copy, copy, cache=tmp_path / "elsewhere") == 2  # outside root: an input
+    old = tmp_path / "old"
+    assert scored(old, None) == 2  # keyed with full paths, as before root
+    assert scored(old, old) == 0  # still read
+    shutil.copytree(old, tmp_path / "old-copy")
+    assert scored(tmp_path / "old-copy", None) == 2  # without root a copy is scored again
+    monkeypatch.chdir(tmp_path)  # a relative root: its paths are relative too
+    assert scored(Path("rel"), Path("rel")) == 2
+    shutil.copytree("rel", "rel2")
+    assert scored(Path("rel2"), Path("rel2")) == 0
+    assert scored(Path("rel2"), Path("rel2"), cache=Path("rel2-other")) == 2  # not under rel2
 
 
 def test_a_subset_caps_the_synthetic_samples_scored(htd_manager, register_plugin, sets):
