@@ -149,6 +149,8 @@ def load_experiment(
             the file and the key.
     """
     from htd_core.config import read_yaml_mapping, resolve_paths
+    from htd_core.errors import HtdError
+    from htd_plugins.experiment.budgets import get_budget
     from htd_plugins.experiment.figure_options import figure_options
 
     if isinstance(source, Mapping):
@@ -202,6 +204,10 @@ def load_experiment(
         if not isinstance(raw.get(key, {}), Mapping):
             raise ConfigError(f"{at(key)}: {key}: expected a mapping")
     seeds = _seeds(raw, at("seeds") if "seeds" in given_by_o else at("seed"))
+    try:  # the fields and their ranges are every preset's: a bad one named before any work
+        get_budget("cpu-quick", **dict(raw.get("budget_options") or {}))
+    except HtdError as exc:
+        raise ConfigError(f"{at('budget_options')}: budget_options: {exc}") from None
     figure = figure_options(raw.get("figure") or {}, base, at("figure"))
     out = raw.get("output_dir")
     return ExperimentConfig(

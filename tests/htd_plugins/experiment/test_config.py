@@ -309,5 +309,10 @@ def test_an_error_in_a_value_given_with_o_names_the_option(tmp_path):
         load_experiment(config(tmp_path), {"arms": ["cropp"]})
     with pytest.raises(ConfigError, match=r"^<experiment> \(-o figure\): figure key 'row'"):
         load_experiment(config(tmp_path), {"figure.row": 1})
+    with pytest.raises(ConfigError, match=r"^<experiment> \(-o budget_options\): budget_options: "
+                       r"budget steps='a' must be an integer >= 1"):  # fmt: skip
+        load_experiment(config(tmp_path), {"budget_options.steps": "a"})
+    with pytest.raises(ConfigError, match=r"^<experiment>: budget_options: .*no option 'stepz'"):
+        load_experiment({**config(tmp_path), "budget_options": {"stepz": 3}})
     with pytest.raises(ConfigError, match=r"^<experiment>: seeds: 'a'"):  # from the file
         load_experiment({**config(tmp_path), "seeds": ["a"]}, {"arms": ["crop"]})
