@@ -149,9 +149,8 @@ def load_experiment(
             the file and the key.
     """
     from htd_core.config import read_yaml_mapping, resolve_paths
-    from htd_core.errors import HtdError
-    from htd_plugins.experiment.budgets import get_budget
     from htd_plugins.experiment.figure_options import figure_options
+    from htd_plugins.experiment.file_values import check_budget_options, evaluators_of, seeds_of
 
     if isinstance(source, Mapping):
         raw, label, base = dict(source), "<experiment>", None
@@ -197,17 +196,14 @@ def load_experiment(
         raise ConfigError(
             f"{at('arms')}: arms: {twice} listed twice (got {names}); list each arm once"
         )
-    evaluators = _evaluators(
+    evaluators = evaluators_of(
         raw.get("evaluators") or DEFAULT_EVALUATORS, f"{at('evaluators')}: evaluators"
     )
     for key in ("budget_options", "model", "fit"):
         if not isinstance(raw.get(key, {}), Mapping):
             raise ConfigError(f"{at(key)}: {key}: expected a mapping")
-    seeds = _seeds(raw, at("seeds") if "seeds" in given_by_o else at("seed"))
-    try:  # the fields and their ranges are every preset's: a bad one named before any work
-        get_budget("cpu-quick", **dict(raw.get("budget_options") or {}))
-    except HtdError as exc:
-        raise ConfigError(f"{at('budget_options')}: budget_options: {exc}") from None
+    seeds = seeds_of(raw, at("seeds") if "seeds" in given_by_o else at("seed"))
+    check_budget_options(raw.get("budget_options") or {}, at("budget_options"))
     figure = figure_options(raw.get("figure") or {}, base, at("figure"))
     out = raw.get("output_dir")
     return ExperimentConfig(
@@ -220,29 +216,6 @@ def load_experiment(
     )  # fmt: skip
 
 
-def _seeds(raw: Mapping[str, Any], label: str) -> tuple[int, ...]:
-    """``seeds: [0, 1, 2]`` or ``seed: 0`` (not both): distinct integers >= 0, at least one."""
-    if "seeds" in raw and "seed" in raw:
-        raise ConfigError(f"{label}: give seeds: [0, 1, 2] or seed: 0, not both")
-    value = raw.get("seeds", [raw.get("seed", 0)])
-    value = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(value, list | tuple) or not value:
-        raise ConfigError(
-            f"{label}: seeds={value!r}: give a non-empty list of integers >= 0, e.g. seeds: [0, 1, 2]"
-        )
-    for s in value:
-        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
-            raise ConfigError(
-                f"{label}: seeds: {s!r} is not an integer >= 0; e.g. seeds: [0, 1, 2]"
-            )
-    if len(set(value)) != len(value):
-        raise ConfigError(
-            f"{label}: seeds: a seed listed twice (got {list(value)}); list each seed once, "
-            "e.g. seeds: [0, 1, 2]"
-        )
-    return tuple(value)
-
-
 def _known(keys: Any, allowed: tuple[str, ...], what: str, listing: str) -> None:
     """Refuse a key not in ``allowed``, with the closest name and the list."""
     from htd_core.registry import suggest
@@ -253,28 +226,6 @@ def _known(keys: Any, allowed: tuple[str, ...], what: str, listing: str) -> None
                 f"{what} {key!r} unknown.{suggest(str(key), list(allowed))} {listing} "
                 f"{', '.join(allowed)}"
             )
-
-
-def _evaluators(value: Any, where: str) -> tuple[Any, ...]:
-    """Registered evaluator names or ``{name, **options}`` mappings, each once (any evaluator
-    a plugin registers)."""
-    from htd_core.errors import RegistryError
-    from htd_core.evaluation import EvaluatorRun
-    from htd_core.plugins import get_registry
-
-    items = value if isinstance(value, list | tuple) else [value]
-    registry = get_registry("evaluators")
-    names = []
-    for i, item in enumerate(items):
-        run = EvaluatorRun.parse(item, f"{where}[{i}]")
-        try:
-            registry.entry(run.name)
-        except RegistryError as exc:
-            raise ConfigError(f"{where}[{i}]: {exc}") from None
-        names.append(run.name)
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{where}: each evaluator once (got {names})")
-    return tuple(items)
 
 
 def _arm(value: Any, where: str) -> Arm:
