@@ -4,6 +4,8 @@ arm outside the paper's four read against map + crop with paired intervals."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +99,22 @@ def test_ablation_arms_train_with_their_own_options_and_are_reported(shared_data
         "Continued (the same recipe but for the steps, so the same trajectory): crop_long "
         "from crop's model at step 6." in text
     )
+    # the steps curve of the two (examples/steps_curve_figure.py)
+    script = [
+        sys.executable,
+        str(Path(__file__).resolve().parents[3] / "examples" / "steps_curve_figure.py"),
+    ]
+    png = tmp_path / "curve.png"
+    proc = subprocess.run([*script, str(out), "--arms", "crop_long", "crop", "--out", str(png)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert png.stat().st_size > 10_000
+    for bad, says in ((["crop", "crop_min_snr"], "arms with the same steps"),
+                      (["crop", "cropp"], "the run has not arms ['cropp']")):  # fmt: skip
+        proc = subprocess.run([*script, str(out), "--arms", *bad, "--out", str(tmp_path / "x.png")],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_the_presets_later_training_defaults_are_in_the_train_key(tmp_path):
