@@ -9,6 +9,7 @@ Folders: ``OUT/arms/<arm>/seed-<seed>/{train,synthetic}``.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -16,28 +17,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from htd_core.io import atomic_open
+from htd_core.io import atomic_open, atomic_write_json
 from htd_plugins.experiment.config import Arm
-from htd_plugins.experiment.stages import own_folder, stage_key
+from htd_plugins.experiment.stages import keyed_fit, keyed_options, own_folder, stage_key
 
 
 def arm_folder(out: Path, arm: str, seed: int) -> Path:
     """``OUT/arms/<arm>/seed-<seed>``."""
     return out / "arms" / arm / f"seed-{seed}"
-
-
-def crop_placements(arm: Arm) -> list[str]:
-    """The ``placement`` of every crop builder of ``arm`` (``crop`` and ``embedding``'s
-    ``crop_options``; the crop builder's default when unset)."""
-    out = []
-    for b in arm.builders:
-        if not isinstance(b, Mapping):
-            out += ["elsewhere"] if b in ("crop", "embedding") else []
-        elif b.get("name") == "crop":
-            out.append(str(b.get("placement", "elsewhere")))
-        elif b.get("name") == "embedding":
-            out.append(str((b.get("crop_options") or {}).get("placement", "elsewhere")))
-    return out
 
 
 def is_latent(arm: Arm) -> bool:
@@ -126,13 +113,13 @@ class ArmStages:
 
     def arm_key(self, arm: Arm, vae: Mapping[str, Any], seed: int) -> str:
         b = self.budget
-        fit = _trained(arm.fit)
+        fit = keyed_fit(arm.fit)
         own = [fit] if fit else []  # absent when empty: older runs keep their keys
         recipe = self.recipe(arm)
         own += [recipe] if recipe else []
         return stage_key("train", vae["key"], self.bank_key, arm.name, arm.builders, arm.backbone,
                          arm.options, b.preset, self.image_size, b.steps, b.batch_size,
-                         _keyed(self.config.model), _trained(self.config.fit), seed, *own)  # fmt: skip
+                         keyed_options(self.config.model), keyed_fit(self.config.fit), seed, *own)  # fmt: skip
 
     def recipe(self, arm: Arm) -> dict[str, Any]:
         """The preset's training defaults that came after runs were keyed (``TrainOptions.LATER``,
@@ -187,11 +174,13 @@ class ArmStages:
         if done is not None and Path(done["model_dir"]).is_dir():
             return done
         own_folder(folder, key)
+        record = folder / "continued_from.json"  # kept: a killed continuation resumes itself
         continued = None if list_checkpoints(folder) else self.continues(arm, vae, seed)
         if continued is not None:  # its last checkpoint, as if this arm had been killed there
             other, step, path = continued
             with open(path, "rb") as src, atomic_open(checkpoint_dir(folder) / path.name) as dst:
                 shutil.copyfileobj(src, dst)
+            atomic_write_json(record, {"arm": other, "step": step})
             self.log(f"{name}: continues {other}@{seed} from its step {step} (the same recipe "
                      "but for the steps: the steps after it are trained here)")  # fmt: skip
         pipe = self.build_pipeline(arm, vae, seed)
@@ -204,8 +193,8 @@ class ArmStages:
         summary = pipe.fit(self.data.train, output_dir=str(folder), **options)
         keep = ("steps", "seconds", "steps_per_second", "final_loss", "model_dir", "resumed_from")
         result = {k: summary.get(k) for k in keep if k in summary}
-        if continued is not None:
-            result["continued_from"] = {"arm": continued[0], "step": continued[1]}
+        if record.is_file():
+            result["continued_from"] = json.loads(record.read_text())
         if latent:
             self.log(
                 f"{name}: {result.get('steps')} steps, {result.get('steps_per_second')} steps/s"
@@ -220,10 +209,10 @@ class ArmStages:
         if not is_latent(arm):
             return None
         b = self.budget
-        fit = {k: v for k, v in _trained(self.fit(arm)).items() if k != "steps"}
+        fit = {k: v for k, v in keyed_fit(self.fit(arm)).items() if k != "steps"}
         return stage_key("lineage", vae["key"], self.bank_key, arm.builders, arm.backbone,
                          arm.options, b.preset, self.image_size, b.batch_size,
-                         _keyed(self.config.model), fit, seed, self.recipe(arm))  # fmt: skip
+                         keyed_options(self.config.model), fit, seed, self.recipe(arm))  # fmt: skip
 
     def continues(self, arm: Arm, vae: Mapping[str, Any], seed: int) -> tuple | None:
         """The arm of this run whose model ``arm`` continues (a steps curve trains each step
@@ -294,21 +283,3 @@ class ArmStages:
                   "seconds": round(time.monotonic() - t0, 1), "options": options.to_dict(),
                   "guidance_used": used}  # fmt: skip
         return self.stages.put(name, key, result)
-
-
-#: Options that say where or how visibly a run goes, not what it computes: left out of keys,
-#: so a rerun with another ``--device`` or ``--no-progress`` resumes.
-UNKEYED = ("device", "progress")
-
-
-def _keyed(options: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if k not in UNKEYED}
-
-
-def _trained(fit: Mapping[str, Any]) -> dict[str, Any]:
-    """``fit`` as keyed: a later option given at its original value (``snr_gamma: null``)
-    trains what runs before it trained, so it keys as absent and their stages are reused."""
-    from htd_plugins.backbones import TrainOptions
-
-    later = TrainOptions.LATER
-    return {k: v for k, v in _keyed(fit).items() if not (k in later and v == later[k])}

@@ -103,6 +103,19 @@ class Arm:
     options: dict[str, Any] = field(default_factory=dict)
     fit: dict[str, Any] = field(default_factory=dict)
 
+    def placements(self) -> list[str]:
+        """The ``placement`` of every crop builder (``crop`` and ``embedding``'s
+        ``crop_options``; the crop builder's default, ``elsewhere``, when unset)."""
+        out = []
+        for b in self.builders:
+            if not isinstance(b, Mapping):
+                out += ["elsewhere"] if b in ("crop", "embedding") else []
+            elif b.get("name") == "crop":
+                out.append(str(b.get("placement", "elsewhere")))
+            elif b.get("name") == "embedding":
+                out.append(str((b.get("crop_options") or {}).get("placement", "elsewhere")))
+        return out
+
 
 @dataclass
 class ExperimentConfig:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from htd_plugins.experiment.arms import ArmStages, crop_placements, latent_arm
+from htd_plugins.experiment.arms import ArmStages, latent_arm
 from htd_plugins.experiment.budgets import Budget, get_budget
 from htd_plugins.experiment.config import ExperimentConfig, load_experiment
 from htd_plugins.experiment.data import DataSource, ExperimentData
@@ -191,7 +191,7 @@ class Experiment(ArmStages):
         from htd_core.splits import sample_source
         from htd_plugins.condition_builders import window_of
 
-        outside = [a.name for a in self.config.arms if "outside" in crop_placements(a)]
+        outside = [a.name for a in self.config.arms if "outside" in a.placements()]
         if not outside:
             return
         sources = {sample_source(s.meta) for s in data.train}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +57,22 @@ def own_folder(folder: Path, key: str) -> None:
         shutil.rmtree(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(key)
+
+
+#: Options that say where or how visibly a run goes, not what it computes: left out of keys,
+#: so a rerun with another ``--device`` or ``--no-progress`` resumes.
+UNKEYED = ("device", "progress")
+
+
+def keyed_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` less :data:`UNKEYED`."""
+    return {k: v for k, v in options.items() if k not in UNKEYED}
+
+
+def keyed_fit(fit: Mapping[str, Any]) -> dict[str, Any]:
+    """``fit`` as keyed: a later option given at its original value (``snr_gamma: null``)
+    trains what runs before it trained, so it keys as absent and their stages are reused."""
+    from htd_plugins.backbones import TrainOptions
+
+    later = TrainOptions.LATER
+    return {k: v for k, v in keyed_options(fit).items() if not (k in later and v == later[k])}

@@ -263,10 +263,10 @@ def test_device_and_progress_reach_the_run_but_no_stage_key(tmp_path, capsys):
     which say where and how visibly a run goes: no stage key holds them, so a rerun with
     another device resumes; a device this machine lacks is refused before any work."""
     from htd_core.cli import main
-    from htd_plugins.experiment.arms import _keyed
+    from htd_plugins.experiment.stages import keyed_options
 
     options = {"device": "cpu", "progress": False, "preset": "tiny", "steps": 3}
-    assert _keyed(options) == {"preset": "tiny", "steps": 3}
+    assert keyed_options(options) == {"preset": "tiny", "steps": 3}
     cfg = load_experiment(config(tmp_path), {"model.device": "cpu", "fit.progress": False})
     assert cfg.model == {"device": "cpu"} and cfg.fit == {"progress": False}
     code = main(["experiment", str(tmp_path / "e.yaml"), "--device", "no-device"])
