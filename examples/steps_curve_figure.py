@@ -3,10 +3,11 @@
 The arms given must differ only in their steps (``fit: {steps: N}``): in one ``htd
 experiment`` run each continues the shorter one's model (docs/results.md, "Ablation arms"),
 so the curve is one training trajectory per seed, read at several steps. Each point is the
-mean over the run's seeds with its 95 % interval (:mod:`htd_plugins.experiment.summary`, as
-the run's tables); dashed lines are the run's real-data references: FD of real training
-against held-out patches (same N as the arms' sets), and the layout adherence ceiling (the
-real-data network on held-out patches).
+mean over the run's seeds with its 95 % interval, as the run's tables
+(``htd_plugins.experiment.steps_curve``); dashed lines are the run's real-data references: FD
+of real training against held-out patches (same N as the arms' sets), and the layout
+adherence ceiling (the real-data network on held-out patches). It prints, as a markdown table,
+each step count against the one before, paired by seed and resample (95 %).
 
     python examples/steps_curve_figure.py runs/glas-ae-ablation runs/wsss4luad-ae-ablation \
         --arms crop_400 crop crop_1600 crop_2400 --out docs/images/steps-curve.png
@@ -22,25 +23,19 @@ from pathlib import Path
 ENCODERS = {"inception_fid": "Inception", "efficientnet_lite0": "EfficientNet-Lite0"}
 
 
-def curve(results: dict, arms: list[str]) -> dict:
-    """Per arm: its steps, FD per encoder and adherence, each ``(mean, [lo, hi])``; and the
-    references (real vs real FD per encoder, adherence ceiling).
+def change_rows(name: str, curve: dict) -> list[str]:
+    """Markdown rows: each step count against the one before (paired, 95 %)."""
 
-    Raises:
-        KeyError: an arm the run does not hold.
-    """
-    from htd_plugins.experiment import summary as sm
+    def cell(est) -> str:
+        if est is None or est.mean is None:  # an encoder the run did not use
+            return "-"
+        ci = f" [{est.ci[0]:+.3f}, {est.ci[1]:+.3f}]" if est.ci else ""
+        return f"{est.mean:+.3f}{ci}"
 
-    scores, rows = results["scores"], []
-    for arm in arms:
-        steps = {int(r["steps"]) for r in results["arms"][arm].values()}
-        fds = {e: sm.estimate(scores["frechet"][arm], sm.fd(e, lab)) for e, lab in ENCODERS.items()}
-        adh = sm.estimate(scores["layout_adherence"][arm], sm.adherence())
-        rows.append({"arm": arm, "steps": max(steps), "fd": fds, "adherence": adh})
-    first = scores["frechet"][arms[0]]
-    refs = {e: sm.estimate(first, sm.reference(e, "fd_real_train", "real")).mean for e in ENCODERS}
-    ceiling = sm.estimate(scores["layout_adherence"][arms[0]], sm.adherence("ceiling")).mean
-    return {"rows": sorted(rows, key=lambda r: r["steps"]), "fd_real": refs, "ceiling": ceiling}
+    steps = {p["arm"]: p["steps"] for p in curve["points"]}
+    return [f"| {name} | {steps[c['from']]} -> {steps[c['to']]} | "
+            + " | ".join(cell(c["fd"].get(e)) for e in ENCODERS)
+            + f" | {cell(c['adherence'])} |" for c in curve["changes"]]  # fmt: skip
 
 
 def main() -> int:
@@ -49,6 +44,8 @@ def main() -> int:
     parser.add_argument("--arms", nargs="+", required=True, help="arms differing in steps only")
     parser.add_argument("--out", required=True, help="the PNG to write")
     args = parser.parse_args()
+    from htd_plugins.experiment import steps_curve
+
     curves = {}
     for run in args.runs:
         path = Path(run) / "results.json"
@@ -67,7 +64,7 @@ def main() -> int:
             print(f"{run}: arms with the same steps ({steps}): give arms that differ in steps",
                   file=sys.stderr)  # fmt: skip
             return 2
-        curves[results["name"]] = curve(results, args.arms)
+        curves[results["name"]] = steps_curve(results, args.arms)
 
     import matplotlib
 
@@ -78,16 +75,19 @@ def main() -> int:
 
     fig, axes = plt.subplots(len(curves), 2, figsize=(9, 3.2 * len(curves)), squeeze=False)
     for (name, c), (ax_fd, ax_adh) in zip(curves.items(), axes, strict=True):
-        steps = [r["steps"] for r in c["rows"]]
+        steps = [p["steps"] for p in c["points"]]
         for (enc, label), colour in zip(ENCODERS.items(), ("tab:blue", "tab:orange"), strict=True):
-            ests = [r["fd"][enc] for r in c["rows"]]
-            _points(ax_fd, steps, ests, colour, f"FD {label}")
-            if c["fd_real"][enc] is not None:  # an encoder the run did not use has none
+            _points(ax_fd, steps, [p["fd"].get(enc) for p in c["points"]], colour,
+                    f"FD {label}")  # fmt: skip
+            if c["fd_real"].get(enc) is not None:  # an encoder the run did not use has none
                 ax_fd.axhline(c["fd_real"][enc], color=colour, ls="--", lw=1,
                               label=f"real vs real ({label})")  # fmt: skip
         ax_fd.set(title=f"{name}: Frechet distance (lower is better)", xlabel="denoiser steps")
-        _points(ax_adh, steps, [r["adherence"] for r in c["rows"]], "tab:green", "adherence mIoU")
-        ax_adh.axhline(c["ceiling"], color="tab:green", ls="--", lw=1, label="real-data ceiling")
+        _points(ax_adh, steps, [p["adherence"] for p in c["points"]], "tab:green", "adherence mIoU")
+        if c["ceiling"] is not None:
+            ax_adh.axhline(
+                c["ceiling"], color="tab:green", ls="--", lw=1, label="real-data ceiling"
+            )
         ax_adh.set(title=f"{name}: layout adherence (higher is better)", xlabel="denoiser steps")
         for ax in (ax_fd, ax_adh):
             ax.set_xticks(steps)
@@ -95,13 +95,20 @@ def main() -> int:
     fig.tight_layout()
     with atomic_open(args.out) as fh:
         fig.savefig(fh, format="png", dpi=110)
-    print(f"wrote {args.out}")
+    print("| dataset | steps | " + " | ".join(f"FD {v}" for v in ENCODERS.values())
+          + " | layout adherence |")  # fmt: skip
+    print("|---|---|" + "---|" * (len(ENCODERS) + 1))
+    for name, c in curves.items():
+        print("\n".join(change_rows(name, c)))
+    print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 
 def _points(ax, steps: list[int], ests: list, colour: str, label: str) -> None:
     """One line of means with their intervals (an arm without the score is left out)."""
-    kept = [(x, e) for x, e in zip(steps, ests, strict=True) if e.mean is not None]
+    kept = [
+        (x, e) for x, e in zip(steps, ests, strict=True) if e is not None and e.mean is not None
+    ]
     if not kept:
         return
     steps, ests = [x for x, _ in kept], [e for _, e in kept]

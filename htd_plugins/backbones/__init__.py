@@ -26,6 +26,8 @@ _PUBLIC = {
     "folder_digest": "htd_plugins.backbones.ldm.autoencoders",
     "TrainOptions": "htd_plugins.backbones.ldm.training",
     "get_preset": "htd_plugins.backbones.ldm.presets",
+    "checkpoint_dir": "htd_plugins.backbones.ldm.checkpoint",
+    "list_checkpoints": "htd_plugins.backbones.ldm.checkpoint",
 }
 __all__ = list(_PUBLIC)
 

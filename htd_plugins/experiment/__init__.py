@@ -12,6 +12,7 @@ driver) and writes ``results.md`` / ``results.json`` /
 >>> results = run_experiment("examples/experiments/glas.yaml", budget="cpu-quick")  # doctest: +SKIP
 """
 
+from htd_plugins.experiment.ablation import steps_curve
 from htd_plugins.experiment.budgets import BUDGETS, Budget, get_budget
 from htd_plugins.experiment.config import ARMS, ExperimentConfig, load_experiment
 from htd_plugins.experiment.data import ExperimentData, sample_splits
@@ -28,4 +29,5 @@ __all__ = [
     "load_experiment",
     "run_experiment",
     "sample_splits",
+    "steps_curve",
 ]

@@ -95,3 +95,40 @@ def ablation_lines(items: list[dict[str, Any]], labels: Mapping[str, str]) -> li
             cells.append(f"{text} {word.get(head, head)}" + (f" ({rest}" if rest else ""))
         lines.append(f"| {labels.get(item['arm'], item['arm'])} | " + " | ".join(cells) + " |")
     return [*lines, ""]
+
+
+def steps_curve(results: Mapping[str, Any], arms: list[str]) -> dict[str, Any]:
+    """A steps curve from a run's ``results.json``: ``arms`` differ in their denoiser steps only
+    (each continues the shorter one's model: :meth:`.arms.ArmStages.continues`).
+
+    Returns:
+        ``points``: per arm, sorted by steps: ``{"arm", "steps", "fd": {encoder: Estimate},
+        "adherence": Estimate}`` (mean over seeds [95 %], as the run's tables); ``changes``:
+        each point against the one before, paired by seed and resample (``{"from", "to",
+        "fd": {encoder: Estimate}, "adherence": Estimate}``); ``fd_real`` (real vs real per
+        encoder) and ``ceiling`` (the adherence ceiling), None where not measured.
+
+    Raises:
+        KeyError: an arm the run does not hold.
+    """
+    scores, encs = results["scores"], encoders(results["scores"])
+    frechet, adherence = scores.get("frechet", {}), scores.get("layout_adherence", {})
+
+    def read(per_arm: Mapping[str, Any], arm: str, metric: sm.Metric) -> sm.Estimate:
+        return sm.estimate(per_arm.get(arm, {}), metric)
+
+    steps = {a: max(int(r["steps"]) for r in results["arms"][a].values()) for a in arms}
+    order = sorted(arms, key=steps.__getitem__)
+    points = [{"arm": a, "steps": steps[a], "adherence": read(adherence, a, sm.adherence()),
+               "fd": {e: read(frechet, a, sm.fd(e, lab)) for e, lab in encs.items()}}
+              for a in order]  # fmt: skip
+    changes = [{"from": b, "to": a, "adherence": sm.difference(adherence.get(a, {}),
+                                                                adherence.get(b, {}), sm.adherence()),
+                "fd": {e: sm.difference(frechet.get(a, {}), frechet.get(b, {}), sm.fd(e, lab))
+                       for e, lab in encs.items()}}
+               for b, a in zip(order[:-1], order[1:], strict=True)]  # fmt: skip
+    first = order[0]
+    return {"points": points, "changes": changes,
+            "fd_real": {e: read(frechet, first, sm.reference(e, "fd_real_train", "real")).mean
+                        for e in encs},
+            "ceiling": read(adherence, first, sm.adherence("ceiling")).mean}  # fmt: skip

@@ -165,7 +165,7 @@ class ArmStages:
     def train(self, arm: Arm, vae: Mapping[str, Any], seed: int) -> dict[str, Any]:
         """Stage ``train:<arm>@<seed>``: the arm's own model (resumes from its checkpoint, or
         continues the model of a shorter arm of the same recipe: :meth:`continues`)."""
-        from htd_plugins.backbones.ldm.checkpoint import checkpoint_dir, list_checkpoints
+        from htd_plugins.backbones import checkpoint_dir, list_checkpoints
 
         key = self.arm_key(arm, vae, seed)
         name = f"train:{arm.name}@{seed}"
@@ -219,7 +219,7 @@ class ArmStages:
         once): the same :meth:`lineage`, trained at this seed, its last checkpoint at fewer
         steps than ``arm``'s (the most such). Returns ``(its name, that step, the checkpoint
         path)``; None when there is none (a training-free arm has none)."""
-        from htd_plugins.backbones.ldm.checkpoint import list_checkpoints
+        from htd_plugins.backbones import list_checkpoints
 
         mine, steps = self.lineage(arm, vae, seed), self.fit(arm).get("steps", self.budget.steps)
         found = []

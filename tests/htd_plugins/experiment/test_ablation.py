@@ -109,6 +109,7 @@ def test_ablation_arms_train_with_their_own_options_and_are_reported(shared_data
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert png.stat().st_size > 10_000
+    assert "| glas | 6 -> 9 | - | " in proc.stdout  # paired: 9 steps against 6 (no Inception)
     for bad, says in ((["crop", "crop_min_snr"], "arms with the same steps"),
                       (["crop", "cropp"], "the run has not arms ['cropp']")):  # fmt: skip
         proc = subprocess.run([*script, str(out), "--arms", *bad, "--out", str(tmp_path / "x.png")],
