@@ -58,6 +58,10 @@ def test_an_arms_own_fit_options_are_parsed_keyed_and_checked(tmp_path):
     arms = {a.name: a for a in cfg.arms}
     assert arms["crop_long"].fit == {"steps": 9} and arms["crop"].fit == {}
     assert arms["crop_min_snr"].fit == {"snr_gamma": 5.0}
+    # another backbone given the steps it makes in the crop arm's wall time: one mapping
+    concat = {**LONG, "name": "concat_long", "backbone": "concat_ldm", "fit": {"steps": 12}}
+    arm = load_experiment(glas(Path("/nonexistent"), arms=["crop", concat])).arms[1]
+    assert (arm.name, arm.backbone, arm.fit) == ("concat_long", "concat_ldm", {"steps": 12})
     with pytest.raises(ConfigError, match="fit must be a mapping"):
         load_experiment(glas(Path("/nonexistent"), arms=[{**LONG, "fit": [1]}]))
     bad = {**LONG, "fit": {"snr_gama": 5}}
