@@ -21,6 +21,9 @@ _CKPT_GLOB = "step-*.pt"
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
+    """The folder a fit in ``output_dir`` writes its checkpoints to (``step-NNNNNNNN.pt``, the step
+    zero-padded): ``output_dir/checkpoints``. A checkpoint copied there makes the next fit in
+    ``output_dir`` resume from it. Nothing is created or read."""
     return Path(output_dir) / "checkpoints"
 
 
