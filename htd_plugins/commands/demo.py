@@ -2,7 +2,7 @@
 
 Offline, no arguments needed: it uses the shared data folder when present, else the H&E image
 inside the tiatoolbox wheel (or ``--slide``). Runs the experiment runner
-(:mod:`htd_plugins.experiment`) with the ``demo`` budget: about 12 minutes on 2 CPU cores.
+(:mod:`htd_plugins.experiment`) with the ``demo`` budget: about 15 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
