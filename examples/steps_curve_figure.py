@@ -23,28 +23,13 @@ from pathlib import Path
 ENCODERS = {"inception_fid": "Inception", "efficientnet_lite0": "EfficientNet-Lite0"}
 
 
-def change_rows(name: str, curve: dict) -> list[str]:
-    """Markdown rows: each step count against the one before (paired, 95 %)."""
-
-    def cell(est) -> str:
-        if est is None or est.mean is None:  # an encoder the run did not use
-            return "-"
-        ci = f" [{est.ci[0]:+.3f}, {est.ci[1]:+.3f}]" if est.ci else ""
-        return f"{est.mean:+.3f}{ci}"
-
-    steps = {p["arm"]: p["steps"] for p in curve["points"]}
-    return [f"| {name} | {steps[c['from']]} -> {steps[c['to']]} | "
-            + " | ".join(cell(c["fd"].get(e)) for e in ENCODERS)
-            + f" | {cell(c['adherence'])} |" for c in curve["changes"]]  # fmt: skip
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="experiment run folders (their results.json)")
     parser.add_argument("--arms", nargs="+", required=True, help="arms differing in steps only")
     parser.add_argument("--out", required=True, help="the PNG to write")
     args = parser.parse_args()
-    from htd_plugins.experiment import steps_curve
+    from htd_plugins.experiment import steps_curve, steps_curve_lines
 
     curves = {}
     for run in args.runs:
@@ -95,11 +80,7 @@ def main() -> int:
     fig.tight_layout()
     with atomic_open(args.out) as fh:
         fig.savefig(fh, format="png", dpi=110)
-    print("| dataset | steps | " + " | ".join(f"FD {v}" for v in ENCODERS.values())
-          + " | layout adherence |")  # fmt: skip
-    print("|---|---|" + "---|" * (len(ENCODERS) + 1))
-    for name, c in curves.items():
-        print("\n".join(change_rows(name, c)))
+    print("\n".join(steps_curve_lines(curves)))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

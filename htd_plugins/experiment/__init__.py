@@ -12,7 +12,7 @@ driver) and writes ``results.md`` / ``results.json`` /
 >>> results = run_experiment("examples/experiments/glas.yaml", budget="cpu-quick")  # doctest: +SKIP
 """
 
-from htd_plugins.experiment.ablation import steps_curve
+from htd_plugins.experiment.ablation import steps_curve, steps_curve_lines
 from htd_plugins.experiment.budgets import BUDGETS, Budget, get_budget
 from htd_plugins.experiment.config import ARMS, ExperimentConfig, load_experiment
 from htd_plugins.experiment.data import ExperimentData, sample_splits
@@ -30,4 +30,5 @@ __all__ = [
     "run_experiment",
     "sample_splits",
     "steps_curve",
+    "steps_curve_lines",
 ]

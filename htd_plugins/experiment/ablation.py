@@ -80,21 +80,26 @@ def ablation_lines(items: list[dict[str, Any]], labels: Mapping[str, str]) -> li
              "**better** / **worse** when the interval lies on one side of 0 (lower FD and KID, "
              "higher mIoU and adherence are better), **tie** when it straddles 0.", "",
              "| arm | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]  # fmt: skip
-    word = {"holds": "better", "does not hold": "worse", "tie": "tie"}  # "... (point values)"
     for item in items:
         by_name = {r["reading"]: r for r in item["readings"]}
         cells = []
         for c in columns:
             r = by_name.get(c)
-            if r is None or r["difference"].get("mean") is None:
-                cells.append("-")
-                continue
-            est = sm.Estimate(r["difference"]["mean"], r["difference"].get("ci"))
-            text = est_cell(est, 4 if c.startswith("KID") else 3, signed=True)
-            head, _, rest = r["verdict"].partition(" (")
-            cells.append(f"{text} {word.get(head, head)}" + (f" ({rest}" if rest else ""))
+            est = None if r is None else sm.Estimate(r["difference"].get("mean"),
+                                                     r["difference"].get("ci"))  # fmt: skip
+            cells.append(_cell(est, 4 if c.startswith("KID") else 3, r and r["verdict"]))
         lines.append(f"| {labels.get(item['arm'], item['arm'])} | " + " | ".join(cells) + " |")
     return [*lines, ""]
+
+
+def _cell(est: sm.Estimate | None, digits: int, verdict: str | None) -> str:
+    """``difference [95 %] better|worse|tie`` (``-`` when not measured)."""
+    if est is None or est.mean is None:
+        return "-"
+    word = {"holds": "better", "does not hold": "worse", "tie": "tie"}  # "... (point values)"
+    head, _, rest = str(verdict).partition(" (")
+    text = f"{est_cell(est, digits, signed=True)} {word.get(head, head)}"
+    return text + (f" ({rest}" if rest else "")
 
 
 def steps_curve(results: Mapping[str, Any], arms: list[str]) -> dict[str, Any]:
@@ -106,7 +111,8 @@ def steps_curve(results: Mapping[str, Any], arms: list[str]) -> dict[str, Any]:
         "adherence": Estimate}`` (mean over seeds [95 %], as the run's tables); ``changes``:
         each point against the one before, paired by seed and resample (``{"from", "to",
         "fd": {encoder: Estimate}, "adherence": Estimate}``); ``fd_real`` (real vs real per
-        encoder) and ``ceiling`` (the adherence ceiling), None where not measured.
+        encoder) and ``ceiling`` (the adherence ceiling), None where not measured;
+        ``encoders``: the run's encoder keys and labels.
 
     Raises:
         KeyError: an arm the run does not hold.
@@ -131,4 +137,27 @@ def steps_curve(results: Mapping[str, Any], arms: list[str]) -> dict[str, Any]:
     return {"points": points, "changes": changes,
             "fd_real": {e: read(frechet, first, sm.reference(e, "fd_real_train", "real")).mean
                         for e in encs},
-            "ceiling": read(adherence, first, sm.adherence("ceiling")).mean}  # fmt: skip
+            "ceiling": read(adherence, first, sm.adherence("ceiling")).mean,
+            "encoders": encs}  # fmt: skip
+
+
+def steps_curve_lines(curves: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """A markdown table of :func:`steps_curve` changes for each ``name -> curve`` (e.g. one per
+    dataset): a row per step count against the one before, a column per encoder any curve
+    used (FD) and layout adherence; each cell ``difference [95 %] better|worse|tie`` (lower
+    FD, higher adherence is better; ``-`` where a run did not measure it)."""
+    encs: dict[str, str] = {}
+    for curve in curves.values():
+        encs |= curve["encoders"]
+    lines = ["| dataset | steps | " + " | ".join(f"FD {lab}" for lab in encs.values())
+             + " | layout adherence |", "|---|---|" + "---|" * (len(encs) + 1)]  # fmt: skip
+    for name, curve in curves.items():
+        steps = {p["arm"]: p["steps"] for p in curve["points"]}
+        for c in curve["changes"]:
+            fd = [c["fd"].get(e) for e in encs]
+            cells = [_cell(d, 1, d and sm.verdict(d, upper=0.0)) for d in fd]
+            adh = c["adherence"]
+            cells.append(_cell(adh, 3, sm.verdict(adh, lower=0.0)))
+            lines.append(f"| {name} | {steps[c['from']]} -> {steps[c['to']]} | "
+                         + " | ".join(cells) + " |")  # fmt: skip
+    return lines

@@ -244,7 +244,7 @@ class ArmStages:
 
     def generate(self, arm: Arm, trained: Mapping[str, Any], seed: int) -> dict[str, Any]:
         """Stage ``generate:<arm>@<seed>``: writes ``.../seed-<seed>/synthetic`` (resumes per
-        sample), keyed by the generation options it passes (the budget's, with ``seed``), so
+        sample; a larger set grows a smaller one), keyed by the generation options it passes (the budget's, with ``seed``), so
         changing them regenerates; records the options the pipeline resolved and used."""
         from tqdm import tqdm
 
@@ -260,7 +260,15 @@ class ArmStages:
         done = self.stages.get(name, key)
         if done is not None and folder.is_dir():
             return done
-        own_folder(folder, key)
+        # sample i depends on i alone (layouts cycle in one order; its seed is seed + i), so a
+        # larger set grows a smaller one: the folder is keyed without the size (a folder that
+        # holds more than asked is redone; one stamped with its size before this was kept too)
+        manifest = folder / "manifest.csv"
+        made = manifest.read_text().count("\n") - 1 if manifest.is_file() else 0
+        if made > len(layouts):
+            shutil.rmtree(folder)
+        own_folder(folder, stage_key("generate", trained["key"], asked),
+                   also=[stage_key("generate", trained["key"], made, asked)])  # fmt: skip
         pipe = Pipeline.from_pretrained(trained["model_dir"])
         options = pipe.generation_options(**asked)
         how = (f"{options.scheduler} {options.num_inference_steps} steps, guidance "
@@ -270,7 +278,8 @@ class ArmStages:
         with DatasetWriter(folder, layouts[0].class_map, GENERATION_COLUMNS) as writer:
             start = len(writer)
             if start:
-                self.log(f"{name}: resuming at sample {start} of {len(layouts)}")
+                self.log(f"{name}: resuming (or growing a smaller set) at sample {start} of "
+                         f"{len(layouts)}")  # fmt: skip
             quiet = self.config.fit.get("progress", True) is False
             bar = tqdm(total=len(layouts), initial=start, desc=name, unit="img", file=sys.stderr,
                        disable=quiet)  # fmt: skip

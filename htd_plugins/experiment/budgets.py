@@ -33,8 +33,9 @@ class Budget:
         batch_size: denoiser batch (None: the preset's).
         max_train: real training patches used at most (a seeded subset of the train split).
         n_test: held-out real patches at most (FD reference and segmentation test set).
-        n_synthetic: synthetic patches each arm generates (from train layouts; None: as many
-            as the real training patches, so DeepLabv3+ trains on sets of the same size).
+        n_synthetic: synthetic patches each arm generates (from train layouts, cycled when
+            more are asked; None: as many as the real training patches, so DeepLabv3+ trains
+            on sets of the same size). Raising it on a finished run grows its sets.
         num_inference_steps: sampler steps.
         guidance_scale: classifier-free guidance of the conditioned arms (a null condition is
             never guided: the unconditional arm samples with 1, and records it).

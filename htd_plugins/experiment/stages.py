@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +48,13 @@ class Stages:
         return result
 
 
-def own_folder(folder: Path, key: str) -> None:
+def own_folder(folder: Path, key: str, also: Collection[str] = ()) -> None:
     """Make ``folder`` (a stage's working folder inside the run) belong to ``key``: a folder
-    left by the same stage with other inputs is removed (htd wrote it), so nothing stale is
-    resumed."""
+    left by the same stage with other inputs (a key neither ``key`` nor in ``also``) is removed
+    (htd wrote it), so nothing stale is resumed."""
     stamp = folder.parent / f".{folder.name}.stage-key"  # beside it: the folder stays htd's kind
-    if folder.is_dir() and (not stamp.is_file() or stamp.read_text() != key):
+    kept = (key, *also)
+    if folder.is_dir() and (not stamp.is_file() or stamp.read_text() not in kept):
         shutil.rmtree(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(key)

@@ -4,6 +4,7 @@ arm outside the paper's four read against map + crop with paired intervals."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -113,7 +114,10 @@ def test_ablation_arms_train_with_their_own_options_and_are_reported(shared_data
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert png.stat().st_size > 10_000
-    assert "| glas | 6 -> 9 | - | " in proc.stdout  # paired: 9 steps against 6 (no Inception)
+    # paired: 9 steps against 6, a column per encoder the run used, each with its verdict
+    assert "| dataset | steps | FD efficientnet_lite0 | layout adherence |" in proc.stdout
+    row = next(x for x in proc.stdout.splitlines() if x.startswith("| glas | 6 -> 9 | "))
+    assert len(re.findall(r"\] (better|worse|tie) \|", row)) == 2, row
     for bad, says in ((["crop", "crop_min_snr"], "arms with the same steps"),
                       (["crop", "cropp"], "the run has not arms ['cropp']")):  # fmt: skip
         proc = subprocess.run([*script, str(out), "--arms", *bad, "--out", str(tmp_path / "x.png")],

@@ -110,3 +110,34 @@ def test_changing_guidance_regenerates_and_rescores_but_reuses_training(
     assert fd(second) != fd(first)
     md = (out / "results.md").read_text()
     assert "guidance 4.0 asked; used per arm: crop 4.0" in md
+
+
+def test_a_larger_synthetic_set_grows_the_smaller_one_and_a_smaller_one_is_redone(
+    shared_data, builtin_manager, tmp_path
+):
+    from htd_core.dataset import Dataset
+
+    out, lines = tmp_path / "run", []
+    first = run(config(Path(shared_data), ["frechet"]), out)  # tiny: 8 synthetic patches
+    synthetic = out / "arms" / "crop" / "seed-0" / "synthetic"
+    images = [s.image for s in Dataset(synthetic)]
+    made = {p.name: p.stat().st_mtime_ns for p in (synthetic / "images").iterdir()}
+    stored = out / "evaluation" / "results" / "frechet--crop@0.json"
+    key = json.loads(stored.read_text())["key"]
+    from htd_plugins.experiment import Experiment
+
+    cfg = config(Path(shared_data), ["frechet"], budget_options={"n_synthetic": 12})
+    grown = Experiment(cfg, output_dir=out, log=lines.append).run()
+    assert any("growing a smaller set) at sample 8 of 12" in x for x in lines)
+    assert len(Dataset(synthetic)) == 12 and grown["generated"]["crop"][0]["n"] == 12
+    assert {p.name: p.stat().st_mtime_ns for p in (synthetic / "images").iterdir()
+            if p.name in made} == made  # the first 8 were kept, not redrawn  # fmt: skip
+    assert json.loads(stored.read_text())["key"] != key  # the larger set is scored anew
+    assert (
+        grown["scores"]["frechet"]["crop"][0]["encoders"]["efficientnet_lite0"]["n_synthetic"] == 12
+    )
+    again = run(config(Path(shared_data), ["frechet"]), out)  # back to 8: redone, same samples
+    assert len(Dataset(synthetic)) == 8
+    assert all(np.array_equal(a, s.image) for a, s in zip(images, Dataset(synthetic), strict=True))
+    fd = lambda r: r["scores"]["frechet"]["crop"][0]["encoders"]["efficientnet_lite0"]["fd"]  # noqa: E731
+    assert fd(again) == fd(first)
