@@ -17,6 +17,7 @@ from htd_plugins.experiment.budgets import BUDGETS, Budget, get_budget
 from htd_plugins.experiment.config import ARMS, ExperimentConfig, load_experiment
 from htd_plugins.experiment.data import ExperimentData, sample_splits
 from htd_plugins.experiment.runner import Experiment, run_experiment
+from htd_plugins.experiment.set_size import set_size_lines, set_size_rows
 
 __all__ = [
     "ARMS",
@@ -29,6 +30,8 @@ __all__ = [
     "load_experiment",
     "run_experiment",
     "sample_splits",
+    "set_size_lines",
+    "set_size_rows",
     "steps_curve",
     "steps_curve_lines",
 ]

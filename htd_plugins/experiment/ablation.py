@@ -18,7 +18,7 @@ from typing import Any
 from htd_plugins.experiment import summary as sm
 from htd_plugins.experiment.claims import encoders
 from htd_plugins.experiment.config import DEFAULT_ARMS as PAPER_ARMS  # compared by .claims
-from htd_plugins.experiment.tables import est_cell
+from htd_plugins.experiment.tables import verdict_cell
 
 #: The method every ablation arm is read against.
 BASE = "crop"
@@ -87,19 +87,9 @@ def ablation_lines(items: list[dict[str, Any]], labels: Mapping[str, str]) -> li
             r = by_name.get(c)
             est = None if r is None else sm.Estimate(r["difference"].get("mean"),
                                                      r["difference"].get("ci"))  # fmt: skip
-            cells.append(_cell(est, 4 if c.startswith("KID") else 3, r and r["verdict"]))
+            cells.append(verdict_cell(est, 4 if c.startswith("KID") else 3, r and r["verdict"]))
         lines.append(f"| {labels.get(item['arm'], item['arm'])} | " + " | ".join(cells) + " |")
     return [*lines, ""]
-
-
-def _cell(est: sm.Estimate | None, digits: int, verdict: str | None) -> str:
-    """``difference [95 %] better|worse|tie`` (``-`` when not measured)."""
-    if est is None or est.mean is None:
-        return "-"
-    word = {"holds": "better", "does not hold": "worse", "tie": "tie"}  # "... (point values)"
-    head, _, rest = str(verdict).partition(" (")
-    text = f"{est_cell(est, digits, signed=True)} {word.get(head, head)}"
-    return text + (f" ({rest}" if rest else "")
 
 
 def steps_curve(results: Mapping[str, Any], arms: list[str]) -> dict[str, Any]:
@@ -155,9 +145,9 @@ def steps_curve_lines(curves: Mapping[str, Mapping[str, Any]]) -> list[str]:
         steps = {p["arm"]: p["steps"] for p in curve["points"]}
         for c in curve["changes"]:
             fd = [c["fd"].get(e) for e in encs]
-            cells = [_cell(d, 1, d and sm.verdict(d, upper=0.0)) for d in fd]
+            cells = [verdict_cell(d, 1, d and sm.verdict(d, upper=0.0)) for d in fd]
             adh = c["adherence"]
-            cells.append(_cell(adh, 3, sm.verdict(adh, lower=0.0)))
+            cells.append(verdict_cell(adh, 3, sm.verdict(adh, lower=0.0)))
             lines.append(f"| {name} | {steps[c['from']]} -> {steps[c['to']]} | "
                          + " | ".join(cells) + " |")  # fmt: skip
     return lines

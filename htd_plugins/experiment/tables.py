@@ -52,6 +52,17 @@ def est_cell(est: sm.Estimate, digits: int = 2, signed: bool = False) -> str:
     return f"{est.mean:{f}}{ci}"
 
 
+def verdict_cell(est: sm.Estimate | None, digits: int, verdict: str | None) -> str:
+    """``difference [95 %] better|worse|tie`` (``-`` when not measured): ``verdict`` is
+    :func:`.summary.verdict`'s for "better" (its note in brackets kept)."""
+    if est is None or est.mean is None:
+        return "-"
+    word = {"holds": "better", "does not hold": "worse", "tie": "tie"}  # "... (point values)"
+    head, _, rest = str(verdict).partition(" (")
+    text = f"{est_cell(est, digits, signed=True)} {word.get(head, head)}"
+    return text + (f" ({rest}" if rest else "")
+
+
 def table(head: list[str], rows: list[list[Any]]) -> str:
     text = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     text += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
