@@ -236,12 +236,19 @@ SPECS: dict[str, Spec] = {
         "htd_plugins/experiment/test_ablation.py)",
     ),
     "docs/results.md#12": Spec(
+        "cp -r runs/glas-concat runs/glas-setsize",
+        skip="grows the concatenation run's synthetic sets at cpu-quick: about 50 minutes of CPU "
+        "per dataset (a larger set growing a smaller one at the tiny budget: tests/htd_plugins/"
+        "experiment/test_evaluators_and_generation.py; the table: tests/htd_plugins/experiment/"
+        "test_set_size.py)",
+    ),
+    "docs/results.md#13": Spec(
         "htd experiment examples/experiments/wsss4luad.yaml --budget cpu --threads 2 \\",
         skip="the embedding arm's rerun at cpu: about 50 minutes of CPU over a copy of a cpu "
         "run's folder (the whole_crop option is tests/htd_plugins/condition_builders/"
         "test_embedding.py)",
     ),
-    "docs/results.md#13": Spec(
+    "docs/results.md#14": Spec(
         "python benchmarks/bench_embedding_arm.py",
         skip="a timing benchmark over an experiment run's folder (minutes of CPU)",
     ),

@@ -244,8 +244,9 @@ class ArmStages:
 
     def generate(self, arm: Arm, trained: Mapping[str, Any], seed: int) -> dict[str, Any]:
         """Stage ``generate:<arm>@<seed>``: writes ``.../seed-<seed>/synthetic`` (resumes per
-        sample; a larger set grows a smaller one), keyed by the generation options it passes (the budget's, with ``seed``), so
-        changing them regenerates; records the options the pipeline resolved and used."""
+        sample; a larger set grows a smaller one), keyed by the generation options it passes
+        (the budget's, with ``seed``), so changing them regenerates; records the options the
+        pipeline resolved and used."""
         from tqdm import tqdm
 
         from htd_core.dataset import Dataset, DatasetWriter
