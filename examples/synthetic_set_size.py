@@ -35,7 +35,7 @@ def main() -> int:
         try:
             results = json.loads(path.read_text())
             group = (results["name"], results["data_key"])
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):  # no file, not JSON, not a run's
             print(f"{run}: not an htd experiment's results.json: give a run folder or its "
                   "results.json", file=sys.stderr)  # fmt: skip
             return 2
@@ -43,10 +43,15 @@ def main() -> int:
     lines = []
     for (name, _), runs in groups.items():
         try:
-            rows = set_size_lines(set_size_rows(runs, args.arm), name)
+            found = set_size_rows(runs, args.arm)
         except InputError as err:
             print(err, file=sys.stderr)
             return 2
+        sizes = [max(r["n_synthetic"], default=0) for r in found]
+        if sizes != sorted(sizes):
+            print(f"{name}: the runs are not smallest set first ({sizes}): each is read "
+                  "against the first given", file=sys.stderr)  # fmt: skip
+        rows = set_size_lines(found, name)
         lines += rows if not lines else rows[2:]  # one header
     print("\n".join(lines))
     return 0

@@ -279,8 +279,8 @@ class ArmStages:
         with DatasetWriter(folder, layouts[0].class_map, GENERATION_COLUMNS) as writer:
             start = len(writer)
             if start:
-                self.log(f"{name}: resuming (or growing a smaller set) at sample {start} of "
-                         f"{len(layouts)}")  # fmt: skip
+                self.log(f"{name}: {start} samples kept (a killed run or a smaller set); "
+                         f"resuming at sample {start} of {len(layouts)}")  # fmt: skip
             quiet = self.config.fit.get("progress", True) is False
             bar = tqdm(total=len(layouts), initial=start, desc=name, unit="img", file=sys.stderr,
                        disable=quiet)  # fmt: skip

@@ -77,11 +77,7 @@ def orderings(scores: Mapping[str, Any], arms: list[str]) -> list[dict[str, Any]
         if a not in seg or (b != "real" and b not in seg):
             continue
         other = real if b == "real" else seg[b]
-        metric = sm.Metric("mIoU", lambda m, s=sa: m["settings"][s]["mean_iou"],
-                           lambda m, s=sa: sm.resamples_of(m["settings"][s], "mean_iou"))  # fmt: skip
-        pair = sm.Metric("mIoU", lambda m, s=sb: m["settings"][s]["mean_iou"],
-                         lambda m, s=sb: sm.resamples_of(m["settings"][s], "mean_iou"))  # fmt: skip
-        d = sm.difference(_recast(seg[a], metric), _recast(other, pair), _DIFF)
+        d = sm.difference(seg[a], other, sm.iou(sa), metric_b=sm.iou(sb))
         verdict = sm.verdict(d, lower, upper)
         if degenerate:
             verdict = "not measured (DeepLabv3+ trained on real data scored at or below chance)"
@@ -107,18 +103,6 @@ def _ceiling_at_chance(per_seed: Mapping[Any, Any]) -> bool:
              for m in per_seed.values()]  # fmt: skip
     pairs = [(v, c) for v, c in pairs if v is not None and c is not None]
     return bool(pairs) and all(v <= c for v, c in pairs)
-
-
-#: Differences of values already brought to ``{"v": value, "r": resamples}`` by _recast.
-_DIFF = sm.Metric("", lambda m: m["v"], lambda m: m["r"])
-
-
-def _recast(per_seed: Mapping[Any, Any], metric: sm.Metric) -> dict[Any, dict[str, Any]]:
-    """``{seed: {"v": value, "r": resamples}}``: two settings of different names compared."""
-    return {
-        s: {"v": sm.read(metric.point, m), "r": sm.read(metric.resamples, m)}
-        for s, m in per_seed.items()
-    }
 
 
 def _at_chance(real: Mapping[Any, Any]) -> bool:

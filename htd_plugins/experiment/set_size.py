@@ -22,15 +22,6 @@ from htd_plugins.experiment.tables import est_cell, verdict_cell
 #: DeepLabv3+ settings read, in table order.
 SETTINGS = ("synthetic", "real+synthetic")
 
-#: A difference of two values already read ({"v": value, "r": resamples}).
-_VALUE = sm.Metric("", lambda m: m["v"], lambda m: m["r"])
-
-
-def _setting(per_seed: Mapping[Any, Any], setting: str) -> dict[Any, dict[str, Any]]:
-    metric = sm.iou(setting)
-    return {s: {"v": sm.read(metric.point, m), "r": sm.read(metric.resamples, m)}
-            for s, m in per_seed.items()}  # fmt: skip
-
 
 def set_size_rows(runs: Mapping[str, Mapping[str, Any]], arm: str = BASE) -> list[dict[str, Any]]:
     """One row per run (in the order given) of ``arm``'s DeepLabv3+ scores.
@@ -43,13 +34,15 @@ def set_size_rows(runs: Mapping[str, Mapping[str, Any]], arm: str = BASE) -> lis
 
     Returns:
         ``[{"run", "n_synthetic", "n_real", "real", "synthetic", "real+synthetic", "gain",
-        "vs_first"}]``: sizes per seed (synthetic patches generated; real training patches),
+        "vs_first"}]``: the distinct sizes over the seeds, sorted (synthetic patches
+        generated; real training patches),
         each setting's mIoU as an :class:`.summary.Estimate` (mean over seeds [95 %]; None
         where not run), ``gain`` = real + synthetic - real, and ``vs_first`` = ``{setting:
         this run - the first run}``, all paired by seed and resample.
 
     Raises:
-        InputError: a run without ``arm``'s DeepLabv3+ scores, or runs whose real-data network
+        InputError: a run without ``arm``'s DeepLabv3+ scores or without their ``real``
+            setting, or runs whose real-data network
             scored differently at a seed they share (other data, split, seed or evaluator
             budget: not one experiment at several set sizes).
     """
@@ -58,13 +51,16 @@ def set_size_rows(runs: Mapping[str, Mapping[str, Any]], arm: str = BASE) -> lis
         per_seed = results.get("scores", {}).get("deeplabv3plus", {}).get(arm)
         if not per_seed:
             raise InputError(f"{name}: no deeplabv3plus scores of arm {arm!r}: give runs "
-                             "that ran it (evaluators: [deeplabv3plus])")  # fmt: skip
+                             "whose arms and evaluators include it and deeplabv3plus")  # fmt: skip
+        if not all("real" in m.get("settings", {}) for m in per_seed.values()):
+            raise InputError(f"{name}: its DeepLabv3+ scores have no real setting: give runs "
+                             "whose deeplabv3plus settings include real")  # fmt: skip
         per_run[name] = per_seed
     first_name, first = next(iter(per_run.items()))
-    real = _setting(first, "real")
+    real = {s: sm.read(sm.iou("real").point, m) for s, m in first.items()}
     for name, per_seed in per_run.items():
-        mine = _setting(per_seed, "real")
-        if any(mine[s]["v"] != real[s]["v"] for s in mine if s in real):
+        mine = {s: sm.read(sm.iou("real").point, m) for s, m in per_seed.items()}
+        if any(mine[s] != real[s] for s in mine if s in real):
             raise InputError(f"{name}: its real-data DeepLabv3+ scores differ from "
                              f"{first_name}'s: give runs of one experiment that differ only in "
                              "budget_options.n_synthetic")  # fmt: skip
@@ -79,9 +75,9 @@ def set_size_rows(runs: Mapping[str, Mapping[str, Any]], arm: str = BASE) -> lis
             ran = all(setting in m.get("settings", {}) for m in per_seed.values())
             row[setting] = sm.estimate(per_seed, sm.iou(setting)) if ran else None
         both = row["real"] is not None and row["real+synthetic"] is not None
-        row["gain"] = (sm.difference(_setting(per_seed, "real+synthetic"),
-                                     _setting(per_seed, "real"), _VALUE) if both else None)  # fmt: skip
-        row["vs_first"] = {s: sm.difference(_setting(per_seed, s), _setting(first, s), _VALUE)
+        row["gain"] = (sm.difference(per_seed, per_seed, sm.iou("real+synthetic"),
+                                     metric_b=sm.iou("real")) if both else None)  # fmt: skip
+        row["vs_first"] = {s: sm.difference(per_seed, first, sm.iou(s))
                            for s in SETTINGS if row[s] is not None
                            and all(s in m.get("settings", {}) for m in first.values())}  # fmt: skip
         rows.append(row)
@@ -92,14 +88,15 @@ def set_size_lines(rows: list[dict[str, Any]], dataset: str) -> list[str]:
     """Markdown rows for :func:`set_size_rows` (header first): set size as a multiple of the
     real training set, each setting's mIoU, the gain of real + synthetic over real (better /
     worse / tie), and each setting against the first run."""
-    head = ["dataset", "synthetic patches (x real)", "DeepLabv3+ synthetic", "real + synthetic",
-            "real + synthetic - real", "synthetic vs first", "real + synthetic vs first"]  # fmt: skip
+    head = ["dataset", "synthetic patches (x real)", "DeepLabv3+ real", "synthetic",
+            "real + synthetic", "real + synthetic - real", "synthetic vs first",
+            "real + synthetic vs first"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for row in rows:
         n, real = row["n_synthetic"], row["n_real"]
-        ratio = f" ({n[0] / real[0]:.0f}x)" if len(n) == 1 and len(real) == 1 else ""
+        ratio = f" ({n[0] / real[0]:.3g}x)" if len(n) == 1 and len(real) == 1 else ""
         size = "/".join(map(str, n)) + ratio
-        cells = [est_cell(row[s], 3) if row[s] is not None else "-" for s in SETTINGS]
+        cells = [est_cell(row[s], 3) if row[s] is not None else "-" for s in ("real", *SETTINGS)]
         gain = row["gain"]
         cells.append(verdict_cell(gain, 3, gain and sm.verdict(gain, lower=0.0)))
         for s in SETTINGS:

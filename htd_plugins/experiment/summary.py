@@ -102,13 +102,17 @@ def estimate(per_seed: Mapping[Any, Mapping[str, Any]], metric: Metric) -> Estim
 
 
 def difference(a: Mapping[Any, Mapping[str, Any]], b: Mapping[Any, Mapping[str, Any]],
-               metric: Metric, scale: float = 1.0) -> Estimate:  # fmt: skip
-    """``metric(a) - scale * metric(b)`` paired by seed and by resample (the seeds both
-    have); a seed whose resamples differ in number gives its values only."""
+               metric: Metric, scale: float = 1.0,
+               metric_b: Metric | None = None) -> Estimate:  # fmt: skip
+    """``metric(a) - scale * metric_b(b)`` (``metric_b`` defaults to ``metric``; another one
+    compares two scores of one result, e.g. DeepLabv3+ real + synthetic against real) paired
+    by seed and by resample (the seeds both have); a seed whose resamples differ in number
+    gives its values only."""
+    mb = metric_b or metric
     parts = []
     for seed in [s for s in a if s in b]:
-        pa, pb = read(metric.point, a[seed]), read(metric.point, b[seed])
-        ra, rb = read(metric.resamples, a[seed]), read(metric.resamples, b[seed])
+        pa, pb = read(metric.point, a[seed]), read(mb.point, b[seed])
+        ra, rb = read(metric.resamples, a[seed]), read(mb.resamples, b[seed])
         point = None if pa is None or pb is None else pa - scale * pb
         draws = None
         if ra is not None and rb is not None and len(ra) == len(rb):

@@ -45,7 +45,8 @@ def test_rows_pair_each_run_with_the_first_and_read_the_gain_over_real():
         0.02
     )
     lines = set_size_lines(rows, "glas")
-    assert lines[2].startswith("| glas | 600 (1x) | 0.400 [") and lines[2].endswith(" | - | - |")
+    assert lines[2].startswith("| glas | 600 (1x) | 0.600 [") and lines[2].endswith(" | - | - |")
+    assert "| 0.400 [" in lines[2]  # synthetic alone
     assert lines[2].count(" worse |") == 1  # real + synthetic 0.01 below real at 1x
     assert lines[3].startswith("| glas | 1800 (3x) | ") and lines[3].count(" better |") == 3
 
@@ -55,11 +56,19 @@ def test_runs_that_are_not_one_experiment_are_refused(tmp_path):
         set_size_rows({"a": results(600, 0.0), "b": results(1800, 0.0, real=0.5)})
     with pytest.raises(InputError, match="no deeplabv3plus scores of arm 'embedding'"):
         set_size_rows({"a": results(600, 0.0)}, arm="embedding")
+    no_real = results(600, 0.0)
+    for m in no_real["scores"]["deeplabv3plus"]["crop"].values():
+        del m["settings"]["real"]
+    with pytest.raises(InputError, match="a: its DeepLabv3\\+ scores have no real setting"):
+        set_size_rows({"a": no_real, "b": results(1800, 0.0)})
+    assert "| 400 (0.667x) |" in set_size_lines(set_size_rows({"a": results(400, 0.0)}), "g")[2]
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(results(600, 0.0)))
     b.write_text(json.dumps(results(1800, 0.0, real=0.5)))
+    (tmp_path / "list.json").write_text("[]")
     for argv, says in (([str(a), str(b)], "scores differ"),
-                       ([str(a), str(tmp_path / "none")], "not an htd experiment's results.json")):  # fmt: skip
+                       ([str(a), str(tmp_path / "none")], "not an htd experiment's results.json"),
+                       ([str(tmp_path / "list.json")], "not an htd experiment's results.json")):  # fmt: skip
         proc = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True,
                               text=True, timeout=120)  # fmt: skip
         assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr
@@ -71,3 +80,8 @@ def test_runs_that_are_not_one_experiment_are_refused(tmp_path):
                           text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("| dataset |") == 1 and "| wsss4luad | 3000 (5x) | " in proc.stdout
+    d = tmp_path / "d.json"
+    d.write_text(json.dumps(results(1800, 0.0)))
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(d), str(a)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0 and "not smallest set first ([1800, 600])" in proc.stderr
