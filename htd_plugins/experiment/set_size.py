@@ -35,16 +35,16 @@ def set_size_rows(runs: Mapping[str, Mapping[str, Any]], arm: str = BASE) -> lis
     Returns:
         ``[{"run", "n_synthetic", "n_real", "real", "synthetic", "real+synthetic", "gain",
         "vs_first"}]``: the distinct sizes over the seeds, sorted (synthetic patches
-        generated; real training patches),
-        each setting's mIoU as an :class:`.summary.Estimate` (mean over seeds [95 %]; None
-        where not run), ``gain`` = real + synthetic - real, and ``vs_first`` = ``{setting:
-        this run - the first run}``, all paired by seed and resample.
+        generated; real training patches), each setting's mIoU as an
+        :class:`.summary.Estimate` (mean over seeds [95 %]; None where not run), ``gain`` =
+        real + synthetic - real (None without real + synthetic), and ``vs_first`` =
+        ``{setting: this run - the first run}``, all paired by seed and resample.
 
     Raises:
         InputError: a run without ``arm``'s DeepLabv3+ scores or without their ``real``
-            setting, or runs whose real-data network
-            scored differently at a seed they share (other data, split, seed or evaluator
-            budget: not one experiment at several set sizes).
+            setting, or runs whose real-data network scored differently at a seed they share
+            (other data, split, seed or evaluator budget: not one experiment at several set
+            sizes).
     """
     per_run = {}
     for name, results in runs.items():
@@ -69,14 +69,14 @@ def set_size_rows(runs: Mapping[str, Mapping[str, Any]], arm: str = BASE) -> lis
         generated = runs[name].get("generated", {}).get(arm, {})
         row = {"run": name,
                "n_synthetic": sorted({int(g["n"]) for g in generated.values()}),
-               "n_real": sorted({int(m["settings"]["real"]["n_train"]) for m in per_seed.values()
-                                 if "real" in m.get("settings", {})})}  # fmt: skip
+               "n_real": sorted({int(m["settings"]["real"]["n_train"])
+                                 for m in per_seed.values()})}  # fmt: skip
         for setting in ("real", *SETTINGS):
             ran = all(setting in m.get("settings", {}) for m in per_seed.values())
             row[setting] = sm.estimate(per_seed, sm.iou(setting)) if ran else None
-        both = row["real"] is not None and row["real+synthetic"] is not None
         row["gain"] = (sm.difference(per_seed, per_seed, sm.iou("real+synthetic"),
-                                     metric_b=sm.iou("real")) if both else None)  # fmt: skip
+                                     metric_b=sm.iou("real"))
+                       if row["real+synthetic"] is not None else None)  # fmt: skip
         row["vs_first"] = {s: sm.difference(per_seed, first, sm.iou(s))
                            for s in SETTINGS if row[s] is not None
                            and all(s in m.get("settings", {}) for m in first.values())}  # fmt: skip
