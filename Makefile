@@ -18,8 +18,10 @@ venv: $(VENV)/.installed
 demo: venv
 	$(BIN)/htd demo
 
+# On every core (pytest-xdist), one test file per worker so its module fixtures are built once;
+# `.venv/bin/python -m pytest` alone runs serially.
 test: venv lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 lint: venv
 	$(BIN)/ruff check .
