@@ -8,7 +8,8 @@ as gated encoder weights, or that start a server). A run may substitute text (``
 preset for ``small`` and a few steps, and may define names a block assumes (``prelude``).
 
 The blocks run in one workspace, in the order of :data:`DOCS`, as a reader would follow them
-from the repository root: ``WORK/repo`` is the current folder and ``WORK/shared/data`` (also
+from the repository root (a doc selected on its own first runs the docs before it, whose
+outputs it reads): ``WORK/repo`` is the current folder and ``WORK/shared/data`` (also
 ``$HTD_SHARED_DATA``) holds a small synthetic GlaS-like tile set plus links to the real
 slides, CAMELYON and WSSS4LUAD tiles of the shared data when present; a command that needs
 shared data that is absent is skipped and named. Bash lines are ``htd`` commands, run in
@@ -438,7 +439,7 @@ def workspace(tmp_path_factory):
     cwd = Path.cwd()
     os.chdir(repo)
     try:
-        yield {"repo": repo, "data": data, "namespaces": {}}
+        yield {"repo": repo, "data": data, "namespaces": {}, "ran": set()}
     finally:
         os.chdir(cwd)
         sys.modules.pop("htd_myplugin", None)
@@ -503,12 +504,21 @@ def run_block(block: Block, ws: dict) -> list[str]:
     return notes
 
 
+def run_doc(doc: str, workspace: dict) -> list[str]:
+    """Run the blocks of ``doc`` that run, once per workspace (attempted counts as run)."""
+    workspace["ran"].add(doc)
+    todo = [b for b in blocks(doc) if b.key in SPECS and SPECS[b.key].skip is None]
+    return [note for block in todo for note in run_block(block, workspace)]
+
+
 @pytest.mark.parametrize("doc", [d for d in DOCS if (ROOT / d).is_file()])
 def test_doc_code_runs(doc, workspace, capsys):
-    todo = [b for b in blocks(doc) if b.key in SPECS and SPECS[b.key].skip is None]
-    notes = []
-    for block in todo:
-        notes += run_block(block, workspace)
+    # the docs chain on each other's outputs (out/train of the README's flow...): a doc run on
+    # its own (-k, one worker) first runs those before it in DOCS that have not run here
+    for before in DOCS[: DOCS.index(doc)]:
+        if before not in workspace["ran"] and (ROOT / before).is_file():
+            run_doc(before, workspace)
+    notes = run_doc(doc, workspace)
     skipped = [
         f"{b.key}: {SPECS[b.key].skip}" for b in blocks(doc) if SPECS.get(b.key, Spec("")).skip
     ]
