@@ -20,8 +20,6 @@ import json
 import sys
 from pathlib import Path
 
-ENCODERS = {"inception_fid": "Inception", "efficientnet_lite0": "EfficientNet-Lite0"}
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -29,6 +27,7 @@ def main() -> int:
     parser.add_argument("--arms", nargs="+", required=True, help="arms differing in steps only")
     parser.add_argument("--out", required=True, help="the PNG to write")
     args = parser.parse_args()
+    from htd_core import InputError
     from htd_plugins.experiment import steps_curve, steps_curve_lines
 
     curves = {}
@@ -44,12 +43,11 @@ def main() -> int:
             print(f"{run}: the run has not {what}; it has arms {list(results['arms'])}",
                   file=sys.stderr)  # fmt: skip
             return 2
-        steps = {a: max(int(r["steps"]) for r in results["arms"][a].values()) for a in args.arms}
-        if len(set(steps.values())) < len(steps):
-            print(f"{run}: arms with the same steps ({steps}): give arms that differ in steps",
-                  file=sys.stderr)  # fmt: skip
+        try:
+            curves[results["name"]] = steps_curve(results, args.arms)
+        except InputError as err:  # arms with the same steps
+            print(f"{run}: {err}", file=sys.stderr)
             return 2
-        curves[results["name"]] = steps_curve(results, args.arms)
 
     import matplotlib
 
@@ -61,10 +59,11 @@ def main() -> int:
     fig, axes = plt.subplots(len(curves), 2, figsize=(9, 3.2 * len(curves)), squeeze=False)
     for (name, c), (ax_fd, ax_adh) in zip(curves.items(), axes, strict=True):
         steps = [p["steps"] for p in c["points"]]
-        for (enc, label), colour in zip(ENCODERS.items(), ("tab:blue", "tab:orange"), strict=True):
+        for i, (enc, label) in enumerate(c["encoders"].items()):  # the encoders the run used
+            colour = f"C{i}"
             _points(ax_fd, steps, [p["fd"].get(enc) for p in c["points"]], colour,
                     f"FD {label}")  # fmt: skip
-            if c["fd_real"].get(enc) is not None:  # an encoder the run did not use has none
+            if c["fd_real"].get(enc) is not None:
                 ax_fd.axhline(c["fd_real"][enc], color=colour, ls="--", lw=1,
                               label=f"real vs real ({label})")  # fmt: skip
         ax_fd.set(title=f"{name}: Frechet distance (lower is better)", xlabel="denoiser steps")

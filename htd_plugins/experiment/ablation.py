@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from htd_core.errors import InputError
 from htd_plugins.experiment import summary as sm
 from htd_plugins.experiment.claims import encoders
 from htd_plugins.experiment.config import DEFAULT_ARMS as PAPER_ARMS  # compared by .claims
@@ -106,14 +107,17 @@ def steps_curve(results: Mapping[str, Any], arms: list[str]) -> dict[str, Any]:
 
     Raises:
         KeyError: an arm the run does not hold.
+        InputError: two of ``arms`` trained the same steps (no curve to draw between them).
     """
+    steps = {a: max(int(r["steps"]) for r in results["arms"][a].values()) for a in arms}
+    if len(set(steps.values())) < len(steps):
+        raise InputError(f"arms with the same steps ({steps}): give arms that differ in steps")
     scores, encs = results["scores"], encoders(results["scores"])
     frechet, adherence = scores.get("frechet", {}), scores.get("layout_adherence", {})
 
     def read(per_arm: Mapping[str, Any], arm: str, metric: sm.Metric) -> sm.Estimate:
         return sm.estimate(per_arm.get(arm, {}), metric)
 
-    steps = {a: max(int(r["steps"]) for r in results["arms"][a].values()) for a in arms}
     order = sorted(arms, key=steps.__getitem__)
     points = [{"arm": a, "steps": steps[a], "adherence": read(adherence, a, sm.adherence()),
                "fd": {e: read(frechet, a, sm.fd(e, lab)) for e, lab in encs.items()}}
