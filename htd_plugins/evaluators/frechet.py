@@ -16,7 +16,10 @@ per encoder:
 - reconstruction FD (``model``): the same training images passed through the model's
   autoencoder against the reference: same N and, like the synthetic set, not the reference's
   own images, so it reads as what the autoencoder's round trip alone costs a real set (every
-  generated image is decoded by it; not a strict floor, a generated set can score below it);
+  generated image is decoded by it; not a strict floor, a generated set can score below it).
+  Only that subset of the training images is embedded and reconstructed: they are held until
+  ``aggregate`` knows the synthetic set's N (up to ``DEFER_BYTES``, 256 MiB; past it every
+  one is embedded as it comes and the same rows are picked, the same numbers);
 - ``bootstrap``: 95 % intervals of FD and KID over resamples of both sets
   (:mod:`.distance.aggregate`, seeded as :mod:`htd_core.bootstrap` says).
 """
@@ -46,7 +49,11 @@ from htd_plugins.evaluators.distance.encoding import (
 )
 from htd_plugins.evaluators.distance.feature_cache import FeatureCache, embed_cached, image_key
 from htd_plugins.evaluators.distance.reconstruction import Reconstructor
-from htd_plugins.evaluators.distance.references import EncoderState
+from htd_plugins.evaluators.distance.references import (
+    DEFER_BYTES,
+    EncoderState,
+    training_subset,
+)
 
 #: The encoders used when neither ``encoders`` nor ``htd evaluate --encoders`` names any.
 DEFAULT_ENCODERS = ("inception_fid", "efficientnet_lite0")
@@ -142,6 +149,13 @@ class FrechetEvaluator(Evaluator):
     def reset(self) -> None:
         self._states: dict[str, EncoderState] = {}
         self._any_test = False
+        # the real images that are not the reference (training images) and their content keys,
+        # held until aggregate, when the synthetic set's N says which rows the reference rows
+        # use (only those are embedded and reconstructed); past DEFER_BYTES every one is
+        # embedded as it comes (bounded memory) and the rows are picked from the features
+        self._other: list[np.ndarray] = []
+        self._other_keys: list[str] = []
+        self._n_other, self._held_bytes, self._flushed, self._picked = 0, 0, False, False
 
     def _state(self, key: str, spec: EncoderSpec) -> EncoderState:
         if key not in self._states:
@@ -173,28 +187,24 @@ class FrechetEvaluator(Evaluator):
             self._state(k, spec) for k, spec in zip(self.keys, self.encoder_specs, strict=True)
         ]
         keyed = self.cache_dir is not None or self.reconstructor is not None
-        real_keys = [image_key(im) for im in real_images] if keyed else []
         test_rows = [i for i, h in enumerate(held) if h]
-        other_rows = [i for i, h in enumerate(held) if not h]
-        # reconstruct the images that are not the held-out reference (unpaired, as generated)
-        recon_rows = other_rows if self.reconstructor is not None else []
-        recon = self._reconstruct(states, real_images, real_keys, recon_rows)
+        test_images = [real_images[i] for i in test_rows]
+        test_keys = [image_key(im) for im in test_images] if keyed else []
+        other = [real_images[i] for i, h in enumerate(held) if not h]
+        self._other += other
+        self._other_keys += [image_key(im) for im in other] if keyed else []
+        self._n_other += len(other)
+        self._held_bytes += sum(im.nbytes for im in other)
+        if self._flushed or self._held_bytes > DEFER_BYTES:
+            self._flushed = True
+            self._embed_other(states)
         for st in states:
-            if real_images:
-                feats = embed_cached(st.encoder, st.cache, real_images, real_keys, self.batch_size)
-                if test_rows:
-                    st.test.update(feats[test_rows])
-                    if self.kid or self.bootstrap:
-                        st.test_features.append(feats[test_rows])
-                if other_rows:
-                    st.other.append(feats[other_rows])
-                st.real_sizes |= {im.shape[:2] for im in real_images}
-            if recon_rows:  # rows cached for every encoder were not reconstructed: unused
-                images = [recon.get(i, real_images[i]) for i in recon_rows]
-                keys = [real_keys[i] for i in recon_rows]
-                st.recon.append(
-                    embed_cached(st.encoder, st.recon_cache, images, keys, self.batch_size)
-                )
+            if test_images:
+                feats = embed_cached(st.encoder, st.cache, test_images, test_keys, self.batch_size)
+                st.test.update(feats)
+                if self.kid or self.bootstrap:
+                    st.test_features.append(feats)
+            st.real_sizes |= {im.shape[:2] for im in real_images}
             if synthetic_images:
                 feats = embed_images(st.encoder, synthetic_images, self.batch_size)
                 st.synthetic.update(feats)
@@ -202,29 +212,51 @@ class FrechetEvaluator(Evaluator):
                 if self.kid or self.fd_inf or self.bootstrap:
                     st.synthetic_features.append(feats)
 
-    def _reconstruct(
-        self,
-        states: list[EncoderState],
-        images: list[np.ndarray],
-        keys: list[str],
-        rows: list[int],
-    ) -> dict[int, np.ndarray]:
-        """Reconstructions of the ``rows`` whose features some encoder has not cached."""
-        missing = [
-            i for i in rows
-            if any(st.recon_cache is None or st.recon_cache.get(keys[i]) is None for st in states)
-        ]  # fmt: skip
-        if not missing or self.reconstructor is None:
-            return {}
-        return dict(zip(missing, self.reconstructor([images[i] for i in missing]), strict=True))
+    def _embed_other(self, states: list[EncoderState], rows: Sequence[int] | None = None) -> None:
+        """Embed the held training images (``rows`` of them; all when None) and their
+        reconstructions (unpaired, as generated) into each state's ``other`` / ``recon``."""
+        rows = range(len(self._other)) if rows is None else rows
+        images = [self._other[i] for i in rows]
+        keys = [self._other_keys[i] for i in rows] if self._other_keys else []
+        self._other, self._other_keys, self._held_bytes = [], [], 0
+        if not images:
+            return
+        missing = [  # reconstructed unless every encoder cached the reconstruction's features
+            i for i, key in enumerate(keys)
+            if any(st.recon_cache is None or st.recon_cache.get(key) is None for st in states)
+        ] if self.reconstructor is not None else []  # fmt: skip
+        recon = dict(zip(missing, self.reconstructor([images[i] for i in missing]), strict=True)
+                     if missing else {})  # fmt: skip
+        for st in states:
+            st.other.append(embed_cached(st.encoder, st.cache, images, keys, self.batch_size))
+            if self.reconstructor is not None:  # rows cached for every encoder: not rebuilt
+                images_r = [recon.get(i, im) for i, im in enumerate(images)]
+                st.recon.append(embed_cached(st.encoder, st.recon_cache, images_r, keys,
+                                             self.batch_size))  # fmt: skip
+
+    def _pick_other(self, states: list[EncoderState]) -> None:
+        """The training rows the result uses: with a held-out reference the seeded subset of
+        the synthetic set's N (:func:`.references.training_subset`), else every one."""
+        if self._picked or not self._n_other:
+            return
+        self._picked = True
+        n, n_syn = self._n_other, states[0].synthetic.n
+        rows = training_subset(n, n_syn, self.seed) if self._any_test else np.arange(n)
+        if not self._flushed:
+            return self._embed_other(states, rows)
+        self._embed_other(states)  # the rest, then the rows from every row's features
+        for st in states:
+            st.other = [np.concatenate(st.other)[rows]]
+            st.recon = [np.concatenate(st.recon)[rows]] if st.recon else []
 
     def aggregate(self) -> dict[str, Any]:
         notes: list[str] = []
         per_encoder: dict[str, dict[str, Any]] = {}
+        if any(k not in self._states for k in self.keys):
+            raise InputError("frechet: nothing was given: FD needs real and synthetic images")
+        self._pick_other([self._states[k] for k in self.keys])
         for key in self.keys:
-            st = self._states.get(key)
-            if st is None:
-                raise InputError("frechet: nothing was given: FD needs real and synthetic images")
+            st = self._states[key]
             for cache in (st.cache, st.recon_cache):
                 if cache is not None:
                     cache.save()

@@ -75,8 +75,8 @@ def encoder_metrics(ev: Settings, st: EncoderState, notes: list[str]) -> dict[st
         "fd": fd_math.frechet_distance(mu_r, root_r, mu_s, sigma_s),
     }  # fmt: skip
     recon = np.concatenate(st.recon) if st.recon else None
-    result.update(reference_rows(mu_r, root_r, other, recon, held_out, n_syn, ev.seed,
-                                 enc.label, notes))  # fmt: skip
+    result.update(reference_rows(mu_r, root_r, other, recon, held_out, n_syn, enc.label,
+                                 notes))  # fmt: skip
     for n, what in ((n_ref, "reference"), (n_syn, "synthetic")):
         msg = estimators.sample_size_warning(
             n, enc.embed_dim, f"{enc.label} {what} set", fd_inf_computed=ev.fd_inf

@@ -44,6 +44,22 @@ class EncoderState:
     synthetic_sizes: set[tuple[int, int]] = field(default_factory=set)
 
 
+#: The frechet evaluator holds training images back until it knows which it uses (the
+#: synthetic set's N) up to this many bytes; past it it embeds every one as it comes.
+DEFER_BYTES = 256 * 2**20
+
+
+def training_subset(n_train: int, n_synthetic: int, seed: int) -> np.ndarray:
+    """The training rows of the real-vs-real and reconstruction rows: a seeded subset of as
+    many as the synthetic set has (all ``n_train`` when there are fewer), in row order.
+
+    Returns:
+        int64 indices into the ``n_train`` training images, ascending.
+    """
+    m = min(int(n_synthetic), int(n_train))
+    return np.sort(np.random.default_rng(seed).permutation(int(n_train))[:m])
+
+
 def reference_rows(
     mu_ref: np.ndarray,
     root_ref: fd_math.SqrtCov,
@@ -51,7 +67,6 @@ def reference_rows(
     reconstructions: np.ndarray | None,
     held_out: bool,
     n_synthetic: int,
-    seed: int,
     label: str,
     notes: list[str],
 ) -> dict[str, Any]:
@@ -59,22 +74,21 @@ def reference_rows(
     (those that can be computed) against the reference ``N(mu_ref, root_ref)``.
 
     Args:
-        train: features N x D of the real images that are not the reference (the training
-            images; every real image when there is no held-out set).
+        train: features N x D of the real images that are not the reference: with a held-out
+            reference the :func:`training_subset` of the training images (only those are
+            embedded), else every real image.
         reconstructions: features of ``train``'s reconstructions, row for row (None: no
             model).
         held_out: the reference is a held-out set (else it is ``train`` itself: no
             real-vs-real row, and the reconstruction row is paired).
         n_synthetic: the synthetic set's N, which the training subset matches.
-        seed: seed of the training subset (the same rows for both rows).
         label: the encoder's label, for notes.
         notes: list the caveats are appended to.
     """
     out: dict[str, Any] = {}
     if held_out and len(train) >= 2:
-        m = min(n_synthetic, len(train))
-        subset = np.sort(np.random.default_rng(seed).permutation(len(train))[:m])
-        mu, sigma = fd_math.statistics(train[subset])
+        m = len(train)
+        mu, sigma = fd_math.statistics(train)
         out["fd_real_train"] = fd_math.frechet_distance(mu_ref, root_ref, mu, sigma)
         out["n_real_train"] = int(m)
         if m < n_synthetic:
@@ -83,7 +97,7 @@ def reference_rows(
                 f"{n_synthetic} synthetic ones (FD is biased upwards at small N)"
             )
         if reconstructions is not None and len(reconstructions) == len(train):
-            mu, sigma = fd_math.statistics(reconstructions[subset])
+            mu, sigma = fd_math.statistics(reconstructions)
             out["fd_reconstruction"] = fd_math.frechet_distance(mu_ref, root_ref, mu, sigma)
             out["n_reconstruction"] = int(m)
     elif reconstructions is not None and len(reconstructions) >= 2:

@@ -307,7 +307,7 @@ def test_reconstruction_row_is_unpaired_at_the_synthetic_n(tiny_encoder) -> None
     assert out["n_reconstruction"] == out["n_real_train"] == 8
     assert out["fd_reconstruction"] == pytest.approx(_fd(enc, held, recon), rel=1e-9)
     assert out["fd_reconstruction"] > out["fd_real_train"]  # brightening costs something
-    assert model.seen == 10 + 8  # the training images only (and the lines above)
+    assert model.seen == 8 + 8  # the subset of the training images only (and the lines above)
     # without a held-out set: every real image against its own reconstruction (paired)
     alone = FrechetEvaluator(encoders=[enc], model=Brightener()).evaluate(train, held)
     both = [TissueSample(model.reconstruct(s.image[None])[0], s.mask, s.class_map, {})
@@ -318,6 +318,36 @@ def test_reconstruction_row_is_unpaired_at_the_synthetic_n(tiny_encoder) -> None
     )
     with pytest.raises(InputError, match="neither a saved pipeline"):
         FrechetEvaluator(encoders=[enc], model=42)
+
+
+def test_only_the_training_rows_used_are_embedded_and_past_the_memory_bound_every_one(
+    tiny_encoder, monkeypatch
+) -> None:
+    """Training images streamed in batches wait for aggregate, which knows the synthetic
+    set's N: only that seeded subset is reconstructed (and embedded). Past DEFER_BYTES each
+    batch is embedded (and reconstructed) as it comes and the same rows are picked from the
+    features: the same numbers either way."""
+    from htd_plugins.evaluators import frechet as fr
+
+    real = _tinted(30, seed=0) + _held_out(_tinted(16, seed=3))
+    real = [real[i] for i in np.random.default_rng(0).permutation(len(real))]  # interleaved
+
+    def run() -> tuple[dict, int]:
+        model = Brightener()
+        ev = FrechetEvaluator(encoders=[tiny_encoder()], model=model, seed=5, kid=True)
+        ev.reset()
+        for i in range(0, len(real), 7):
+            ev.update(real=real[i : i + 7])
+        ev.update(synthetic=_tinted(6, seed=1))
+        return ev.aggregate()["encoders"]["tiny"], model.seen
+
+    deferred, seen = run()
+    assert seen == 6 and deferred["n_real_train"] == deferred["n_reconstruction"] == 6
+    monkeypatch.setattr(fr, "DEFER_BYTES", 0)
+    streamed, seen_all = run()
+    assert seen_all == 30
+    for key in ("fd", "fd_real_train", "fd_reconstruction", "kid"):
+        assert streamed[key] == pytest.approx(deferred[key], rel=1e-9), key
 
 
 def test_bootstrap_resamples_both_sets_and_pairs_across_synthetic_sets(tiny_encoder) -> None:
