@@ -10,7 +10,8 @@ alternating: the ``demo`` budget's sizes (600 training patches, 64 held-out, 64 
 64 px; the synthetic set is 64 flipped training patches: a timing stand-in, not evidence),
 both default encoders (FID Inception, EfficientNet-Lite0), a saved model's autoencoder for the
 reconstruction row, no feature cache (a fresh run), ``--threads`` torch threads. Prints each
-path's median seconds, the ratio, the load average, and whether the FD values agree.
+path's median seconds, the ratio, the load average, and whether the FD values agree (to
+1e-6: an image embedded in another batch differs by float rounding).
 
     python benchmarks/bench_frechet_references.py --model runs/glas-cpu-quick/arms/crop/seed-0/train/model
         [--experiment examples/experiments/glas.yaml] [--repeats 3] [--threads 1]
@@ -73,11 +74,11 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     for enc, row in results["subset"].items():
         other = results["every one"][enc]
-        same = all(abs(row[k] - other[k]) <= 1e-9 * abs(other[k])
+        same = all(abs(row[k] - other[k]) <= 1e-6 * abs(other[k])
                    for k in ("fd", "fd_real_train", "fd_reconstruction"))  # fmt: skip
         print(f"{enc}: FD {row['fd']:.2f}, real vs real {row['fd_real_train']:.2f}, "
               f"reconstruction {row['fd_reconstruction']:.2f} (N {row['n_real_train']}); "
-              f"the same on both paths: {same}")  # fmt: skip
+              f"equal on both paths (to 1e-6, float rounding): {same}")  # fmt: skip
     print(f"median of {args.repeats}: subset {med['subset']:.1f} s, every one "
           f"{med['every one']:.1f} s, ratio {med['every one'] / med['subset']:.2f}x; "
           f"load after {os.getloadavg()[0]:.2f}")  # fmt: skip

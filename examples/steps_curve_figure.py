@@ -45,7 +45,7 @@ def main() -> int:
             return 2
         try:
             curves[results["name"]] = steps_curve(results, args.arms)
-        except InputError as err:  # arms with the same steps
+        except InputError as err:  # an arm named twice, arms with the same steps
             print(f"{run}: {err}", file=sys.stderr)
             return 2
 

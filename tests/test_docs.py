@@ -515,10 +515,16 @@ def run_doc(doc: str, workspace: dict) -> list[str]:
 def test_doc_code_runs(doc, workspace, capsys):
     # the docs chain on each other's outputs (out/train of the README's flow...): a doc run on
     # its own (-k, one worker) first runs those before it in DOCS that have not run here
-    for before in DOCS[: DOCS.index(doc)]:
-        if before not in workspace["ran"] and (ROOT / before).is_file():
+    first = [
+        d for d in DOCS[: DOCS.index(doc)] if d not in workspace["ran"] and (ROOT / d).is_file()
+    ]
+    for before in first:
+        try:
             run_doc(before, workspace)
-    notes = run_doc(doc, workspace)
+        except Exception as err:
+            raise AssertionError(f"{before}, run first (its outputs are read), failed") from err
+    notes = [f"ran first (its outputs are read): {', '.join(first)}"] if first else []
+    notes += run_doc(doc, workspace)
     skipped = [
         f"{b.key}: {SPECS[b.key].skip}" for b in blocks(doc) if SPECS.get(b.key, Spec("")).skip
     ]

@@ -19,7 +19,7 @@ per encoder:
   generated image is decoded by it; not a strict floor, a generated set can score below it).
   Only that subset of the training images is embedded and reconstructed: they are held until
   ``aggregate`` knows the synthetic set's N (up to ``DEFER_BYTES``, 256 MiB; past it every
-  one is embedded as it comes and the same rows are picked, the same numbers);
+  one is embedded as it comes and the same rows are picked: :mod:`.distance.training_rows`);
 - ``bootstrap``: 95 % intervals of FD and KID over resamples of both sets
   (:mod:`.distance.aggregate`, seeded as :mod:`htd_core.bootstrap` says).
 """
@@ -30,8 +30,6 @@ import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
-
-import numpy as np
 
 from htd_core import Evaluator, TissueSample, hookimpl
 from htd_core.errors import InputError
@@ -49,11 +47,13 @@ from htd_plugins.evaluators.distance.encoding import (
 )
 from htd_plugins.evaluators.distance.feature_cache import FeatureCache, embed_cached, image_key
 from htd_plugins.evaluators.distance.reconstruction import Reconstructor
-from htd_plugins.evaluators.distance.references import (
-    DEFER_BYTES,
-    EncoderState,
-    training_subset,
-)
+from htd_plugins.evaluators.distance.references import EncoderState
+from htd_plugins.evaluators.distance.training_rows import TrainingRows
+
+#: Training images held back until ``aggregate`` knows which the reference rows use (the
+#: synthetic set's N) up to this many bytes; past it every one is embedded as it comes
+#: (:mod:`.distance.training_rows`).
+DEFER_BYTES = 256 * 2**20
 
 #: The encoders used when neither ``encoders`` nor ``htd evaluate --encoders`` names any.
 DEFAULT_ENCODERS = ("inception_fid", "efficientnet_lite0")
@@ -149,13 +149,8 @@ class FrechetEvaluator(Evaluator):
     def reset(self) -> None:
         self._states: dict[str, EncoderState] = {}
         self._any_test = False
-        # the real images that are not the reference (training images) and their content keys,
-        # held until aggregate, when the synthetic set's N says which rows the reference rows
-        # use (only those are embedded and reconstructed); past DEFER_BYTES every one is
-        # embedded as it comes (bounded memory) and the rows are picked from the features
-        self._other: list[np.ndarray] = []
-        self._other_keys: list[str] = []
-        self._n_other, self._held_bytes, self._flushed, self._picked = 0, 0, False, False
+        keyed = self.cache_dir is not None or self.reconstructor is not None
+        self._train = TrainingRows(self.batch_size, self.reconstructor, keyed, DEFER_BYTES)
 
     def _state(self, key: str, spec: EncoderSpec) -> EncoderState:
         if key not in self._states:
@@ -190,14 +185,7 @@ class FrechetEvaluator(Evaluator):
         test_rows = [i for i, h in enumerate(held) if h]
         test_images = [real_images[i] for i in test_rows]
         test_keys = [image_key(im) for im in test_images] if keyed else []
-        other = [real_images[i] for i, h in enumerate(held) if not h]
-        self._other += other
-        self._other_keys += [image_key(im) for im in other] if keyed else []
-        self._n_other += len(other)
-        self._held_bytes += sum(im.nbytes for im in other)
-        if self._flushed or self._held_bytes > DEFER_BYTES:
-            self._flushed = True
-            self._embed_other(states)
+        self._train.add([real_images[i] for i, h in enumerate(held) if not h], states)
         for st in states:
             if test_images:
                 feats = embed_cached(st.encoder, st.cache, test_images, test_keys, self.batch_size)
@@ -212,49 +200,12 @@ class FrechetEvaluator(Evaluator):
                 if self.kid or self.fd_inf or self.bootstrap:
                     st.synthetic_features.append(feats)
 
-    def _embed_other(self, states: list[EncoderState], rows: Sequence[int] | None = None) -> None:
-        """Embed the held training images (``rows`` of them; all when None) and their
-        reconstructions (unpaired, as generated) into each state's ``other`` / ``recon``."""
-        rows = range(len(self._other)) if rows is None else rows
-        images = [self._other[i] for i in rows]
-        keys = [self._other_keys[i] for i in rows] if self._other_keys else []
-        self._other, self._other_keys, self._held_bytes = [], [], 0
-        if not images:
-            return
-        missing = [  # reconstructed unless every encoder cached the reconstruction's features
-            i for i, key in enumerate(keys)
-            if any(st.recon_cache is None or st.recon_cache.get(key) is None for st in states)
-        ] if self.reconstructor is not None else []  # fmt: skip
-        recon = dict(zip(missing, self.reconstructor([images[i] for i in missing]), strict=True)
-                     if missing else {})  # fmt: skip
-        for st in states:
-            st.other.append(embed_cached(st.encoder, st.cache, images, keys, self.batch_size))
-            if self.reconstructor is not None:  # rows cached for every encoder: not rebuilt
-                images_r = [recon.get(i, im) for i, im in enumerate(images)]
-                st.recon.append(embed_cached(st.encoder, st.recon_cache, images_r, keys,
-                                             self.batch_size))  # fmt: skip
-
-    def _pick_other(self, states: list[EncoderState]) -> None:
-        """The training rows the result uses: with a held-out reference the seeded subset of
-        the synthetic set's N (:func:`.references.training_subset`), else every one."""
-        if self._picked or not self._n_other:
-            return
-        self._picked = True
-        n, n_syn = self._n_other, states[0].synthetic.n
-        rows = training_subset(n, n_syn, self.seed) if self._any_test else np.arange(n)
-        if not self._flushed:
-            return self._embed_other(states, rows)
-        self._embed_other(states)  # the rest, then the rows from every row's features
-        for st in states:
-            st.other = [np.concatenate(st.other)[rows]]
-            st.recon = [np.concatenate(st.recon)[rows]] if st.recon else []
-
     def aggregate(self) -> dict[str, Any]:
         notes: list[str] = []
         per_encoder: dict[str, dict[str, Any]] = {}
         if any(k not in self._states for k in self.keys):
             raise InputError("frechet: nothing was given: FD needs real and synthetic images")
-        self._pick_other([self._states[k] for k in self.keys])
+        self._train.pick([self._states[k] for k in self.keys], self._any_test, self.seed)
         for key in self.keys:
             st = self._states[key]
             for cache in (st.cache, st.recon_cache):

@@ -107,8 +107,11 @@ def steps_curve(results: Mapping[str, Any], arms: list[str]) -> dict[str, Any]:
 
     Raises:
         KeyError: an arm the run does not hold.
-        InputError: two of ``arms`` trained the same steps (no curve to draw between them).
+        InputError: an arm named twice, or two of ``arms`` trained the same steps (no curve
+            to draw between them).
     """
+    if len(set(arms)) < len(arms):
+        raise InputError(f"arms {arms} name an arm twice: give each arm once")
     steps = {a: max(int(r["steps"]) for r in results["arms"][a].values()) for a in arms}
     if len(set(steps.values())) < len(steps):
         raise InputError(f"arms with the same steps ({steps}): give arms that differ in steps")

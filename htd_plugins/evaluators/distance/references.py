@@ -28,8 +28,10 @@ from htd_plugins.evaluators.distance.feature_cache import FeatureCache
 @dataclass
 class EncoderState:
     """What one encoder has accumulated since the last reset. ``test``: the held-out real
-    samples; ``other``: features of the other real samples; ``recon``: features of those
-    other samples' reconstructions, row for row (empty without a model)."""
+    samples; ``other_rows`` / ``recon_rows``: features of the other real samples (the
+    training images) embedded so far and of their reconstructions, by row
+    (:class:`.training_rows.TrainingRows`); ``other`` / ``recon``: those of the rows the
+    result uses, set at ``aggregate`` (N x D, row for row; ``recon`` empty without a model)."""
 
     encoder: Encoder
     cache: FeatureCache | None
@@ -38,26 +40,12 @@ class EncoderState:
     test_features: list[np.ndarray] = field(default_factory=list)
     other: list[np.ndarray] = field(default_factory=list)
     recon: list[np.ndarray] = field(default_factory=list)
+    other_rows: dict[int, np.ndarray] = field(default_factory=dict)
+    recon_rows: dict[int, np.ndarray] = field(default_factory=dict)
     synthetic: fd_math.RunningMoments = field(default_factory=fd_math.RunningMoments)
     synthetic_features: list[np.ndarray] = field(default_factory=list)
     real_sizes: set[tuple[int, int]] = field(default_factory=set)
     synthetic_sizes: set[tuple[int, int]] = field(default_factory=set)
-
-
-#: The frechet evaluator holds training images back until it knows which it uses (the
-#: synthetic set's N) up to this many bytes; past it it embeds every one as it comes.
-DEFER_BYTES = 256 * 2**20
-
-
-def training_subset(n_train: int, n_synthetic: int, seed: int) -> np.ndarray:
-    """The training rows of the real-vs-real and reconstruction rows: a seeded subset of as
-    many as the synthetic set has (all ``n_train`` when there are fewer), in row order.
-
-    Returns:
-        int64 indices into the ``n_train`` training images, ascending.
-    """
-    m = min(int(n_synthetic), int(n_train))
-    return np.sort(np.random.default_rng(seed).permutation(int(n_train))[:m])
 
 
 def reference_rows(
@@ -75,8 +63,8 @@ def reference_rows(
 
     Args:
         train: features N x D of the real images that are not the reference: with a held-out
-            reference the :func:`training_subset` of the training images (only those are
-            embedded), else every real image.
+            reference the :func:`.training_rows.training_subset` of the training images (only
+            those are embedded), else every real image.
         reconstructions: features of ``train``'s reconstructions, row for row (None: no
             model).
         held_out: the reference is a held-out set (else it is ``train`` itself: no

@@ -320,34 +320,60 @@ def test_reconstruction_row_is_unpaired_at_the_synthetic_n(tiny_encoder) -> None
         FrechetEvaluator(encoders=[enc], model=42)
 
 
+@pytest.mark.parametrize("cached", [False, True])
 def test_only_the_training_rows_used_are_embedded_and_past_the_memory_bound_every_one(
-    tiny_encoder, monkeypatch
+    tiny_encoder, monkeypatch, tmp_path, cached
 ) -> None:
     """Training images streamed in batches wait for aggregate, which knows the synthetic
-    set's N: only that seeded subset is reconstructed (and embedded). Past DEFER_BYTES each
-    batch is embedded (and reconstructed) as it comes and the same rows are picked from the
-    features: the same numbers either way."""
+    set's N: only that seeded subset is reconstructed. Past DEFER_BYTES (here crossed after
+    ten images, mid-stream) each batch is reconstructed and embedded as it comes and the same
+    rows are picked from the features: the same numbers either way."""
     from htd_plugins.evaluators import frechet as fr
 
     real = _tinted(30, seed=0) + _held_out(_tinted(16, seed=3))
     real = [real[i] for i in np.random.default_rng(0).permutation(len(real))]  # interleaved
+    cache = tmp_path / "cache" if cached else None
 
-    def run() -> tuple[dict, int]:
+    def run(defer: int, run_id: int) -> tuple[dict, int]:
+        monkeypatch.setattr(fr, "DEFER_BYTES", defer)
         model = Brightener()
-        ev = FrechetEvaluator(encoders=[tiny_encoder()], model=model, seed=5, kid=True)
+        where = None if cache is None else cache / str(run_id)  # no features shared
+        ev = FrechetEvaluator(encoders=[tiny_encoder()], model=model, seed=5, cache_dir=where)
         ev.reset()
         for i in range(0, len(real), 7):
             ev.update(real=real[i : i + 7])
         ev.update(synthetic=_tinted(6, seed=1))
         return ev.aggregate()["encoders"]["tiny"], model.seen
 
-    deferred, seen = run()
+    deferred, seen = run(fr.DEFER_BYTES, 0)
     assert seen == 6 and deferred["n_real_train"] == deferred["n_reconstruction"] == 6
-    monkeypatch.setattr(fr, "DEFER_BYTES", 0)
-    streamed, seen_all = run()
-    assert seen_all == 30
-    for key in ("fd", "fd_real_train", "fd_reconstruction", "kid"):
-        assert streamed[key] == pytest.approx(deferred[key], rel=1e-9), key
+    streamed, seen_all = run(10 * real[0].image.nbytes, 1)
+    assert seen_all == 30 and streamed["n_real_train"] == 6
+    for key in ("fd_real_train", "fd_reconstruction"):
+        assert streamed[key] == pytest.approx(deferred[key], rel=1e-6), key
+
+
+def test_aggregate_keeps_its_state_more_updates_and_a_refusal_lose_nothing(tiny_encoder):
+    """``aggregate`` is over everything seen since ``reset``: an aggregate, more synthetic
+    images and another aggregate score like one pass (the training subset follows the new
+    N); a refusal (no synthetic images yet) loses no held training image."""
+    train, held = _tinted(20, seed=0), _held_out(_tinted(16, seed=3))
+    syn = _tinted(12, seed=1)
+    enc = tiny_encoder()
+    ev = FrechetEvaluator(encoders=[enc], model=Brightener(), seed=2)
+    once = ev.evaluate(train + held, syn)["encoders"]["tiny"]
+    ev.reset()
+    ev.update(real=train + held)
+    with pytest.raises(InputError, match="0 synthetic"):
+        ev.aggregate()
+    ev.update(synthetic=syn[:6])
+    first = ev.aggregate()["encoders"]["tiny"]
+    assert first["n_real_train"] == first["n_reconstruction"] == 6
+    ev.update(synthetic=syn[6:])
+    again = ev.aggregate()["encoders"]["tiny"]
+    assert again["n_real_train"] == again["n_reconstruction"] == 12
+    for key in ("fd", "fd_real_train", "fd_reconstruction"):
+        assert again[key] == pytest.approx(once[key], rel=1e-6), key
 
 
 def test_bootstrap_resamples_both_sets_and_pairs_across_synthetic_sets(tiny_encoder) -> None:

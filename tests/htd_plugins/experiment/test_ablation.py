@@ -119,6 +119,7 @@ def test_ablation_arms_train_with_their_own_options_and_are_reported(shared_data
     row = next(x for x in proc.stdout.splitlines() if x.startswith("| glas | 6 -> 9 | "))
     assert len(re.findall(r"\] (better|worse|tie) \|", row)) == 2, row
     for bad, says in ((["crop", "crop_min_snr"], "arms with the same steps"),
+                      (["crop", "crop"], "name an arm twice"),
                       (["crop", "cropp"], "the run has not arms ['cropp']")):  # fmt: skip
         proc = subprocess.run([*script, str(out), "--arms", *bad, "--out", str(tmp_path / "x.png")],
                               capture_output=True, text=True, timeout=300)  # fmt: skip
