@@ -238,8 +238,9 @@ SPECS: dict[str, Spec] = {
     ),
     "docs/results.md#12": Spec(
         "cp -r runs/glas-concat runs/glas-setsize",
-        skip="grows the concatenation run's synthetic sets at cpu-quick: about 50 minutes of CPU "
-        "per dataset (a larger set growing a smaller one at the tiny budget: tests/htd_plugins/"
+        skip="grows the concatenation run's synthetic sets at cpu-quick and scores them and the "
+        "collage arm with a longer DeepLabv3+: about 2.5 hours of CPU per dataset (a larger set "
+        "growing a smaller one at the tiny budget: tests/htd_plugins/"
         "experiment/test_evaluators_and_generation.py; the table: tests/htd_plugins/experiment/"
         "test_set_size.py)",
     ),
