@@ -181,10 +181,8 @@ class FrechetEvaluator(Evaluator):
         states = [
             self._state(k, spec) for k, spec in zip(self.keys, self.encoder_specs, strict=True)
         ]
-        keyed = self.cache_dir is not None or self.reconstructor is not None
-        test_rows = [i for i, h in enumerate(held) if h]
-        test_images = [real_images[i] for i in test_rows]
-        test_keys = [image_key(im) for im in test_images] if keyed else []
+        test_images = [im for im, h in zip(real_images, held, strict=True) if h]
+        test_keys = [image_key(im) for im in test_images] if self._train.keyed else []
         self._train.add([real_images[i] for i, h in enumerate(held) if not h], states)
         for st in states:
             if test_images:
