@@ -22,7 +22,7 @@ from typing import Any
 
 @dataclass
 class DemoOptions:
-    """Knobs of the demo (the ``demo`` budget fits 15 minutes on 2 CPU cores)."""
+    """Knobs of the demo (the ``demo`` budget: about 11 minutes on 2 CPU cores, under the 15 it must fit)."""
 
     output_dir: str = "htd-output/demo"
     slide: str | None = None
