@@ -7,10 +7,17 @@ export HF_HUB_OFFLINE := 1
 .PHONY: demo test lint format bench docs venv clean
 
 # The venv is (re)built when pyproject.toml changes; plain pip resolution, no pins forced.
+# A download that drops mid-wheel is resumed (--resume-retries), then the install is retried
+# with a pause: the wheels already fetched come from pip's cache.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e ".[dev]"
+	for i in 1 2 3 4 5; do \
+	    $(BIN)/python -m pip install --resume-retries 20 -e ".[dev]" && break; \
+	    test $$i -lt 5 || exit 1; \
+	    echo "pip install failed (attempt $$i of 5; a dropped download of a large wheel such as torch's is the usual cause): retrying in $$((60 * i)) s" >&2; \
+	    sleep $$((60 * i)); \
+	done
 	touch $@
 
 venv: $(VENV)/.installed
