@@ -209,8 +209,10 @@ SPECS: dict[str, Spec] = {
     ),
     "docs/results.md#7": Spec(
         "htd experiment examples/experiments/glas.yaml --budget cpu-quick --out runs/glas-cpu-quick-taef2",
-        skip="a cpu-quick experiment arm: about 25 minutes of CPU (the pretrained-autoencoder "
-        "path is tests/htd_plugins/experiment/test_pretrained_autoencoder.py)",
+        skip="cpu-quick experiment arms on TAEF2: about 25 minutes of CPU for the first, an hour "
+        "per dataset for the two-seed ablation arm (the pretrained-autoencoder path is tests/"
+        "htd_plugins/experiment/test_pretrained_autoencoder.py; an arm continuing a shorter "
+        "one: tests/htd_plugins/experiment/test_ablation.py)",
     ),
     "docs/results.md#8": Spec(
         'htd experiment examples/experiments/glas.yaml --budget cpu-quick -o "seeds=[0,1]" \\',

@@ -51,6 +51,37 @@ def test_taef2_is_calibrated_once_and_shared(shared_data, taef2_weights, tmp_pat
     assert (out / "figure.png").stat().st_size > 1000
 
 
+def test_an_arm_on_taef2_beside_the_shared_kl_autoencoder(shared_data, taef2_weights, tmp_path):
+    """An ablation arm whose ``options`` name the TAEF2 folder (docs/results.md, the TAEF2
+    latent row) trains and decodes on TAEF2, calibrated on the training patches, while the
+    crop arm keeps the run's own KL autoencoder; ``decoded_by`` names each arm's folder."""
+    from htd_plugins.backbones.ldm.autoencoders import load_autoencoder
+    from htd_plugins.backbones.ldm.kl import KLAutoencoder
+    from htd_plugins.backbones.ldm.taef2 import TinyAutoencoder
+
+    crop = {"name": "crop", "placement": "outside", "max_fraction": 0.5, "min_size": 8}
+    arm = {"name": "crop_taef2", "builders": ["semantic_map", crop],
+           "options": {"autoencoder": str(taef2_weights)}}  # fmt: skip
+    cfg = glas(Path(shared_data), evaluators=["frechet"], encoders=["efficientnet_lite0"],
+               seeds=[0], arms=["crop", arm])  # fmt: skip
+    out = tmp_path / "run"
+    Experiment(cfg, output_dir=out, log=lambda text: None).run()
+    results = json.loads((out / "results.json").read_text())
+    vae = results["autoencoder"]
+    assert vae.get("source") != "pretrained" and vae["steps"] > 0  # the shared one: trained here
+    models = {a: out / "arms" / a / "seed-0" / "train" / "model" / "vae" for a in ("crop", "crop_taef2")}  # fmt: skip
+    assert isinstance(load_autoencoder(models["crop"]), KLAutoencoder)
+    taef2 = load_autoencoder(models["crop_taef2"])
+    assert isinstance(taef2, TinyAutoencoder)
+    published = TinyAutoencoder.from_weights(taef2_weights)
+    assert taef2.scaling_factor != pytest.approx(published.scaling_factor)  # calibrated here
+    assert results["decoded_by"]["crop_taef2"] == str(taef2_weights)
+    assert results["decoded_by"]["crop"] == vae["path"]
+    images = out / "arms" / "crop_taef2" / "seed-0" / "synthetic" / "images"
+    assert len(list(images.iterdir())) == results["budget"]["n_synthetic"]
+    assert [a["arm"] for a in results["ablation"]] == ["crop_taef2"]  # read against crop
+
+
 def test_decoder_fine_tuning_is_a_budget_option(shared_data, taef2_weights, tmp_path):
     """``vae_finetune_steps``: the shared autoencoder is TAEF2 with its decoder trained on the
     training patches (encoder as published), recorded as such."""
