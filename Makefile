@@ -7,16 +7,17 @@ export HF_HUB_OFFLINE := 1
 .PHONY: demo test lint format bench docs venv clean
 
 # The venv is (re)built when pyproject.toml changes; plain pip resolution, no pins forced.
-# A download that drops mid-wheel is resumed (--resume-retries), then the install is retried
-# with a pause: the wheels already fetched come from pip's cache.
+# A download that drops mid-wheel is resumed (--resume-retries); if the install still fails it
+# is retried after a growing pause (30 s to 2 min). Wheels a failed try finished are reused only
+# where pip's HTTP cache is on and kept; otherwise each try downloads them again.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	for i in 1 2 3 4 5; do \
 	    $(BIN)/python -m pip install --resume-retries 20 -e ".[dev]" && break; \
 	    test $$i -lt 5 || exit 1; \
-	    echo "pip install failed (attempt $$i of 5; a dropped download of a large wheel such as torch's is the usual cause): retrying in $$((60 * i)) s" >&2; \
-	    sleep $$((60 * i)); \
+	    echo "pip install failed (attempt $$i of 5; a dropped download of a large wheel such as torch's is the usual cause): retrying in $$((30 * i)) s" >&2; \
+	    sleep $$((30 * i)); \
 	done
 	touch $@
 
