@@ -210,7 +210,7 @@ SPECS: dict[str, Spec] = {
     "docs/results.md#7": Spec(
         "htd experiment examples/experiments/glas.yaml --budget cpu-quick --out runs/glas-cpu-quick-taef2",
         skip="cpu-quick experiment arms on TAEF2: about 25 minutes of CPU for the first, an hour "
-        "per dataset for the two-seed ablation arm, 20 minutes per dataset for its 1600-step "
+        "per dataset for the two-seed ablation arm, 45 minutes per dataset for its 1600-step "
         "continuation (the pretrained-autoencoder path is tests/"
         "htd_plugins/experiment/test_pretrained_autoencoder.py; an arm continuing a shorter "
         "one: tests/htd_plugins/experiment/test_ablation.py)",
