@@ -183,6 +183,8 @@ class FrechetEvaluator(Evaluator):
         ]
         test_images = [im for im, h in zip(real_images, held, strict=True) if h]
         test_keys = [image_key(im) for im in test_images] if self._train.keyed else []
+        sizes = {im.shape[:2] for im in real_images}
+        synthetic_sizes = {im.shape[:2] for im in synthetic_images}
         self._train.add([real_images[i] for i, h in enumerate(held) if not h], states)
         for st in states:
             if test_images:
@@ -190,11 +192,11 @@ class FrechetEvaluator(Evaluator):
                 st.test.update(feats)
                 if self.kid or self.bootstrap:
                     st.test_features.append(feats)
-            st.real_sizes |= {im.shape[:2] for im in real_images}
+            st.real_sizes |= sizes
             if synthetic_images:
                 feats = embed_images(st.encoder, synthetic_images, self.batch_size)
                 st.synthetic.update(feats)
-                st.synthetic_sizes |= {im.shape[:2] for im in synthetic_images}
+                st.synthetic_sizes |= synthetic_sizes
                 if self.kid or self.fd_inf or self.bootstrap:
                     st.synthetic_features.append(feats)
 
