@@ -110,8 +110,9 @@ def _segmentation(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
 #: The presets. ``tiny`` is for tests (seconds); ``demo`` is what ``make demo`` runs;
 #: ``cpu-quick`` and ``cpu`` run four arms at two seeds (the example files) on 2 CPU cores,
 #: ``cpu`` sized for 2 hours per dataset on a fast enough machine (GlaS 1 h 50 min; WSSS4LUAD
-#: about 2 h on the fastest measured, 2 h 45 min on a 1.3x slower one, docs/results.md): the same data, autoencoder and evaluation as
-#: ``cpu-quick`` (so its stages are shared), 1.5x its denoiser steps. Evaluation is about half
+#: about 2 h on the fastest measured, 2 h 45 min on a 1.3x slower one, docs/results.md): the
+#: same data, autoencoder and evaluation as ``cpu-quick`` (so its stages are shared), 1.5x its
+#: denoiser steps. Evaluation is about half
 #: of either (FD under two encoders, layout adherence, DeepLabv3+ twice per arm and seed), so
 #: the former ``cpu`` (2000 steps on 1500 patches, DeepLabv3+ 1200 steps: 0.76 / 0.52 held-out
 #: real mIoU against 0.64 / 0.49 at 150; benchmarks/segmentation_curve.py, docs/evaluation.md)
